@@ -1,0 +1,1 @@
+"""Sinks that write stream output to external stores (BigQuery)."""

@@ -1,0 +1,119 @@
+"""The one settings object. Every field is read from ``PHASEFLOW_<FIELD>`` and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "PHASEFLOW_"
+
+
+class Settings(BaseSettings):
+    """Frozen, typed service configuration (DESIGN "Settings")."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    broker_url: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Kafka bootstrap servers, `kafka://host:port` (several joined by `;`).",
+    )
+    topic_prefix: str = Field(
+        "phaseflow", description="Prefix of every topic: `{prefix}.phase-completions` etc."
+    )
+    app_id: str = Field(
+        "phaseflow",
+        description="Faust app id: the consumer group and the prefix of changelog topics.",
+    )
+    registry_path: Path | None = Field(
+        None, description="Pipeline registry (TOML). Unset: the default registry shipped inside."
+    )
+    web_host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of the HTTP API.")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Comma-separated API keys; several may be valid at once (rotation)."
+    )
+    bigquery_project: str = Field("phaseflow-local", description="BigQuery project id.")
+    bigquery_dataset: str = Field("nba_predictions", description="BigQuery dataset.")
+    bigquery_endpoint: str | None = Field(
+        None, description="BigQuery API endpoint (the emulator's URL); unset means Google's."
+    )
+    bigquery_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of every BigQuery job and request."
+    )
+    store: str = Field(
+        "memory://",
+        description="Faust table store URL; tables are rebuilt from their changelog topics.",
+    )
+    data_dir: Path = Field(Path(".phaseflow-data"), description="Faust's working directory.")
+    topic_partitions: int = Field(
+        4, ge=1, description="Partitions of topics phaseflow creates (and of their changelogs)."
+    )
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of topics phaseflow creates."
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="`exactly_once` uses Kafka transactions (Apache Kafka; not Tansu).",
+    )
+    max_message_bytes: int = Field(
+        1_048_576, gt=0, description="Larger event payloads are dead-lettered as oversized."
+    )
+    pipeline_timezone: str = Field(
+        "America/New_York", description="Time zone that decides 'today' for a game date."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(SecretStr(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            return f"kafka://{value}"
+        return value
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker URL as aiokafka wants it: `host:port[,host:port]`."""
+        return ",".join(
+            part.split("://", 1)[-1] for part in self.broker_url.replace(";", ",").split(",")
+        )
+
+    def topic(self, name: str) -> str:
+        """The full name of a catalog topic, e.g. ``topic("phase-triggers")``."""
+        return f"{self.topic_prefix}.{name}"
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the model so the two cannot drift."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, tuple) and not default:
+            shown = "(none)"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{env_var(name)}` | {shown} | {field.description} |")
+    return "\n".join(rows)

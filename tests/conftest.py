@@ -1,0 +1,6 @@
+"""Shared fixtures. Service fixtures live in tests/fixtures/ as plugins, one service each."""
+
+pytest_plugins = [
+    "tests.fixtures.brokers",
+    "tests.fixtures.bigquery",
+]
