@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         "at_least_once",
         description="`exactly_once` uses Kafka transactions (Apache Kafka; not Tansu).",
     )
+    producer_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producers (Apache Kafka); false on brokers without them (Tansu).",
+    )
+    broker_session_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Consumer-group session timeout; Tansu holds joins for half of it (use 3).",
+    )
+    broker_heartbeat_interval_seconds: float = Field(
+        3.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger event payloads are dead-lettered as oversized."
     )
@@ -117,3 +129,23 @@ def settings_table() -> str:
             shown = f"`{default}`"
         rows.append(f"| `{env_var(name)}` | {shown} | {field.description} |")
     return "\n".join(rows)
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process (``phaseflow worker``) load ``settings``."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            text = ",".join(
+                item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+                for item in value
+            )
+        elif isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        else:
+            text = str(value)
+        env[env_var(name)] = text
+    return env

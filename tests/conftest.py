@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.brokers",
     "tests.fixtures.bigquery",
+    "tests.fixtures.worker",
 ]

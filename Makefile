@@ -1,0 +1,47 @@
+# One entry point for people and CI. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The reference broker is Apache Kafka (fetched from Maven Central on first use, cached in
+# .cache/). `make test PHASEFLOW_TEST_BROKER=tansu` uses the embedded broker instead.
+PHASEFLOW_TEST_BROKER ?= kafka
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit lint format typecheck check kafka clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/phaseflow demo
+
+test: setup
+	PHASEFLOW_TEST_BROKER=$(PHASEFLOW_TEST_BROKER) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: setup
+	$(BIN)/mypy
+
+# Format check, lint, types and the whole suite: the one command before pushing.
+check: lint typecheck test
+
+kafka: setup
+	scripts/kafka-local run --port 9092
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

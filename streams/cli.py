@@ -1,0 +1,78 @@
+"""The ``phaseflow`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from streams.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phaseflow",
+        description="Keeps a six-phase daily data pipeline moving, correct and observable.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("worker", help="run the service (Faust worker)")
+    commands.add_parser("topics", help="create missing catalog topics and exit")
+    demo = commands.add_parser(
+        "demo", help="embedded broker + BigQuery emulator, a simulated game day, a summary"
+    )
+    demo.add_argument("--timeout", type=float, default=180.0, help="give up after this long")
+    publish = commands.add_parser("publish", help="publish one PhaseCompletion")
+    publish.add_argument("--processor", required=True, help="processor_name")
+    publish.add_argument("--date", required=True, help="game_date, YYYY-MM-DD")
+    publish.add_argument("--phase", required=True, help="1-6 or e.g. phase_3_analytics")
+    publish.add_argument(
+        "--status", default="success", choices=["success", "partial", "failed", "skipped"]
+    )
+    publish.add_argument("--records", type=int, default=0, help="record_count")
+    publish.add_argument("--execution-id", default=None, help="dedup id; generated if absent")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``phaseflow`` console script."""
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "worker":
+        from streams.worker import run_worker
+
+        run_worker(settings)
+        return 0
+    if args.command == "topics":
+        from streams.topics import ensure_topics
+
+        created = asyncio.run(ensure_topics(settings))
+        print("created:", ", ".join(created) if created else "nothing (all exist)")  # noqa: T201
+        return 0
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(timeout=args.timeout)
+    if args.command == "publish":
+        from streams.publish import publish_from_cli
+
+        return asyncio.run(
+            publish_from_cli(
+                settings,
+                processor=args.processor,
+                game_date=args.date,
+                phase=args.phase,
+                status=args.status,
+                record_count=args.records,
+                execution_id=args.execution_id,
+            )
+        )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

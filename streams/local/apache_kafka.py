@@ -1,0 +1,383 @@
+"""Apache Kafka (KRaft, one process as broker and controller) run from its Maven jars, no Docker.
+
+The jars are resolved once with Maven from ``kafka-pom.xml`` into ``<cache>/kafka-<version>/libs``
+and reused; every ``start()`` formats a fresh temporary data directory. ``restart()`` and
+``kill()`` keep the data directory and the ports, so a test can crash and bring back "the same"
+broker.
+
+CLI: ``python -m streams.local.apache_kafka fetch|run [--port P] [--version V]``
+(``scripts/kafka-local`` wraps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Self
+
+from streams.local import BrokerError, ChildProcess, cache_root
+from streams.local.ports import free_port, metadata_ready, require_free, wait_until
+
+# 4.1.1 is what the test suite and the benchmarks were measured on; 4.4.0 also passed the
+# broker harness (produce/consume, group join, transactions) with aiokafka 0.14.
+DEFAULT_VERSION = "4.1.1"
+CONSUMER_GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+_HERE = Path(__file__).resolve().parent
+_POM = _HERE / "kafka-pom.xml"
+_LOG_CONFIG = _HERE / "log4j2.properties"
+_COMPLETE_MARKER = ".complete"
+_HEAP = ("-Xms256m", "-Xmx512m")
+
+
+def libs_dir(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
+    return (cache or cache_root()) / f"kafka-{version}" / "libs"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # Two pytest processes may fetch at the same moment; Maven writing the same jars twice in
+    # parallel leaves a corrupt cache.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fetch(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
+    """Download the broker's jars (once) and return the ``libs`` directory."""
+    libs = libs_dir(version, cache)
+    if (libs / _COMPLETE_MARKER).exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is needed once to download the Kafka jars; install it")
+    with _file_lock(libs.parent / ".lock"):
+        if (libs / _COMPLETE_MARKER).exists():
+            return libs
+        shutil.rmtree(libs, ignore_errors=True)
+        # Maven runs on a copy of the pom so that it never writes target/ into the package.
+        work = libs.parent / "maven"
+        work.mkdir(parents=True, exist_ok=True)
+        pom = work / "pom.xml"
+        shutil.copyfile(_POM, pom)
+        argv = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+            f"-Dkafka.version={version}",
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0 or not any(libs.glob(f"kafka_2.13-{version}.jar")):
+            raise BrokerError(
+                f"mvn could not fetch Kafka {version} (exit {done.returncode}):\n"
+                f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            )
+        (libs / _COMPLETE_MARKER).write_text(version)
+    return libs
+
+
+def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "controller.listener.names": "CONTROLLER",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir / "kraft-logs"),
+        # One broker: every internal topic must be satisfiable with one replica.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.min.insync.replicas": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # 50 partitions each (the defaults) make the first group join and the first
+        # transaction noticeably slower on a laptop, for no benefit on one broker.
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.num.partitions": "8",
+        # No 3 s wait for more members before the first rebalance: tests join one at a time.
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        # Matches Tansu (4 partitions on auto-create) and Settings.topic_partitions.
+        "num.partitions": "4",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+class ApacheKafka:
+    """A single-node Apache Kafka for tests, benchmarks and the demo.
+
+    ``with ApacheKafka() as kafka: ... kafka.bootstrap`` or ``start()``/``stop()``.
+    """
+
+    kind = "kafka"
+    supports_transactions = True
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        version: str = DEFAULT_VERSION,
+        cache: Path | None = None,
+        start_timeout: float = 60.0,
+        stop_grace: float = 20.0,
+    ) -> None:
+        self.version = version
+        self._cache = cache
+        self._requested_port = port
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self._port: int | None = None
+        self._controller_port: int | None = None
+        self._data_dir: Path | None = None
+        self._child: ChildProcess | None = None
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise BrokerError("the broker has not been started")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    @property
+    def data_dir(self) -> Path:
+        if self._data_dir is None:
+            raise BrokerError("the broker has not been started")
+        return self._data_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    # -- tools -----------------------------------------------------------------------------
+    @property
+    def classpath(self) -> str:
+        """``<libs>/*``: Kafka's own command-line tools run with this (see ``tool_command``)."""
+        return f"{libs_dir(self.version, self._cache)}/*"
+
+    def tool_command(self, main_class: str, *args: str) -> list[str]:
+        """argv running one of Kafka's tools, e.g. ``CONSUMER_GROUP_COMMAND, "--describe", ...``."""
+        return [
+            _java(),
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={_LOG_CONFIG}",
+            "-Dphaseflow.log.level=WARN",
+            "-Dphaseflow.log.target=SYSTEM_ERR",
+            "-cp",
+            self.classpath,
+            main_class,
+            *args,
+        ]
+
+    def run_tool(
+        self, main_class: str, *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own argv
+            self.tool_command(main_class, *args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Self:
+        """Fetch jars if needed, format a fresh data dir, launch, wait for real metadata."""
+        if self._child is not None and self._child.alive():
+            return self
+        fetch(self.version, self._cache)
+        self._data_dir = Path(tempfile.mkdtemp(prefix="phaseflow-kafka-"))
+        self._port = self._requested_port or free_port()
+        self._controller_port = free_port()
+        properties = self._data_dir / "server.properties"
+        properties.write_text(_server_properties(self._data_dir, self._port, self._controller_port))
+        self._format(properties)
+        self._launch()
+        return self
+
+    def restart(self) -> Self:
+        """Graceful stop and start again on the same data directory and ports."""
+        self._require_started()
+        if self._child is not None:
+            self._child.terminate(self.stop_grace)
+        self._launch()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the broker; data dir and ports are kept, so ``restart()`` brings it back."""
+        if self._child is not None:
+            self._child.kill()
+
+    def stop(self) -> None:
+        """Stop (SIGTERM, then SIGKILL after the grace period) and delete the data. Idempotent."""
+        if self._child is not None:
+            self._child.terminate(self.stop_grace)
+            self._child = None
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+        self._port = None
+        self._controller_port = None
+
+    def alive(self) -> bool:
+        return self._child is not None and self._child.alive()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._child.tail(lines) if self._child is not None else "(not started)"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------------------
+    def _require_started(self) -> None:
+        if self._data_dir is None:
+            raise BrokerError("restart() needs a broker that was started (and not stopped)")
+
+    def _java_argv(self, main_class: str, *args: str) -> list[str]:
+        return [
+            _java(),
+            *_HEAP,
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={_LOG_CONFIG}",
+            "-cp",
+            self.classpath,
+            main_class,
+            *args,
+        ]
+
+    def _format(self, properties: Path) -> None:
+        argv = self._java_argv(
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            _cluster_id(),
+            "-c",
+            str(properties),
+        )
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
+
+    def _launch(self) -> None:
+        properties = self.data_dir / "server.properties"
+        require_free("127.0.0.1", self.port, f"cannot start {self.kind}")
+        self._child = ChildProcess("kafka", self.log_path)
+        self._child.spawn(self._java_argv("kafka.Kafka", str(properties)), cwd=self.data_dir)
+        child = self._child
+        started = time.monotonic()
+        if not wait_until(
+            lambda: metadata_ready(self.bootstrap),
+            timeout=self.start_timeout,
+            alive=child.alive,
+        ):
+            code = child.returncode()
+            tail = child.tail()
+            child.kill()
+            state = f"exited with {code}" if code is not None else "did not answer metadata"
+            raise BrokerError(
+                f"Kafka {self.version} on {self.bootstrap} {state} within "
+                f"{time.monotonic() - started:.0f} s; log {self.log_path}:\n{tail}"
+            )
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("a Java runtime (17+) is needed to run Apache Kafka locally")
+    return java
+
+
+def _cluster_id() -> str:
+    # Kafka wants a base64url UUID without padding (what `kafka-storage random-uuid` prints).
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="kafka-local", description="Apache Kafka (KRaft) from Maven jars, no Docker."
+    )
+    parser.add_argument("command", choices=["fetch", "run"])
+    parser.add_argument("--port", type=int, default=None, help="client port (default: free)")
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="Kafka version")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.command == "fetch":
+        sys.stdout.write(f"{fetch(args.version)}\n")
+        return 0
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (a supervisor, `timeout`) stops the broker as cleanly as Ctrl-C does. SIGINT is
+    # set explicitly because a shell's background job inherits it ignored.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    kafka = ApacheKafka(port=args.port, version=args.version)
+    try:
+        kafka.start()
+        sys.stdout.write(
+            f"Kafka {args.version} ready: {kafka.url} (bootstrap {kafka.bootstrap})\n"
+            f"log: {kafka.log_path}\nCtrl-C stops it.\n"
+        )
+        sys.stdout.flush()
+        while kafka.alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    else:
+        sys.stdout.write(f"Kafka exited:\n{kafka.log_tail()}\n")
+        return 1
+    finally:
+        kafka.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""``phaseflow worker`` as a child process: for the demo, benchmarks and crash tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from streams.settings import Settings, settings_to_env
+from streams.worker import READY_LINE
+
+
+class WorkerProcess:
+    """One worker process with its output in a log file; ``kill()`` is a real kill -9."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self._settings = settings
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ready_seen = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **settings_to_env(self._settings)}
+        with self.log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def ready_count(self) -> int:
+        """How many times the worker finished a rebalance (with its tables recovered)."""
+        if not self.log_path.exists():
+            return 0
+        return self.log_path.read_text(errors="replace").count(READY_LINE)
+
+    def wait_ready(self, timeout: float = 90.0, *, after: int = 0) -> float:
+        """Block until the worker announced more than ``after`` rebalances; return seconds."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.ready_count() > after:
+                return time.monotonic() - started
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self._process.returncode}:\n{self.tail()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (a graceful stop that flushes and commits), SIGKILL after ``timeout``."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return process.returncode if process else None
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait(10)
+
+    def kill(self) -> None:
+        """kill -9: no flush, no commit, exactly like a crashed machine."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    def __enter__(self) -> WorkerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

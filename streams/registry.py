@@ -1,0 +1,415 @@
+"""The pipeline registry: which processors make up each phase and when a phase counts as complete.
+
+The registry is data (DESIGN section 1, "Registry format"): one TOML file, parsed with ``tomllib``
+into frozen pydantic models. Every threshold used anywhere comes from here. Loading fails fast and
+says where: ``RegistryError("pipeline.toml: phases[3].tiers[1].after: '1x' is not a duration like
+'90s', '30m', '4h'")``. List positions in those paths count from 0, in file order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import types
+from datetime import date, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from models.phases import FIRST_PHASE, LAST_PHASE
+
+DEFAULT_REGISTRY: Final = "pipeline.toml"
+_DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
+_DURATION_RE: Final = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+_LOCAL_TIME_RE: Final = re.compile(r"[0-9]{2}:[0-9]{2}(?::[0-9]{2})?")
+_NAME_RE: Final = re.compile(r"[^:\s]+")
+
+
+class RegistryError(ValueError):
+    """The registry file is unreadable or invalid; the message names the file and the field."""
+
+
+class PhaseNotConfiguredError(KeyError):
+    """A phase number the registry does not declare."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ would print the message with quotes around it.
+        return str(self.args[0]) if self.args else ""
+
+
+# --- field types ----------------------------------------------------------------------------
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"4h"`` or combinations in that order (``"1h30m"``) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value.strip())
+        if match is not None and any(match.groups()):
+            hours, minutes, seconds = (int(group or 0) for group in match.groups())
+            return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    raise PydanticCustomError(
+        "duration", f"{value!r} is not a duration like '90s', '30m', '4h' or '1h30m'"
+    )
+
+
+def format_duration(value: timedelta) -> str:
+    """The registry spelling of a duration, e.g. ``timedelta(minutes=90) -> "1h30m"``."""
+    total = int(value.total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return "".join(parts) or "0s"
+
+
+def _local_time(value: object) -> time:
+    # TOML has a native local-time type (sla = 12:45:00); a string "12:45" is accepted too.
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    if isinstance(value, str) and _LOCAL_TIME_RE.fullmatch(value.strip()):
+        try:
+            return time.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "local_time", f"{value!r} is not a local time like '12:45' (pipeline time zone)"
+    )
+
+
+def _name(value: object) -> str:
+    if isinstance(value, str) and _NAME_RE.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "name", f"{value!r} is not a name (non-empty text without ':' or blanks)"
+    )
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+LocalTime = Annotated[time, BeforeValidator(_local_time)]
+Name = Annotated[str, BeforeValidator(_name)]
+Percent = Annotated[float, Strict(), Field(ge=0, le=100)]
+Rule = Literal["all_complete", "critical_plus_majority"]
+
+
+class _Spec(BaseModel):
+    # extra="forbid": a misspelt key must fail loudly, not silently fall back to a default.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tier(_Spec):
+    """Fire when at least ``min_complete`` expected processors are done ``after`` the first one."""
+
+    after: Duration
+    min_complete: Annotated[int, Strict(), Field(ge=1)]
+
+
+class ValidationSpec(_Spec):
+    """Gate on a phase's completion (phase 5 before phase 6): enough predictions for the date."""
+
+    min_predictions: Annotated[int, Strict(), Field(ge=0)] = 10
+    min_completion_pct: Percent = 80
+
+
+class RerunSpec(_Spec):
+    """Reruns of failed or missing processors, per (date, phase, processor)."""
+
+    max_attempts: Annotated[int, Strict(), Field(ge=1)] = 3
+    backoff: Duration = timedelta(minutes=5)
+
+
+class CleanupSpec(_Spec):
+    """The periodic sweep that requests reruns for processors still missing on recent dates.
+
+    Storm guard: when more than ``storm_max_missing_pct`` % of a date's processors are missing and
+    at least ``storm_min_missing`` of them, it is an outage, so one alert replaces the reruns.
+    """
+
+    interval: Duration = timedelta(minutes=15)
+    lookback_days: Annotated[int, Strict(), Field(ge=0)] = 3
+    storm_max_missing_pct: Percent = 80
+    storm_min_missing: Annotated[int, Strict(), Field(ge=0)] = 10
+
+
+class SystemSpec(_Spec):
+    """A prediction system and its circuit breaker (DESIGN section 5)."""
+
+    system_id: Name
+    enabled: Annotated[bool, Strict()] = True
+    breaker_threshold: Annotated[int, Strict(), Field(ge=1)] = 5
+    breaker_cooldown: Duration = timedelta(minutes=5)
+
+
+class PhaseSpec(_Spec):
+    """When phase ``phase`` counts as complete for a game date (which starts ``phase + 1``)."""
+
+    phase: Annotated[int, Strict(), Field(ge=FIRST_PHASE, le=LAST_PHASE)]
+    name: Annotated[str, Strict(), Field(min_length=1)]
+    #: False: completions are tracked (status, latency, slowdowns) but trigger nothing (phase 1).
+    gated: Annotated[bool, Strict()] = True
+    rule: Rule = "all_complete"
+    majority_pct: Annotated[float, Strict(), Field(gt=0, le=100)] = 60
+    processors: tuple[Name, ...]
+    critical: tuple[Name, ...] = ()
+    #: Tracked and shown, never waited for.
+    optional: tuple[Name, ...] = ()
+    #: If set, the only processors expected when ``game_date >= today`` (pre-game mode).
+    same_day_processors: tuple[Name, ...] = ()
+    tiers: tuple[Tier, ...] = ()
+    #: Measured from the phase's first completion for the date.
+    max_wait: Duration | None = None
+    on_deadline: Literal["trigger", "alert"] = "trigger"
+    validation: ValidationSpec | None = None
+    #: No progress for this long counts as stalled (e.g. the phase-5 coordinator).
+    stall_timeout: Duration | None = None
+    #: Share of requested players a phase-5 coordinator waits for before completing.
+    min_coverage_pct: Percent | None = None
+    #: Local time (pipeline time zone) on the game date by which the phase should be complete.
+    sla: LocalTime | None = None
+    #: A completion this much slower than the processor's rolling median raises an alert.
+    slowdown_pct: Annotated[float, Strict(), Field(gt=0)] = 40
+
+    @property
+    def required(self) -> frozenset[str]:
+        """Every processor that is not optional."""
+        return frozenset(self.processors) - frozenset(self.optional)
+
+    def is_pre_game(self, game_date: date, today: date) -> bool:
+        """Whether ``game_date`` is judged in pre-game mode (same-day or future date)."""
+        return game_date >= today and bool(self.same_day_processors)
+
+    def expected_processors(self, game_date: date, today: date) -> frozenset[str]:
+        """The processors whose completion this phase waits for on ``game_date``.
+
+        Mode-aware (DESIGN section 1): for a same-day or future date only ``same_day_processors``
+        (when set); for past dates ("overnight") every non-optional processor.
+        """
+        if self.is_pre_game(game_date, today):
+            return frozenset(self.same_day_processors)
+        return self.required
+
+    def expected_critical(self, game_date: date, today: date) -> frozenset[str]:
+        """Critical processors among those expected on ``game_date``."""
+        return frozenset(self.critical) & self.expected_processors(game_date, today)
+
+
+class Registry(_Spec):
+    """The whole registry file."""
+
+    retention_days: Annotated[int, Strict(), Field(ge=1)] = 7
+    rerun: RerunSpec = RerunSpec()
+    cleanup: CleanupSpec = CleanupSpec()
+    phases: tuple[PhaseSpec, ...]
+    systems: tuple[SystemSpec, ...] = ()
+
+    def phase(self, number: int) -> PhaseSpec:
+        """The spec of phase ``number``; :class:`PhaseNotConfiguredError` if there is none."""
+        for spec in self.phases:
+            if spec.phase == number:
+                return spec
+        declared = ", ".join(str(spec.phase) for spec in self.phases)
+        raise PhaseNotConfiguredError(
+            f"phase {number!r} is not in the registry (declared: {declared})"
+        )
+
+    def has_phase(self, number: int) -> bool:
+        """Whether the registry declares phase ``number``."""
+        return any(spec.phase == number for spec in self.phases)
+
+    def phase_for_processor(self, processor_name: str) -> int | None:
+        """The phase a processor belongs to, or None for a processor the registry does not know."""
+        for spec in self.phases:
+            if processor_name in spec.processors:
+                return spec.phase
+        return None
+
+    def system(self, system_id: str) -> SystemSpec | None:
+        """The prediction system ``system_id``, or None."""
+        return next((spec for spec in self.systems if spec.system_id == system_id), None)
+
+    @property
+    def enabled_systems(self) -> tuple[SystemSpec, ...]:
+        """Prediction systems that are switched on, in file order."""
+        return tuple(spec for spec in self.systems if spec.enabled)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    """Load and validate a registry file; ``None`` loads the default shipped with phaseflow."""
+    if path is None:
+        text = resources.files("streams").joinpath(DEFAULT_REGISTRY).read_text(encoding="utf-8")
+        return parse_registry(text, source=_DEFAULT_SOURCE)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read the registry: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: the registry is not UTF-8 text: {exc}") from exc
+    return parse_registry(text, source=str(path))
+
+
+def parse_registry(text: str, *, source: str = "<registry>") -> Registry:
+    """Parse registry TOML ``text``; ``source`` names the file in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        registry = Registry.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors(include_url=False)]
+        raise _error(source, problems) from None
+    problems = _check(registry)
+    if problems:
+        raise _error(source, problems)
+    return registry
+
+
+def _error(source: str, problems: list[str]) -> RegistryError:
+    # One line per problem, each with the file name, so a fix-all pass needs one run.
+    return RegistryError("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType, tuple, list, Annotated):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Registry
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue  # a list position: the element model is already known
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    return model
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    if model is None:
+        return f"unknown key {key!r}"
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f"unknown key {key!r}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r}; allowed here: {', '.join(allowed)}"
+
+
+def _describe(error: ErrorDetails) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_path(loc)}: {_unknown_key(loc)}"
+    if kind == "missing":
+        return f"{_path(loc)}: required key is missing"
+    if kind in {"duration", "local_time", "name"}:
+        return f"{_path(loc)}: {error['msg']}"
+    if kind in {"tuple_type", "list_type"}:
+        return f'{_path(loc)}: expected an array like ["a", "b"] (got {error["input"]!r})'
+    return f"{_path(loc)}: {error['msg']} (got {error['input']!r})"
+
+
+def _check_members(index: int, spec: PhaseSpec) -> list[str]:
+    problems: list[str] = []
+    where = f"phases[{index}]"
+    known = set(spec.processors)
+    if not known:
+        problems.append(f"{where}.processors: a phase needs at least one processor")
+    for field in ("processors", "critical", "optional", "same_day_processors"):
+        seen: set[str] = set()
+        for position, name in enumerate(getattr(spec, field)):
+            at = f"{where}.{field}[{position}]"
+            if name in seen:
+                problems.append(f"{at}: {name!r} is listed twice")
+            seen.add(name)
+            if field != "processors" and name not in known:
+                problems.append(f"{at}: {name!r} is not one of this phase's processors")
+    for position, name in enumerate(spec.optional):
+        if name in spec.critical:
+            problems.append(
+                f"{where}.optional[{position}]: {name!r} is critical, so it cannot be optional"
+            )
+    if spec.gated and not spec.required:
+        problems.append(f"{where}.optional: every processor is optional; nothing would be awaited")
+    return problems
+
+
+def _check_deadlines(index: int, spec: PhaseSpec) -> list[str]:
+    problems: list[str] = []
+    where = f"phases[{index}]"
+    waited_for = len(spec.required)
+    for position, tier in enumerate(spec.tiers):
+        at = f"{where}.tiers[{position}]"
+        if position and tier.after <= spec.tiers[position - 1].after:
+            problems.append(
+                f"{at}.after: {format_duration(tier.after)} is not later than the previous "
+                f"tier's {format_duration(spec.tiers[position - 1].after)}; tiers must be in "
+                "increasing order"
+            )
+        if tier.min_complete > waited_for:
+            problems.append(
+                f"{at}.min_complete: {tier.min_complete} is more than the {waited_for} "
+                "processors this phase waits for"
+            )
+    if spec.max_wait is not None and spec.tiers and spec.max_wait <= spec.tiers[-1].after:
+        problems.append(
+            f"{where}.max_wait: {format_duration(spec.max_wait)} is not later than the last "
+            f"tier ({format_duration(spec.tiers[-1].after)})"
+        )
+    return problems
+
+
+def _check(registry: Registry) -> list[str]:
+    """Rules that span fields: membership, uniqueness, tier order."""
+    problems: list[str] = []
+    if not registry.phases:
+        problems.append("phases: the registry declares no [[phases]]")
+    phase_at: dict[int, int] = {}
+    processor_at: dict[str, int] = {}
+    for index, spec in enumerate(registry.phases):
+        if spec.phase in phase_at:
+            problems.append(
+                f"phases[{index}].phase: phase {spec.phase} is already declared "
+                f"by phases[{phase_at[spec.phase]}]"
+            )
+        phase_at.setdefault(spec.phase, index)
+        for position, name in enumerate(spec.processors):
+            other = processor_at.get(name)
+            if other is not None and other != index:
+                problems.append(
+                    f"phases[{index}].processors[{position}]: {name!r} already belongs to "
+                    f"phases[{other}] (phase {registry.phases[other].phase})"
+                )
+            processor_at.setdefault(name, index)
+        problems += _check_members(index, spec)
+        problems += _check_deadlines(index, spec)
+    system_at: dict[str, int] = {}
+    for index, system in enumerate(registry.systems):
+        if system.system_id in system_at:
+            problems.append(
+                f"systems[{index}].system_id: {system.system_id!r} is already declared "
+                f"by systems[{system_at[system.system_id]}]"
+            )
+        system_at.setdefault(system.system_id, index)
+    return problems

@@ -1,0 +1,152 @@
+"""A simulated game day: processors that report completions and answer phase triggers.
+
+Used by ``phaseflow demo``, the end-to-end tests and the benchmarks, so all three exercise the
+same path a real pipeline does: completions in, triggers out, the next phase's processors run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from models.codec import decode
+from models.events import PhaseCompletion, PhaseTrigger
+from streams.publish import CompletionPublisher
+from streams.registry import Registry
+from streams.settings import Settings
+from streams.topics import TopicName
+
+
+def make_completion(
+    processor: str,
+    game_date: date,
+    phase: int,
+    *,
+    status: str = "success",
+    record_count: int = 100,
+    at: datetime | None = None,
+    execution_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> PhaseCompletion:
+    """A completion as a processor of the production pipeline would publish it."""
+    return PhaseCompletion.model_validate(
+        {
+            "processor_name": processor,
+            "game_date": game_date.isoformat(),
+            "phase": phase,
+            "status": status,
+            "record_count": record_count,
+            "execution_id": execution_id or f"exec-{uuid.uuid4()}",
+            "correlation_id": f"sim-{game_date.isoformat()}",
+            "timestamp": (at or datetime.now(UTC)).isoformat(),
+            "metadata": metadata or {},
+        }
+    )
+
+
+def phase_completions(
+    registry: Registry, game_date: date, phase: int, *, today: date
+) -> list[PhaseCompletion]:
+    """One successful completion from every processor the registry expects of ``phase``."""
+    spec = registry.phase(phase)
+    processors = sorted(spec.expected_processors(game_date, today))
+    if phase == 5:
+        metadata = {"expected_players": 450, "completed_players": 448, "total_predictions": 11200}
+        return [make_completion(name, game_date, phase, metadata=metadata) for name in processors]
+    return [make_completion(name, game_date, phase) for name in processors]
+
+
+class TriggerReader:
+    """Reads the trigger topic from the beginning without a consumer group (no join wait)."""
+
+    def __init__(self, settings: Settings) -> None:
+        # Without a group_id aiokafka assigns itself every partition of the subscribed topic.
+        self._consumer = AIOKafkaConsumer(
+            settings.topic(TopicName.PHASE_TRIGGERS),
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def read(self, wait_seconds: float) -> list[PhaseTrigger]:
+        """Triggers that arrive within ``wait_seconds`` (possibly none)."""
+        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000))
+        return [
+            decode(PhaseTrigger, record.value)
+            for records in batches.values()
+            for record in records
+            if record.value is not None
+        ]
+
+
+@dataclass
+class DayResult:
+    """What happened on a simulated day."""
+
+    game_date: date
+    triggers: list[PhaseTrigger] = field(default_factory=list)
+    trigger_seconds: dict[int, float] = field(default_factory=dict)
+    completions_sent: int = 0
+    finished: bool = False
+    seconds: float = 0.0
+
+
+async def _publish_all(publisher: CompletionPublisher, events: Iterable[PhaseCompletion]) -> int:
+    sent = 0
+    for event in events:
+        await publisher.publish(event)
+        sent += 1
+    return sent
+
+
+async def simulate_day(
+    settings: Settings,
+    registry: Registry,
+    game_date: date,
+    *,
+    today: date,
+    give_up_after: float = 120.0,
+) -> DayResult:
+    """Run a game day end to end: phases 1-2 report, then each trigger starts the next phase."""
+    result = DayResult(game_date=game_date)
+    started = time.monotonic()
+    reader = TriggerReader(settings)
+    await reader.start()
+    try:
+        async with CompletionPublisher(settings) as publisher:
+            for phase in (1, 2):
+                result.completions_sent += await _publish_all(
+                    publisher, phase_completions(registry, game_date, phase, today=today)
+                )
+            while time.monotonic() - started < give_up_after and not result.finished:
+                for trigger in await reader.read(0.5):
+                    if trigger.game_date != game_date or trigger.phase in result.trigger_seconds:
+                        continue
+                    result.triggers.append(trigger)
+                    result.trigger_seconds[trigger.phase] = time.monotonic() - started
+                    # The started phase's processors run and report.
+                    result.completions_sent += await _publish_all(
+                        publisher,
+                        phase_completions(registry, game_date, trigger.phase, today=today),
+                    )
+                    if trigger.phase == 6:
+                        result.finished = True
+                await asyncio.sleep(0)
+    finally:
+        await reader.stop()
+    result.seconds = time.monotonic() - started
+    return result

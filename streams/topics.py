@@ -1,0 +1,146 @@
+"""The topic catalog (DESIGN section 2): every topic declared once, created when missing."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TopicName(StrEnum):
+    """Catalog names; the full name is ``{settings.topic_prefix}.{name}``."""
+
+    PHASE_COMPLETIONS = "phase-completions"
+    PHASE_TRIGGERS = "phase-triggers"
+    RERUN_REQUESTS = "rerun-requests"
+    PREDICTION_REQUESTS = "prediction-requests"
+    PREDICTIONS = "predictions"
+    ALERTS = "alerts"
+    DEAD_LETTERS = "dead-letters"
+
+
+def _ms(delta: timedelta) -> str:
+    return str(int(delta.total_seconds() * 1000))
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How one catalog topic is keyed and kept."""
+
+    name: TopicName
+    key: str
+    value: str
+    compacted: bool = False
+    retention: timedelta | None = None
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configs set explicitly, so every broker reports them the same way."""
+        config = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        # -1 means "keep forever"; set explicitly because some brokers (Tansu) only report
+        # configs that were set, and clients that read retention.ms then fail.
+        config["retention.ms"] = _ms(self.retention) if self.retention else "-1"
+        if self.compacted:
+            # Compact promptly so a key's superseded values do not linger for a week.
+            config["min.cleanable.dirty.ratio"] = "0.1"
+            config["segment.ms"] = _ms(timedelta(hours=1))
+        config.update(self.extra_config)
+        return config
+
+
+CATALOG: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        TopicName.PHASE_COMPLETIONS,
+        key="game_date",
+        value="PhaseCompletion",
+        retention=timedelta(days=14),
+    ),
+    TopicSpec(
+        TopicName.PHASE_TRIGGERS,
+        key="{game_date}:{phase}",
+        value="PhaseTrigger",
+        compacted=True,
+    ),
+    TopicSpec(
+        TopicName.RERUN_REQUESTS,
+        key="{game_date}:{phase}:{processor}",
+        value="RerunRequest",
+        retention=timedelta(days=7),
+    ),
+    TopicSpec(
+        TopicName.PREDICTION_REQUESTS,
+        key="{game_date}:{player_lookup}",
+        value="PredictionRequest",
+        retention=timedelta(days=7),
+    ),
+    TopicSpec(
+        TopicName.PREDICTIONS,
+        key="{game_date}:{player_lookup}:{system_id}:{line}",
+        value="Prediction",
+        compacted=True,
+    ),
+    TopicSpec(
+        TopicName.ALERTS,
+        key="{kind}:{subject}",
+        value="Alert",
+        retention=timedelta(days=7),
+    ),
+    TopicSpec(
+        TopicName.DEAD_LETTERS,
+        key="original key",
+        value="DeadLetter",
+        retention=timedelta(days=30),
+    ),
+)
+
+
+def spec(name: TopicName) -> TopicSpec:
+    """The catalog entry of ``name``."""
+    return next(entry for entry in CATALOG if entry.name == name)
+
+
+async def ensure_topics(settings: Settings, *, timeout_seconds: float = 30.0) -> list[str]:
+    """Create every catalog topic that is missing; return the names created.
+
+    Existing topics are left alone (their partition count is part of the data layout and is
+    never changed behind an operator's back).
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=int(timeout_seconds * 1000),
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=settings.topic(entry.name),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=entry.config(),
+            )
+            for entry in CATALOG
+            if settings.topic(entry.name) not in existing
+        ]
+        created: list[str] = []
+        for new_topic in wanted:
+            # One request per topic: a concurrent creator (another worker) makes one fail
+            # with TopicAlreadyExists, which must not abort the rest.
+            try:
+                await admin.create_topics([new_topic], timeout_ms=int(timeout_seconds * 1000))
+            except TopicAlreadyExistsError:
+                continue
+            created.append(new_topic.name)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        return created
+    finally:
+        await admin.close()

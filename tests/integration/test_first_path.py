@@ -1,0 +1,84 @@
+"""The first end-to-end path on a real broker: completions in, exactly one trigger out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import date
+
+from models.codec import encode
+from models.events import PhaseTrigger
+from streams.local.worker_process import WorkerProcess
+from streams.publish import CompletionPublisher
+from streams.settings import Settings
+from streams.simulation import TriggerReader, make_completion
+from streams.topics import ensure_topics
+
+GAME_DATE = date(2026, 1, 15)
+PHASE2_REQUIRED = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores"]
+
+
+async def read_triggers(settings: Settings, *, want: int, quiet_for: float) -> list[PhaseTrigger]:
+    """Everything on the trigger topic until ``want`` arrived and then ``quiet_for`` s passed."""
+    reader = TriggerReader(settings)
+    await reader.start()
+    found: list[PhaseTrigger] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(found) < want and time.monotonic() < deadline:
+            found += await reader.read(0.5)
+        quiet_until = time.monotonic() + quiet_for
+        while time.monotonic() < quiet_until:
+            found += await reader.read(0.5)
+    finally:
+        await reader.stop()
+    return found
+
+
+async def test_completions_with_a_duplicate_fire_exactly_one_trigger(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    settings = make_settings()
+    await ensure_topics(settings)
+    worker = start_worker(settings)
+    events = [make_completion(name, GAME_DATE, 2) for name in PHASE2_REQUIRED]
+    async with CompletionPublisher(settings) as publisher:
+        await publisher.publish(events[0])
+        await publisher.publish(events[0])  # a retried publish: same execution_id
+        await publisher.publish(make_completion(PHASE2_REQUIRED[0], GAME_DATE, 2))  # a rerun
+        await publisher.publish_raw(b"2026-01-15", b"{broken")  # bad input in between
+        for event in events[1:]:
+            await publisher.publish(event)
+        await publisher.publish(events[2])
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    triggers = await read_triggers(settings, want=1, quiet_for=3.0)
+    assert [(t.game_date, t.phase, t.reason, t.rule) for t in triggers] == [
+        (GAME_DATE, 3, "ready", "all_complete")
+    ]
+    assert sorted(triggers[0].completed) == sorted(PHASE2_REQUIRED)
+
+
+async def test_a_whole_simulated_day_fires_each_phase_once_in_order(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    from streams.registry import load_registry
+    from streams.simulation import simulate_day
+
+    settings = make_settings()
+    await ensure_topics(settings)
+    worker = start_worker(settings)
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    result = await simulate_day(
+        settings, load_registry(None), GAME_DATE, today=date(2026, 1, 16), give_up_after=120
+    )
+    assert result.finished, worker.tail()
+    assert [t.phase for t in result.triggers] == [3, 4, 5, 6]
+    phases_in_arrival_order = sorted(result.trigger_seconds, key=result.trigger_seconds.__getitem__)
+    assert phases_in_arrival_order == [3, 4, 5, 6]
+    # nothing more arrives once the day is done
+    later = await read_triggers(settings, want=4, quiet_for=2.0)
+    assert sorted(t.phase for t in later) == [3, 4, 5, 6]
+    assert encode(later[0])  # readable by the codec as published
