@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PHASEFLOW_TEST_BROKER ?= kafka
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint format typecheck check kafka clean
+.PHONY: setup demo test test-unit lint format typecheck check docs kafka clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ typecheck: setup
 
 # Format check, lint, types and the whole suite: the one command before pushing.
 check: lint typecheck test
+
+docs: setup
+	$(BIN)/python scripts/update_settings_table.py
 
 kafka: setup
 	scripts/kafka-local run --port 9092

@@ -1,32 +1,48 @@
 """Readiness orchestration: record completions per (game_date, phase) and fire the next phase.
 
-The Faust agent in ``streams.app`` hands each raw record to ``ReadinessProcessor.handle``; the
-processor owns the decisions and is testable with a plain dict as its table.
+``ReadinessProcessor`` owns every decision and is testable with a plain dict as its table, a
+list as its publisher and a manual clock. The Faust wiring is in ``agents.readiness_agent``:
+completions and timer ticks arrive there in stream context and are handed to ``handle`` and
+``handle_tick``; the timer asks ``due_ticks`` what to send.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
-from datetime import date
+from collections.abc import Iterator, MutableMapping
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agents.envelope import Origin, dead_letter
+from agents.outbox import Outbox
 from agents.publisher import Publisher
-from agents.readiness_state import MAX_SEEN_IDS, PhaseState, ProcessorRecord, TriggerLedgerEntry
-from agents.rules import Decision, evaluate_ready
+from agents.readiness_state import (
+    GATE_FIELDS,
+    MAX_SEEN_IDS,
+    PhaseState,
+    ProcessorRecord,
+    ReadinessTick,
+    RerunRecord,
+    TickKind,
+    TriggerLedgerEntry,
+)
+from agents.rules import Decision, evaluate_deadline, evaluate_ready, gate_failure, next_deadline
 from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion, PhaseTrigger
 from streams.clock import Clock
-from streams.registry import Registry
+from streams.registry import PhaseSpec, Registry
 from streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 
+# A tick for a date is not re-sent while an earlier one may still be in flight.
+TICK_RESEND_AFTER = timedelta(seconds=5)
+
 
 class ReadinessProcessor:
-    """Turns PhaseCompletion records into at most one ready trigger per (date, phase)."""
+    """Turns completions and ticks into at most one ready/timeout trigger per (date, phase),
+    rerun requests and alerts."""
 
     def __init__(
         self,
@@ -44,19 +60,55 @@ class ReadinessProcessor:
         self._clock = clock
         self._zone = ZoneInfo(pipeline_timezone)
         self._max_message_bytes = max_message_bytes
+        self._ticks_sent: dict[tuple[date, str], datetime] = {}
+
+    # --- time -------------------------------------------------------------------------------
 
     def today(self) -> date:
         """The pipeline's current date, in its own time zone (decides same-day mode)."""
         return self._clock.now().astimezone(self._zone).date()
 
-    async def handle(self, raw: bytes, origin: Origin) -> PhaseTrigger | None:
-        """Process one raw completion record; return the trigger it fired, if any."""
+    def _expired(self, game_date: date) -> bool:
+        return game_date < self.today() - timedelta(days=self._registry.retention_days)
+
+    # --- table ------------------------------------------------------------------------------
+
+    def state(self, game_date: date, phase: int) -> PhaseState | None:
+        stored = self._table.get(PhaseState.table_key(game_date, phase))
+        return PhaseState.from_table(stored) if stored is not None else None
+
+    def states(self) -> Iterator[PhaseState]:
+        """Every state this worker holds (its partitions of the table)."""
+        for value in list(self._table.values()):
+            if value is not None:
+                yield PhaseState.from_table(value)
+
+    def _save(self, state: PhaseState) -> None:
+        self._table[state.key] = state.to_table()
+
+    # --- completions ------------------------------------------------------------------------
+
+    async def handle(self, raw: bytes, origin: Origin) -> list[PhaseTrigger]:
+        """Process one raw completion record; return the triggers it fired."""
         try:
             completion = self._validate(raw)
         except EventDecodeError as error:
             await self._dead_letter(raw, origin, error.reason, error.error_type)
-            return None
-        return await self._record(completion)
+            return []
+        now = self._clock.now()
+        game_date, phase = completion.game_date, completion.phase
+        state = self.state(game_date, phase) or PhaseState(game_date=game_date, phase=phase)
+        dedup_id = completion.dedup_id
+        if state.has_seen(dedup_id):
+            log.debug("duplicate completion %s for %s ignored", dedup_id, state.key)
+            return []
+        outbox = Outbox(now)
+        state = _with_completion(state, completion, dedup_id)
+        state = self._after_completion(state, completion, outbox)
+        state = self._evaluate(state, outbox)
+        self._save_all(state, outbox)
+        await self._send(outbox)
+        return outbox.triggers
 
     def _validate(self, raw: bytes) -> PhaseCompletion:
         completion = decode(PhaseCompletion, raw, max_bytes=self._max_message_bytes)
@@ -75,62 +127,48 @@ class ReadinessProcessor:
             )
         return completion
 
-    async def _record(self, completion: PhaseCompletion) -> PhaseTrigger | None:
-        key = PhaseState.table_key(completion.game_date, completion.phase)
-        stored = self._table.get(key)
-        state = (
-            PhaseState.from_table(stored)
-            if stored is not None
-            else PhaseState(game_date=completion.game_date, phase=completion.phase)
-        )
-        dedup_id = completion.dedup_id
-        if state.has_seen(dedup_id):
-            log.debug("duplicate completion %s for %s ignored", dedup_id, key)
-            return None
-        state = _with_completion(state, completion, dedup_id)
-        trigger = self._maybe_trigger(state)
-        if trigger is not None:
-            state = state.model_copy(
-                update={
-                    "trigger": TriggerLedgerEntry(
-                        trigger_id=trigger.trigger_id,
-                        reason=trigger.reason,
-                        rule=trigger.rule,
-                        triggered_at=trigger.triggered_at,
-                    )
-                }
-            )
-        # The ledger entry is written before the trigger is sent: if the send is then lost to
-        # a crash, the replayed completion re-sends the same trigger_id (idempotent downstream)
-        # instead of leaving the phase stuck.
-        self._table[key] = state.to_table()
-        if trigger is not None:
-            await self._publisher.send(TopicName.PHASE_TRIGGERS, trigger.key, encode(trigger))
-            log.info(
-                "phase %s of %s started: %s (%s)",
-                trigger.phase,
-                trigger.game_date,
-                trigger.reason,
-                trigger.rule,
-            )
-        return trigger
+    def _after_completion(
+        self, state: PhaseState, completion: PhaseCompletion, outbox: Outbox
+    ) -> PhaseState:
+        """Schedule a rerun for a failure; a later success cancels a pending one."""
+        name = completion.processor_name
+        current = state.processors[name]
+        if current.status == "failed":
+            return self._schedule_rerun(state, name, "failed", outbox, immediate=False)
+        if current.status in ("success", "partial") and name in state.reruns:
+            rerun = state.reruns[name].model_copy(update={"next_due_at": None, "next_reason": None})
+            return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
+        return state
 
-    def _maybe_trigger(self, state: PhaseState) -> PhaseTrigger | None:
-        if state.trigger is not None:
-            return None
+    # --- decisions --------------------------------------------------------------------------
+
+    def _evaluate(self, state: PhaseState, outbox: Outbox) -> PhaseState:
+        """Ready rule, deadlines, validation gate: fire the next phase at most once."""
         spec = self._registry.phase(state.phase)
-        # Ungated phases (scrapers) feed the next phase directly; the last phase starts nothing.
-        if not spec.gated or not self._registry.has_phase(state.phase + 1):
-            return None
+        if state.trigger is not None or not spec.gated:
+            return state.model_copy(update={"deadline_at": None})
+        if not self._registry.has_phase(state.phase + 1):
+            return state
+        now = outbox.now
         expected = spec.expected_processors(state.game_date, self.today())
-        decision = evaluate_ready(spec, state, expected)
+        decision = evaluate_ready(spec, state, expected) or evaluate_deadline(
+            spec, state, expected, now
+        )
+        if decision is not None and decision.reason == "timeout":
+            state = self._on_deadline(spec, state, decision, outbox)
+            if spec.on_deadline == "alert":
+                decision = None
+        if decision is not None and spec.validation is not None:
+            why = gate_failure(spec.validation, state)
+            if why is not None:
+                return self._reject_at_gate(state, why, outbox)
         if decision is None:
-            return None
-        return self._trigger_for(state, decision)
+            return state.model_copy(update={"deadline_at": next_deadline(spec, state, now)})
+        return self._fire(state, decision, outbox)
 
-    def _trigger_for(self, state: PhaseState, decision: Decision) -> PhaseTrigger:
+    def _fire(self, state: PhaseState, decision: Decision, outbox: Outbox) -> PhaseState:
         next_phase = state.phase + 1
-        return PhaseTrigger(
+        trigger = PhaseTrigger(
             game_date=state.game_date,
             phase=next_phase,
             reason=decision.reason,
@@ -138,16 +176,272 @@ class ReadinessProcessor:
             completed=list(decision.completed),
             missing=list(decision.missing),
             trigger_id=PhaseTrigger.make_id(state.game_date, next_phase, decision.reason),
-            triggered_at=self._clock.now(),
+            triggered_at=outbox.now,
             correlation_id=f"{state.game_date.isoformat()}:{next_phase}",
         )
+        outbox.trigger(trigger)
+        ledger = TriggerLedgerEntry(
+            trigger_id=trigger.trigger_id,
+            reason=trigger.reason,
+            rule=trigger.rule,
+            triggered_at=trigger.triggered_at,
+        )
+        log.info(
+            "phase %s of %s started: %s (%s)",
+            next_phase,
+            state.game_date,
+            decision.reason,
+            decision.rule,
+        )
+        return state.model_copy(update={"trigger": ledger, "deadline_at": None})
+
+    def _on_deadline(
+        self, spec: PhaseSpec, state: PhaseState, decision: Decision, outbox: Outbox
+    ) -> PhaseState:
+        """Once per phase: alert and request reruns of the processors still missing."""
+        if state.deadline_handled or not (decision.missing or spec.on_deadline == "alert"):
+            return state
+        action = "started anyway" if spec.on_deadline == "trigger" else "not started"
+        outbox.alert(
+            "phase_timeout",
+            f"{state.game_date.isoformat()}:phase_{state.phase}",
+            f"phase {state.phase} of {state.game_date} hit its deadline ({decision.rule}) with "
+            f"{len(decision.missing)} processor(s) missing; phase {state.phase + 1} {action}",
+            details={"rule": decision.rule, "missing": list(decision.missing)},
+        )
+        for name in decision.missing:
+            state = self._schedule_rerun(state, name, "missing_at_deadline", outbox, immediate=True)
+        return state.model_copy(update={"deadline_handled": True})
+
+    def _reject_at_gate(self, state: PhaseState, why: str, outbox: Outbox) -> PhaseState:
+        """Validation failed: no trigger, one alert and a rerun per rejected completion."""
+        latest = max(state.processors.values(), key=lambda record: record.last_completed_at)
+        if state.gate_rejected_id == latest.last_execution_id:
+            return state
+        outbox.alert(
+            "validation_failed",
+            f"{state.game_date.isoformat()}:phase_{state.phase}",
+            f"phase {state.phase} of {state.game_date} failed validation: {why}; "
+            f"phase {state.phase + 1} not started",
+            severity="critical",
+            details={name: latest.gate.get(name, 0) for name in GATE_FIELDS},
+        )
+        for name in sorted(state.processors):
+            state = self._schedule_rerun(state, name, "validation_failed", outbox, immediate=True)
+        return state.model_copy(
+            update={"gate_rejected_id": latest.last_execution_id, "deadline_at": None}
+        )
+
+    # --- reruns -----------------------------------------------------------------------------
+
+    def _schedule_rerun(
+        self, state: PhaseState, name: str, reason: str, outbox: Outbox, *, immediate: bool
+    ) -> PhaseState:
+        """Request a rerun now, or after the backoff; past the attempt cap, one alert."""
+        policy = self._registry.rerun
+        rerun = state.reruns.get(name, RerunRecord())
+        if rerun.requested >= policy.max_attempts:
+            if not rerun.circuit_open:
+                outbox.alert(
+                    "circuit_open",
+                    f"{state.game_date.isoformat()}:{state.phase}:{name}",
+                    f"{name} ({state.game_date}, phase {state.phase}) still not done after "
+                    f"{rerun.requested} rerun(s); no more automatic reruns",
+                    severity="critical",
+                    details={"attempts": rerun.requested, "reason": reason},
+                )
+                rerun = rerun.model_copy(
+                    update={"circuit_open": True, "next_due_at": None, "next_reason": None}
+                )
+        elif immediate:
+            outbox.rerun(
+                state.game_date, state.phase, name, reason=reason, attempt=rerun.requested + 1
+            )
+            rerun = rerun.model_copy(
+                update={
+                    "requested": rerun.requested + 1,
+                    "last_requested_at": outbox.now,
+                    "next_due_at": None,
+                    "next_reason": None,
+                }
+            )
+        elif rerun.next_due_at is None:
+            # Exponential backoff: backoff, 2x, 4x ... per attempt already made.
+            delay = policy.backoff * (2**rerun.requested)
+            rerun = rerun.model_copy(
+                update={"next_due_at": outbox.now + delay, "next_reason": reason}
+            )
+        return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
+
+    def _send_due_reruns(self, state: PhaseState, outbox: Outbox) -> PhaseState:
+        done = state.done()
+        for name in state.due_reruns(outbox.now):
+            reason = state.reruns[name].next_reason or "failed"
+            if name in done:
+                rerun = state.reruns[name].model_copy(
+                    update={"next_due_at": None, "next_reason": None}
+                )
+                state = state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
+                continue
+            state = self._schedule_rerun(state, name, reason, outbox, immediate=True)
+        return state
+
+    # --- ticks ------------------------------------------------------------------------------
+
+    async def handle_tick(self, raw: bytes, origin: Origin) -> list[PhaseTrigger]:
+        """Re-evaluate one date: deadlines, due reruns, cleanup, expiry."""
+        try:
+            tick = decode(ReadinessTick, raw, max_bytes=self._max_message_bytes)
+        except EventDecodeError as error:
+            await self._dead_letter(raw, origin, error.reason, error.error_type)
+            return []
+        self._ticks_sent.pop((tick.game_date, tick.kind), None)
+        if self._expired(tick.game_date):
+            self._expire(tick.game_date)
+            return []
+        outbox = Outbox(self._clock.now())
+        states = [
+            state
+            for spec in self._registry.phases
+            if (state := self.state(tick.game_date, spec.phase)) is not None
+        ]
+        before = {state.phase: state for state in states}
+        if tick.kind == "cleanup":
+            states = self._cleanup(tick.game_date, states, outbox)
+        for state in states:
+            updated = self._evaluate(self._send_due_reruns(state, outbox), outbox)
+            if updated != before.get(state.phase):
+                self._save_all(updated, outbox)
+        await self._send(outbox)
+        return outbox.triggers
+
+    def due_ticks(self) -> list[ReadinessTick]:
+        """Ticks the timer should send now, at most one per (date, kind) in flight."""
+        now = self._clock.now()
+        lookback = self.today() - timedelta(days=self._registry.cleanup.lookback_days)
+        wanted: dict[tuple[date, TickKind], None] = {}
+        for state in self.states():
+            day = state.game_date
+            if self._expired(day):
+                wanted[(day, "expire")] = None
+                continue
+            if state.deadline_at is not None and state.deadline_at <= now:
+                wanted[(day, "deadline")] = None
+            if state.due_reruns(now):
+                wanted[(day, "rerun")] = None
+            if day >= lookback and self._cleanup_due(state, now):
+                wanted[(day, "cleanup")] = None
+        ticks = []
+        for day, kind in wanted:
+            sent = self._ticks_sent.get((day, kind))
+            if sent is not None and now - sent < TICK_RESEND_AFTER:
+                continue
+            self._ticks_sent[(day, kind)] = now
+            ticks.append(ReadinessTick(game_date=day, kind=kind, issued_at=now))
+        return ticks
+
+    async def send_due_ticks(self) -> int:
+        """The timer's job: send every due tick to the partition that owns its date."""
+        ticks = self.due_ticks()
+        for tick in ticks:
+            await self._publisher.send(
+                TopicName.READINESS_TICKS, tick.game_date.isoformat(), encode(tick)
+            )
+        return len(ticks)
+
+    # --- cleanup and expiry -----------------------------------------------------------------
+
+    def _cleanup_due(self, state: PhaseState, now: datetime) -> bool:
+        interval = self._registry.cleanup.interval
+        since = state.cleanup_at or state.started_at or state.first_completion_at
+        return since is not None and now - since >= interval
+
+    def _cleanup(
+        self, game_date: date, states: list[PhaseState], outbox: Outbox
+    ) -> list[PhaseState]:
+        """Rerun processors still missing in started phases (the job that used to be a cron);
+        an outage-sized gap raises one alert instead of a rerun storm."""
+        by_phase = {state.phase: state for state in states}
+        # A phase whose predecessor fired has started even if none of its processors reported.
+        for state in list(by_phase.values()):
+            nxt = state.phase + 1
+            if state.trigger is not None and nxt not in by_phase and self._registry.has_phase(nxt):
+                by_phase[nxt] = PhaseState(
+                    game_date=game_date, phase=nxt, started_at=state.trigger.triggered_at
+                )
+        now, today, interval = outbox.now, self.today(), self._registry.cleanup.interval
+        missing: list[tuple[PhaseState, str]] = []
+        expected_total = 0
+        for state in by_phase.values():
+            spec = self._registry.phase(state.phase)
+            started = state.started_at or state.first_completion_at
+            if not spec.gated or started is None or now - started < interval:
+                continue
+            if state.trigger is None and state.deadline_at is not None:
+                continue  # its tier/max_wait deadline handles what is missing, once
+            expected = spec.expected_processors(game_date, today)
+            expected_total += len(expected)
+            missing += [(state, name) for name in sorted(expected - state.done())]
+        guard = self._registry.cleanup
+        share = 100.0 * len(missing) / expected_total if expected_total else 0.0
+        if len(missing) > guard.storm_min_missing and share > guard.storm_max_missing_pct:
+            outbox.alert(
+                "phase_timeout",
+                f"{game_date.isoformat()}:cleanup",
+                f"cleanup found {len(missing)} of {expected_total} processors missing for "
+                f"{game_date} ({share:.0f}%): looks like an outage, no reruns requested",
+                severity="critical",
+                details={"missing": [f"{s.phase}:{name}" for s, name in missing]},
+            )
+        else:
+            for state, name in missing:
+                current = by_phase[state.phase]
+                rerun = current.reruns.get(name)
+                if rerun is not None and (
+                    rerun.next_due_at is not None
+                    or (rerun.last_requested_at and now - rerun.last_requested_at < interval)
+                ):
+                    continue  # one is scheduled, or one was requested recently
+                by_phase[state.phase] = self._schedule_rerun(
+                    current, name, "cleanup", outbox, immediate=True
+                )
+        return [state.model_copy(update={"cleanup_at": now}) for state in by_phase.values()]
+
+    def _expire(self, game_date: date) -> None:
+        for spec in self._registry.phases:
+            key = PhaseState.table_key(game_date, spec.phase)
+            if key in self._table:
+                del self._table[key]
+        log.info(
+            "readiness state of %s expired (retention %d days)",
+            game_date,
+            self._registry.retention_days,
+        )
+
+    # --- output -----------------------------------------------------------------------------
+
+    def _save_all(self, state: PhaseState, outbox: Outbox) -> None:
+        """Write the state; a fired trigger also marks the started phase (cleanup waits from
+        there). The ledger is written before the trigger is sent: if the send is lost to a
+        crash, the replayed input re-sends the same trigger_id instead of leaving it stuck."""
+        self._save(state)
+        for trigger in outbox.triggers:
+            if trigger.game_date == state.game_date and trigger.phase == state.phase + 1:
+                started = self.state(trigger.game_date, trigger.phase) or PhaseState(
+                    game_date=trigger.game_date, phase=trigger.phase
+                )
+                if started.started_at is None:
+                    self._save(started.model_copy(update={"started_at": trigger.triggered_at}))
+
+    async def _send(self, outbox: Outbox) -> None:
+        for topic, key, value in outbox.messages:
+            await self._publisher.send(topic, key, value)
 
     async def _dead_letter(self, raw: bytes, origin: Origin, error: str, error_type: str) -> None:
         letter = dead_letter(
             origin, raw, error=error, error_type=error_type, failed_at=self._clock.now()
         )
-        key = letter.key or ""
-        await self._publisher.send(TopicName.DEAD_LETTERS, key, encode(letter))
+        await self._publisher.send(TopicName.DEAD_LETTERS, letter.key or "", encode(letter))
         log.warning(
             "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
         )
@@ -156,6 +450,11 @@ class ReadinessProcessor:
 def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: str) -> PhaseState:
     previous = state.processors.get(completion.processor_name)
     at = completion.timestamp
+    gate = {
+        name: value
+        for name in GATE_FIELDS
+        if isinstance(value := completion.metadata.get(name), int) and not isinstance(value, bool)
+    }
     record = ProcessorRecord(
         status=completion.status,
         record_count=completion.record_count,
@@ -163,19 +462,19 @@ def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: s
         last_completed_at=max(previous.last_completed_at, at) if previous else at,
         attempts=previous.attempts + 1 if previous else 1,
         last_execution_id=dedup_id,
+        gate=gate,
     )
     # A late, older event must not overwrite a newer status (events may arrive reordered).
     if previous is not None and at < previous.last_completed_at:
         record = previous.model_copy(
             update={"attempts": record.attempts, "first_completed_at": record.first_completed_at}
         )
-    seen = (*state.seen_ids, dedup_id)[-MAX_SEEN_IDS:]
     first = state.first_completion_at
     last = state.last_completion_at
     return state.model_copy(
         update={
             "processors": {**state.processors, completion.processor_name: record},
-            "seen_ids": seen,
+            "seen_ids": (*state.seen_ids, dedup_id)[-MAX_SEEN_IDS:],
             "first_completion_at": min(first, at) if first else at,
             "last_completion_at": max(last, at) if last else at,
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_SEEN_IDS = 512
 
 DONE_STATUSES = frozenset({"success", "partial"})
+
+#: Phase-5 completion metadata the validation gate reads (DESIGN section 1).
+GATE_FIELDS = ("expected_players", "completed_players", "total_predictions")
 
 
 class ProcessorRecord(BaseModel):
@@ -25,6 +28,7 @@ class ProcessorRecord(BaseModel):
     last_completed_at: datetime
     attempts: int = 1
     last_execution_id: str
+    gate: dict[str, int] = Field(default_factory=dict)
 
 
 class TriggerLedgerEntry(BaseModel):
@@ -38,6 +42,18 @@ class TriggerLedgerEntry(BaseModel):
     triggered_at: datetime
 
 
+class RerunRecord(BaseModel):
+    """Reruns requested for one processor of one (date, phase), and the next one pending."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requested: int = 0
+    last_requested_at: datetime | None = None
+    next_due_at: datetime | None = None
+    next_reason: str | None = None
+    circuit_open: bool = False
+
+
 class PhaseState(BaseModel):
     """Readiness of one phase of one game date."""
 
@@ -49,7 +65,17 @@ class PhaseState(BaseModel):
     seen_ids: tuple[str, ...] = ()
     first_completion_at: datetime | None = None
     last_completion_at: datetime | None = None
+    #: When the previous phase's trigger started this one (cleanup waits from here).
+    started_at: datetime | None = None
     trigger: TriggerLedgerEntry | None = None
+    #: The next tier or max_wait deadline, checked against the wall clock by the timer.
+    deadline_at: datetime | None = None
+    #: Deadline alert and missing-processor reruns were already raised (once per phase).
+    deadline_handled: bool = False
+    reruns: dict[str, RerunRecord] = Field(default_factory=dict)
+    #: Dedup id of the completion the validation gate last rejected (alert once per attempt).
+    gate_rejected_id: str | None = None
+    cleanup_at: datetime | None = None
 
     @staticmethod
     def table_key(game_date: date, phase: int) -> str:
@@ -68,9 +94,31 @@ class PhaseState(BaseModel):
     def has_seen(self, dedup_id: str) -> bool:
         return dedup_id in self.seen_ids
 
+    def due_reruns(self, now: datetime) -> list[str]:
+        return sorted(
+            name
+            for name, rerun in self.reruns.items()
+            if rerun.next_due_at is not None and rerun.next_due_at <= now
+        )
+
     def to_table(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     @classmethod
     def from_table(cls, value: dict[str, Any]) -> PhaseState:
         return cls.model_validate(value)
+
+
+TickKind = Literal["deadline", "rerun", "cleanup", "expire"]
+
+
+class ReadinessTick(BaseModel):
+    """Internal: "look at this date now". Sent by the timer, keyed by game date, so it is handled
+    on the partition that owns the date, in stream context (table writes stay on the right
+    changelog partition and inside the same transaction as the triggers they cause)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    game_date: date
+    kind: TickKind
+    issued_at: datetime

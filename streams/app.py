@@ -1,20 +1,24 @@
-"""The Faust application: topics, tables and agents wired from settings and the registry."""
+"""The Faust application: topics, tables and agents wired from settings and the registry.
+
+Each feature installs itself from its own module (``install(ctx)``), so the app factory stays a
+list of features and features do not know about each other.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from agents.envelope import Origin
-from agents.readiness import ReadinessProcessor
+from agents import readiness_agent
 from streams.clock import Clock, SystemClock
 from streams.codecs import register_orjson_codec
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
 from streams.topics import CATALOG, TopicName
+from streams.web import install as web_install
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +33,21 @@ class FaustPublisher:
         await self._topics[topic].send(key=key.encode("utf-8"), value=value)
 
 
-@dataclass(frozen=True)
-class PhaseflowApp:
-    """The Faust app together with what its agents were built from (for tests and the CLI)."""
+@dataclass
+class AppContext:
+    """What features are built from, and what they expose to each other and to tests."""
 
     app: Any  # faust.App: untyped upstream
     settings: Settings
     registry: Registry
-    readiness: ReadinessProcessor
+    clock: Clock
+    topics: dict[TopicName, Any]
+    publisher: FaustPublisher
+    components: dict[str, Any] = field(default_factory=dict)
 
 
-def build_app(
-    settings: Settings,
-    *,
-    registry: Registry | None = None,
-    clock: Clock | None = None,
-) -> PhaseflowApp:
-    """A fresh Faust app for ``settings``; nothing is started."""
-    register_orjson_codec()
-    registry = registry if registry is not None else load_registry(settings.registry_path)
-    clock = clock if clock is not None else SystemClock()
-    app = faust.App(
+def _faust_app(settings: Settings) -> Any:
+    return faust.App(
         settings.app_id,
         broker=settings.broker_url,
         store=settings.store,
@@ -63,6 +61,11 @@ def build_app(
         value_serializer="raw",
         web_host=settings.web_host,
         web_port=settings.web_port,
+        web_bind=settings.web_host,  # web_host alone only names the URL; this is the bind
+        # Faust's /table and /router pages would serve table data and topology without an API
+        # key; phaseflow's own endpoints (streams/web) are the HTTP surface.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         # Recovery already replays the changelog; waiting a further 3 s (the default) before
         # processing only adds latency to every start and rebalance.
         stream_recovery_delay=0.0,
@@ -70,6 +73,17 @@ def build_app(
         broker_session_timeout=settings.broker_session_timeout_seconds,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
     )
+
+
+def build_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    clock: Clock | None = None,
+) -> AppContext:
+    """A fresh Faust app for ``settings`` with every feature installed; nothing is started."""
+    register_orjson_codec()
+    app = _faust_app(settings)
     topics = {
         entry.name: app.topic(
             settings.topic(entry.name),
@@ -81,32 +95,14 @@ def build_app(
         )
         for entry in CATALOG
     }
-    readiness_table = app.Table(
-        "readiness",
-        default=None,
-        partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="orjson"),
-        help="Per (game_date, phase) readiness: processors seen, dedup ids, trigger ledger.",
-    )
-    readiness = ReadinessProcessor(
-        registry=registry,
-        table=readiness_table,
+    ctx = AppContext(
+        app=app,
+        settings=settings,
+        registry=registry if registry is not None else load_registry(settings.registry_path),
+        clock=clock if clock is not None else SystemClock(),
+        topics=topics,
         publisher=FaustPublisher(topics),
-        clock=clock,
-        pipeline_timezone=settings.pipeline_timezone,
-        max_message_bytes=settings.max_message_bytes,
     )
-
-    @app.agent(topics[TopicName.PHASE_COMPLETIONS], name="readiness")
-    async def readiness_agent(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            origin = Origin(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-            )
-            await readiness.handle(message.value, origin)
-
-    return PhaseflowApp(app=app, settings=settings, registry=registry, readiness=readiness)
+    for feature in (readiness_agent, web_install):
+        feature.install(ctx)
+    return ctx

@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--records", type=int, default=0, help="record_count")
     publish.add_argument("--execution-id", default=None, help="dedup id; generated if absent")
+    lag = commands.add_parser("lag", help="consumer lag per group/topic/partition, with status")
+    lag.add_argument(
+        "--group", action="append", default=[], help="consumer group (repeatable; default: app id)"
+    )
+    lag.add_argument("--watch", action="store_true", help="sample repeatedly until Ctrl-C")
+    lag.add_argument("--interval", type=float, default=None, help="seconds between samples")
     return parser
 
 
@@ -71,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 execution_id=args.execution_id,
             )
         )
+    if args.command == "lag":
+        from streams.monitoring.lag import run_lag
+
+        return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
     return 2
 
 

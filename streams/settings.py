@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Comma-separated API keys; several may be valid at once (rotation)."
     )
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="Mutating HTTP calls allowed per API key per minute (token bucket)."
+    )
+    ready_max_lag_messages: int = Field(
+        10_000, ge=0, description="`GET /ready` answers 503 when consumer lag exceeds this."
+    )
     bigquery_project: str = Field("phaseflow-local", description="BigQuery project id.")
     bigquery_dataset: str = Field("nba_predictions", description="BigQuery dataset.")
     bigquery_endpoint: str | None = Field(
@@ -75,11 +81,28 @@ class Settings(BaseSettings):
     broker_heartbeat_interval_seconds: float = Field(
         3.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
     )
+    readiness_tick_seconds: float = Field(
+        1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger event payloads are dead-lettered as oversized."
     )
     pipeline_timezone: str = Field(
         "America/New_York", description="Time zone that decides 'today' for a game date."
+    )
+    lag_sample_interval_seconds: float = Field(
+        5.0, gt=0, description="Consumer-lag monitor: seconds between two lag samples."
+    )
+    lag_window_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Consumer-lag monitor: sliding window of samples; STOP = stuck for longer.",
+    )
+    lag_alert_messages: int = Field(
+        1000, ge=1, description="Consumer-lag monitor: WARN when a partition's lag reaches this."
+    )
+    lag_groups: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated consumer groups to watch besides `APP_ID`'s own."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
@@ -90,6 +113,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(SecretStr(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("lag_groups", mode="before")
+    @classmethod
+    def _split_groups(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("broker_url")

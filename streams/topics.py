@@ -25,6 +25,8 @@ class TopicName(StrEnum):
     PREDICTIONS = "predictions"
     ALERTS = "alerts"
     DEAD_LETTERS = "dead-letters"
+    AUDIT = "audit"
+    READINESS_TICKS = "readiness-ticks"
 
 
 def _ms(delta: timedelta) -> str:
@@ -57,6 +59,14 @@ class TopicSpec:
 
 
 CATALOG: tuple[TopicSpec, ...] = (
+    # Internal: the readiness timer's "look at this date now", keyed by game_date so it lands on
+    # the partition that owns the date (same partition count as the completions topic).
+    TopicSpec(
+        TopicName.READINESS_TICKS,
+        key="game_date",
+        value="ReadinessTick (internal)",
+        retention=timedelta(days=1),
+    ),
     TopicSpec(
         TopicName.PHASE_COMPLETIONS,
         key="game_date",
@@ -98,6 +108,12 @@ CATALOG: tuple[TopicSpec, ...] = (
         key="original key",
         value="DeadLetter",
         retention=timedelta(days=30),
+    ),
+    TopicSpec(
+        TopicName.AUDIT,
+        key="key_id",
+        value="AuditRecord",
+        retention=timedelta(days=90),
     ),
 )
 

@@ -12,34 +12,24 @@ import contextlib
 import http.client
 import importlib.resources
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
 import duckdb
 
+from streams.local import ChildProcess
+from streams.local.ports import free_port, port_open
+
 SPATIAL_WHEEL = "duckdb-extension-spatial"
-_LOG_TAIL_BYTES = 4000
 _POLL_SECONDS = 0.05
 
 
 class EmulatorError(RuntimeError):
     """The emulator could not be prepared, started or stopped."""
-
-
-def _free_port() -> int:
-    # Private stand-in for streams.local.ports.free_port (not there yet when this was written).
-    # The port is released before the emulator binds it: a small race, fine on a test machine.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _spatial_installed(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -102,8 +92,8 @@ class BigQueryEmulator:
         stop_timeout: float = 10.0,
     ) -> None:
         self.project = project
-        self.rest_port = rest_port or _free_port()
-        self.grpc_port = grpc_port or _free_port()
+        self.rest_port = rest_port or free_port()
+        self.grpc_port = grpc_port or free_port()
         self.persistent = persistent
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -112,8 +102,8 @@ class BigQueryEmulator:
         self.data_dir = data_dir or (self._workdir / "data")
         self.log_path = self._workdir / "emulator.log"
         self.last_start_seconds: float | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        # Own session + atexit SIGKILL live in ChildProcess (shared with the broker launchers).
+        self._process = ChildProcess("bqemulator", self.log_path)
 
     @property
     def endpoint(self) -> str:
@@ -122,7 +112,7 @@ class BigQueryEmulator:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process.alive()
 
     def command(self) -> list[str]:
         cmd = [
@@ -141,19 +131,15 @@ class BigQueryEmulator:
         if self.running:
             return
         ensure_spatial_extension()
+        for port in (self.rest_port, self.grpc_port):
+            # After a long outage something else may hold our port; the readiness probe would
+            # then talk to it and call us ready.
+            if port_open("127.0.0.1", port):
+                raise EmulatorError(f"bqemulator: port {port} is already in use")
         if self.persistent:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        # Append, so a restart's log follows the previous run's instead of erasing it.
-        self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 -- fixed argv, no shell
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # Own session: a Ctrl-C in the test terminal must not reach it before we stop it.
-            start_new_session=True,
-        )
+        self._process.spawn(self.command())  # the log is appended to across restarts
         try:
             self._wait_ready(began + self.start_timeout)
         except BaseException:
@@ -162,9 +148,8 @@ class BigQueryEmulator:
         self.last_start_seconds = time.monotonic() - began
 
     def _wait_ready(self, deadline: float) -> None:
-        assert self._process is not None  # noqa: S101 -- start() set it just before
         while time.monotonic() < deadline:
-            code = self._process.poll()
+            code = self._process.returncode()
             if code is not None:
                 raise EmulatorError(
                     f"bqemulator exited with code {code} while starting:\n{self.log_tail()}"
@@ -173,7 +158,7 @@ class BigQueryEmulator:
                 return
             time.sleep(_POLL_SECONDS)
         raise EmulatorError(
-            f"bqemulator did not answer on {self.endpoint} within {self.start_timeout:.0f} s:\n"
+            f"bqemulator did not answer on {self.endpoint} within {self.start_timeout:g} s:\n"
             f"{self.log_tail()}"
         )
 
@@ -189,33 +174,16 @@ class BigQueryEmulator:
         finally:
             conn.close()
 
-    def log_tail(self, max_bytes: int = _LOG_TAIL_BYTES) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except FileNotFoundError:
-            return "(no log)"
-        return data[-max_bytes:].decode("utf-8", errors="replace")
+    def log_tail(self, lines: int = 40) -> str:
+        return self._process.tail(lines)
 
     def stop(self) -> None:
-        """SIGTERM, wait, then SIGKILL. Idempotent. Data on disk (persistent) is kept."""
-        self._end(signal.SIGTERM)
+        """SIGTERM, wait `stop_timeout`, then SIGKILL. Idempotent. Data on disk is kept."""
+        self._process.terminate(self.stop_timeout)
 
     def kill(self) -> None:
-        """SIGKILL straight away: a crash, not a shutdown."""
-        self._end(signal.SIGKILL)
-
-    def _end(self, sig: signal.Signals) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(self.stop_timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        """SIGKILL straight away: a crash, not a shutdown (persistent data still survived it)."""
+        self._process.kill()
 
     def restart(self, down_for: float = 0.0) -> None:
         """Stop, stay down `down_for` seconds, start again on the same ports."""

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
-from agents.envelope import Origin
 from agents.readiness import ReadinessProcessor
-from models.codec import decode, encode
-from models.events import DeadLetter, PhaseTrigger
+from models.codec import encode
 from streams.clock import ManualClock
 from streams.registry import load_registry
 from streams.simulation import make_completion
-from streams.topics import TopicName
-
-GAME_DATE = date(2026, 3, 10)
-NOW = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # the morning after: overnight mode
-ORIGIN = Origin(topic="t.phase-completions", partition=0, offset=7, key=b"2026-03-10")
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[tuple[TopicName, str, bytes]] = []
-
-    async def send(self, topic: TopicName, key: str, value: bytes) -> None:
-        self.sent.append((topic, key, value))
-
-    def triggers(self) -> list[PhaseTrigger]:
-        return [decode(PhaseTrigger, v) for t, _, v in self.sent if t == TopicName.PHASE_TRIGGERS]
-
-    def dead_letters(self) -> list[DeadLetter]:
-        return [decode(DeadLetter, v) for t, _, v in self.sent if t == TopicName.DEAD_LETTERS]
+from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, RecordingPublisher
 
 
 @pytest.fixture

@@ -1,0 +1,25 @@
+"""Monitoring (DESIGN section 8): consumer lag so far."""
+
+from streams.monitoring.lag import (
+    KafkaAlertPublisher,
+    LagMonitor,
+    LagRow,
+    build_alert,
+    run_lag,
+)
+from streams.monitoring.lag_sampler import LagSampler, PartitionLag
+from streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagSample, LagStatus
+
+__all__ = [
+    "KafkaAlertPublisher",
+    "LagEvaluator",
+    "LagMonitor",
+    "LagPolicy",
+    "LagRow",
+    "LagSample",
+    "LagSampler",
+    "LagStatus",
+    "PartitionLag",
+    "build_alert",
+    "run_lag",
+]

@@ -1,0 +1,445 @@
+"""The consumer-lag monitor (DESIGN section 8) and the ``phaseflow lag`` command.
+
+:class:`LagMonitor` samples the watched groups every ``lag_sample_interval_seconds``, keeps a
+window of ``lag_window_seconds`` per partition (:mod:`streams.monitoring.lag_status` decides
+the statuses), publishes a ``consumer_lag`` alert when a group's status *changes* to WARN,
+REWIND, STALL or STOP (never once per sample), exposes the current rows for metrics, and runs a
+watchdog: when this service's own group has been STALL/STOP for ``own_stall_after``, it calls
+``on_own_stall()`` so the worker can restart its consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self, TextIO
+
+from aiokafka import AIOKafkaProducer
+from pydantic import JsonValue
+
+from models.codec import encode
+from models.events import Alert, Severity
+from streams.clock import Clock, SystemClock
+from streams.monitoring.lag_sampler import LagSampler, PartitionLag
+from streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagStatus, Verdict, worst
+from streams.settings import Settings
+from streams.topics import TopicName
+
+log = logging.getLogger(__name__)
+
+AlertPublisher = Callable[[Alert], Awaitable[None]]
+OwnStallCallback = Callable[[], Awaitable[None]]
+
+_SEVERITY: dict[LagStatus, Severity] = {
+    LagStatus.OK: "info",
+    LagStatus.WARN: "warning",
+    LagStatus.REWIND: "warning",  # often an operator's deliberate offset reset
+    LagStatus.STALL: "critical",
+    LagStatus.STOP: "critical",
+}
+_STUCK = frozenset({LagStatus.STALL, LagStatus.STOP})
+
+
+class LagSource(Protocol):
+    """Where samples come from: :class:`LagSampler`, or a fake in unit tests."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def sample(self, groups: Sequence[str]) -> list[PartitionLag]: ...
+
+
+@dataclass(frozen=True)
+class LagRow:
+    """One partition's current numbers and status: what metrics and ``phaseflow lag`` show."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    lag: int
+    raw_lag: int
+    lag_seconds: float | None
+    status: LagStatus
+    reason: str
+    sampled_at: datetime
+
+
+def lag_policy(settings: Settings) -> LagPolicy:
+    return LagPolicy(
+        window=timedelta(seconds=settings.lag_window_seconds),
+        alert_messages=settings.lag_alert_messages,
+    )
+
+
+def watched_groups(settings: Settings) -> list[str]:
+    """This service's own group (``app_id``) and ``lag_groups``, without duplicates."""
+    return list(dict.fromkeys([settings.app_id, *settings.lag_groups]))
+
+
+def build_alert(
+    group: str, status: LagStatus, previous: LagStatus, rows: Sequence[LagRow], now: datetime
+) -> Alert:
+    """The ``consumer_lag`` alert for ``group`` entering ``status`` (key ``consumer_lag:group``)."""
+    bad = sorted(
+        (row for row in rows if row.group == group and row.status is not LagStatus.OK),
+        key=lambda row: (-row.status.rank, -row.lag, row.topic, row.partition),
+    )
+    partitions: list[JsonValue] = [
+        {
+            "topic": row.topic,
+            "partition": row.partition,
+            "status": str(row.status),
+            "committed": row.committed,
+            "end": row.end,
+            "lag": row.lag,
+            "raw_lag": row.raw_lag,
+            "lag_seconds": row.lag_seconds,
+            "reason": row.reason,
+        }
+        for row in bad
+    ]
+    message = f"consumer group {group} is {status} (was {previous})"
+    if bad:
+        first = bad[0]
+        message += (
+            f": {len(bad)} partition(s) not OK; {first.topic}[{first.partition}] "
+            f"{first.status}: {first.reason}"
+        )
+    return Alert(
+        kind="consumer_lag",
+        severity=_SEVERITY[status],
+        subject=group,
+        message=message,
+        details={
+            "status": str(status),
+            "previous": str(previous),
+            "total_lag": sum(row.lag for row in rows if row.group == group),
+            "partitions": partitions,
+        },
+        raised_at=now,
+    )
+
+
+class KafkaAlertPublisher:
+    """An :data:`AlertPublisher` writing to ``{prefix}.alerts``, keyed ``{kind}:{subject}``."""
+
+    def __init__(self, settings: Settings, **producer_options: Any) -> None:
+        self._topic = settings.topic(TopicName.ALERTS)
+        self._settings = settings
+        self._options = producer_options
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.bootstrap_servers,
+                acks="all",
+                enable_idempotence=self._settings.producer_idempotence,
+                **self._options,
+            )
+            await producer.start()
+            self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def __call__(self, alert: Alert) -> None:
+        if self._producer is None:
+            raise RuntimeError("KafkaAlertPublisher used before start()")
+        await self._producer.send_and_wait(
+            self._topic, value=encode(alert), key=alert.key.encode("utf-8")
+        )
+
+
+class LagMonitor:
+    """Samples, evaluates, alerts on transitions, and watches this service's own group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        groups: Sequence[str] | None = None,
+        publish: AlertPublisher | None = None,
+        on_own_stall: OwnStallCallback | None = None,
+        own_group: str | None = None,
+        own_stall_after: timedelta | None = None,
+        interval: float | None = None,
+        clock: Clock | None = None,
+        source: LagSource | None = None,
+    ) -> None:
+        self.groups: list[str] = list(dict.fromkeys(groups or watched_groups(settings)))
+        self.interval = interval if interval is not None else settings.lag_sample_interval_seconds
+        self.policy = lag_policy(settings)
+        self._clock = clock or SystemClock()
+        self._source = source or LagSampler(settings.bootstrap_servers, clock=self._clock)
+        self._publish = publish
+        self._on_own_stall = on_own_stall
+        self.own_group = own_group if own_group is not None else settings.app_id
+        # Default: as long as the window, i.e. about when the own group would turn STOP.
+        self.own_stall_after = own_stall_after or self.policy.window
+        self._evaluator = LagEvaluator(self.policy, self._clock)
+        self._latest: dict[tuple[str, str, int], PartitionLag] = {}
+        # The status last acted on per group: an alert goes out when the status differs from it.
+        self._announced: dict[str, LagStatus] = {}
+        self._own_stuck_since: datetime | None = None
+        self._source_started = False
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.rounds = 0
+        self.last_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self, *, background: bool = True) -> None:
+        """Open the broker clients; with ``background`` also sample every ``interval``."""
+        if not self._source_started:
+            await self._source.start()
+            self._source_started = True
+        if background and self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._loop(), name="lag-monitor")
+
+    async def stop(self) -> None:
+        """Stop sampling and close the clients. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping.set()
+            await task
+        if self._source_started:
+            self._source_started = False
+            await self._source.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            started = loop.time()
+            try:
+                await self.sample_once()
+            except Exception as error:  # noqa: BLE001 - a broker outage must not end monitoring
+                self.last_error = repr(error)
+                log.warning("lag sample failed: %r", error)
+            remaining = self.interval - (loop.time() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, remaining))
+
+    # -- one round ---------------------------------------------------------------------------
+    async def sample_once(self) -> list[LagRow]:
+        """Sample all groups, update the windows, alert on transitions, run the watchdog."""
+        sampled = await self._source.sample(self.groups)
+        for row in sampled:
+            self._latest[row.key] = row
+            self._evaluator.observe(row.key, row.sample())
+        for key in self._evaluator.forget_stale():
+            self._latest.pop(key, None)
+        self.rounds += 1
+        self.last_error = None
+        rows = self.rows()
+        for group in self.groups:
+            await self._announce(group, rows)
+        await self._watchdog()
+        return rows
+
+    def rows(self) -> list[LagRow]:
+        """Every known partition's latest numbers and current status (for metrics)."""
+        verdicts = self._evaluator.evaluate_all()
+        return [_row(self._latest[key], verdicts[key]) for key in verdicts if key in self._latest]
+
+    def group_status(self, group: str) -> LagStatus:
+        return self._evaluator.group_status(group)
+
+    def group_statuses(self) -> dict[str, LagStatus]:
+        return {group: self.group_status(group) for group in self.groups}
+
+    async def _announce(self, group: str, rows: Sequence[LagRow]) -> None:
+        status = worst(row.status for row in rows if row.group == group)
+        previous = self._announced.get(group, LagStatus.OK)
+        if status is previous:
+            return
+        if status is LagStatus.OK:
+            log.info("consumer group %s recovered (was %s)", group, previous)
+            self._announced[group] = status
+            return
+        alert = build_alert(group, status, previous, rows, self._clock.now())
+        log.warning("%s", alert.message)
+        if self._publish is None:
+            self._announced[group] = status
+            return
+        try:
+            await self._publish(alert)
+        except Exception as error:  # noqa: BLE001 - retried on the next round, not lost
+            log.warning("publishing the consumer_lag alert for %s failed: %r", group, error)
+            return
+        self._announced[group] = status
+
+    async def _watchdog(self) -> None:
+        if self._on_own_stall is None or self.own_group not in self.groups:
+            return
+        now = self._clock.now()
+        if self.group_status(self.own_group) not in _STUCK:
+            self._own_stuck_since = None
+            return
+        if self._own_stuck_since is None:
+            self._own_stuck_since = now
+            return
+        if now - self._own_stuck_since < self.own_stall_after:
+            return
+        # Restart the clock, so a restarted consumer gets a whole threshold to catch up.
+        self._own_stuck_since = now
+        log.warning("own consumer group %s stuck; asking the worker to restart it", self.own_group)
+        try:
+            await self._on_own_stall()
+        except Exception:  # the monitor outlives a failing callback
+            log.exception("on_own_stall callback failed")
+
+
+def _row(sampled: PartitionLag, verdict: Verdict) -> LagRow:
+    return LagRow(
+        group=sampled.group,
+        topic=sampled.topic,
+        partition=sampled.partition,
+        committed=sampled.committed,
+        end=sampled.end,
+        lag=sampled.lag,
+        raw_lag=sampled.raw_lag,
+        lag_seconds=sampled.lag_seconds,
+        status=verdict.status,
+        reason=verdict.reason,
+        sampled_at=sampled.at,
+    )
+
+
+# -- phaseflow lag ---------------------------------------------------------------------------
+_HEADER = ("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")
+
+
+def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
+    """The ``phaseflow lag`` table, then one status line per group."""
+    cells = [_HEADER]
+    for row in sorted(rows, key=lambda row: (row.group, row.topic, row.partition)):
+        lag = str(row.lag) if row.lag == row.raw_lag else f"{row.lag} (raw {row.raw_lag})"
+        seconds = "-" if row.lag_seconds is None else f"{row.lag_seconds:.1f}"
+        cells.append(
+            (
+                row.group,
+                row.topic,
+                str(row.partition),
+                str(row.committed),
+                str(row.end),
+                lag,
+                seconds,
+                str(row.status),
+            )
+        )
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_HEADER))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in cells
+    ]
+    for group in groups:
+        mine = [row for row in rows if row.group == group]
+        if not mine:
+            lines.append(f"group {group}: no committed offsets")
+            continue
+        status = worst(row.status for row in mine)
+        worst_row = max(mine, key=lambda row: (row.status.rank, row.lag))
+        lines.append(
+            f"group {group}: {status}, lag {sum(row.lag for row in mine)} messages"
+            + (
+                ""
+                if status is LagStatus.OK
+                else f"; {worst_row.topic}[{worst_row.partition}]: {worst_row.reason}"
+            )
+        )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+async def lag_command(
+    settings: Settings,
+    *,
+    groups: Sequence[str],
+    watch: bool,
+    interval: float | None,
+    out: TextIO,
+) -> int:
+    monitor = LagMonitor(settings, groups=groups or [settings.app_id], interval=interval)
+    try:
+        await monitor.start(background=False)
+    except Exception as error:  # noqa: BLE001 - reported to the operator as an exit code
+        out.write(f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}\n")
+        await monitor.stop()
+        return 1
+    try:
+        while True:
+            try:
+                rows = await monitor.sample_once()
+            except Exception as error:  # noqa: BLE001
+                out.write(f"sampling failed: {error!r}\n")
+                if not watch:
+                    return 1
+            else:
+                if watch:
+                    out.write(f"\n{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n")
+                out.write(format_table(rows, monitor.groups) + "\n")
+                if not watch:
+                    out.write(
+                        "(one sample: STALL, STOP and a growing-lag WARN need a window of "
+                        "samples; use --watch)\n"
+                    )
+                    return 0
+            out.flush()
+            await asyncio.sleep(monitor.interval)
+    finally:
+        await monitor.stop()
+
+
+def run_lag(
+    settings: Settings,
+    *,
+    groups: Sequence[str] = (),
+    watch: bool = False,
+    interval: float | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """``phaseflow lag``: the lag table once, or every ``interval`` with ``watch`` (Ctrl-C ends)."""
+    try:
+        return asyncio.run(
+            lag_command(
+                settings, groups=groups, watch=watch, interval=interval, out=out or sys.stdout
+            )
+        )
+    except KeyboardInterrupt:
+        return 0

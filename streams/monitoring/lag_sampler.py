@@ -1,0 +1,323 @@
+"""Samples consumer lag from a real broker with aiokafka: committed, log-end, lag, age.
+
+Per group, per partition with a committed offset:
+
+* ``committed``: the group's committed offset (``OffsetFetch``). The admin call for *all* of a
+  group's offsets works on Apache Kafka; Tansu 0.6 answers it with a response aiokafka cannot
+  decode and drops the connection, while ``OffsetFetch`` with *explicit* partitions works on
+  both. So the sampler asks for all offsets first and, after one failure, switches for good to
+  explicit partitions: every partition of every non-internal topic in the cluster metadata.
+* ``end``: the log-end offset (high watermark, read_uncommitted), the number Kafka's own
+  ``kafka-consumer-groups --describe`` shows as LOG-END-OFFSET; ``raw_lag = end - committed``
+  is its LAG.
+* ``lag``: the *effective* lag. With transactions, the log ends with a commit marker that no
+  consumer ever returns, and a consumer that commits "last processed + 1" sits one below the
+  end forever (aborted records do the same). A read_committed probe seeks to the committed
+  offset: if it finds no visible record and its position passes the end, everything left is
+  markers or aborted records and the effective lag is 0. Otherwise it equals ``raw_lag``.
+* ``lag_seconds``: now minus the timestamp of the record at the committed offset (the oldest
+  unconsumed one, from the same probe); 0 when the effective lag is 0; ``None`` when no visible
+  record could be read (an open transaction holds it back, or the probe timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from streams.clock import Clock, SystemClock
+from streams.monitoring.lag_status import LagSample
+
+log = logging.getLogger(__name__)
+
+# Probe fetches need one record per partition; small fetches keep a probe of a partition that
+# is far behind from pulling megabytes. The broker still returns at least one whole batch.
+_PROBE_FETCH_BYTES = 64 * 1024
+_PROBE_POLL_MS = 100
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One sampled (group, topic, partition)."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    lag: int  # effective: 0 when only transaction markers / aborted records remain
+    raw_lag: int  # end - committed, as kafka-consumer-groups shows it
+    lag_seconds: float | None
+    at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.group, self.topic, self.partition)
+
+    def sample(self) -> LagSample:
+        return LagSample(
+            at=self.at,
+            committed=self.committed,
+            end=self.end,
+            lag=self.lag,
+            lag_seconds=self.lag_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What a read_committed fetch from the committed offset found."""
+
+    markers_only: bool  # nothing visible between the committed offset and the end
+    timestamp_ms: int | None = None  # of the first visible record, if one was read
+
+
+class LagSampler:
+    """Reads lag from the broker; ``start()``/``stop()`` or ``async with``."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        clock: Clock | None = None,
+        request_timeout: float = 10.0,
+        probe_timeout: float = 2.0,
+        list_all_offsets: bool = True,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._clock = clock or SystemClock()
+        self._timeout = request_timeout
+        self._probe_timeout = probe_timeout
+        # False after the all-offsets request failed once (Tansu): explicit partitions from then.
+        self.list_all_offsets = list_all_offsets
+        self._options = dict(client_options or {})
+        self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer] | None = None
+
+    def _make_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
+        timeout_ms = int(self._timeout * 1000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap, request_timeout_ms=timeout_ms
+        )
+        # No group_id on either consumer: the monitor must never join or commit to a group.
+        meta = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=timeout_ms,
+            **self._options,
+        )
+        probe = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",  # committed below the log start (retention): oldest
+            max_partition_fetch_bytes=_PROBE_FETCH_BYTES,
+            request_timeout_ms=timeout_ms,
+            **self._options,
+        )
+        return admin, meta, probe
+
+    async def start(self) -> None:
+        """Connect; a stopped sampler may be started again."""
+        if self._clients is not None:
+            return
+        admin, meta, probe = self._make_clients()
+        started: list[Callable[[], Awaitable[None]]] = []
+        try:
+            await admin.start()
+            started.append(admin.close)
+            await meta.start()
+            started.append(meta.stop)
+            await probe.start()
+        except BaseException:
+            await _close_all(reversed(started))
+            raise
+        self._clients = (admin, meta, probe)
+
+    async def stop(self) -> None:
+        """Close every client. Idempotent."""
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            admin, meta, probe = clients
+            await _close_all([probe.stop, meta.stop, admin.close])
+
+    def _require(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
+        if self._clients is None:
+            raise RuntimeError("LagSampler used before start()")
+        return self._clients
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- sampling ----------------------------------------------------------------------------
+    async def sample(self, groups: Sequence[str]) -> list[PartitionLag]:
+        """One sample of every partition the ``groups`` have committed offsets for."""
+        committed = {group: await self.committed(group) for group in groups}
+        partitions = {tp for offsets in committed.values() for tp in offsets}
+        if not partitions:
+            return []
+        ends = await self.end_offsets(partitions)
+        wanted = {
+            (tp, offset)
+            for offsets in committed.values()
+            for tp, offset in offsets.items()
+            if tp in ends and ends[tp] > offset
+        }
+        probes = await self._probe_all(wanted, ends)
+        now = self._clock.now()
+        rows: list[PartitionLag] = []
+        for group, offsets in committed.items():
+            for tp, offset in sorted(offsets.items()):
+                if tp not in ends:
+                    continue
+                end = ends[tp]
+                raw_lag = max(0, end - offset)
+                lag, seconds = raw_lag, 0.0 if raw_lag == 0 else None
+                probe = probes.get((tp, offset))
+                if probe is not None and probe.markers_only:
+                    lag, seconds = 0, 0.0
+                elif probe is not None and probe.timestamp_ms is not None:
+                    seconds = max(0.0, now.timestamp() - probe.timestamp_ms / 1000)
+                rows.append(
+                    PartitionLag(
+                        group=group,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        committed=offset,
+                        end=end,
+                        lag=lag,
+                        raw_lag=raw_lag,
+                        lag_seconds=seconds,
+                        at=now,
+                    )
+                )
+        return rows
+
+    async def committed(self, group: str) -> dict[TopicPartition, int]:
+        """The group's committed offsets (partitions without one are left out)."""
+        if self.list_all_offsets:
+            try:
+                offsets = await asyncio.wait_for(
+                    self._require()[0].list_consumer_group_offsets(group), self._timeout
+                )
+            except (KafkaError, TimeoutError) as error:
+                log.warning(
+                    "listing all offsets of group %s failed (%r); asking for explicit "
+                    "partitions from now on (Tansu does not answer the all-offsets request)",
+                    group,
+                    error,
+                )
+                self.list_all_offsets = False
+            else:
+                return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        partitions = await self._all_partitions()
+        if not partitions:
+            return {}
+        offsets = await asyncio.wait_for(
+            self._require()[0].list_consumer_group_offsets(group, partitions=partitions),
+            self._timeout,
+        )
+        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        wanted = sorted(partitions)
+        ends: dict[TopicPartition, int] = await asyncio.wait_for(
+            self._require()[1].end_offsets(wanted), self._timeout
+        )
+        return dict(ends)
+
+    async def _all_partitions(self) -> list[TopicPartition]:
+        meta = self._require()[1]
+        topics: set[str] = await asyncio.wait_for(meta.topics(), self._timeout)
+        found: list[TopicPartition] = []
+        for topic in sorted(topics):
+            if topic.startswith("__"):  # __consumer_offsets, __transaction_state
+                continue
+            for partition in sorted(meta.partitions_for_topic(topic) or ()):
+                found.append(TopicPartition(topic, partition))
+        return found
+
+    async def _probe_all(
+        self, wanted: set[tuple[TopicPartition, int]], ends: Mapping[TopicPartition, int]
+    ) -> dict[tuple[TopicPartition, int], _Probe]:
+        # Groups sharing a partition at different offsets need separate seeks: one round each.
+        rounds: list[dict[TopicPartition, int]] = []
+        by_tp: dict[TopicPartition, list[int]] = defaultdict(list)
+        for tp, offset in sorted(wanted):
+            by_tp[tp].append(offset)
+        for tp, offsets in by_tp.items():
+            for index, offset in enumerate(offsets):
+                if index == len(rounds):
+                    rounds.append({})
+                rounds[index][tp] = offset
+        results: dict[tuple[TopicPartition, int], _Probe] = {}
+        for seeks in rounds:
+            found = await self._probe_round(seeks, ends)
+            results.update({(tp, seeks[tp]): probe for tp, probe in found.items()})
+        return results
+
+    async def _probe_round(
+        self, seeks: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, _Probe]:
+        consumer = self._require()[2]
+        consumer.assign(list(seeks))
+        try:
+            for tp, offset in seeks.items():
+                consumer.seek(tp, offset)
+            found: dict[TopicPartition, _Probe] = {}
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._probe_timeout
+            pending = set(seeks)
+            while pending and loop.time() < deadline:
+                batches = await consumer.getmany(*pending, timeout_ms=_PROBE_POLL_MS)
+                for tp, records in batches.items():
+                    if records and tp in pending:
+                        first = min(records, key=lambda record: record.offset)
+                        found[tp] = _Probe(markers_only=False, timestamp_ms=first.timestamp)
+                        pending.discard(tp)
+                for tp in list(pending):
+                    position = await consumer.position(tp)
+                    stable = consumer.last_stable_offset(tp)
+                    if position >= ends[tp]:
+                        # No record, yet the position moved past the end: everything between
+                        # the committed offset and the end is control markers or aborted records.
+                        found[tp] = _Probe(markers_only=True)
+                        pending.discard(tp)
+                    elif stable is not None and 0 <= stable <= position:
+                        # Stopped at the last stable offset: an open transaction holds the rest
+                        # back. That lag is real; its age cannot be read under read_committed.
+                        found[tp] = _Probe(markers_only=False)
+                        pending.discard(tp)
+            # Still pending (a slow broker): they keep the raw numbers, age unknown.
+            return found
+        finally:
+            # Stop the background fetcher from prefetching for partitions nobody reads.
+            consumer.unsubscribe()
+
+
+async def _close_all(closers: Iterable[Callable[[], Awaitable[None]]]) -> None:
+    # Each close is attempted, so one failure does not leak the other clients.
+    for close in closers:
+        try:
+            await close()
+        except Exception:  # best effort on shutdown, logged
+            log.warning("closing a lag-sampler client failed", exc_info=True)

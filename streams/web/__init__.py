@@ -1,0 +1,6 @@
+"""The worker's HTTP API (DESIGN section 6), served by Faust's web server.
+
+``install.install(ctx)`` registers every endpoint; the other modules are plain pieces (keys,
+rate limits, audit records, metrics, readiness checks, the OpenAPI document) that are tested
+without a broker.
+"""

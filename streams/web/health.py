@@ -1,0 +1,105 @@
+"""Liveness and readiness: is the broker reachable, are partitions assigned, is lag bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiokafka.conn import create_conn
+from aiokafka.protocol.metadata import MetadataRequest
+
+from streams.web.metrics import LagSnapshot
+
+#: How long one broker probe may take before the broker counts as unreachable.
+PROBE_TIMEOUT_SECONDS: Final = 2.0
+#: A probe result is reused for this long, so frequent /ready polls cost one request a second.
+PROBE_CACHE_SECONDS: Final = 1.0
+
+
+class BrokerUnreachableError(Exception):
+    """No bootstrap server answered a metadata request in time."""
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def probe_broker(bootstrap_servers: str, within: float = PROBE_TIMEOUT_SECONDS) -> None:
+    """One cheap metadata request (no topics) to the first bootstrap server that answers."""
+    errors: list[str] = []
+    for address in bootstrap_servers.split(","):
+        host, port = _host_port(address)
+        try:
+            async with asyncio.timeout(within):
+                conn = await create_conn(host, port, request_timeout_ms=int(within * 1000))
+                try:
+                    await conn.send(MetadataRequest([]))
+                finally:
+                    conn.close()
+        except Exception as error:  # noqa: BLE001 - whatever the failure, the broker is down
+            errors.append(f"{address}: {type(error).__name__}")
+            continue
+        return
+    raise BrokerUnreachableError("; ".join(errors) or "no bootstrap servers")
+
+
+@dataclass(frozen=True)
+class ReadyReport:
+    ready: bool
+    reasons: tuple[str, ...]
+    total_lag: int | None
+
+
+class ReadinessCheck:
+    """Combines the three conditions of ``GET /ready``; every input is injectable."""
+
+    def __init__(
+        self,
+        *,
+        probe: Callable[[], Awaitable[None]],
+        assigned_partitions: Callable[[], int],
+        lag: Callable[[], LagSnapshot | None],
+        max_lag_messages: int,
+        clock: Callable[[], float] = time.monotonic,
+        cache_seconds: float = PROBE_CACHE_SECONDS,
+    ) -> None:
+        self._probe = probe
+        self._assigned = assigned_partitions
+        self._lag = lag
+        self._max_lag = max_lag_messages
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._probed_at: float | None = None
+        self._probe_error: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def broker_error(self) -> str | None:
+        """Why the broker is unreachable, or None; cached for ``cache_seconds``."""
+        async with self._lock:  # concurrent polls share one probe
+            now = self._clock()
+            if self._probed_at is None or now - self._probed_at >= self._cache_seconds:
+                try:
+                    await self._probe()
+                except BrokerUnreachableError as error:
+                    self._probe_error = str(error)
+                else:
+                    self._probe_error = None
+                self._probed_at = self._clock()
+            return self._probe_error
+
+    async def report(self) -> ReadyReport:
+        reasons: list[str] = []
+        broker_error = await self.broker_error()
+        if broker_error is not None:
+            reasons.append(f"broker unreachable ({broker_error})")
+        if self._assigned() == 0:
+            reasons.append("no partitions assigned (starting or rebalancing)")
+        snapshot = self._lag()
+        total = sum(snapshot.values()) if snapshot is not None else None
+        if total is not None and total > self._max_lag:
+            reasons.append(f"consumer lag {total} messages exceeds {self._max_lag}")
+        return ReadyReport(ready=not reasons, reasons=tuple(reasons), total_lag=total)

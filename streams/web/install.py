@@ -1,0 +1,45 @@
+"""``install(ctx)``: the HTTP API on the app's Faust web server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streams.web.auth import ApiKeys
+from streams.web.health import ReadinessCheck, probe_broker
+from streams.web.metrics import metrics_for
+from streams.web.ratelimit import RateLimiter
+from streams.web.views import ROUTES, HttpApi, lag_snapshot
+
+if TYPE_CHECKING:
+    from streams.app import AppContext
+
+
+def install(ctx: AppContext) -> HttpApi:
+    """Register every endpoint of DESIGN section 6; return the shared :class:`HttpApi`."""
+    settings = ctx.settings
+    app = ctx.app
+    metrics = metrics_for(ctx)
+
+    def assigned_partitions() -> int:
+        return len(app.consumer.assignment())
+
+    readiness = ReadinessCheck(
+        probe=lambda: probe_broker(settings.bootstrap_servers),
+        assigned_partitions=assigned_partitions,
+        lag=lambda: lag_snapshot(ctx),
+        max_lag_messages=settings.ready_max_lag_messages,
+    )
+    api = HttpApi(
+        ctx,
+        keys=ApiKeys(settings.api_keys),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        metrics=metrics,
+        readiness=readiness,
+    )
+    metrics.set_lag_source(lambda: lag_snapshot(ctx) or {})
+    for path, view in ROUTES:
+        # One subclass per app, so two apps in one process never share an HttpApi.
+        bound = type(view.__name__, (view,), {"api": api})
+        app.page(path, name=view.__name__)(bound)
+    ctx.components["http_api"] = api
+    return api

@@ -1,0 +1,105 @@
+"""Prometheus metrics, one registry per app (never the process-global one).
+
+Several apps in one process (tests, the demo) therefore never collide on metric names. Features
+get the app's :class:`Metrics` with :func:`metrics_for` at install time, whatever their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from streams.app import AppContext
+
+__all__ = ["CONTENT_TYPE_LATEST", "LagSnapshot", "Metrics", "metrics_for"]
+
+#: Consumer lag in messages per (topic, partition), as a lag monitor reports it.
+LagSnapshot = Mapping[tuple[str, int], int]
+
+_COMPONENT: Final = "metrics"
+# Phases run for minutes to hours; sink flushes for milliseconds to tens of seconds.
+_PHASE_BUCKETS: Final = (30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
+_FLUSH_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The service's series. Label values are small closed sets (topics, phases, reasons)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_in = Counter(
+            "phaseflow_events_in", "Records consumed, by topic.", ["topic"], registry=r
+        )
+        self.triggers_out = Counter(
+            "phaseflow_triggers_out", "Phase triggers published.", ["phase", "reason"], registry=r
+        )
+        self.dead_letters = Counter(
+            "phaseflow_dead_letters",
+            "Records dead-lettered, by error type.",
+            ["error_type"],
+            registry=r,
+        )
+        self.sink_flushes = Counter(
+            "phaseflow_sink_flushes",
+            "Sink flushes, by sink and outcome (ok, retry, failed).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.sink_flush_seconds = Histogram(
+            "phaseflow_sink_flush_seconds",
+            "Duration of one sink flush (staging load and MERGE).",
+            ["sink"],
+            buckets=_FLUSH_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "phaseflow_consumer_lag_messages",
+            "Messages behind the end of each partition (set from the lag provider at scrape).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.phase_duration = Histogram(
+            "phaseflow_phase_duration_seconds",
+            "From a phase's first completion to its trigger.",
+            ["phase"],
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "phaseflow_http_requests",
+            "HTTP API requests, by route and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self._lag_source: Callable[[], LagSnapshot] | None = None
+
+    def set_lag_source(self, source: Callable[[], LagSnapshot] | None) -> None:
+        """Where ``phaseflow_consumer_lag_messages`` is read from at each scrape."""
+        self._lag_source = source
+
+    def refresh_lag(self) -> None:
+        self.consumer_lag.clear()  # partitions that moved to another worker disappear
+        if self._lag_source is None:
+            return
+        for (topic, partition), lag in self._lag_source().items():
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        self.refresh_lag()
+        return generate_latest(self.registry)
+
+
+def metrics_for(ctx: AppContext) -> Metrics:
+    """The app's metrics, created on first use and kept in ``ctx.components["metrics"]``."""
+    existing = ctx.components.get(_COMPONENT)
+    if isinstance(existing, Metrics):
+        return existing
+    metrics = Metrics()
+    ctx.components[_COMPONENT] = metrics
+    return metrics

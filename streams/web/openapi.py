@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``.
+
+Request schemas come from the pydantic models the endpoints validate with, so the document
+cannot drift from what the endpoints accept.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+from models.events import PhaseCompletion
+
+_ERROR: Final = {"$ref": "#/components/schemas/Error"}
+_JSON_OBJECT: Final = {"type": "object"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed body: `error` says why, `field` names the field (or null).",
+        401: "Missing or wrong API key (the same answer for both).",
+        409: "The coordinator cannot do this now.",
+        413: "Body larger than `PHASEFLOW_MAX_MESSAGE_BYTES`.",
+        429: "Over the per-key rate limit; wait `Retry-After` seconds.",
+        503: "Not available: broker, component or acknowledgement missing.",
+    }
+    responses = {str(code): _json(_ERROR, text[code]) for code in codes}
+    if 429 in codes:
+        responses["429"]["headers"] = {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}
+        }
+    return responses
+
+
+def _mutating(summary: str, body_ref: str, ok: str, *extra: int) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": body_ref}}},
+            },
+            "responses": {
+                "202": _json(_JSON_OBJECT, ok),
+                **_errors(400, 401, 413, 429, 503, *extra),
+            },
+        }
+    }
+
+
+def _open(summary: str, ok: str, *extra: int, text: bool = False) -> dict[str, Any]:
+    if text:
+        response: dict[str, Any] = {
+            "description": ok,
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    else:
+        response = _json(_JSON_OBJECT, ok)
+    return {"get": {"summary": summary, "responses": {"200": response, **_errors(*extra)}}}
+
+
+def _completion_schema() -> dict[str, Any]:
+    schema = PhaseCompletion.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    # The model also accepts the production phase names ("phase_3_analytics").
+    schema["properties"]["phase"] = {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": 6},
+            {"type": "string", "pattern": "^phase_[1-6](_[a-z0-9]+)?$"},
+        ]
+    }
+    schema["properties"]["metadata"] = {"type": "object"}
+    return schema
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built once; treat it as read-only)."""
+    date = {"type": "string", "format": "date", "examples": ["2026-01-15"]}
+    status_path = _open(
+        "Per-phase readiness of a game date: expected, done, missing, trigger, deadline.",
+        "Readiness per phase.",
+        400,
+        503,
+    )
+    status_path["get"]["parameters"] = [
+        {"name": "game_date", "in": "path", "required": True, "schema": date}
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "phaseflow worker API",
+            "version": "1",
+            "description": "DESIGN section 6. Mutating calls need an API key and are audited.",
+        },
+        "paths": {
+            "/coordinator/start": _mutating(
+                "Start predictions for a date.",
+                "#/components/schemas/CoordinatorRequest",
+                "Started.",
+                409,
+            ),
+            "/coordinator/complete": _mutating(
+                "Mark a prediction batch complete.",
+                "#/components/schemas/CoordinatorRequest",
+                "Completed.",
+                409,
+            ),
+            "/completions": _mutating(
+                "Publish a PhaseCompletion.",
+                "#/components/schemas/PhaseCompletion",
+                "Published to the completions topic.",
+            ),
+            "/reruns": _mutating(
+                "Request reruns of one processor or of a whole phase (reason `manual`).",
+                "#/components/schemas/RerunRequest",
+                "Rerun requests published.",
+            ),
+            "/health": _open("Liveness: the process answers.", "Alive."),
+            "/ready": _open(
+                "Readiness: broker reachable, partitions assigned, lag under the threshold.",
+                "Ready.",
+                503,
+            ),
+            "/metrics": _open("Prometheus metrics.", "Text exposition format.", text=True),
+            "/status/{game_date}": status_path,
+            "/lag": _open("Consumer lag per partition.", "Lag.", 503),
+            "/openapi.json": _open("This document.", "OpenAPI 3.1 document."),
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+            "schemas": {
+                "PhaseCompletion": _completion_schema(),
+                "RerunRequest": {
+                    "type": "object",
+                    "required": ["game_date", "phase"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "game_date": date,
+                        "phase": {"type": "integer", "minimum": 1, "maximum": 6},
+                        "processor_name": {
+                            "type": "string",
+                            "description": "Omit to rerun every expected processor of the phase.",
+                        },
+                    },
+                },
+                "CoordinatorRequest": {
+                    "type": "object",
+                    "required": ["game_date"],
+                    "additionalProperties": False,
+                    "properties": {"game_date": date, "batch_id": {"type": "string"}},
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "field"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "field": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    }

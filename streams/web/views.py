@@ -1,0 +1,469 @@
+"""The endpoints of DESIGN section 6 as Faust web views.
+
+Every view answers JSON (``/metrics``: the Prometheus text format). Errors are
+``{"error": <sentence>, "field": <field or null>}``. Mutating calls go through
+:meth:`HttpApi.accept`: key (401), rate limit (429), body (413/400), audit record (503 if it
+cannot be written), and only then act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiohttp import web
+from faust.web import View
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
+
+from agents.readiness_state import PhaseState
+from models.codec import EventDecodeError, decode, encode
+from models.events import GameDate, Identifier, Phase, PhaseCompletion, RerunRequest, Text
+from streams.registry import Registry
+from streams.topics import TopicName
+from streams.web.audit import audit_record
+from streams.web.auth import ApiKeys, presented_key
+from streams.web.health import ReadinessCheck
+from streams.web.metrics import CONTENT_TYPE_LATEST, LagSnapshot, Metrics
+from streams.web.openapi import openapi_document
+from streams.web.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from streams.app import AppContext
+
+log = logging.getLogger(__name__)
+
+#: A publish (audit record or the call's own message) not acknowledged by then answers 503.
+SEND_TIMEOUT_SECONDS: Final = 10.0
+_FIELD_RE: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_.\[\]]*): ")
+_GAME_DATE: Final = TypeAdapter(GameDate)
+_UNAUTHORIZED: Final = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
+
+
+class CoordinatorHandler(Protocol):
+    """What ``ctx.components["coordinator"]`` must offer for ``POST /coordinator/*``.
+
+    Both return a JSON-able summary for the response; a ``ValueError`` means the request
+    cannot be served as asked (answered 409 with its message).
+    """
+
+    async def start(
+        self, game_date: date, batch_id: str | None, requested_by: str
+    ) -> Mapping[str, JsonValue]: ...
+
+    async def complete(
+        self, game_date: date, batch_id: str | None, requested_by: str
+    ) -> Mapping[str, JsonValue]: ...
+
+
+class RerunBody(BaseModel):
+    """``POST /reruns``: one processor, or every expected processor of the phase."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    game_date: GameDate
+    phase: Phase
+    processor_name: Identifier | None = None
+
+
+class CoordinatorBody(BaseModel):
+    """``POST /coordinator/start`` and ``/complete``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    game_date: GameDate
+    batch_id: Text | None = None
+
+
+class HttpError(Exception):
+    """Ends a request with ``response`` (raised anywhere below a view)."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def json_response(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(
+    status: int, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return json_response({"error": message, "field": field}, status, headers)
+
+
+def field_of(reason: str) -> str | None:
+    """The field a codec reason names first (``"phase: ..."`` -> ``"phase"``), if any."""
+    match = _FIELD_RE.match(reason)
+    return match.group(1) if match else None
+
+
+def _bad_body(error: EventDecodeError) -> HttpError:
+    return HttpError(error_response(400, error.reason, field_of(error.reason)))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    key_id: str
+    body: bytes
+
+
+class HttpApi:
+    """Everything the views share: keys, limits, audit, metrics, readiness, the app context."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        keys: ApiKeys,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        readiness: ReadinessCheck,
+        send_timeout: float = SEND_TIMEOUT_SECONDS,
+    ) -> None:
+        self.ctx = ctx
+        self.keys = keys
+        self.limiter = limiter
+        self.metrics = metrics
+        self.readiness = readiness
+        self.send_timeout = send_timeout
+        self._zone = ZoneInfo(ctx.settings.pipeline_timezone)
+
+    # --- mutating calls -------------------------------------------------------------------
+
+    async def accept(self, request: web.Request) -> Accepted:
+        """Authenticate, rate-limit and read the body of a mutating call."""
+        key_id = self.keys.identify(presented_key(request.headers))
+        if key_id is None:
+            # One response for a missing and a wrong key; the comparison above did the same
+            # work for both.
+            raise HttpError(
+                error_response(401, _UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+            )
+        wait = self.limiter.acquire(key_id)
+        if wait:
+            log.warning("rate limit exceeded by %s on %s", key_id, request.path)
+            raise HttpError(
+                error_response(
+                    429,
+                    f"rate limit of {self.ctx.settings.rate_limit_per_minute} calls per minute "
+                    f"exceeded; retry after {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            )
+        limit = self.ctx.settings.max_message_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise HttpError(error_response(413, f"body is larger than {limit} bytes"))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise HttpError(error_response(413, f"body is larger than {limit} bytes")) from None
+        if len(body) > limit:
+            raise HttpError(error_response(413, f"body is larger than {limit} bytes"))
+        return Accepted(key_id=key_id, body=body)
+
+    async def audit(
+        self, request: web.Request, accepted: Accepted, summary: Mapping[str, str]
+    ) -> None:
+        """Write the audit record; if it cannot be written the call must not act (503)."""
+        record = audit_record(
+            key_id=accepted.key_id,
+            action=f"{request.method} {request.path}",
+            body=accepted.body,
+            client=request.remote,
+            at=self.ctx.clock.now(),
+            summary=dict(summary),
+        )
+        await self.send(TopicName.AUDIT, record.key, encode(record))
+        log.info("%s by %s from %s", record.action, record.key_id, record.client)
+
+    async def send(self, topic: TopicName, key: str, value: bytes) -> None:
+        """Publish through the app's producer and wait for the broker's acknowledgement.
+
+        ``ctx.publisher`` only hands the record to the producer; an HTTP caller must learn
+        whether the record is durable, so this also awaits the delivery (503 on timeout).
+        """
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                delivery = await self.ctx.topics[topic].send(key=key.encode("utf-8"), value=value)
+                await delivery
+        except TimeoutError:
+            log.warning("publish to %s not acknowledged within %.0f s", topic, self.send_timeout)
+            raise HttpError(
+                error_response(503, f"the broker did not acknowledge the {topic} record in time")
+            ) from None
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self.ctx.clock.now().astimezone(self._zone).date()
+
+    def lag(self) -> LagSnapshot | None:
+        return lag_snapshot(self.ctx)
+
+    def readiness_table(self) -> Mapping[str, Any] | None:
+        """The readiness table, when the readiness feature is installed in this worker."""
+        if "readiness" not in self.ctx.components:
+            return None
+        table: Mapping[str, Any] = self.ctx.app.tables["readiness"]
+        return table
+
+
+def lag_snapshot(ctx: AppContext) -> LagSnapshot | None:
+    """Lag from ``ctx.components["lag"]``: a callable returning {(topic, partition): messages}."""
+    provider = ctx.components.get("lag")
+    if provider is None:
+        return None
+    snapshot: LagSnapshot = provider()
+    return snapshot
+
+
+class ApiView(View):
+    """A view bound to an :class:`HttpApi`; errors become JSON, every response is counted."""
+
+    api: ClassVar[HttpApi]
+
+    async def dispatch(self, request: Any) -> Any:
+        try:
+            response = await super().dispatch(request)
+        except HttpError as error:
+            response = error.response
+        except Exception:
+            log.exception("%s %s failed", request.method, self.view_path)
+            response = error_response(500, "internal error (logged on the worker)")
+        self.api.metrics.http_requests.labels(
+            route=self.view_path, status=str(response.status)
+        ).inc()
+        return response
+
+
+# --- open endpoints ---------------------------------------------------------------------------
+
+
+class HealthView(ApiView):
+    async def get(self, _request: web.Request) -> web.Response:
+        return json_response({"status": "alive"})
+
+
+class ReadyView(ApiView):
+    async def get(self, _request: web.Request) -> web.Response:
+        report = await self.api.readiness.report()
+        body = {"ready": report.ready, "reasons": list(report.reasons), "lag": report.total_lag}
+        return json_response(body, 200 if report.ready else 503)
+
+
+class MetricsView(ApiView):
+    async def get(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.api.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+class OpenApiView(ApiView):
+    async def get(self, _request: web.Request) -> web.Response:
+        return json_response(openapi_document())
+
+
+class LagView(ApiView):
+    async def get(self, _request: web.Request) -> web.Response:
+        snapshot = self.api.lag()
+        if snapshot is None:
+            return error_response(503, "no lag monitor is installed in this worker")
+        partitions = [
+            {"topic": topic, "partition": partition, "lag": lag}
+            for (topic, partition), lag in sorted(snapshot.items())
+        ]
+        return json_response({"total": sum(snapshot.values()), "partitions": partitions})
+
+
+def phase_status(
+    registry: Registry, table: Mapping[str, Any], game_date: date, today: date
+) -> list[dict[str, Any]]:
+    """Per phase of ``game_date``: expected, done and missing processors, trigger, deadline."""
+    phases: list[dict[str, Any]] = []
+    for spec in registry.phases:
+        stored = table.get(PhaseState.table_key(game_date, spec.phase))
+        state = (
+            PhaseState.from_table(stored)
+            if stored is not None
+            else PhaseState(game_date=game_date, phase=spec.phase)
+        )
+        expected = spec.expected_processors(game_date, today)
+        done = state.done()
+        deadline = (
+            (state.first_completion_at + spec.max_wait).isoformat()
+            if state.first_completion_at is not None and spec.max_wait is not None
+            else None
+        )
+        phases.append(
+            {
+                "phase": spec.phase,
+                "name": spec.name,
+                "expected": sorted(expected),
+                "done": sorted(done),
+                "missing": sorted(expected - done),
+                "processors": {name: rec.status for name, rec in sorted(state.processors.items())},
+                "first_completion_at": _iso(state.first_completion_at),
+                "deadline": deadline,
+                "trigger": state.trigger.model_dump(mode="json") if state.trigger else None,
+            }
+        )
+    return phases
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class StatusView(ApiView):
+    async def get(self, _request: web.Request, game_date: str) -> web.Response:
+        try:
+            parsed = _GAME_DATE.validate_python(game_date)
+        except ValidationError as error:
+            return error_response(400, error.errors()[0]["msg"], "game_date")
+        table = self.api.readiness_table()
+        if table is None:
+            return error_response(503, "readiness is not installed in this worker")
+        phases = phase_status(self.api.ctx.registry, table, parsed, self.api.today())
+        return json_response({"game_date": parsed.isoformat(), "phases": phases})
+
+
+# --- mutating endpoints -------------------------------------------------------------------------
+
+
+class CompletionsView(ApiView):
+    async def post(self, request: web.Request) -> web.Response:
+        accepted = await self.api.accept(request)
+        try:
+            completion = decode(PhaseCompletion, accepted.body)
+        except EventDecodeError as error:
+            raise _bad_body(error) from None
+        registry = self.api.ctx.registry
+        known = registry.phase_for_processor(completion.processor_name)
+        if known is None:
+            return error_response(
+                400,
+                f"unknown processor {completion.processor_name!r} (not in the registry)",
+                "processor_name",
+            )
+        if known != completion.phase:
+            return error_response(
+                400,
+                f"processor {completion.processor_name!r} belongs to phase {known}, "
+                f"not {completion.phase}",
+                "phase",
+            )
+        summary = {
+            "game_date": completion.key,
+            "phase": str(completion.phase),
+            "processor_name": completion.processor_name,
+        }
+        await self.api.audit(request, accepted, summary)
+        await self.api.send(TopicName.PHASE_COMPLETIONS, completion.key, encode(completion))
+        return json_response(
+            {"accepted": True, "key": completion.key, "dedup_id": completion.dedup_id}, 202
+        )
+
+
+class RerunsView(ApiView):
+    async def post(self, request: web.Request) -> web.Response:
+        accepted = await self.api.accept(request)
+        try:
+            body = decode(RerunBody, accepted.body)
+        except EventDecodeError as error:
+            raise _bad_body(error) from None
+        registry = self.api.ctx.registry
+        try:
+            spec = registry.phase(body.phase)
+        except KeyError:
+            return error_response(400, f"phase {body.phase} is not in the registry", "phase")
+        if body.processor_name is None:
+            processors = sorted(spec.expected_processors(body.game_date, self.api.today()))
+        elif body.processor_name in spec.processors:
+            processors = [body.processor_name]
+        else:
+            return error_response(
+                400,
+                f"processor {body.processor_name!r} is not in phase {body.phase}",
+                "processor_name",
+            )
+        summary = {"game_date": body.game_date.isoformat(), "phase": str(body.phase)}
+        if body.processor_name is not None:
+            summary["processor_name"] = body.processor_name
+        await self.api.audit(request, accepted, summary)
+        now = self.api.ctx.clock.now()
+        ids: list[JsonValue] = []
+        for name in processors:
+            rerun = RerunRequest(
+                game_date=body.game_date,
+                phase=body.phase,
+                processor_name=name,
+                reason="manual",
+                # A manual request is a new decision each time: unique id, not a retry's.
+                request_id=str(uuid.uuid4()),
+                requested_by=accepted.key_id,
+                requested_at=now,
+            )
+            await self.api.send(TopicName.RERUN_REQUESTS, rerun.key, encode(rerun))
+            ids.append(rerun.request_id)
+        return json_response({"accepted": True, "requests": ids}, 202)
+
+
+class _CoordinatorView(ApiView):
+    action: ClassVar[str]
+
+    async def post(self, request: web.Request) -> web.Response:
+        accepted = await self.api.accept(request)
+        try:
+            body = decode(CoordinatorBody, accepted.body)
+        except EventDecodeError as error:
+            raise _bad_body(error) from None
+        handler = self.api.ctx.components.get("coordinator")
+        if handler is None:
+            return error_response(503, "the prediction coordinator is not installed in this worker")
+        summary = {"game_date": body.game_date.isoformat(), "batch_id": body.batch_id or ""}
+        await self.api.audit(request, accepted, summary)
+        call: Callable[..., Awaitable[Mapping[str, JsonValue]]] = getattr(handler, self.action)
+        try:
+            result = await call(body.game_date, body.batch_id, accepted.key_id)
+        except ValueError as error:
+            return error_response(409, str(error))
+        return json_response({"accepted": True, "result": dict(result)}, 202)
+
+
+class CoordinatorStartView(_CoordinatorView):
+    action = "start"
+
+
+class CoordinatorCompleteView(_CoordinatorView):
+    action = "complete"
+
+
+#: Path -> view, in the order of DESIGN section 6.
+ROUTES: Final[tuple[tuple[str, type[ApiView]], ...]] = (
+    ("/coordinator/start", CoordinatorStartView),
+    ("/coordinator/complete", CoordinatorCompleteView),
+    ("/completions", CompletionsView),
+    ("/reruns", RerunsView),
+    ("/health", HealthView),
+    ("/ready", ReadyView),
+    ("/metrics", MetricsView),
+    ("/status/{game_date}", StatusView),
+    ("/lag", LagView),
+    ("/openapi.json", OpenApiView),
+)
