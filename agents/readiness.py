@@ -68,8 +68,15 @@ class ReadinessProcessor:
         """The pipeline's current date, in its own time zone (decides same-day mode)."""
         return self._clock.now().astimezone(self._zone).date()
 
-    def _expired(self, game_date: date) -> bool:
-        return game_date < self.today() - timedelta(days=self._registry.retention_days)
+    def _expired(self, state: PhaseState) -> bool:
+        """Idle for longer than the retention: nothing written for ``retention_days``.
+
+        Idle time, not the game date's age, so a backfill of an old date keeps its state (and
+        its trigger ledger) for as long as it is being worked on.
+        """
+        idle_since = state.updated_at or state.last_completion_at
+        retention = timedelta(days=self._registry.retention_days)
+        return idle_since is not None and self._clock.now() - idle_since > retention
 
     # --- table ------------------------------------------------------------------------------
 
@@ -84,7 +91,8 @@ class ReadinessProcessor:
                 yield PhaseState.from_table(value)
 
     def _save(self, state: PhaseState) -> None:
-        self._table[state.key] = state.to_table()
+        updated = state.model_copy(update={"updated_at": self._clock.now()})
+        self._table[state.key] = updated.to_table()
 
     # --- completions ------------------------------------------------------------------------
 
@@ -296,15 +304,15 @@ class ReadinessProcessor:
             await self._dead_letter(raw, origin, error.reason, error.error_type)
             return []
         self._ticks_sent.pop((tick.game_date, tick.kind), None)
-        if self._expired(tick.game_date):
-            self._expire(tick.game_date)
-            return []
         outbox = Outbox(self._clock.now())
         states = [
             state
             for spec in self._registry.phases
             if (state := self.state(tick.game_date, spec.phase)) is not None
         ]
+        if tick.kind == "expire":
+            self._expire([state for state in states if self._expired(state)])
+            return []
         before = {state.phase: state for state in states}
         if tick.kind == "cleanup":
             states = self._cleanup(tick.game_date, states, outbox)
@@ -322,7 +330,7 @@ class ReadinessProcessor:
         wanted: dict[tuple[date, TickKind], None] = {}
         for state in self.states():
             day = state.game_date
-            if self._expired(day):
+            if self._expired(state):
                 wanted[(day, "expire")] = None
                 continue
             if state.deadline_at is not None and state.deadline_at <= now:
@@ -340,11 +348,11 @@ class ReadinessProcessor:
             ticks.append(ReadinessTick(game_date=day, kind=kind, issued_at=now))
         return ticks
 
-    async def send_due_ticks(self) -> int:
+    async def send_due_ticks(self, publisher: Publisher) -> int:
         """The timer's job: send every due tick to the partition that owns its date."""
         ticks = self.due_ticks()
         for tick in ticks:
-            await self._publisher.send(
+            await publisher.send(
                 TopicName.READINESS_TICKS, tick.game_date.isoformat(), encode(tick)
             )
         return len(ticks)
@@ -407,16 +415,14 @@ class ReadinessProcessor:
                 )
         return [state.model_copy(update={"cleanup_at": now}) for state in by_phase.values()]
 
-    def _expire(self, game_date: date) -> None:
-        for spec in self._registry.phases:
-            key = PhaseState.table_key(game_date, spec.phase)
-            if key in self._table:
-                del self._table[key]
-        log.info(
-            "readiness state of %s expired (retention %d days)",
-            game_date,
-            self._registry.retention_days,
-        )
+    def _expire(self, states: list[PhaseState]) -> None:
+        for state in states:
+            del self._table[state.key]
+            log.info(
+                "readiness state %s expired (idle for over %d days)",
+                state.key,
+                self._registry.retention_days,
+            )
 
     # --- output -----------------------------------------------------------------------------
 

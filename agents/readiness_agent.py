@@ -61,9 +61,9 @@ def install(ctx: AppContext) -> ReadinessProcessor:
     @ctx.app.timer(interval=settings.readiness_tick_seconds)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
         # Wall clock, not stream time: a deadline fires even if no event ever arrives again.
-        sent = await processor.send_due_ticks()
+        sent = await processor.send_due_ticks(ctx.side_publisher)
         if sent:
-            log.debug("sent %d readiness tick(s)", sent)
+            log.info("sent %d readiness tick(s)", sent)
 
     ctx.components["readiness"] = processor
     return processor

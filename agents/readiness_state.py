@@ -76,6 +76,8 @@ class PhaseState(BaseModel):
     #: Dedup id of the completion the validation gate last rejected (alert once per attempt).
     gate_rejected_id: str | None = None
     cleanup_at: datetime | None = None
+    #: Wall-clock time of the last write; retention counts idle time from here.
+    updated_at: datetime | None = None
 
     @staticmethod
     def table_key(game_date: date, phase: int) -> str:

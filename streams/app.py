@@ -12,25 +12,53 @@ from typing import Any
 
 import faust
 
-from agents import readiness_agent
+from agents import predictions, readiness_agent
 from streams.clock import Clock, SystemClock
 from streams.codecs import register_orjson_codec
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
+from streams.side_producer import SideProducer
 from streams.topics import CATALOG, TopicName
 from streams.web import install as web_install
 
 log = logging.getLogger(__name__)
 
 
-class FaustPublisher:
-    """Publishes through the app's producer, so sends are flushed before offsets commit."""
+#: Outputs of the readiness agent that must commit atomically with the records that caused
+#: them (exactly_once). See ``FaustPublisher``.
+TRANSACTIONAL_OUTPUTS = frozenset(
+    {
+        TopicName.PHASE_TRIGGERS,
+        TopicName.RERUN_REQUESTS,
+        TopicName.ALERTS,
+        TopicName.DEAD_LETTERS,
+    }
+)
 
-    def __init__(self, topics: dict[TopicName, Any]) -> None:
+
+class FaustPublisher:
+    """Publishes through the app's producer, so sends are flushed before offsets commit.
+
+    Under exactly_once, faust-streaming 0.15 puts a send into a transaction only when its
+    consumer knows the destination topic and the topic belongs to a co-partitioned group; it
+    then uses the transaction of the *destination* partition. For the transactional outputs the
+    app therefore subscribes to those topics (``_transactional_outputs`` agent, which drops what
+    it reads) and sends to the partition number of the record being processed, so the output
+    joins that record's transaction. Keys are unchanged; outputs of one game date share a
+    partition, as its completions do.
+    """
+
+    def __init__(self, topics: dict[TopicName, Any], *, pinned: frozenset[TopicName]) -> None:
         self._topics = topics
+        self._pinned = pinned
 
     async def send(self, topic: TopicName, key: str, value: bytes) -> None:
-        await self._topics[topic].send(key=key.encode("utf-8"), value=value)
+        partition = None
+        if topic in self._pinned:
+            event = faust.current_event()
+            if event is not None:
+                partition = event.message.partition
+        await self._topics[topic].send(key=key.encode("utf-8"), value=value, partition=partition)
 
 
 @dataclass
@@ -42,7 +70,10 @@ class AppContext:
     registry: Registry
     clock: Clock
     topics: dict[TopicName, Any]
+    #: Sends from stream processing: part of the consumed record's transaction (exactly_once).
     publisher: FaustPublisher
+    #: Sends from timers and HTTP handlers (see streams.side_producer for why they differ).
+    side_publisher: SideProducer
     components: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,8 +132,29 @@ def build_app(
         registry=registry if registry is not None else load_registry(settings.registry_path),
         clock=clock if clock is not None else SystemClock(),
         topics=topics,
-        publisher=FaustPublisher(topics),
+        publisher=FaustPublisher(topics, pinned=TRANSACTIONAL_OUTPUTS),
+        side_publisher=SideProducer(settings),
     )
-    for feature in (readiness_agent, web_install):
+
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def _stop_side_producer(_sender: Any, **_: Any) -> None:
+        await ctx.side_publisher.stop()
+
+    outputs = app.topic(
+        *(settings.topic(name) for name in sorted(TRANSACTIONAL_OUTPUTS)),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+
+    @app.agent(outputs, name="transactional_outputs")  # type: ignore[untyped-decorator]
+    async def _transactional_outputs(stream: Any) -> None:
+        # Subscribed only so the consumer knows these topics (see FaustPublisher).
+        async for _ in stream:
+            pass
+
+    for feature in (readiness_agent, predictions, web_install):
         feature.install(ctx)
     return ctx

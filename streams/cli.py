@@ -32,6 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--records", type=int, default=0, help="record_count")
     publish.add_argument("--execution-id", default=None, help="dedup id; generated if absent")
+    seed = commands.add_parser(
+        "seed", help="synthetic source data for a date into BigQuery: players, prop lines, history"
+    )
+    seed.add_argument("--date", required=True, help="game_date, YYYY-MM-DD")
+    seed.add_argument("--players", type=int, default=450, help="players on the slate")
+    predict = commands.add_parser("predict", help="start a prediction batch (phase 5) for a date")
+    predict.add_argument("--date", required=True, help="game_date, YYYY-MM-DD")
+    predict.add_argument("--batch-id", default=None, help="default: {date}-r{n}")
+    predict.add_argument(
+        "--wait", type=float, default=0.0, help="seconds to wait for the phase-5 completion"
+    )
     lag = commands.add_parser("lag", help="consumer lag per group/topic/partition, with status")
     lag.add_argument(
         "--group", action="append", default=[], help="consumer group (repeatable; default: app id)"
@@ -41,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one return per command
     """Entry point of the ``phaseflow`` console script."""
     args = _parser().parse_args(argv)
     settings = Settings()
@@ -75,6 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status=args.status,
                 record_count=args.records,
                 execution_id=args.execution_id,
+            )
+        )
+    if args.command == "seed":
+        from streams.seed import seed_from_cli
+
+        return seed_from_cli(settings, game_date=args.date, players=args.players)
+    if args.command == "predict":
+        from agents.predictions.commands import predict_from_cli
+
+        return asyncio.run(
+            predict_from_cli(
+                settings, game_date=args.date, batch_id=args.batch_id, wait_seconds=args.wait
             )
         )
     if args.command == "lag":

@@ -74,12 +74,16 @@ class Settings(BaseSettings):
         description="Idempotent producers (Apache Kafka); false on brokers without them (Tansu).",
     )
     broker_session_timeout_seconds: float = Field(
-        60.0,
+        10.0,
         gt=0,
-        description="Consumer-group session timeout; Tansu holds joins for half of it (use 3).",
+        description=(
+            "Consumer-group session timeout: how long a killed worker's partitions wait before "
+            "another worker takes them (Kafka's minimum is 6). Tansu holds every join for half "
+            "of it (use 3 there)."
+        ),
     )
     broker_heartbeat_interval_seconds: float = Field(
-        3.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
+        2.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
     )
     readiness_tick_seconds: float = Field(
         1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
@@ -103,6 +107,24 @@ class Settings(BaseSettings):
     )
     lag_groups: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated consumer groups to watch besides `APP_ID`'s own."
+    )
+    prediction_batch_size: int = Field(
+        100, ge=1, description="Prediction workers take up to this many requests per history query."
+    )
+    prediction_batch_wait_seconds: float = Field(
+        0.5, gt=0, description="How long a prediction worker waits to fill a batch."
+    )
+    prediction_history_games: int = Field(
+        60, ge=1, description="Past games loaded per player for the prediction systems."
+    )
+    prediction_cache_ttl_seconds: float = Field(
+        900.0, gt=0, description="How long a worker keeps loaded player history in memory."
+    )
+    prediction_query_attempts: int = Field(
+        3, ge=1, description="Attempts of a prediction-path BigQuery query on transient errors."
+    )
+    coordinator_tick_seconds: float = Field(
+        5.0, gt=0, description="How often the prediction coordinator looks for stalled batches."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel
 
 from models.codec import decode
 from models.events import PhaseCompletion, PhaseTrigger
@@ -22,6 +23,8 @@ from streams.publish import CompletionPublisher
 from streams.registry import Registry
 from streams.settings import Settings
 from streams.topics import TopicName
+
+EventT = TypeVar("EventT", bound=BaseModel)
 
 
 def make_completion(
@@ -63,17 +66,20 @@ def phase_completions(
     return [make_completion(name, game_date, phase) for name in processors]
 
 
-class TriggerReader:
-    """Reads the trigger topic from the beginning without a consumer group (no join wait)."""
+class TopicReader(Generic[EventT]):
+    """Reads a catalog topic from the beginning without a consumer group (no join wait)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topic: TopicName, model: type[EventT]) -> None:
+        self._model = model
         # Without a group_id aiokafka assigns itself every partition of the subscribed topic.
         self._consumer = AIOKafkaConsumer(
-            settings.topic(TopicName.PHASE_TRIGGERS),
+            settings.topic(topic),
             bootstrap_servers=settings.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Records of aborted transactions (a worker that died mid-transaction) never count.
+            isolation_level="read_committed",
         )
 
     async def start(self) -> None:
@@ -82,15 +88,43 @@ class TriggerReader:
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    async def read(self, wait_seconds: float) -> list[PhaseTrigger]:
-        """Triggers that arrive within ``wait_seconds`` (possibly none)."""
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def read(self, wait_seconds: float) -> list[EventT]:
+        """Records that arrive within ``wait_seconds`` (possibly none)."""
         batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000))
         return [
-            decode(PhaseTrigger, record.value)
+            decode(self._model, record.value)
             for records in batches.values()
             for record in records
             if record.value is not None
         ]
+
+    async def read_until(
+        self, done: Callable[[list[EventT]], bool], *, give_up_after: float, quiet_for: float = 0.0
+    ) -> list[EventT]:
+        """Read until ``done(everything so far)``, then ``quiet_for`` more seconds (to catch
+        anything that should not be there), or until ``give_up_after`` seconds."""
+        found: list[EventT] = []
+        deadline = time.monotonic() + give_up_after
+        while not done(found) and time.monotonic() < deadline:
+            found += await self.read(0.25)
+        quiet_until = time.monotonic() + quiet_for
+        while time.monotonic() < quiet_until:
+            found += await self.read(0.25)
+        return found
+
+
+class TriggerReader(TopicReader[PhaseTrigger]):
+    """Reads the phase-trigger topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, TopicName.PHASE_TRIGGERS, PhaseTrigger)
 
 
 @dataclass

@@ -27,6 +27,7 @@ class TopicName(StrEnum):
     DEAD_LETTERS = "dead-letters"
     AUDIT = "audit"
     READINESS_TICKS = "readiness-ticks"
+    PREDICTION_PROGRESS = "prediction-progress"
 
 
 def _ms(delta: timedelta) -> str:
@@ -59,6 +60,15 @@ class TopicSpec:
 
 
 CATALOG: tuple[TopicSpec, ...] = (
+    # Internal: the prediction coordinator's commands (start, complete, check) and the workers'
+    # per-player "done" records, keyed by game_date so one agent applies a date's changes in
+    # order on the partition that owns its batch state (agents/predictions/messages.py).
+    TopicSpec(
+        TopicName.PREDICTION_PROGRESS,
+        key="game_date",
+        value="CoordinatorCommand | PlayerDone (internal)",
+        retention=timedelta(days=7),
+    ),
     # Internal: the readiness timer's "look at this date now", keyed by game_date so it lands on
     # the partition that owns the date (same partition count as the completions topic).
     TopicSpec(

@@ -202,6 +202,7 @@ class LagMonitor:
         self.own_stall_after = own_stall_after or self.policy.window
         self._evaluator = LagEvaluator(self.policy, self._clock)
         self._latest: dict[tuple[str, str, int], PartitionLag] = {}
+        self._rows: list[LagRow] = []
         # The status last acted on per group: an alert goes out when the status differs from it.
         self._announced: dict[str, LagStatus] = {}
         self._own_stuck_since: datetime | None = None
@@ -265,21 +266,27 @@ class LagMonitor:
             self._evaluator.observe(row.key, row.sample())
         for key in self._evaluator.forget_stale():
             self._latest.pop(key, None)
+        verdicts = self._evaluator.evaluate_all()
+        rows = [_row(self._latest[key], verdicts[key]) for key in verdicts if key in self._latest]
+        self._rows = rows
         self.rounds += 1
         self.last_error = None
-        rows = self.rows()
         for group in self.groups:
             await self._announce(group, rows)
         await self._watchdog()
         return rows
 
     def rows(self) -> list[LagRow]:
-        """Every known partition's latest numbers and current status (for metrics)."""
-        verdicts = self._evaluator.evaluate_all()
-        return [_row(self._latest[key], verdicts[key]) for key in verdicts if key in self._latest]
+        """Every known partition's numbers and status as of the last round (for metrics).
+
+        A snapshot, not re-evaluated between rounds, so it always agrees with the alerts sent;
+        ``sampled_at`` and :attr:`last_error` tell how fresh it is.
+        """
+        return list(self._rows)
 
     def group_status(self, group: str) -> LagStatus:
-        return self._evaluator.group_status(group)
+        """The group's worst partition status as of the last round (``OK`` if none known)."""
+        return worst(row.status for row in self._rows if row.group == group)
 
     def group_statuses(self) -> dict[str, LagStatus]:
         return {group: self.group_status(group) for group in self.groups}

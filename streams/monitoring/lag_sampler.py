@@ -246,15 +246,18 @@ class LagSampler:
         return dict(ends)
 
     async def _all_partitions(self) -> list[TopicPartition]:
-        meta = self._require()[1]
-        topics: set[str] = await asyncio.wait_for(meta.topics(), self._timeout)
+        # The admin's metadata, not the consumer's: consumer.topics() does not refresh the
+        # cache that partitions_for_topic() reads, so it knows names but no partitions.
+        described: list[dict[str, Any]] = await asyncio.wait_for(
+            self._require()[0].describe_topics(), self._timeout
+        )
         found: list[TopicPartition] = []
-        for topic in sorted(topics):
-            if topic.startswith("__"):  # __consumer_offsets, __transaction_state
-                continue
-            for partition in sorted(meta.partitions_for_topic(topic) or ()):
-                found.append(TopicPartition(topic, partition))
-        return found
+        for topic in described:
+            name = str(topic["topic"])
+            if topic.get("is_internal") or name.startswith("__") or topic.get("error_code"):
+                continue  # __consumer_offsets, __transaction_state; topics being deleted
+            found.extend(TopicPartition(name, int(p["partition"])) for p in topic["partitions"])
+        return sorted(found)
 
     async def _probe_all(
         self, wanted: set[tuple[TopicPartition, int]], ends: Mapping[TopicPartition, int]

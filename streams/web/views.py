@@ -193,15 +193,15 @@ class HttpApi:
         log.info("%s by %s from %s", record.action, record.key_id, record.client)
 
     async def send(self, topic: TopicName, key: str, value: bytes) -> None:
-        """Publish through the app's producer and wait for the broker's acknowledgement.
+        """Publish and wait for the broker's acknowledgement (503 on timeout).
 
-        ``ctx.publisher`` only hands the record to the producer; an HTTP caller must learn
-        whether the record is durable, so this also awaits the delivery (503 on timeout).
+        An HTTP caller must learn whether the record is durable. The side producer is used, not
+        the app's: under exactly_once the app's producer would hold the record in a partition's
+        transaction until that partition next commits (see streams.side_producer).
         """
         try:
             async with asyncio.timeout(self.send_timeout):
-                delivery = await self.ctx.topics[topic].send(key=key.encode("utf-8"), value=value)
-                await delivery
+                await self.ctx.side_publisher.send(topic, key, value)
         except TimeoutError:
             log.warning("publish to %s not acknowledged within %.0f s", topic, self.send_timeout)
             raise HttpError(

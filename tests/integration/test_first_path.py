@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import date
 
@@ -21,19 +20,10 @@ PHASE2_REQUIRED = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_bo
 
 async def read_triggers(settings: Settings, *, want: int, quiet_for: float) -> list[PhaseTrigger]:
     """Everything on the trigger topic until ``want`` arrived and then ``quiet_for`` s passed."""
-    reader = TriggerReader(settings)
-    await reader.start()
-    found: list[PhaseTrigger] = []
-    try:
-        deadline = time.monotonic() + 120
-        while len(found) < want and time.monotonic() < deadline:
-            found += await reader.read(0.5)
-        quiet_until = time.monotonic() + quiet_for
-        while time.monotonic() < quiet_until:
-            found += await reader.read(0.5)
-    finally:
-        await reader.stop()
-    return found
+    async with TriggerReader(settings) as reader:
+        return await reader.read_until(
+            lambda found: len(found) >= want, give_up_after=120, quiet_for=quiet_for
+        )
 
 
 async def test_completions_with_a_duplicate_fire_exactly_one_trigger(

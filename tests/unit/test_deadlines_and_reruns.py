@@ -237,14 +237,17 @@ async def test_cleanup_storm_guard_alerts_instead_of_rerunning() -> None:
     assert "outage" in alert.message
 
 
-async def test_state_of_dates_past_retention_expires() -> None:
+async def test_state_idle_past_retention_expires() -> None:
     h = Harness()
-    old = GAME_DATE - timedelta(days=3)
-    await h.complete("p2_odds_game_lines", 2, game_date=old)
+    backfilled = GAME_DATE - timedelta(days=300)  # an old date being backfilled stays
+    await h.complete("p2_odds_game_lines", 2, game_date=backfilled)
+    await h.advance(timedelta(days=4))
+    assert len(h.table) == 1
     await h.complete("p2_odds_game_lines", 2)
-    assert len(h.table) == 2
-    await h.advance(timedelta(days=6))  # old is now 9 days back, GAME_DATE 6
+    await h.advance(timedelta(days=3, hours=1))  # backfill idle 7d1h, GAME_DATE 3d1h
     assert list(h.table) == [f"{GAME_DATE.isoformat()}:2"]
+    await h.advance(timedelta(days=4))
+    assert h.table == {}
 
 
 def day_events() -> list[bytes]:

@@ -1,0 +1,72 @@
+"""``phaseflow predict --date D``: ask the running workers' coordinator to start a batch."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+
+from aiokafka import AIOKafkaConsumer
+
+from agents.predictions.coordinator import PROCESSOR
+from agents.predictions.messages import make_command
+from models.codec import EventDecodeError, decode, encode
+from models.events import PhaseCompletion
+from streams.settings import Settings
+from streams.side_producer import SideProducer
+from streams.topics import TopicName
+
+
+async def predict_from_cli(
+    settings: Settings, *, game_date: str, batch_id: str | None, wait_seconds: float
+) -> int:
+    """Send a ``start`` command; with ``wait_seconds`` > 0, wait for the phase-5 completion."""
+    day = date.fromisoformat(game_date)
+    command = make_command(
+        "start",
+        day,
+        issued_at=datetime.now(UTC),
+        batch_id=batch_id,
+        source="cli",
+        requested_by="cli",
+    )
+    consumer: AIOKafkaConsumer | None = None
+    if wait_seconds > 0:
+        # Subscribe first (at the end of the topic), so a fast completion is not missed.
+        consumer = AIOKafkaConsumer(
+            settings.topic(TopicName.PHASE_COMPLETIONS),
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        await consumer.seek_to_end()
+    try:
+        async with SideProducer(settings) as producer:
+            await producer.send(TopicName.PREDICTION_PROGRESS, command.key, encode(command))
+        print(f"requested a prediction batch for {day} (command {command.command_id})")  # noqa: T201
+        if consumer is None:
+            return 0
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        completion = decode(PhaseCompletion, record.value or b"")
+                    except EventDecodeError:
+                        continue
+                    if completion.processor_name == PROCESSOR and completion.game_date == day:
+                        meta = completion.metadata
+                        print(  # noqa: T201
+                            f"phase 5 of {day} {completion.status}: batch {meta.get('batch_id')}, "
+                            f"{meta.get('completed_players')}/{meta.get('expected_players')} "
+                            f"players, {meta.get('total_predictions')} predictions"
+                        )
+                        return 0 if completion.status in ("success", "partial") else 1
+        print(f"no phase-5 completion for {day} within {wait_seconds:g} s")  # noqa: T201
+        return 1
+    finally:
+        if consumer is not None:
+            await consumer.stop()

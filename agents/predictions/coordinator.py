@@ -1,0 +1,649 @@
+"""The prediction coordinator: one batch of PredictionRequests per game date, tracked to the end.
+
+``Coordinator`` owns every decision and works on plain mappings, a publisher and a clock, so it is
+unit-tested without a broker; ``agents.predictions.coordinator_agent`` wires it into Faust. All
+state changes arrive as records on ``{prefix}.prediction-progress`` keyed by ``game_date`` (see
+``agents.predictions.messages``), so one date's starts, completions and per-player "done" records
+are applied in order by one agent, on the partition that owns the date's table entries.
+
+Lifecycle of a batch (state in the ``prediction_batches`` table, key ``game_date``):
+
+1. ``start`` (phase-5 trigger, rerun request, HTTP, CLI): refused with ``already_running`` while a
+   batch of the date runs; otherwise reads the slate (one query), publishes one request per player
+   to ``{prefix}.prediction-requests`` (key ``{game_date}:{player_lookup}``, no pacing) and records
+   the batch as running. ``batch_id`` defaults to ``{game_date}-r{n}`` (n-th run of the date).
+2. ``done`` records from the workers: counted once per (batch, player) (markers in the
+   ``prediction_batch_players`` table), with the predictions each produced.
+3. Done when every player reported, or, after ``stall_timeout`` without progress, when at least
+   ``min_coverage_pct`` % did (both from the registry's phase 5), or on ``complete``. Then exactly
+   one phase-5 PhaseCompletion (processor ``prediction_coordinator``) with ``metadata``
+   ``expected_players``, ``completed_players`` and ``total_predictions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from agents.envelope import Origin, dead_letter
+from agents.predictions.bq import QueryError
+from agents.predictions.messages import (
+    CommandSource,
+    CoordinatorCommand,
+    PlayerDone,
+    ProgressRecord,
+    decode_progress,
+    make_command,
+    stable_id,
+)
+from agents.predictions.source import SlateSource, build_requests
+from agents.publisher import Publisher
+from models.codec import EventDecodeError, encode
+from models.events import Alert, PhaseCompletion
+from streams.clock import Clock
+from streams.registry import Registry
+from streams.topics import TopicName
+
+log = logging.getLogger(__name__)
+
+PROCESSOR: Final = "prediction_coordinator"
+PHASE: Final = 5
+#: Command ids remembered per date (duplicates older than this many commands are not detected).
+MAX_COMMAND_IDS: Final = 200
+#: A check for a date is not re-sent while an earlier one may still be in flight.
+CHECK_RESEND_AFTER: Final = timedelta(seconds=5)
+DEFAULT_STALL_TIMEOUT: Final = timedelta(minutes=15)
+
+ResultStatus = Literal[
+    "started",
+    "resent",
+    "already_running",
+    "already_complete",
+    "completed",
+    "not_running",
+    "failed",
+    "duplicate",
+    "checked",
+]
+
+
+class BatchAlreadyRunningError(ValueError):
+    """A batch of the date is running (the HTTP API answers 409)."""
+
+
+class BatchNotRunningError(ValueError):
+    """``complete`` for a date without a running batch (the HTTP API answers 409)."""
+
+
+class BatchState(BaseModel):
+    """One batch of one date."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str
+    run: int
+    status: Literal["running", "complete"]
+    expected_players: int
+    completed_players: int = 0
+    total_predictions: int = 0
+    started_at: datetime
+    last_progress_at: datetime
+    completed_at: datetime | None = None
+    completion_reason: str | None = None
+    source: str
+    requested_by: str
+    created_by: str  # the command that started it (a redelivery of it re-sends the requests)
+    stalled_at: datetime | None = None  # stalled below min_coverage_pct: alerted at
+
+    @property
+    def coverage_pct(self) -> float:
+        if self.expected_players == 0:
+            return 100.0
+        return 100.0 * self.completed_players / self.expected_players
+
+
+class DateState(BaseModel):
+    """Everything the coordinator keeps for one game date (table value, JSON)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    game_date: date
+    runs: int = 0
+    current: BatchState | None = None
+    completed: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+
+    @property
+    def running(self) -> BatchState | None:
+        return (
+            self.current if self.current is not None and self.current.status == "running" else None
+        )
+
+    def seen(self, command_id: str) -> DateState:
+        commands = (*self.commands, command_id)[-MAX_COMMAND_IDS:]
+        return self.model_copy(update={"commands": commands})
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command did; ``as_json()`` is the HTTP API's ``result``."""
+
+    status: ResultStatus
+    game_date: date
+    batch_id: str | None
+    expected_players: int = 0
+    completed_players: int = 0
+    total_predictions: int = 0
+    message: str = ""
+
+    def as_json(self) -> dict[str, JsonValue]:
+        return {
+            "status": self.status,
+            "game_date": self.game_date.isoformat(),
+            "batch_id": self.batch_id,
+            "expected_players": self.expected_players,
+            "completed_players": self.completed_players,
+            "total_predictions": self.total_predictions,
+            "message": self.message,
+        }
+
+    @classmethod
+    def of(
+        cls, status: ResultStatus, batch: BatchState, game_date: date, message: str = ""
+    ) -> CommandResult:
+        return cls(
+            status=status,
+            game_date=game_date,
+            batch_id=batch.batch_id,
+            expected_players=batch.expected_players,
+            completed_players=batch.completed_players,
+            total_predictions=batch.total_predictions,
+            message=message,
+        )
+
+
+@dataclass
+class CoordinatorStats:
+    commands: int = 0
+    requests_published: int = 0
+    done_counted: int = 0
+    done_ignored: int = 0
+    completions: int = 0
+    dead_letters: int = 0
+
+
+def default_batch_id(game_date: date, run: int) -> str:
+    """``{game_date}-r{run}``: the n-th batch of a date."""
+    return f"{game_date.isoformat()}-r{run}"
+
+
+def marker_key(batch_id: str, player_lookup: str) -> str:
+    """Key of a (batch, player) "done" marker (player lookups never contain '|')."""
+    return f"{batch_id}|{player_lookup}"
+
+
+class Coordinator:
+    """Applies progress records to the batch tables and publishes requests and completions."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        batches: MutableMapping[str, Any],
+        players: MutableMapping[str, Any],
+        publisher: Publisher,
+        source: SlateSource,
+        clock: Clock,
+        max_message_bytes: int = 1_048_576,
+        reply_timeout_seconds: float = 10.0,
+    ) -> None:
+        spec = registry.phase(PHASE)
+        self.min_coverage_pct = (
+            spec.min_coverage_pct if spec.min_coverage_pct is not None else 100.0
+        )
+        self.stall_timeout = spec.stall_timeout or DEFAULT_STALL_TIMEOUT
+        self.retention = timedelta(days=registry.retention_days)
+        self._batches = batches
+        self._players = players
+        self._publisher = publisher
+        self._source = source
+        self._clock = clock
+        self._max_message_bytes = max_message_bytes
+        self._reply_timeout = reply_timeout_seconds
+        self._waiters: dict[str, asyncio.Future[CommandResult]] = {}
+        self._checks_sent: dict[date, datetime] = {}
+        self.stats = CoordinatorStats()
+
+    # --- table ------------------------------------------------------------------------------
+
+    def date_state(self, game_date: date) -> DateState | None:
+        stored = self._batches.get(game_date.isoformat())
+        return DateState.model_validate(stored) if stored is not None else None
+
+    def states(self) -> list[DateState]:
+        """Every date this worker holds (its partitions of the table)."""
+        return [DateState.model_validate(v) for v in list(self._batches.values()) if v is not None]
+
+    def _save(self, state: DateState) -> None:
+        self._batches[state.game_date.isoformat()] = state.model_dump(mode="json")
+
+    # --- records from the progress topic ----------------------------------------------------
+
+    async def handle(self, raw: bytes, origin: Origin) -> CommandResult | None:
+        """Apply one raw progress record (bad ones are dead-lettered)."""
+        try:
+            record = decode_progress(raw, max_bytes=self._max_message_bytes)
+        except EventDecodeError as error:
+            await self._dead_letter(raw, origin, error.reason, error.error_type)
+            return None
+        return await self.apply(record)
+
+    async def apply(self, record: ProgressRecord) -> CommandResult | None:
+        if isinstance(record, PlayerDone):
+            await self._on_done(record)
+            return None
+        self.stats.commands += 1
+        if record.kind == "start":
+            result = await self._on_start(record)
+        elif record.kind == "complete":
+            result = await self._on_complete(record)
+        else:
+            result = await self._on_check(record)
+        waiter = self._waiters.get(record.command_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+        return result
+
+    async def _refuse_start(
+        self, state: DateState, command: CoordinatorCommand
+    ) -> CommandResult | None:
+        """The answer to a start that must not start a new batch, or None to go ahead."""
+        game_date = command.game_date
+        running = state.running
+        if command.command_id in state.commands:
+            if running is not None and running.created_by == command.command_id:
+                # Redelivered (the worker may have died before every request went out): send
+                # them again; same ids and keys, so nothing downstream counts twice.
+                sent = await self._publish_requests(game_date, running.batch_id, command)
+                return CommandResult.of("resent", running, game_date, f"{sent} requests re-sent")
+            return self._result_for("duplicate", state.current, command)
+        if running is not None:
+            self._save(state.seen(command.command_id))
+            return CommandResult.of(
+                "already_running",
+                running,
+                game_date,
+                f"batch {running.batch_id} of {game_date} is already running "
+                f"({running.completed_players}/{running.expected_players} players done)",
+            )
+        if command.batch_id is not None and command.batch_id in state.completed:
+            self._save(state.seen(command.command_id))
+            done = state.current
+            same = done is not None and done.batch_id == command.batch_id
+            return self._result_for("already_complete", done if same else None, command)
+        return None
+
+    @staticmethod
+    def _result_for(
+        status: ResultStatus, batch: BatchState | None, command: CoordinatorCommand
+    ) -> CommandResult:
+        if batch is None:
+            return CommandResult(status, command.game_date, command.batch_id)
+        return CommandResult.of(status, batch, command.game_date)
+
+    async def _on_start(self, command: CoordinatorCommand) -> CommandResult:
+        game_date = command.game_date
+        state = self.date_state(game_date) or DateState(game_date=game_date)
+        refused = await self._refuse_start(state, command)
+        if refused is not None:
+            return refused
+        state = state.seen(command.command_id)
+        run = state.runs + 1
+        batch_id = command.batch_id or default_batch_id(game_date, run)
+        while batch_id in state.completed:  # an explicit id took the default's name earlier
+            run += 1
+            batch_id = default_batch_id(game_date, run)
+        now = self._clock.now()
+        try:
+            rows = await self._source.read(game_date)
+        except QueryError as error:
+            self._save(state)
+            await self._publish_failure(game_date, batch_id, command, str(error))
+            return CommandResult("failed", game_date, batch_id, message=str(error))
+        requests = build_requests(rows, game_date=game_date, batch_id=batch_id, requested_at=now)
+        batch = BatchState(
+            batch_id=batch_id,
+            run=run,
+            status="running",
+            expected_players=len(requests),
+            started_at=now,
+            last_progress_at=now,
+            source=command.source,
+            requested_by=command.requested_by,
+            created_by=command.command_id,
+        )
+        state = state.model_copy(update={"runs": run, "current": batch})
+        self._save(state)
+        for request in requests:
+            await self._publisher.send(TopicName.PREDICTION_REQUESTS, request.key, encode(request))
+        self.stats.requests_published += len(requests)
+        log.info(
+            "prediction batch %s started (%s, by %s): %d players",
+            batch_id,
+            command.source,
+            command.requested_by,
+            len(requests),
+        )
+        if not requests:
+            batch = await self._complete(state, batch, "no_players")
+        return CommandResult.of("started", batch, game_date)
+
+    async def _publish_requests(
+        self, game_date: date, batch_id: str, command: CoordinatorCommand
+    ) -> int:
+        try:
+            rows = await self._source.read(game_date)
+        except QueryError as error:
+            log.warning("could not re-send the requests of %s: %s", batch_id, error)
+            return 0
+        requests = build_requests(
+            rows, game_date=game_date, batch_id=batch_id, requested_at=command.issued_at
+        )
+        for request in requests:
+            await self._publisher.send(TopicName.PREDICTION_REQUESTS, request.key, encode(request))
+        self.stats.requests_published += len(requests)
+        return len(requests)
+
+    async def _on_done(self, done: PlayerDone) -> None:
+        state = self.date_state(done.game_date)
+        running = state.running if state is not None else None
+        if state is None or running is None or running.batch_id != done.batch_id:
+            self.stats.done_ignored += 1  # a late report of an earlier batch, or of none
+            return
+        marker = marker_key(done.batch_id, done.player_lookup)
+        if self._players.get(marker) is not None:
+            self.stats.done_ignored += 1  # a redelivered request, predicted twice
+            return
+        self._players[marker] = done.predictions
+        self.stats.done_counted += 1
+        batch = running.model_copy(
+            update={
+                "completed_players": running.completed_players + 1,
+                "total_predictions": running.total_predictions + done.predictions,
+                "last_progress_at": self._clock.now(),
+            }
+        )
+        state = state.model_copy(update={"current": batch})
+        if batch.completed_players >= batch.expected_players:
+            await self._complete(state, batch, "all_players")
+        else:
+            self._save(state)
+
+    async def _on_complete(self, command: CoordinatorCommand) -> CommandResult:
+        game_date = command.game_date
+        state = self.date_state(game_date)
+        if state is None or state.current is None:
+            return CommandResult("not_running", game_date, command.batch_id, message="no batch")
+        state = state.seen(command.command_id)
+        current = state.current
+        assert current is not None  # noqa: S101 -- seen() keeps current
+        if command.batch_id is not None and command.batch_id != current.batch_id:
+            self._save(state)
+            status: ResultStatus = (
+                "already_complete" if command.batch_id in state.completed else "not_running"
+            )
+            return CommandResult(status, game_date, command.batch_id)
+        if current.status == "complete":
+            self._save(state)
+            return CommandResult.of("already_complete", current, game_date)
+        batch = await self._complete(state, current, "manual")
+        return CommandResult.of("completed", batch, game_date)
+
+    async def _on_check(self, command: CoordinatorCommand) -> CommandResult:
+        game_date = command.game_date
+        self._checks_sent.pop(game_date, None)
+        state = self.date_state(game_date)
+        if state is None:
+            return CommandResult("not_running", game_date, None)
+        now = self._clock.now()
+        running = state.running
+        if running is None:
+            if self._expired(game_date, now):
+                self._expire(state)
+            return CommandResult("checked", game_date, None)
+        if now - running.last_progress_at < self.stall_timeout:
+            return CommandResult.of("checked", running, game_date)
+        if running.coverage_pct >= self.min_coverage_pct:
+            batch = await self._complete(state, running, "stalled")
+            return CommandResult.of("completed", batch, game_date)
+        if running.stalled_at is None or running.stalled_at < running.last_progress_at:
+            await self._alert_stalled(running, game_date, now)
+            batch = running.model_copy(update={"stalled_at": now})
+            self._save(state.model_copy(update={"current": batch}))
+            return CommandResult.of("checked", batch, game_date, "stalled below coverage")
+        return CommandResult.of("checked", running, game_date)
+
+    # --- completion -------------------------------------------------------------------------
+
+    async def _complete(self, state: DateState, batch: BatchState, reason: str) -> BatchState:
+        now = self._clock.now()
+        done = batch.model_copy(
+            update={"status": "complete", "completed_at": now, "completion_reason": reason}
+        )
+        state = state.model_copy(
+            update={"current": done, "completed": (*state.completed, batch.batch_id)[-50:]}
+        )
+        self._save(state)
+        status = "success" if done.completed_players >= done.expected_players else "partial"
+        completion = PhaseCompletion.model_validate(
+            {
+                "processor_name": PROCESSOR,
+                "game_date": state.game_date,
+                "phase": PHASE,
+                "status": status,
+                "record_count": done.total_predictions,
+                "execution_id": stable_id("prediction-batch-complete", done.batch_id),
+                "correlation_id": done.batch_id,
+                "timestamp": now,
+                "duration_seconds": max(0.0, (now - done.started_at).total_seconds()),
+                "metadata": {
+                    "expected_players": done.expected_players,
+                    "completed_players": done.completed_players,
+                    "total_predictions": done.total_predictions,
+                    "batch_id": done.batch_id,
+                    "completion_reason": reason,
+                    "coverage_pct": round(done.coverage_pct, 2),
+                },
+            }
+        )
+        await self._publisher.send(TopicName.PHASE_COMPLETIONS, completion.key, encode(completion))
+        self.stats.completions += 1
+        log.info(
+            "prediction batch %s complete (%s): %d/%d players, %d predictions",
+            done.batch_id,
+            reason,
+            done.completed_players,
+            done.expected_players,
+            done.total_predictions,
+        )
+        return done
+
+    async def _publish_failure(
+        self, game_date: date, batch_id: str, command: CoordinatorCommand, error: str
+    ) -> None:
+        """The slate could not be read: a failed completion (the readiness agent reruns it)."""
+        completion = PhaseCompletion.model_validate(
+            {
+                "processor_name": PROCESSOR,
+                "game_date": game_date,
+                "phase": PHASE,
+                "status": "failed",
+                "record_count": 0,
+                "execution_id": stable_id("prediction-batch-failed", batch_id, command.command_id),
+                "correlation_id": batch_id,
+                "timestamp": self._clock.now(),
+                "error_message": error[:1000],
+                "error_type": "source_unavailable",
+                "metadata": {"batch_id": batch_id},
+            }
+        )
+        await self._publisher.send(TopicName.PHASE_COMPLETIONS, completion.key, encode(completion))
+        log.error("prediction batch %s not started: %s", batch_id, error)
+
+    async def _alert_stalled(self, batch: BatchState, game_date: date, now: datetime) -> None:
+        alert = Alert.model_validate(
+            {
+                "kind": "phase_timeout",
+                "severity": "warning",
+                "subject": f"{game_date.isoformat()}:phase_{PHASE}",
+                "message": (
+                    f"prediction batch {batch.batch_id} made no progress for "
+                    f"{self.stall_timeout} at {batch.coverage_pct:.1f}% of players "
+                    f"(< {self.min_coverage_pct:g}%); waiting, or POST /coordinator/complete"
+                ),
+                "details": {
+                    "batch_id": batch.batch_id,
+                    "expected_players": batch.expected_players,
+                    "completed_players": batch.completed_players,
+                },
+                "raised_at": now,
+            }
+        )
+        await self._publisher.send(TopicName.ALERTS, alert.key, encode(alert))
+
+    # --- timer ------------------------------------------------------------------------------
+
+    def _expired(self, game_date: date, now: datetime) -> bool:
+        return game_date < now.date() - self.retention
+
+    def _expire(self, state: DateState) -> None:
+        prefixes = tuple(f"{batch_id}|" for batch_id in state.completed)
+        for key in [k for k in list(self._players.keys()) if str(k).startswith(prefixes)]:
+            del self._players[key]
+        del self._batches[state.game_date.isoformat()]
+
+    def due_checks(self) -> list[date]:
+        """Dates whose batch may have stalled (or whose state expired): look at them now."""
+        now = self._clock.now()
+        due: list[date] = []
+        for state in self.states():
+            sent = self._checks_sent.get(state.game_date)
+            if sent is not None and now - sent < CHECK_RESEND_AFTER:
+                continue
+            running = state.running
+            if running is None:
+                if self._expired(state.game_date, now):
+                    due.append(state.game_date)
+                continue
+            idle = now - running.last_progress_at >= self.stall_timeout
+            alerted = (
+                running.stalled_at is not None and running.stalled_at >= running.last_progress_at
+            )
+            if idle and not alerted:
+                due.append(state.game_date)
+        return due
+
+    async def send_due_checks(self) -> int:
+        """The timer's job: a ``check`` to the partition that owns each due date."""
+        dates = self.due_checks()
+        now = self._clock.now()
+        for game_date in dates:
+            command = make_command("check", game_date, issued_at=now, source="timer")
+            await self._publisher.send(TopicName.PREDICTION_PROGRESS, command.key, encode(command))
+            self._checks_sent[game_date] = now
+        return len(dates)
+
+    # --- entry points (HTTP API, CLI, triggers) -----------------------------------------------
+
+    async def submit(
+        self, command: CoordinatorCommand, *, wait: float | None = None
+    ) -> CommandResult | None:
+        """Send ``command`` to the progress topic and wait for this worker to apply it.
+
+        None when it was not applied within ``wait`` seconds (e.g. another worker owns the
+        date's partition): it still will be.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[CommandResult] = loop.create_future()
+        self._waiters[command.command_id] = waiter
+        try:
+            await self._publisher.send(TopicName.PREDICTION_PROGRESS, command.key, encode(command))
+            timeout = self._reply_timeout if wait is None else wait
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            except TimeoutError:
+                return None
+        finally:
+            self._waiters.pop(command.command_id, None)
+
+    async def start(
+        self,
+        game_date: date,
+        batch_id: str | None = None,
+        requested_by: str = "api",
+        *,
+        source: CommandSource = "api",
+    ) -> Mapping[str, JsonValue]:
+        """Start a batch (``POST /coordinator/start``); a running one raises (HTTP 409)."""
+        state = self.date_state(game_date)
+        running = state.running if state is not None else None
+        if running is not None:
+            raise BatchAlreadyRunningError(
+                f"already running: batch {running.batch_id} of {game_date} "
+                f"({running.completed_players}/{running.expected_players} players done)"
+            )
+        command = make_command(
+            "start",
+            game_date,
+            issued_at=self._clock.now(),
+            batch_id=batch_id,
+            source=source,
+            requested_by=requested_by,
+        )
+        result = await self.submit(command)
+        if result is None:
+            return {"status": "submitted", "game_date": game_date.isoformat(), "batch_id": batch_id}
+        if result.status == "already_running":
+            raise BatchAlreadyRunningError(f"already running: {result.message}")
+        return result.as_json()
+
+    async def complete(
+        self, game_date: date, batch_id: str | None = None, requested_by: str = "api"
+    ) -> Mapping[str, JsonValue]:
+        """Finish the running batch now (``POST /coordinator/complete``); none raises (409)."""
+        state = self.date_state(game_date)
+        if state is None or state.current is None:
+            raise BatchNotRunningError(f"no prediction batch for {game_date}")
+        command = make_command(
+            "complete",
+            game_date,
+            issued_at=self._clock.now(),
+            batch_id=batch_id,
+            requested_by=requested_by,
+        )
+        result = await self.submit(command)
+        if result is None:
+            return {"status": "submitted", "game_date": game_date.isoformat(), "batch_id": batch_id}
+        if result.status == "not_running":
+            raise BatchNotRunningError(
+                f"no running prediction batch {batch_id or ''} for {game_date}"
+            )
+        return result.as_json()
+
+    # --- dead letters -----------------------------------------------------------------------
+
+    async def _dead_letter(self, raw: bytes, origin: Origin, error: str, error_type: str) -> None:
+        letter = dead_letter(
+            origin, raw, error=error, error_type=error_type, failed_at=self._clock.now()
+        )
+        await self._publisher.send(TopicName.DEAD_LETTERS, letter.key or "", encode(letter))
+        self.stats.dead_letters += 1
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
+        )

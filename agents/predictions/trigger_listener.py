@@ -1,0 +1,108 @@
+"""Starts prediction batches from phase-5 triggers and from rerun requests of the coordinator.
+
+A plain consumer with its own group rather than a Faust agent: subscribing the app's group to
+``phase-triggers`` would put the readiness agent's trigger sends into another partition's
+transaction under ``exactly_once`` (Faust picks the transactional producer by the target
+partition of any topic the group consumes), where they could wait indefinitely. Each trigger
+becomes a ``start`` command on the progress topic with an id derived from the trigger id (or the
+rerun request id), so a re-read trigger is recognised by the coordinator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer
+
+from agents.predictions.coordinator import PHASE, PROCESSOR
+from agents.predictions.messages import CoordinatorCommand, make_command, stable_id
+from models.codec import EventDecodeError, decode, encode
+from models.events import PhaseTrigger, RerunRequest
+from streams.clock import Clock
+from streams.topics import TopicName
+
+if TYPE_CHECKING:
+    from streams.app import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def command_for(
+    topic: TopicName, raw: bytes, clock: Clock, retention: timedelta
+) -> CoordinatorCommand | None:
+    """The start command a trigger or rerun request asks for, or None (not ours, old or bad)."""
+    now = clock.now()
+    try:
+        if topic == TopicName.PHASE_TRIGGERS:
+            trigger = decode(PhaseTrigger, raw)
+            if trigger.phase != PHASE or trigger.game_date < now.date() - retention:
+                return None
+            return make_command(
+                "start",
+                trigger.game_date,
+                issued_at=now,
+                source="trigger",
+                requested_by=f"trigger:{trigger.reason}",
+                command=stable_id("trigger", trigger.trigger_id),
+            )
+        rerun = decode(RerunRequest, raw)
+    except EventDecodeError as error:
+        # Not this listener's to dead-letter: the topic's producers are phaseflow's own agents.
+        log.warning("ignored an unreadable record on %s: %s", topic, error.reason)
+        return None
+    if rerun.processor_name != PROCESSOR or rerun.game_date < now.date() - retention:
+        return None
+    return make_command(
+        "start",
+        rerun.game_date,
+        issued_at=now,
+        source="rerun",
+        requested_by=f"rerun:{rerun.reason}",
+        command=stable_id("rerun", rerun.request_id),
+    )
+
+
+def install(ctx: AppContext) -> None:
+    """Run the listener as an app task for as long as the worker runs."""
+    settings = ctx.settings
+    names = {settings.topic(t): t for t in (TopicName.PHASE_TRIGGERS, TopicName.RERUN_REQUESTS)}
+    retention = timedelta(days=ctx.registry.retention_days)
+
+    @ctx.app.task  # type: ignore[untyped-decorator]
+    async def prediction_triggers() -> None:
+        consumer = AIOKafkaConsumer(
+            *names,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=f"{settings.app_id}-prediction-triggers",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=1000)
+                for tp, records in batches.items():
+                    for record in records:
+                        command = command_for(
+                            names[tp.topic], record.value or b"", ctx.clock, retention
+                        )
+                        if command is not None:
+                            await ctx.side_publisher.send(
+                                TopicName.PREDICTION_PROGRESS, command.key, encode(command)
+                            )
+                            log.info(
+                                "phase 5 of %s requested by %s",
+                                command.game_date,
+                                command.requested_by,
+                            )
+                if batches:
+                    await consumer.commit()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()

@@ -1,0 +1,77 @@
+"""Shared pieces of the Faust wiring: a lazily built BigQuery client and a concurrent publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+
+from google.cloud import bigquery
+
+from agents.predictions.bq import QueryRunner
+from agents.predictions.history import HistoryLoader
+from agents.predictions.source import BigQuerySlateSource
+from agents.publisher import Publisher
+from sinks.bigquery_client import make_bigquery_client
+from streams.clock import Clock
+from streams.settings import Settings
+from streams.topics import TopicName
+
+log = logging.getLogger(__name__)
+
+
+async def send_all(publisher: Publisher, messages: Iterable[tuple[TopicName, str, bytes]]) -> int:
+    """Send every message concurrently (the producer batches them); wait for all."""
+    sends = [publisher.send(topic, key, value) for topic, key, value in messages]
+    await asyncio.gather(*sends)
+    return len(sends)
+
+
+class LazyBigQuery:
+    """One BigQuery client per worker, built on first use (a worker that never predicts never
+    looks up credentials) and closed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: bigquery.Client | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bigquery.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = make_bigquery_client(self._settings)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
+
+
+def query_runner(settings: Settings, lazy: LazyBigQuery) -> QueryRunner:
+    return QueryRunner(
+        lazy,
+        timeout_seconds=settings.bigquery_timeout_seconds,
+        attempts=settings.prediction_query_attempts,
+    )
+
+
+def history_loader(settings: Settings, runner: QueryRunner, clock: Clock) -> HistoryLoader:
+    return HistoryLoader(
+        runner,
+        project=settings.bigquery_project,
+        dataset=settings.bigquery_dataset,
+        clock=clock,
+        games=settings.prediction_history_games,
+        ttl=timedelta(seconds=settings.prediction_cache_ttl_seconds),
+        max_players_per_query=max(settings.prediction_batch_size, 1),
+    )
+
+
+def slate_source(settings: Settings, runner: QueryRunner) -> BigQuerySlateSource:
+    return BigQuerySlateSource(
+        runner, project=settings.bigquery_project, dataset=settings.bigquery_dataset
+    )

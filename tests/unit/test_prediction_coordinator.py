@@ -1,0 +1,246 @@
+"""The coordinator's decisions on plain dicts, a list publisher and a manual clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from agents.envelope import Origin
+from agents.predictions.coordinator import (
+    BatchAlreadyRunningError,
+    BatchNotRunningError,
+    Coordinator,
+)
+from agents.predictions.messages import PlayerDone, decode_progress, make_command
+from agents.predictions.source import SourceRow, build_requests
+from models.codec import decode, encode
+from models.events import Alert, DeadLetter, PhaseCompletion, PredictionRequest
+from streams.clock import ManualClock
+from streams.registry import load_registry
+from streams.topics import TopicName
+from tests.unit.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
+
+
+class Harness:
+    def __init__(self, players: int = 20) -> None:
+        self.clock = ManualClock(T0)
+        self.batches: dict[str, object] = {}
+        self.markers: dict[str, object] = {}
+        self.publisher = ListPublisher()
+        self.source = FakeSlate(slate(players))
+        self.coordinator = Coordinator(
+            registry=load_registry(None),
+            batches=self.batches,
+            players=self.markers,
+            publisher=self.publisher,
+            source=self.source,
+            clock=self.clock,
+        )
+
+    async def start(self, batch_id: str | None = None, command: str | None = None) -> str:
+        cmd = make_command(
+            "start", DAY, issued_at=self.clock.now(), batch_id=batch_id, command=command
+        )
+        result = await self.coordinator.apply(cmd)
+        assert result is not None
+        return result.status
+
+    async def done(self, player: str, batch_id: str = "2026-01-15-r1", n: int = 4) -> None:
+        record = PlayerDone(
+            game_date=DAY,
+            batch_id=batch_id,
+            player_lookup=player,
+            request_id=f"r-{player}",
+            predictions=n,
+            done_at=self.clock.now(),
+        )
+        await self.coordinator.apply(record)
+
+    async def check(self) -> str:
+        result = await self.coordinator.apply(
+            make_command("check", DAY, issued_at=self.clock.now(), source="timer")
+        )
+        assert result is not None
+        return result.status
+
+    def requests(self) -> list[PredictionRequest]:
+        return [decode(PredictionRequest, v) for _, v in self.publisher.on(TopicName.PREDICTION_REQUESTS)]
+
+    def completions(self) -> list[PhaseCompletion]:
+        return [decode(PhaseCompletion, v) for _, v in self.publisher.on(TopicName.PHASE_COMPLETIONS)]
+
+
+def test_build_requests_one_per_player_distinct_exact_lines() -> None:
+    rows = [
+        SourceRow("b", "G1", Decimal("25.5")),
+        SourceRow("b", "G1", Decimal("25.50")),
+        SourceRow("b", "G1", Decimal("24.5")),
+        SourceRow("b", "G1", Decimal("26")),
+        SourceRow("a", "G2", None),
+    ]
+    requests = build_requests(rows, game_date=DAY, batch_id="B", requested_at=T0)
+    assert [r.player_lookup for r in requests] == ["a", "b"]
+    assert requests[0].line_values == []
+    assert [str(v) for v in requests[1].line_values] == ["24.5", "25.5", "26.0"]
+    assert requests[1].key == "2026-01-15:b"
+    again = build_requests(list(reversed(rows)), game_date=DAY, batch_id="B", requested_at=T0)
+    assert [r.request_id for r in again] == [r.request_id for r in requests]
+
+
+async def test_start_publishes_one_request_per_player_under_the_default_batch_id() -> None:
+    h = Harness(players=20)
+    assert await h.start() == "started"
+    requests = h.requests()
+    assert len(requests) == 20
+    assert {r.batch_id for r in requests} == {"2026-01-15-r1"}
+    assert all(r.line_values == [Decimal("20.5"), Decimal("21.5")] for r in requests)
+    assert [k for k, _ in h.publisher.on(TopicName.PREDICTION_REQUESTS)][0] == "2026-01-15:player000"
+
+
+async def test_a_second_start_while_running_does_not_duplicate_work() -> None:
+    h = Harness()
+    await h.start()
+    assert await h.start() == "already_running"
+    assert await h.start(batch_id="other") == "already_running"
+    assert len(h.requests()) == 20
+    assert h.source.reads == 1
+    with pytest.raises(BatchAlreadyRunningError, match="already running"):
+        await h.coordinator.start(DAY, None)
+
+
+async def test_a_redelivered_start_command_resends_the_same_requests() -> None:
+    h = Harness(players=3)
+    await h.start(command="cmd-1")
+    first = [r.request_id for r in h.requests()]
+    assert await h.start(command="cmd-1") == "resent"
+    assert [r.request_id for r in h.requests()] == first * 2
+
+
+async def test_done_when_every_player_reported_exactly_one_completion() -> None:
+    h = Harness(players=5)
+    await h.start()
+    for i in range(5):
+        await h.done(f"player{i:03d}")
+        await h.done(f"player{i:03d}")  # a redelivered request, reported twice
+    await h.done("player000", batch_id="2026-01-15-r0")  # another batch: ignored
+    [completion] = h.completions()
+    assert completion.processor_name == "prediction_coordinator"
+    assert completion.phase == 5
+    assert completion.status == "success"
+    assert completion.metadata["expected_players"] == 5
+    assert completion.metadata["completed_players"] == 5
+    assert completion.metadata["total_predictions"] == 20
+    assert completion.record_count == 20
+    assert h.coordinator.stats.done_ignored == 6
+
+
+async def test_stall_completes_at_min_coverage_after_the_stall_timeout() -> None:
+    h = Harness(players=100)  # registry: min_coverage_pct 95, stall_timeout 15m
+    await h.start()
+    for i in range(95):
+        await h.done(f"player{i:03d}")
+    h.clock.advance(timedelta(minutes=14, seconds=59))
+    assert h.coordinator.due_checks() == []
+    assert await h.check() == "checked"
+    assert h.completions() == []
+    h.clock.advance(timedelta(seconds=1))
+    assert h.coordinator.due_checks() == [DAY]
+    assert await h.check() == "completed"
+    [completion] = h.completions()
+    assert completion.status == "partial"
+    assert completion.metadata["completed_players"] == 95
+    assert completion.metadata["completion_reason"] == "stalled"
+    await h.check()
+    await h.done("player099")
+    assert len(h.completions()) == 1
+
+
+async def test_stall_below_coverage_alerts_once_and_keeps_waiting() -> None:
+    h = Harness(players=100)
+    await h.start()
+    for i in range(50):
+        await h.done(f"player{i:03d}")
+    h.clock.advance(timedelta(minutes=20))
+    assert await h.check() == "checked"
+    assert h.coordinator.due_checks() == []  # alerted; nothing new to look at
+    await h.check()
+    alerts = [decode(Alert, v) for _, v in h.publisher.on(TopicName.ALERTS)]
+    assert [a.kind for a in alerts] == ["phase_timeout"]
+    assert h.completions() == []
+    for i in range(50, 96):  # progress resumes, then stalls again above the minimum
+        await h.done(f"player{i:03d}")
+    h.clock.advance(timedelta(minutes=15))
+    assert await h.check() == "completed"
+    assert h.completions()[0].metadata["completed_players"] == 96
+
+
+async def test_manual_complete_and_the_next_run_gets_a_new_batch_id() -> None:
+    h = Harness(players=4)
+    await h.start()
+    await h.done("player000")
+    result = await h.coordinator.apply(make_command("complete", DAY, issued_at=T0))
+    assert result is not None and result.status == "completed"
+    assert h.completions()[0].metadata["completed_players"] == 1
+    assert await h.start(batch_id="2026-01-15-r1") == "already_complete"
+    assert await h.start() == "started"
+    assert {r.batch_id for r in h.requests()} == {"2026-01-15-r1", "2026-01-15-r2"}
+
+
+async def test_complete_without_a_batch_is_refused() -> None:
+    h = Harness()
+    with pytest.raises(BatchNotRunningError):
+        await h.coordinator.complete(DAY, None)
+
+
+async def test_source_failure_publishes_a_failed_completion() -> None:
+    h = Harness()
+    h.source.fail = True
+    assert await h.start() == "failed"
+    [completion] = h.completions()
+    assert completion.status == "failed"
+    assert completion.error_type == "source_unavailable"
+    h.source.fail = False
+    assert await h.start() == "started"
+
+
+async def test_an_empty_slate_completes_at_once() -> None:
+    h = Harness(players=0)
+    assert await h.start() == "started"
+    [completion] = h.completions()
+    assert completion.metadata["expected_players"] == 0
+
+
+async def test_bad_progress_records_are_dead_lettered() -> None:
+    h = Harness()
+    await h.coordinator.handle(b'{"kind": "nope"}', Origin("t", 0, 7, b"2026-01-15"))
+    await h.coordinator.handle(b"not json", Origin("t", 0, 8, None))
+    letters = [decode(DeadLetter, v) for _, v in h.publisher.on(TopicName.DEAD_LETTERS)]
+    assert [(d.offset, d.error_type) for d in letters] == [(7, "invalid_field"), (8, "not_json")]
+
+
+def test_progress_records_round_trip() -> None:
+    cmd = make_command("start", DAY, issued_at=T0, batch_id="b")
+    assert decode_progress(encode(cmd)) == cmd
+    done = PlayerDone(
+        game_date=DAY, batch_id="b", player_lookup="p", request_id="r", predictions=3, done_at=T0
+    )
+    assert decode_progress(encode(done)) == done
+
+
+async def test_api_start_waits_for_the_agent_and_returns_status_and_batch_id() -> None:
+    h = Harness(players=2)
+
+    class Loopback(ListPublisher):
+        async def send(self, topic: TopicName, key: str, value: bytes) -> None:
+            await super().send(topic, key, value)
+            if topic == TopicName.PREDICTION_PROGRESS:
+                await h.coordinator.apply(decode_progress(value))
+
+    h.coordinator._publisher = Loopback()  # noqa: SLF001
+    result = await h.coordinator.start(DAY, None, "key-1")
+    assert result["status"] == "started"
+    assert result["batch_id"] == "2026-01-15-r1"
+    with pytest.raises(BatchAlreadyRunningError):
+        await h.coordinator.start(DAY, None, "key-1")
