@@ -81,18 +81,19 @@ class ReadinessProcessor:
     # --- table ------------------------------------------------------------------------------
 
     def state(self, game_date: date, phase: int) -> PhaseState | None:
-        stored = self._table.get(PhaseState.table_key(game_date, phase))
-        return PhaseState.from_table(stored) if stored is not None else None
+        return _as_state(self._table.get(PhaseState.table_key(game_date, phase)))
 
     def states(self) -> Iterator[PhaseState]:
         """Every state this worker holds (its partitions of the table)."""
         for value in list(self._table.values()):
-            if value is not None:
-                yield PhaseState.from_table(value)
+            if (state := _as_state(value)) is not None:
+                yield state
 
     def _save(self, state: PhaseState) -> None:
-        updated = state.model_copy(update={"updated_at": self._clock.now()})
-        self._table[state.key] = updated.to_table()
+        # The model itself goes into the table: the memory store keeps it as is (no re-parse on
+        # the next event) and the orjson codec writes it to the changelog as JSON; values
+        # recovered from the changelog come back as dicts (see _as_state).
+        self._table[state.key] = state.model_copy(update={"updated_at": self._clock.now()})
 
     # --- completions ------------------------------------------------------------------------
 
@@ -451,6 +452,12 @@ class ReadinessProcessor:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
         )
+
+
+def _as_state(value: Any) -> PhaseState | None:
+    if value is None or isinstance(value, PhaseState):
+        return value
+    return PhaseState.from_table(value)
 
 
 def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: str) -> PhaseState:

@@ -283,10 +283,12 @@ class PhaseCompletion(Event):
         # Publishers add fields over time; keeping them costs nothing and loses nothing.
         if not isinstance(data, dict):
             return data
-        unknown = {k: v for k, v in data.items() if k not in cls.model_fields}
-        if not unknown:
+        # model_fields is rebuilt on every class access; look it up once per event.
+        fields = cls.model_fields.keys()
+        if fields >= data.keys():
             return data
-        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        unknown = {k: v for k, v in data.items() if k not in fields}
+        known = {k: v for k, v in data.items() if k in fields}
         metadata = known.get("metadata")
         if metadata is None:
             metadata = {}

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     bigquery_timeout_seconds: float = Field(
         30.0, gt=0, description="Timeout of every BigQuery job and request."
     )
+    bigquery_requests_per_second: int = Field(
+        20, ge=1, description="BigQuery sink: at most this many API requests per second."
+    )
+    sink_batch_rows: int = Field(
+        500, ge=1, description="BigQuery sink: flush when this many rows are buffered."
+    )
+    sink_flush_seconds: float = Field(
+        1.0, gt=0, description="BigQuery sink: flush when the oldest buffered row is this old."
+    )
+    sink_max_buffer_rows: int = Field(
+        10_000,
+        ge=1,
+        description="BigQuery sink: buffer limit; beyond it the consumer pauses (backpressure).",
+    )
     store: str = Field(
         "memory://",
         description="Faust table store URL; tables are rebuilt from their changelog topics.",

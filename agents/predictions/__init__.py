@@ -23,6 +23,8 @@ def install(ctx: AppContext) -> None:
         slate_source,
     )
 
+    if not ctx.registry.has_phase(5):
+        return  # a registry without a predictions phase (e.g. a test pipeline) has no coordinator
     settings = ctx.settings
     bigquery = LazyBigQuery(settings)
     runner = query_runner(settings, bigquery)

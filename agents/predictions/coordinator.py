@@ -42,6 +42,7 @@ from agents.predictions.messages import (
     make_command,
     stable_id,
 )
+from agents.predictions.publishing import send_all
 from agents.predictions.source import SlateSource, build_requests
 from agents.publisher import Publisher
 from models.codec import EventDecodeError, encode
@@ -330,8 +331,10 @@ class Coordinator:
         )
         state = state.model_copy(update={"runs": run, "current": batch})
         self._save(state)
-        for request in requests:
-            await self._publisher.send(TopicName.PREDICTION_REQUESTS, request.key, encode(request))
+        await send_all(
+            self._publisher,
+            ((TopicName.PREDICTION_REQUESTS, r.key, encode(r)) for r in requests),
+        )
         self.stats.requests_published += len(requests)
         log.info(
             "prediction batch %s started (%s, by %s): %d players",
@@ -355,8 +358,10 @@ class Coordinator:
         requests = build_requests(
             rows, game_date=game_date, batch_id=batch_id, requested_at=command.issued_at
         )
-        for request in requests:
-            await self._publisher.send(TopicName.PREDICTION_REQUESTS, request.key, encode(request))
+        await send_all(
+            self._publisher,
+            ((TopicName.PREDICTION_REQUESTS, r.key, encode(r)) for r in requests),
+        )
         self.stats.requests_published += len(requests)
         return len(requests)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Iterable
 from datetime import timedelta
 
 from google.cloud import bigquery
@@ -13,20 +11,11 @@ from google.cloud import bigquery
 from agents.predictions.bq import QueryRunner
 from agents.predictions.history import HistoryLoader
 from agents.predictions.source import BigQuerySlateSource
-from agents.publisher import Publisher
 from sinks.bigquery_client import make_bigquery_client
 from streams.clock import Clock
 from streams.settings import Settings
-from streams.topics import TopicName
 
 log = logging.getLogger(__name__)
-
-
-async def send_all(publisher: Publisher, messages: Iterable[tuple[TopicName, str, bytes]]) -> int:
-    """Send every message concurrently (the producer batches them); wait for all."""
-    sends = [publisher.send(topic, key, value) for topic, key, value in messages]
-    await asyncio.gather(*sends)
-    return len(sends)
 
 
 class LazyBigQuery:

@@ -22,6 +22,7 @@ from agents.predictions.bq import QueryError
 from agents.predictions.breaker import CircuitBreaker
 from agents.predictions.features import GameContext, PlayerFeatures, PlayerHistory
 from agents.predictions.messages import PlayerDone
+from agents.predictions.publishing import send_all
 from agents.predictions.systems import PredictionSystem
 from agents.publisher import Publisher
 from models.codec import EventDecodeError, decode, encode
@@ -98,6 +99,7 @@ class PredictionWorker:
             requests.append((request, raw, origin))
         self.stats.requests += len(requests)
         published: list[Prediction] = []
+        done: list[PlayerDone] = []
         by_date: dict[date, list[tuple[PredictionRequest, bytes, Origin]]] = {}
         for entry in requests:
             by_date.setdefault(entry[0].game_date, []).append(entry)
@@ -120,20 +122,25 @@ class PredictionWorker:
                     request.player_lookup,
                 )
                 predictions = await self.predict(request, features)
-                for prediction in predictions:
-                    await self._publisher.send(
-                        TopicName.PREDICTIONS, prediction.key, encode(prediction)
-                    )
                 published += predictions
-                done = PlayerDone(
-                    game_date=game_date,
-                    batch_id=request.batch_id,
-                    player_lookup=request.player_lookup,
-                    request_id=request.request_id,
-                    predictions=len(predictions),
-                    done_at=self._clock.now(),
+                done.append(
+                    PlayerDone(
+                        game_date=game_date,
+                        batch_id=request.batch_id,
+                        player_lookup=request.player_lookup,
+                        request_id=request.request_id,
+                        predictions=len(predictions),
+                        done_at=self._clock.now(),
+                    )
                 )
-                await self._publisher.send(TopicName.PREDICTION_PROGRESS, done.key, encode(done))
+        # Predictions first and acknowledged, then the "done" reports: a player counted done
+        # by the coordinator has its predictions on the topic.
+        await send_all(
+            self._publisher, ((TopicName.PREDICTIONS, p.key, encode(p)) for p in published)
+        )
+        await send_all(
+            self._publisher, ((TopicName.PREDICTION_PROGRESS, d.key, encode(d)) for d in done)
+        )
         self.stats.predictions += len(published)
         return published
 

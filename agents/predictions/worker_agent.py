@@ -48,7 +48,14 @@ def install(ctx: AppContext, loader: HistoryLoader) -> PredictionWorker:
                 for event in events
             ]
             # Returns after every send was acknowledged; only then are the offsets acked.
-            await worker.handle_batch(items)
+            predictions = await worker.handle_batch(items)
+            log.info(
+                "predicted %d request(s): %d prediction(s); history queries %d, cache hits %d",
+                len(items),
+                len(predictions),
+                loader.stats.history_queries,
+                loader.cache.hits,
+            )
 
     ctx.components["prediction_worker"] = worker
     ctx.components["history_loader"] = loader

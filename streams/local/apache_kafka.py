@@ -334,7 +334,11 @@ def _java() -> str:
 
 def _cluster_id() -> str:
     # Kafka wants a base64url UUID without padding (what `kafka-storage random-uuid` prints).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # One starting with "-" would be read by the storage tool as an option: draw again.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -7,9 +7,12 @@ Per group, per partition with a committed offset:
   decode and drops the connection, while ``OffsetFetch`` with *explicit* partitions works on
   both. So the sampler asks for all offsets first and, after one failure, switches for good to
   explicit partitions: every partition of every non-internal topic in the cluster metadata.
-* ``end``: the log-end offset (high watermark, read_uncommitted), the number Kafka's own
+* ``end``: the log-end offset (high watermark), the number Kafka's own
   ``kafka-consumer-groups --describe`` shows as LOG-END-OFFSET; ``raw_lag = end - committed``
-  is its LAG.
+  is its LAG. It is the larger of ``ListOffsets(latest)`` and the high watermark of the probe's
+  fetch (below): on Apache Kafka the two agree; Tansu 0.6 answers ListOffsets with the last
+  *batch's* base offset + 1 (ten records sent as one batch: 1), while its fetch responses carry
+  the right high watermark.
 * ``lag``: the *effective* lag. With transactions, the log ends with a commit marker that no
   consumer ever returns, and a consumer that commits "last processed + 1" sits one below the
   end forever (aborted records do the same). A read_committed probe seeks to the committed
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,7 +82,8 @@ class PartitionLag:
 class _Probe:
     """What a read_committed fetch from the committed offset found."""
 
-    markers_only: bool  # nothing visible between the committed offset and the end
+    highwater: int | None  # from a fetch response of this round; None if none came in time
+    markers_only: bool = False  # nothing visible between the committed offset and the end
     timestamp_ms: int | None = None  # of the first visible record, if one was read
 
 
@@ -122,6 +127,9 @@ class LagSampler:
             isolation_level="read_committed",
             auto_offset_reset="earliest",  # committed below the log start (retention): oldest
             max_partition_fetch_bytes=_PROBE_FETCH_BYTES,
+            # A read past the last visible record is long-polled by the broker for this long;
+            # the probe wants its answer now (it is paused between rounds, so no busy polling).
+            fetch_max_wait_ms=_PROBE_POLL_MS,
             request_timeout_ms=timeout_ms,
             **self._options,
         )
@@ -140,7 +148,7 @@ class LagSampler:
             started.append(meta.stop)
             await probe.start()
         except BaseException:
-            await _close_all(reversed(started))
+            await _close_all(reversed(started), deadline=self._timeout)
             raise
         self._clients = (admin, meta, probe)
 
@@ -149,7 +157,7 @@ class LagSampler:
         clients, self._clients = self._clients, None
         if clients is not None:
             admin, meta, probe = clients
-            await _close_all([probe.stop, meta.stop, admin.close])
+            await _close_all([probe.stop, meta.stop, admin.close], deadline=self._timeout)
 
     def _require(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
         if self._clients is None:
@@ -176,26 +184,21 @@ class LagSampler:
         if not partitions:
             return []
         ends = await self.end_offsets(partitions)
-        wanted = {
-            (tp, offset)
-            for offsets in committed.values()
-            for tp, offset in offsets.items()
-            if tp in ends and ends[tp] > offset
-        }
-        probes = await self._probe_all(wanted, ends)
+        wanted = {(tp, offset) for offsets in committed.values() for tp, offset in offsets.items()}
+        probes = await self._probe_all(wanted)
         now = self._clock.now()
         rows: list[PartitionLag] = []
         for group, offsets in committed.items():
             for tp, offset in sorted(offsets.items()):
-                if tp not in ends:
-                    continue
-                end = ends[tp]
+                probe = probes.get((tp, offset), _Probe(highwater=None))
+                end = max(ends.get(tp, -1), -1 if probe.highwater is None else probe.highwater)
+                if end < 0:
+                    continue  # neither ListOffsets nor a fetch answered for it
                 raw_lag = max(0, end - offset)
-                lag, seconds = raw_lag, 0.0 if raw_lag == 0 else None
-                probe = probes.get((tp, offset))
-                if probe is not None and probe.markers_only:
+                lag, seconds = raw_lag, None
+                if raw_lag == 0 or probe.markers_only:
                     lag, seconds = 0, 0.0
-                elif probe is not None and probe.timestamp_ms is not None:
+                elif probe.timestamp_ms is not None:
                     seconds = max(0.0, now.timestamp() - probe.timestamp_ms / 1000)
                 rows.append(
                     PartitionLag(
@@ -260,7 +263,7 @@ class LagSampler:
         return sorted(found)
 
     async def _probe_all(
-        self, wanted: set[tuple[TopicPartition, int]], ends: Mapping[TopicPartition, int]
+        self, wanted: set[tuple[TopicPartition, int]]
     ) -> dict[tuple[TopicPartition, int], _Probe]:
         # Groups sharing a partition at different offsets need separate seeks: one round each.
         rounds: list[dict[TopicPartition, int]] = []
@@ -274,18 +277,24 @@ class LagSampler:
                 rounds[index][tp] = offset
         results: dict[tuple[TopicPartition, int], _Probe] = {}
         for seeks in rounds:
-            found = await self._probe_round(seeks, ends)
+            found = await self._probe_round(seeks)
             results.update({(tp, seeks[tp]): probe for tp, probe in found.items()})
         return results
 
     async def _probe_round(
-        self, seeks: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+        self, seeks: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, _Probe]:
+        """A read_committed fetch from each committed offset: high watermark, first record."""
         consumer = self._require()[2]
-        consumer.assign(list(seeks))
+        if consumer.assignment() != set(seeks):
+            consumer.assign(list(seeks))
+        consumer.resume(*seeks)
         try:
             for tp, offset in seeks.items():
                 consumer.seek(tp, offset)
+            # Fetch responses stamp partitions with the wall clock in ms: older ones are stale.
+            since_ms = int(time.time() * 1000)
+            first: dict[TopicPartition, int] = {}  # timestamp of the first record >= committed
             found: dict[TopicPartition, _Probe] = {}
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self._probe_timeout
@@ -293,34 +302,54 @@ class LagSampler:
             while pending and loop.time() < deadline:
                 batches = await consumer.getmany(*pending, timeout_ms=_PROBE_POLL_MS)
                 for tp, records in batches.items():
-                    if records and tp in pending:
-                        first = min(records, key=lambda record: record.offset)
-                        found[tp] = _Probe(markers_only=False, timestamp_ms=first.timestamp)
-                        pending.discard(tp)
+                    visible = [record for record in records if record.offset >= seeks[tp]]
+                    if visible and tp not in first:
+                        first[tp] = min(visible, key=lambda record: record.offset).timestamp
                 for tp in list(pending):
-                    position = await consumer.position(tp)
-                    stable = consumer.last_stable_offset(tp)
-                    if position >= ends[tp]:
-                        # No record, yet the position moved past the end: everything between
-                        # the committed offset and the end is control markers or aborted records.
-                        found[tp] = _Probe(markers_only=True)
+                    probe = await self._resolve(consumer, tp, since_ms, first.get(tp))
+                    if probe is not None:
+                        found[tp] = probe
                         pending.discard(tp)
-                    elif stable is not None and 0 <= stable <= position:
-                        # Stopped at the last stable offset: an open transaction holds the rest
-                        # back. That lag is real; its age cannot be read under read_committed.
-                        found[tp] = _Probe(markers_only=False)
-                        pending.discard(tp)
-            # Still pending (a slow broker): they keep the raw numbers, age unknown.
+            # Still pending (a slow broker): ListOffsets' end and no age.
             return found
         finally:
-            # Stop the background fetcher from prefetching for partitions nobody reads.
-            consumer.unsubscribe()
+            # Stop the background fetcher from prefetching for partitions nobody reads. Pause,
+            # not unsubscribe(): aiokafka 0.14's fetch routine swallows a cancel that arrives
+            # while it is dropping an old assignment, so a stop() right after unsubscribe()
+            # hung for up to the 5-minute metadata refresh (seen on Apache Kafka 4.1).
+            consumer.pause(*seeks)
+
+    @staticmethod
+    async def _resolve(
+        consumer: AIOKafkaConsumer, tp: TopicPartition, since_ms: int, first_ms: int | None
+    ) -> _Probe | None:
+        """What the probe knows about ``tp`` so far, or None to keep waiting."""
+        polled = consumer.last_poll_timestamp(tp)
+        highwater = consumer.highwater(tp)
+        if polled is None or polled < since_ms or highwater is None:
+            return None  # no fetch response of this round yet
+        if first_ms is not None:
+            return _Probe(highwater=highwater, timestamp_ms=first_ms)
+        position = await consumer.position(tp)
+        if position >= highwater:
+            # No record, yet the position reached the end: whatever lies between the committed
+            # offset and the end is control markers or aborted records (or nothing).
+            return _Probe(highwater=highwater, markers_only=True)
+        stable = consumer.last_stable_offset(tp)
+        if stable is not None and 0 <= stable <= position:
+            # Stopped at the last stable offset: an open transaction holds the rest back. That
+            # lag is real; its age cannot be read under read_committed.
+            return _Probe(highwater=highwater)
+        return None
 
 
-async def _close_all(closers: Iterable[Callable[[], Awaitable[None]]]) -> None:
-    # Each close is attempted, so one failure does not leak the other clients.
+async def _close_all(
+    closers: Iterable[Callable[[], Awaitable[None]]], *, deadline: float = 10.0
+) -> None:
+    # Each close is attempted, so one failure does not leak the other clients; the deadline
+    # keeps a client that never finishes closing (see _probe_round) from blocking shutdown.
     for close in closers:
         try:
-            await close()
+            await asyncio.wait_for(close(), deadline)
         except Exception:  # best effort on shutdown, logged
             log.warning("closing a lag-sampler client failed", exc_info=True)

@@ -300,8 +300,15 @@ async def test_transaction_markers_are_not_lag(broker: Broker, unique_prefix: st
             assert row.lag_seconds is None
             # Aborted: the record and the abort marker are invisible, so no lag again.
             await producer.abort_transaction()
-            [row] = [r for r in await sampler.sample([group]) if r.topic == topic]
-            assert (row.committed, row.end, row.raw_lag, row.lag) == (11, 14, 3, 0)
+            rows: list[PartitionLag] = []
+
+            async def abort_marker_written() -> bool:
+                # The coordinator writes the marker after abort_transaction() returns.
+                rows[:] = [r for r in await sampler.sample([group]) if r.topic == topic]
+                return rows[0].end == 14
+
+            await _until(abort_marker_written, "the abort marker")
+            assert (rows[0].committed, rows[0].raw_lag, rows[0].lag) == (11, 3, 0)
         print(f"\n[{broker.kind}] probing an open transaction took {probe_seconds:.2f} s")
     finally:
         await producer.stop()
@@ -329,6 +336,7 @@ async def test_monitor_stays_ok_on_a_transactional_topic(
     )
     await member.start()
     try:
+        member.assign([tp])  # aiokafka commits only for assigned partitions
         await member.commit({tp: 1})  # processed offset 0; the marker at 1 stays "unconsumed"
     finally:
         await member.stop()

@@ -67,7 +67,7 @@ class FakeSlate:
         self.reads = 0
         self.fail = False
 
-    async def read(self, game_date: date) -> list[SourceRow]:
+    async def read(self, game_date: date) -> list[SourceRow]:  # noqa: ARG002
         self.reads += 1
         if self.fail:
             raise QueryError("emulator down")

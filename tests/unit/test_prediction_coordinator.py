@@ -66,10 +66,15 @@ class Harness:
         return result.status
 
     def requests(self) -> list[PredictionRequest]:
-        return [decode(PredictionRequest, v) for _, v in self.publisher.on(TopicName.PREDICTION_REQUESTS)]
+        return [
+            decode(PredictionRequest, v)
+            for _, v in self.publisher.on(TopicName.PREDICTION_REQUESTS)
+        ]
 
     def completions(self) -> list[PhaseCompletion]:
-        return [decode(PhaseCompletion, v) for _, v in self.publisher.on(TopicName.PHASE_COMPLETIONS)]
+        return [
+            decode(PhaseCompletion, v) for _, v in self.publisher.on(TopicName.PHASE_COMPLETIONS)
+        ]
 
 
 def test_build_requests_one_per_player_distinct_exact_lines() -> None:
@@ -96,7 +101,8 @@ async def test_start_publishes_one_request_per_player_under_the_default_batch_id
     assert len(requests) == 20
     assert {r.batch_id for r in requests} == {"2026-01-15-r1"}
     assert all(r.line_values == [Decimal("20.5"), Decimal("21.5")] for r in requests)
-    assert [k for k, _ in h.publisher.on(TopicName.PREDICTION_REQUESTS)][0] == "2026-01-15:player000"
+    keys = [k for k, _ in h.publisher.on(TopicName.PREDICTION_REQUESTS)]
+    assert keys[0] == "2026-01-15:player000"
 
 
 async def test_a_second_start_while_running_does_not_duplicate_work() -> None:
@@ -181,7 +187,8 @@ async def test_manual_complete_and_the_next_run_gets_a_new_batch_id() -> None:
     await h.start()
     await h.done("player000")
     result = await h.coordinator.apply(make_command("complete", DAY, issued_at=T0))
-    assert result is not None and result.status == "completed"
+    assert result is not None
+    assert result.status == "completed"
     assert h.completions()[0].metadata["completed_players"] == 1
     assert await h.start(batch_id="2026-01-15-r1") == "already_complete"
     assert await h.start() == "started"
@@ -238,7 +245,7 @@ async def test_api_start_waits_for_the_agent_and_returns_status_and_batch_id() -
             if topic == TopicName.PREDICTION_PROGRESS:
                 await h.coordinator.apply(decode_progress(value))
 
-    h.coordinator._publisher = Loopback()  # noqa: SLF001
+    h.coordinator._publisher = Loopback()
     result = await h.coordinator.start(DAY, None, "key-1")
     assert result["status"] == "started"
     assert result["batch_id"] == "2026-01-15-r1"

@@ -14,14 +14,8 @@ from tests.unit.prediction_fakes import DAY, T0, FakeRunner
 def loader(clock: ManualClock, *, per_query: int = 100) -> tuple[HistoryLoader, FakeRunner]:
     data = generate(DAY, players=450, history_games=64)
     runner = FakeRunner(
-        [
-            {**row, "game_date": date.fromisoformat(row["game_date"])}
-            for row in data.history
-        ],
-        [
-            {**row, "game_date": date.fromisoformat(row["game_date"])}
-            for row in data.context
-        ],
+        [{**row, "game_date": date.fromisoformat(row["game_date"])} for row in data.history],
+        [{**row, "game_date": date.fromisoformat(row["game_date"])} for row in data.context],
     )
     players = [p.player_lookup for p in data.players]
     made = HistoryLoader(

@@ -1,0 +1,1 @@
+"""Benchmarks: each runs with no arguments and prints one JSON line last."""

@@ -1,0 +1,197 @@
+"""Benchmark: completion events/s through the readiness agent vs raw aiokafka consumption of the
+same events, and trigger latency from the last needed completion to a readable trigger.
+
+Runs with no arguments on the embedded broker (or ``PHASEFLOW_BROKER_URL``). One run:
+1. produce N completion events (many dates, every phase, 10 % duplicates) to a fresh topic;
+2. raw: a group-less aiokafka consumer reads and orjson-decodes all of them (the ceiling);
+3. agent: a ``phaseflow worker`` started on the backlog; time from its ready line until its
+   committed offsets reach the end of the topic;
+4. latency: with the worker idle, for each of K new dates publish phase 2's required
+   completions and time from the last one's acknowledgement to its trigger being read.
+Prints a table; the last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.services import bench_broker
+from models.codec import encode
+from streams.local.ports import free_port
+from streams.local.worker_process import WorkerProcess
+from streams.publish import CompletionPublisher
+from streams.registry import load_registry
+from streams.settings import Settings
+from streams.simulation import TriggerReader, make_completion, phase_completions
+from streams.topics import TopicName, ensure_topics
+
+EVENTS: Final = 40_000
+LATENCY_SAMPLES: Final = 100
+TARGET_RATIO: Final = 0.3
+TARGET_P99_MS: Final = 250.0
+PHASE2_REQUIRED: Final = ("p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores")
+
+
+def backlog(count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` (key, value) completion records: whole game days, with duplicates mixed in."""
+    registry = load_registry(None)
+    today = date(2026, 6, 1)
+    records: list[tuple[bytes, bytes]] = []
+    day = date(2025, 1, 1)
+    while len(records) < count:
+        for phase in (1, 2, 3, 4, 5, 6):
+            for event in phase_completions(registry, day, phase, today=today):
+                records.append((event.key.encode(), encode(event)))
+        day += timedelta(days=1)
+    rng = random.Random(42)
+    records = records[: int(count * 0.9)]
+    records += rng.sample(records, count - len(records))  # retried publishes
+    return records
+
+
+async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    async with CompletionPublisher(settings, linger_ms=5, max_batch_size=256 * 1024) as out:
+        producer = out._producer
+        futures = [
+            await producer.send(settings.topic(TopicName.PHASE_COMPLETIONS), value=v, key=k)
+            for k, v in records
+        ]
+        await asyncio.gather(*futures)
+
+
+async def raw_rate(settings: Settings, count: int) -> float:
+    consumer = AIOKafkaConsumer(
+        settings.topic(TopicName.PHASE_COMPLETIONS),
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    orjson.loads(record.value or b"{}")
+                    seen += 1
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def committed_everything(settings: Settings) -> bool:
+    topic = settings.topic(TopicName.PHASE_COMPLETIONS)
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    await probe.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await probe.end_offsets(tps)
+        for tp in tps:
+            if (await probe.committed(tp) or 0) < ends[tp]:
+                return False
+        return True
+    finally:
+        await probe.stop()
+
+
+def agent_rate(settings: Settings, count: int, log: Path) -> float:
+    with WorkerProcess(settings, log) as worker:
+        worker.wait_ready(timeout=180)
+        started = time.perf_counter()
+        while not asyncio.run(committed_everything(settings)):
+            time.sleep(0.2)
+            if time.perf_counter() - started > 600:
+                raise TimeoutError(f"agent did not finish the backlog:\n{worker.tail()}")
+        return count / (time.perf_counter() - started)
+
+
+async def trigger_latencies(settings: Settings, samples: int) -> list[float]:
+    latencies = []
+    first_day = date(2030, 1, 1)
+    async with CompletionPublisher(settings) as publisher, TriggerReader(settings) as reader:
+        await reader.read_until(lambda _: False, give_up_after=0, quiet_for=1)  # skip old ones
+        for index in range(samples):
+            day = first_day + timedelta(days=index)
+            now = datetime.now(UTC)
+            for name in PHASE2_REQUIRED:
+                await publisher.publish(make_completion(name, day, 2, at=now))
+            sent = time.perf_counter()
+            found = await reader.read_until(
+                lambda got, day=day: any(t.game_date == day for t in got), give_up_after=30
+            )
+            if not any(t.game_date == day for t in found):
+                raise TimeoutError(f"no trigger for {day}")
+            latencies.append((time.perf_counter() - sent) * 1000)
+    return latencies
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
+    return ordered[index]
+
+
+def main() -> dict[str, Any]:
+    records = backlog(EVENTS)
+    with bench_broker() as broker, tempfile.TemporaryDirectory() as workdir:
+        prefix = f"bench-{uuid.uuid4().hex[:6]}"
+        settings = Settings(
+            broker_url=broker.url,
+            topic_prefix=prefix,
+            app_id=f"{prefix}-app",
+            data_dir=Path(workdir) / "worker",
+            web_port=free_port(),
+            log_level="WARNING",
+            **broker.settings,
+        )
+        asyncio.run(ensure_topics(settings))
+        asyncio.run(produce(settings, records))
+        raw = asyncio.run(raw_rate(settings, len(records)))
+        agent = agent_rate(settings, len(records), Path(workdir) / "agent.log")
+        with WorkerProcess(settings, Path(workdir) / "latency.log") as worker:
+            worker.wait_ready(timeout=180)
+            latencies = asyncio.run(trigger_latencies(settings, LATENCY_SAMPLES))
+    figures = {
+        "broker": broker.kind,
+        "events": len(records),
+        "raw_events_per_s": round(raw),
+        "agent_events_per_s": round(agent),
+        "ratio": round(agent / raw, 4),
+        "trigger_p50_ms": round(statistics.median(latencies), 1),
+        "trigger_p99_ms": round(percentile(latencies, 99), 1),
+        "latency_samples": len(latencies),
+    }
+    print(f"readiness benchmark on {broker.kind}, {len(records)} completion events")
+    print(f"{'measure':<42} {'value':>12}  target")
+    print(f"{'raw aiokafka consume + orjson (events/s)':<42} {raw:>12,.0f}")
+    print(f"{'readiness agent (events/s)':<42} {agent:>12,.0f}")
+    print(f"{'ratio agent / raw':<42} {agent / raw:>12.3f}  >= {TARGET_RATIO}")
+    print(f"{'trigger latency p50 (ms)':<42} {figures['trigger_p50_ms']:>12}")
+    print(f"{'trigger latency p99 (ms)':<42} {figures['trigger_p99_ms']:>12}  <= {TARGET_P99_MS:g}")
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

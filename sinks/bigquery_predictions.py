@@ -1,0 +1,329 @@
+"""The BigQuery sink for predictions (DESIGN section 5): staging inserts, then one MERGE per flush.
+
+A flush of up to ``batch_rows`` predictions:
+
+1. ``insert_rows_json`` into ``player_prop_predictions_staging``, at most 500 rows per request.
+   Each row carries the flush's ``flush_id``, its ``staged_seq`` and an insertId
+   ``{flush_id}:{seq}``: a retried request re-sends the same ids (BigQuery drops the copies; the
+   emulator keeps them, and the MERGE's dedup makes them harmless). The insertId includes the
+   flush id on purpose: a prediction re-delivered in a later flush must not be dropped as a copy
+   of a row whose flush never merged. Rows BigQuery rejects as invalid go to dead letters.
+2. One ``MERGE`` from this flush's staged rows (``WHERE flush_id = @flush_id``) into
+   ``player_prop_predictions``; see :mod:`sinks.merge_sql`.
+3. Staged rows are deleted later, in a periodic cleanup of rows older than
+   ``staging_retention_seconds`` (real BigQuery refuses DML on rows still in the streaming buffer,
+   about 30 minutes, so deleting right after the MERGE would fail there).
+
+A failed flush keeps its batch (same flush id; chunks already staged are not sent again) and the
+next flush resumes it. Every call runs in a thread with an HTTP timeout, the library's retry
+bounded to the same timeout and ``job_retry=None``, our own backoff over a few attempts for
+transient errors, and a throttle on requests per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar
+
+from asyncio_throttle.throttler import Throttler
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from models.events import Prediction
+from sinks.base import Batch, BufferedSink, Entry, SinkMetrics
+from sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from sinks.merge_sql import (
+    PREDICTION_SCHEMA,
+    STAGING_SCHEMA,
+    STAGING_TABLE,
+    TARGET_TABLE,
+    check_partitions,
+    cleanup_sql,
+    merge_sql,
+)
+from sinks.retry import TRANSIENT_REASONS, RetryPolicy, is_transient, library_retry
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DeadLetterFn = Callable[[Prediction, str], Awaitable[None]]
+
+#: BigQuery's recommended maximum rows per insertAll request.
+MAX_ROWS_PER_INSERT: Final = 500
+_INSERTED: Final = "inserted_chunks"
+_DEAD: Final = "dead_lettered"
+
+
+def prediction_row(
+    prediction: Prediction, *, flush_id: str, seq: int, staged_at: datetime
+) -> dict[str, Any]:
+    """The staging row of one prediction. NUMERIC goes as a string so it stays exact."""
+    line = prediction.current_points_line
+    return {
+        "prediction_id": prediction.prediction_id,
+        "game_date": prediction.game_date.isoformat(),
+        "game_id": prediction.game_id,
+        "player_lookup": prediction.player_lookup,
+        "system_id": prediction.system_id,
+        "line_key": prediction.line_key,
+        "current_points_line": None if line is None else format(line, "f"),
+        "predicted_points": prediction.predicted_points,
+        "confidence_score": prediction.confidence_score,
+        "recommendation": prediction.recommendation,
+        "model_version": prediction.model_version,
+        "batch_id": prediction.batch_id,
+        "created_at": prediction.created_at.isoformat(),
+        "flush_id": flush_id,
+        "staged_seq": seq,
+        "staged_at": staged_at.isoformat(),
+    }
+
+
+class TransientRowError(RuntimeError):
+    """insertAll left rows unwritten for a transient reason; the chunk is sent again."""
+
+
+class PredictionSink(BufferedSink[Prediction]):
+    """Buffers predictions and writes them to BigQuery with staging + MERGE."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dead_letter: DeadLetterFn,
+        client: bigquery.Client | None = None,
+        metrics: SinkMetrics | None = None,
+        retry_policy: RetryPolicy | None = None,
+        table: str = TARGET_TABLE,
+        staging_table: str = STAGING_TABLE,
+        staging_retention_seconds: float = 3600.0,
+        cleanup_every_seconds: float = 600.0,
+        batch_rows: int | None = None,
+        flush_seconds: float | None = None,
+        max_buffer_rows: int | None = None,
+        failure_backoff_seconds: float = 1.0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(
+            batch_rows=batch_rows or settings.sink_batch_rows,
+            flush_seconds=settings.sink_flush_seconds if flush_seconds is None else flush_seconds,
+            max_buffer_rows=max_buffer_rows or settings.sink_max_buffer_rows,
+            failure_backoff_seconds=failure_backoff_seconds,
+            metrics=metrics,
+        )
+        self.settings = settings
+        self._dead_letter = dead_letter
+        self._own_client = client is None
+        self._client = client or make_bigquery_client(settings)
+        self._timeout = settings.bigquery_timeout_seconds
+        self._retry = library_retry(self._timeout)
+        self._policy = retry_policy or RetryPolicy()
+        self._throttler = Throttler(rate_limit=settings.bigquery_requests_per_second, period=1.0)
+        dataset = f"{self._client.project}.{settings.bigquery_dataset}"
+        self.table_id = f"{dataset}.{table}"
+        self.staging_id = f"{dataset}.{staging_table}"
+        self._merge_sql = merge_sql(self.table_id, self.staging_id)
+        # BigQuery rejects PARTITION BY over FLOAT64 and the emulator would not notice: check here.
+        check_partitions(self._merge_sql, STAGING_SCHEMA)
+        self._cleanup_sql = cleanup_sql(self.staging_id)
+        self._staging_retention = timedelta(seconds=staging_retention_seconds)
+        self._cleanup_every = cleanup_every_seconds
+        self._last_cleanup = time.monotonic()
+        self._wall_clock = wall_clock
+        self._rng = random.Random()  # noqa: S311 -- jitter
+        self.last_merge_affected_rows: int | None = None
+
+    # --- BigQuery calls -----------------------------------------------------------------
+
+    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a thread, throttled, retrying transient errors with backoff + jitter."""
+        attempt = 0
+        # The thread is bounded by the HTTP timeout and the library's bounded retry; this outer
+        # bound only guards against a call that ignores both (the thread is then abandoned).
+        outer = 2 * self._timeout + 5.0
+        while True:
+            attempt += 1
+            try:
+                async with self._throttler:
+                    return await asyncio.wait_for(asyncio.to_thread(fn), timeout=outer)
+            except Exception as exc:
+                if isinstance(exc, gexc.NotFound) and what != "setup":
+                    # A table or dataset disappeared (an emulator without persistence restarted,
+                    # an operator dropped it): create it again, then retry.
+                    log.warning("%s: %s; creating the tables again", what, exc)
+                    await self._create_tables()
+                elif not is_transient(exc):
+                    raise
+                if attempt >= self._policy.max_attempts:
+                    raise
+                self.metrics.record_retry(exc)
+                delay = self._policy.delay(attempt, self._rng)
+                log.info(
+                    "%s failed (%s), attempt %d, retrying in %.2f s", what, exc, attempt, delay
+                )
+                await asyncio.sleep(delay)
+
+    def _create_tables_sync(self) -> None:
+        ensure_dataset(self._client, self.settings.bigquery_dataset, self._timeout)
+        target = bigquery.Table(self.table_id, list(PREDICTION_SCHEMA))
+        target.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field="game_date"
+        )
+        target.clustering_fields = ["player_lookup", "system_id"]
+        staging = bigquery.Table(self.staging_id, list(STAGING_SCHEMA))
+        staging.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY,
+            field="staged_at",
+            expiration_ms=2 * 24 * 3600 * 1000,  # a backstop if cleanup never runs
+        )
+        staging.clustering_fields = ["flush_id"]
+        for table in (target, staging):
+            self._client.create_table(
+                table, exists_ok=True, retry=self._retry, timeout=self._timeout
+            )
+
+    async def _create_tables(self) -> None:
+        async with self._throttler:
+            await asyncio.to_thread(self._create_tables_sync)
+
+    async def setup(self) -> None:
+        """Create the dataset, the target and the staging table when missing."""
+        await self._call("setup", self._create_tables_sync)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> int | None:
+        config = bigquery.QueryJobConfig(query_parameters=list(params))
+        job = self._client.query(
+            sql, job_config=config, timeout=self._timeout, retry=self._retry, job_retry=None
+        )
+        job.result(timeout=self._timeout, retry=self._retry)
+        affected: int | None = job.num_dml_affected_rows
+        return affected
+
+    # --- one batch ----------------------------------------------------------------------
+
+    async def write_batch(self, batch: Batch[Prediction]) -> None:
+        inserted: set[int] = batch.state.setdefault(_INSERTED, set())
+        dead: dict[int, str] = batch.state.setdefault(_DEAD, {})
+        chunks = [
+            batch.entries[i : i + MAX_ROWS_PER_INSERT]
+            for i in range(0, len(batch.entries), MAX_ROWS_PER_INSERT)
+        ]
+        staged_at = self._wall_clock()
+
+        async def stage(number: int, chunk: Sequence[Entry[Prediction]]) -> None:
+            rejected = await self._insert_chunk(batch.batch_id, chunk, staged_at)
+            dead.update(rejected)
+            inserted.add(number)
+
+        # Chunks are independent (the MERGE orders rows by staged_seq), so they go in parallel,
+        # still bounded by the throttle. A chunk that failed is sent again on the next attempt.
+        results = await asyncio.gather(
+            *(stage(n, chunk) for n, chunk in enumerate(chunks) if n not in inserted),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        await self._deliver_dead_letters(batch)
+        params = [bigquery.ScalarQueryParameter("flush_id", "STRING", batch.batch_id)]
+        self.last_merge_affected_rows = await self._call(
+            "merge", lambda: self._query(self._merge_sql, params)
+        )
+        await self._maybe_cleanup()
+
+    async def _insert_chunk(
+        self, flush_id: str, chunk: Sequence[Entry[Prediction]], staged_at: datetime
+    ) -> dict[int, str]:
+        """Stage ``chunk``; return ``{seq: reason}`` of rows BigQuery rejected for good."""
+        rows = [
+            prediction_row(entry.row, flush_id=flush_id, seq=entry.seq, staged_at=staged_at)
+            for entry in chunk
+        ]
+        row_ids = [f"{flush_id}:{entry.seq}" for entry in chunk]
+
+        def insert() -> dict[int, str]:
+            # skip_invalid_rows: valid rows are written and only the bad ones come back
+            # ("invalid"). Without it the emulator answers 500 for the whole request (it would
+            # look transient and wedge the batch), though it is ~4x faster. Should a server still
+            # answer "stopped" (rows not written because of another row), those rows are sent
+            # again without the rejected ones; any other transient reason retries the chunk.
+            pending = list(range(len(chunk)))
+            rejected: dict[int, str] = {}
+            while pending:
+                errors = self._client.insert_rows_json(
+                    self.staging_id,
+                    [rows[i] for i in pending],
+                    row_ids=[row_ids[i] for i in pending],
+                    skip_invalid_rows=True,
+                    retry=self._retry,
+                    timeout=self._timeout,
+                )
+                if not errors:
+                    break
+                again: list[int] = []
+                for error in errors:
+                    index = pending[int(error["index"])]
+                    details = error.get("errors") or [{}]
+                    reasons = {str(d.get("reason", "")) for d in details}
+                    if reasons <= {"stopped"}:
+                        again.append(index)
+                    elif reasons & TRANSIENT_REASONS:
+                        raise TransientRowError(f"row {index}: {details}")
+                    else:
+                        message = "; ".join(
+                            f"{d.get('reason', '?')}: {d.get('message', '')}".strip()
+                            for d in details
+                        )
+                        rejected[chunk[index].seq] = f"BigQuery rejected the row: {message}"
+                if len(again) == len(pending):  # no row set aside: no progress possible
+                    raise TransientRowError(f"{len(again)} rows stopped without an invalid row")
+                pending = sorted(again)
+            return rejected
+
+        try:
+            return await self._call("insert", insert)
+        except TransientRowError as exc:
+            raise gexc.ServiceUnavailable(str(exc)) from exc  # type: ignore[no-untyped-call]
+
+    async def _deliver_dead_letters(self, batch: Batch[Prediction]) -> None:
+        dead: dict[int, str] = batch.state[_DEAD]
+        delivered: set[int] = batch.state.setdefault("dead_delivered", set())
+        for entry in batch.entries:
+            reason = dead.get(entry.seq)
+            if reason is None or entry.seq in delivered:
+                continue
+            await self._dead_letter(entry.row, reason)
+            delivered.add(entry.seq)
+            self.metrics.record_dead_letter(reason)
+
+    async def _maybe_cleanup(self) -> None:
+        if time.monotonic() - self._last_cleanup < self._cleanup_every:
+            return
+        self._last_cleanup = time.monotonic()
+        await self.cleanup_staging(merged=True)
+
+    async def cleanup_staging(self, *, merged: bool = False) -> int | None:
+        """Delete staged rows older than the retention, never those of a flush not yet merged
+        (``merged``: the current batch has just been merged); best effort."""
+        batch = self._batch
+        pending = [batch.batch_id] if batch is not None and not merged else []
+        cutoff = self._wall_clock() - self._staging_retention
+        params = [
+            bigquery.ScalarQueryParameter("cutoff", "TIMESTAMP", cutoff),
+            bigquery.ArrayQueryParameter("pending", "STRING", pending),
+        ]
+        try:
+            return await self._call("cleanup", lambda: self._query(self._cleanup_sql, params))
+        except Exception as exc:  # noqa: BLE001 -- cleanup must never fail a flush
+            log.warning("staging cleanup failed (will run again later): %s", exc)
+            return None
+
+    async def close(self) -> None:
+        if self._own_client:
+            self._client.close()  # type: ignore[no-untyped-call]

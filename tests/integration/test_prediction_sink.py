@@ -1,0 +1,436 @@
+"""The BigQuery prediction sink and its Kafka runner, on the real emulator and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.cloud import bigquery
+
+from models.codec import decode, encode
+from models.events import DeadLetter, Prediction
+from sinks.base import SinkFlushError, SinkMetrics
+from sinks.bigquery_client import make_bigquery_client
+from sinks.bigquery_predictions import PredictionSink
+from sinks.predictions_consumer import PredictionSinkRunner
+from sinks.retry import RetryPolicy
+from streams.local.bigquery_emulator import BigQueryEmulator
+from streams.settings import Settings
+from streams.topics import TopicName, ensure_topics
+from tests.fixtures.brokers import Broker
+
+pytestmark = pytest.mark.integration
+
+GAME_DATE = date(2026, 1, 15)
+T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+TIMEOUT = 60.0
+FAST_RETRY = RetryPolicy(max_attempts=2, base_seconds=0.05, cap_seconds=0.2)
+
+
+def prediction(
+    player: str,
+    line: str | None,
+    created_at: datetime = T0,
+    predicted: float = 20.0,
+    system: str = "moving_average",
+) -> Prediction:
+    return Prediction(
+        prediction_id=f"{player}-{system}-{line}-{created_at.isoformat()}",
+        game_date=GAME_DATE,
+        game_id="G1",
+        player_lookup=player,
+        system_id=system,
+        current_points_line=None if line is None else Decimal(line),
+        predicted_points=predicted,
+        confidence_score=60.0,
+        recommendation="NO_LINE" if line is None else "OVER",
+        model_version="v1",
+        batch_id="b1",
+        created_at=created_at,
+    )
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.rows: list[tuple[Prediction, str]] = []
+
+    async def __call__(self, row: Prediction, reason: str) -> None:
+        self.rows.append((row, reason))
+
+
+def rows_of(client: bigquery.Client, table_id: str) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT player_lookup, system_id, line_key, current_points_line, predicted_points, "  # noqa: S608
+        f"created_at FROM `{table_id}` ORDER BY player_lookup, system_id, line_key"
+    )
+    job = client.query(sql, timeout=TIMEOUT, job_retry=None)
+    return [dict(row.items()) for row in job.result(timeout=TIMEOUT)]
+
+
+def count_of(client: bigquery.Client, table_id: str) -> int:
+    job = client.query(f"SELECT COUNT(*) AS n FROM `{table_id}`", timeout=TIMEOUT, job_retry=None)  # noqa: S608
+    return int(next(iter(job.result(timeout=TIMEOUT)))["n"])
+
+
+async def until(
+    condition: Callable[[], Awaitable[bool]],
+    what: str,
+    within: float = TIMEOUT,
+    describe: Callable[[], str] = lambda: "",
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out after {within} s waiting for {what} {describe()}")
+
+
+# --- the sink alone ---------------------------------------------------------------------
+
+
+async def test_lines_are_distinct_keys_and_the_latest_created_at_wins(
+    bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    dead = DeadLetters()
+    async with PredictionSink(
+        bq_settings, dead_letter=dead, staging_retention_seconds=0, cleanup_every_seconds=0
+    ) as sink:
+        sink.add(prediction("lebron", "25.5", T0, predicted=10.0))
+        sink.add(prediction("lebron", "26.0", T0, predicted=11.0))
+        sink.add(prediction("lebron", "26", T0 + timedelta(seconds=1), predicted=12.0))
+        sink.add(prediction("curry", None, T0, predicted=30.0))
+        await sink.flush()
+        first = rows_of(bq_client, sink.table_id)
+        sink.add(prediction("lebron", "25.5", T0 + timedelta(minutes=5), predicted=13.0))
+        sink.add(prediction("lebron", "26.0", T0 - timedelta(minutes=5), predicted=99.0))  # older
+        sink.add(prediction("curry", None, T0 + timedelta(minutes=1), predicted=31.0))
+        await sink.flush()
+        staged_left = count_of(bq_client, sink.staging_id)
+
+    assert [(r["player_lookup"], r["line_key"], r["predicted_points"]) for r in first] == [
+        ("curry", "NO_LINE", 30.0),
+        ("lebron", "25.5", 10.0),
+        ("lebron", "26.0", 12.0),  # "26" and "26.0" are one line; the later one won
+    ]
+    final = rows_of(bq_client, sink.table_id)
+    assert [
+        (r["player_lookup"], r["current_points_line"], r["predicted_points"]) for r in final
+    ] == [
+        ("curry", None, 31.0),  # NO_LINE matched its earlier row (line_key), replaced
+        ("lebron", Decimal("25.5"), 13.0),  # newer replaced
+        ("lebron", Decimal("26.0"), 12.0),  # older ignored
+    ]
+    assert sink.metrics.flushes == 2
+    assert sink.metrics.rows_written == 7
+    assert sink.durable_seq == 7
+    assert sink.oldest_unwritten_age() is None
+    assert staged_left == 0  # cleanup (retention 0 here) deleted the merged staging rows
+    assert dead.rows == []
+
+
+async def test_rows_bigquery_rejects_go_to_dead_letters_and_the_batch_goes_on(
+    bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    dead = DeadLetters()
+    # Past the model's validation (which would refuse it) to reach BigQuery's own row check:
+    # NUMERIC holds 29 integer digits.
+    poison = prediction("bad", "1").model_copy(update={"current_points_line": Decimal("1e40")})
+    async with PredictionSink(bq_settings, dead_letter=dead) as sink:
+        sink.add(prediction("a", "20.5"))
+        sink.add(poison)
+        sink.add(prediction("b", "21.5"))
+        await sink.flush()
+
+    assert [r["player_lookup"] for r in rows_of(bq_client, sink.table_id)] == ["a", "b"]
+    assert [row.player_lookup for row, _ in dead.rows] == ["bad"]
+    assert "rejected" in dead.rows[0][1]
+    assert sink.metrics.rows_dead_lettered == 1
+    assert sink.durable_seq == 3
+
+
+class HangingProxy:
+    """A TCP proxy to the emulator that, while ``hang`` is set, swallows requests and never
+    answers (on new and on kept-alive connections alike)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.hang = False
+        self.hung_requests = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        sock: socket.socket = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            self._writers += [writer, up_writer]
+            await asyncio.gather(
+                self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer)
+            )
+
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await src.read(65536):
+                if upstream and self.hang:
+                    self.hung_requests += 1  # swallowed: the client waits for an answer
+                    continue
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_a_hanging_request_times_out_fails_the_flush_cleanly_and_is_retried(
+    bq_settings: Settings, bigquery_emulator: BigQueryEmulator, bq_client: bigquery.Client
+) -> None:
+    proxy = HangingProxy(bigquery_emulator.rest_port)
+    port = await proxy.start()
+    settings = bq_settings.model_copy(
+        update={"bigquery_endpoint": f"http://127.0.0.1:{port}", "bigquery_timeout_seconds": 1.0}
+    )
+    dead = DeadLetters()
+    sink = PredictionSink(settings, dead_letter=dead, retry_policy=FAST_RETRY, flush_seconds=60)
+    try:
+        await sink.start()  # tables created through the proxy while it answers
+        proxy.hang = True
+        sink.add(prediction("a", "20.5"))
+        began = time.monotonic()
+        with pytest.raises(SinkFlushError, match="attempt 1"):
+            await sink.flush()
+        hung_for = time.monotonic() - began
+        assert proxy.hung_requests >= 2  # our retry (and the library's) tried again
+        assert sink.buffered == 1
+        assert sink.durable_seq == 0
+        assert sink.metrics.failures == 1
+        assert sink.metrics.retries >= 1
+        proxy.hang = False
+        await sink.flush()  # the same batch, retried: now it goes through
+    finally:
+        await sink.stop()
+        await proxy.close()
+
+    # bounded: 2 attempts x (1 s request timeout, library retry bounded to 1 s) + backoff
+    assert hung_for < 10
+    assert sink.durable_seq == 1
+    assert [r["player_lookup"] for r in rows_of(bq_client, sink.table_id)] == ["a"]
+
+
+# --- the runner on a real broker --------------------------------------------------------
+
+
+def runner_settings(base: Settings, broker: Broker, prefix: str) -> Settings:
+    return base.model_copy(
+        update={
+            "broker_url": broker.url,
+            "topic_prefix": prefix,
+            "topic_partitions": 2,
+            "producer_idempotence": broker.supports_transactions,
+            "sink_flush_seconds": 0.2,
+            "sink_batch_rows": 50,
+            "bigquery_requests_per_second": 200,
+        }
+    )
+
+
+async def produce(broker: Broker, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def offsets_reader(
+    broker: Broker, group: str, topic: str, partitions: int
+) -> AsyncIterator[Callable[[], Awaitable[tuple[dict[int, int], dict[int, int]]]]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+
+    async def read() -> tuple[dict[int, int], dict[int, int]]:
+        ends = await consumer.end_offsets(tps)
+        committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+        return committed, {tp.partition: ends[tp] for tp in tps}
+
+    try:
+        yield read
+    finally:
+        await consumer.stop()
+
+
+async def dead_letters_in(broker: Broker, topic: str, expected: int) -> list[DeadLetter]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(letters) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                letters.extend(decode(DeadLetter, r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return letters
+
+
+def day_of_predictions(players: int, start: int = 0) -> list[Prediction]:
+    out = []
+    for i in range(start, start + players):
+        out.append(prediction(f"p{i:03d}", "20.5"))
+        out.append(prediction(f"p{i:03d}", "21.0"))
+        out.append(prediction(f"p{i:03d}", None, system="xgb"))
+    return out
+
+
+async def test_runner_writes_every_key_once_when_everything_is_delivered_twice(
+    broker: Broker, unique_prefix: str, bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    settings = runner_settings(bq_settings, broker, unique_prefix)
+    await ensure_topics(settings)
+    topic = settings.topic(TopicName.PREDICTIONS)
+    predictions = day_of_predictions(40)  # 120 keys
+    records = [(p.key.encode(), encode(p)) for p in predictions]
+    malformed = [(b"2026-01-15:x:y:1.0", b"{not json"), (b"k", b'{"prediction_id": "only"}')]
+    await produce(broker, topic, records + malformed[:1])
+    await produce(broker, topic, records + malformed[1:])  # every prediction twice
+    runner = PredictionSinkRunner(
+        settings, group_id=f"{unique_prefix}-sink", **broker.client_tuning
+    )
+
+    async with (
+        offsets_reader(broker, runner.group_id, topic, 2) as offsets,
+        runner,
+    ):
+        last: list[object] = []
+
+        async def all_committed() -> bool:
+            # Compared with the number of records produced: Tansu's end_offsets under-report.
+            committed, ends = await offsets()
+            last[:] = [committed, ends]
+            return sum(committed.values()) == 2 * len(records) + len(malformed)
+
+        await until(
+            all_committed,
+            "every offset committed",
+            describe=lambda: (
+                f"{last} {runner.records_consumed=} {runner.sink.durable_seq=} "
+                f"{runner.sink.buffered=} {runner.commits=} {runner.sink.metrics}"
+            ),
+        )
+
+    table_id = runner.sink.table_id
+    assert count_of(bq_client, table_id) == 120
+    assert (
+        len(
+            {
+                (r["player_lookup"], r["system_id"], r["line_key"])
+                for r in rows_of(bq_client, table_id)
+            }
+        )
+        == 120
+    )
+    letters = await dead_letters_in(broker, settings.topic(TopicName.DEAD_LETTERS), 2)
+    assert sorted(letter.error_type for letter in letters) == ["missing_field", "not_json"]
+    assert runner.dead_letters_sent == 2
+    assert runner.records_consumed == 2 * 120 + 2
+
+
+async def test_runner_rides_out_a_bigquery_outage_without_loss_duplicates_or_early_commits(
+    broker: Broker, unique_prefix: str
+) -> None:
+    project = "sink-outage"
+    with BigQueryEmulator(project, persistent=True) as emulator:
+        base = Settings(
+            bigquery_endpoint=emulator.endpoint,
+            bigquery_project=project,
+            bigquery_dataset="outage",
+            bigquery_timeout_seconds=2.0,
+        )
+        settings = runner_settings(base, broker, unique_prefix)
+        await ensure_topics(settings)
+        topic = settings.topic(TopicName.PREDICTIONS)
+        first = day_of_predictions(20)
+        second = [
+            p.model_copy(update={"created_at": T0 + timedelta(hours=1), "predicted_points": 33.0})
+            for p in day_of_predictions(30, start=10)
+        ]  # players 10-19 updated (30 keys), 20-39 new (60 keys); 0-9 untouched (30 keys)
+        client = make_bigquery_client(base)
+        sink = PredictionSink(
+            settings,
+            dead_letter=DeadLetters(),
+            retry_policy=FAST_RETRY,
+            failure_backoff_seconds=0.5,
+            metrics=SinkMetrics(),
+        )
+        group = f"{unique_prefix}-sink"
+        runner = PredictionSinkRunner(settings, sink=sink, group_id=group, **broker.client_tuning)
+        try:
+            async with offsets_reader(broker, group, topic, 2) as offsets, runner:
+                produced = 0
+
+                async def all_committed() -> bool:
+                    committed, _ = await offsets()
+                    return sum(committed.values()) == produced
+
+                await produce(broker, topic, [(p.key.encode(), encode(p)) for p in first])
+                produced += len(first)
+                await until(all_committed, "the first batch committed")
+                before, _ = await offsets()
+
+                emulator.kill()
+                down_at = time.monotonic()
+                await produce(broker, topic, [(p.key.encode(), encode(p)) for p in second])
+                produced += len(second)
+                await asyncio.sleep(8)
+                during, _ = await offsets()
+                assert during == before  # nothing committed while BigQuery is down
+                assert sum(during.values()) == len(first)
+                assert runner.records_consumed == len(first) + len(second)
+                assert sink.metrics.failures >= 1
+                age = sink.oldest_unwritten_age()
+                assert age is not None
+                assert age > 5
+                await asyncio.sleep(max(0.0, 20 - (time.monotonic() - down_at)))
+                await asyncio.to_thread(emulator.start)  # same ports, data kept
+
+                await until(all_committed, "the second batch committed after the outage")
+            assert count_of(client, runner.sink.table_id) == 120
+            rows = rows_of(client, runner.sink.table_id)
+            assert sum(1 for r in rows if r["predicted_points"] == 33.0) == 90
+            assert sum(1 for r in rows if r["predicted_points"] == 20.0) == 30
+            assert len({(r["player_lookup"], r["system_id"], r["line_key"]) for r in rows}) == 120
+        finally:
+            client.close()
