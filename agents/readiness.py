@@ -61,6 +61,8 @@ class ReadinessProcessor:
         self._zone = ZoneInfo(pipeline_timezone)
         self._max_message_bytes = max_message_bytes
         self._ticks_sent: dict[tuple[date, str], datetime] = {}
+        # id(stored dict) -> (that dict, the state it was dumped from); see _decoded.
+        self._last_written: dict[int, tuple[Any, PhaseState]] = {}
 
     # --- time -------------------------------------------------------------------------------
 
@@ -81,19 +83,33 @@ class ReadinessProcessor:
     # --- table ------------------------------------------------------------------------------
 
     def state(self, game_date: date, phase: int) -> PhaseState | None:
-        return _as_state(self._table.get(PhaseState.table_key(game_date, phase)))
+        return self._decoded(self._table.get(PhaseState.table_key(game_date, phase)))
 
     def states(self) -> Iterator[PhaseState]:
         """Every state this worker holds (its partitions of the table)."""
         for value in list(self._table.values()):
-            if (state := _as_state(value)) is not None:
+            if (state := self._decoded(value)) is not None:
                 yield state
 
+    def _decoded(self, stored: Any) -> PhaseState | None:
+        """The state a table value holds. The memory store keeps the very dict this processor
+        wrote, so the model it was dumped from is reused instead of validated again (the
+        hottest step per event); values recovered from the changelog are parsed."""
+        if stored is None:
+            return None
+        cached = self._last_written.get(id(stored))
+        if cached is not None and cached[0] is stored:
+            return cached[1]
+        return PhaseState.from_table(stored)
+
     def _save(self, state: PhaseState) -> None:
-        # The model itself goes into the table: the memory store keeps it as is (no re-parse on
-        # the next event) and the orjson codec writes it to the changelog as JSON; values
-        # recovered from the changelog come back as dicts (see _as_state).
-        self._table[state.key] = state.model_copy(update={"updated_at": self._clock.now()})
+        state = state.model_copy(update={"updated_at": self._clock.now()})
+        stored = state.to_table()
+        previous = self._table.get(state.key)
+        if previous is not None:
+            self._last_written.pop(id(previous), None)
+        self._last_written[id(stored)] = (stored, state)
+        self._table[state.key] = stored
 
     # --- completions ------------------------------------------------------------------------
 
@@ -418,7 +434,8 @@ class ReadinessProcessor:
 
     def _expire(self, states: list[PhaseState]) -> None:
         for state in states:
-            del self._table[state.key]
+            stored = self._table.pop(state.key, None)
+            self._last_written.pop(id(stored), None)
             log.info(
                 "readiness state %s expired (idle for over %d days)",
                 state.key,
@@ -452,12 +469,6 @@ class ReadinessProcessor:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
         )
-
-
-def _as_state(value: Any) -> PhaseState | None:
-    if value is None or isinstance(value, PhaseState):
-        return value
-    return PhaseState.from_table(value)
 
 
 def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: str) -> PhaseState:

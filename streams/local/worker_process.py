@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -17,17 +18,42 @@ from streams.worker import READY_LINE
 class WorkerProcess:
     """One worker process with its output in a log file; ``kill()`` is a real kill -9."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, *, restart_on_exit: bool = False
+    ) -> None:
         self._settings = settings
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._ready_seen = 0
+        # Like systemd's Restart=on-failure: a worker that exits on its own (e.g. faust-streaming
+        # crashing the app when its transactional producer is fenced in a rebalance) is started
+        # again. stop() and kill() are deliberate and are not undone.
+        self._restart_on_exit = restart_on_exit
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.restarts = 0
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
+        self._stopping.clear()
+        if self._restart_on_exit and self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+            self._supervisor.start()
+        self._spawn()
+
+    def _supervise(self) -> None:
+        while True:
+            time.sleep(0.5)
+            process = self._process
+            if self._stopping.is_set() or process is None or process.poll() is None:
+                continue
+            self.restarts += 1
+            self._spawn()
+
+    def _spawn(self) -> None:
         if self._process is not None and self._process.poll() is None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +91,7 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (a graceful stop that flushes and commits), SIGKILL after ``timeout``."""
+        self._stopping.set()
         process = self._process
         if process is None or process.poll() is not None:
             return process.returncode if process else None
@@ -77,6 +104,7 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """kill -9: no flush, no commit, exactly like a crashed machine."""
+        self._stopping.set()
         process = self._process
         if process is not None and process.poll() is None:
             process.kill()
