@@ -6,10 +6,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
+import orjson
 
 from agents.envelope import Origin
+from agents.publisher import Publisher
 from agents.readiness import ReadinessProcessor
 from streams.topics import TopicName
+from streams.web.metrics import Metrics, metrics_for
 
 if TYPE_CHECKING:
     from streams.app import AppContext
@@ -17,9 +20,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _CountingPublisher:
+    """Counts the processor's dead letters (by error type) on their way out."""
+
+    def __init__(self, inner: Publisher, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def send(self, topic: TopicName, key: str, value: bytes) -> None:
+        await self._inner.send(topic, key, value)
+        if topic == TopicName.DEAD_LETTERS:
+            try:
+                error_type = str(orjson.loads(value).get("error_type", "unknown"))
+            except (orjson.JSONDecodeError, AttributeError):
+                error_type = "unknown"
+            self._metrics.dead_letters.labels(error_type=error_type).inc()
+
+
 def install(ctx: AppContext) -> ReadinessProcessor:
     """Declare the readiness table, agent and deadline timer on ``ctx.app``."""
     settings = ctx.settings
+    metrics = metrics_for(ctx)
     table = ctx.app.Table(
         "readiness",
         default=None,
@@ -30,7 +51,7 @@ def install(ctx: AppContext) -> ReadinessProcessor:
     processor = ReadinessProcessor(
         registry=ctx.registry,
         table=table,
-        publisher=ctx.publisher,
+        publisher=_CountingPublisher(ctx.publisher, metrics),
         clock=ctx.clock,
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
@@ -53,10 +74,13 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         async for event in stream.events():
             message = event.message
             origin = Origin(message.topic, message.partition, message.offset, message.key)
+            metrics.events_in.labels(topic=message.topic).inc()
             if message.topic == completions:
-                await processor.handle(message.value or b"", origin)
+                fired = await processor.handle(message.value or b"", origin)
             else:
-                await processor.handle_tick(message.value or b"", origin)
+                fired = await processor.handle_tick(message.value or b"", origin)
+            for trigger in fired:
+                metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
 
     @ctx.app.timer(interval=settings.readiness_tick_seconds)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:

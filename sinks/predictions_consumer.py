@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from agents.envelope import Origin, dead_letter
 from models.codec import EventDecodeError, decode, encode
 from models.events import Prediction
-from sinks.base import SinkBackpressureError, SinkFlushError
+from sinks.base import SinkBackpressureError, SinkFlushError, SinkMetrics
 from sinks.bigquery_predictions import PredictionSink
 from streams.settings import Settings
 from streams.topics import TopicName
@@ -70,6 +70,7 @@ class PredictionSinkRunner:
         settings: Settings,
         *,
         sink: PredictionSink | None = None,
+        metrics: SinkMetrics | None = None,
         group_id: str | None = None,
         revoke_flush_timeout: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -79,7 +80,9 @@ class PredictionSinkRunner:
         self.topic = settings.topic(TopicName.PREDICTIONS)
         self.dead_letter_topic = settings.topic(TopicName.DEAD_LETTERS)
         self.group_id = group_id or f"{settings.app_id}.bigquery-predictions-sink"
-        self.sink = sink or PredictionSink(settings, dead_letter=self._dead_letter_row)
+        self.sink = sink or PredictionSink(
+            settings, dead_letter=self._dead_letter_row, metrics=metrics
+        )
         self._consumer_options = consumer_options
         self._revoke_flush_timeout = revoke_flush_timeout or 2 * settings.bigquery_timeout_seconds
         self._clock = clock
@@ -97,27 +100,46 @@ class PredictionSinkRunner:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the dead-letter producer, the sink (tables) and the consumer. Idempotent."""
+        """Start the dead-letter producer, the sink (tables) and the consumer. Idempotent.
+
+        If a step fails (broker or BigQuery unreachable), what was started is closed again and
+        the error is raised, so the caller can retry with a fresh runner."""
         if self._task is not None:
             return
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            acks="all",
-            enable_idempotence=self.settings.producer_idempotence,
-        )
-        await self._producer.start()
-        await self.sink.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            **self._consumer_options,
-        )
-        await self._consumer.start()
-        self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+        try:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                acks="all",
+                enable_idempotence=self.settings.producer_idempotence,
+            )
+            await self._producer.start()
+            await self.sink.start()
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                **self._consumer_options,
+            )
+            await self._consumer.start()
+            self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+        except BaseException:
+            await self._close_after_failed_start()
+            raise
         self._task = asyncio.create_task(self._run(), name="prediction-sink-runner")
+
+    async def _close_after_failed_start(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        for client in (consumer, producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        with contextlib.suppress(Exception):
+            await self.sink.stop()  # nothing was added: nothing to flush
+        with contextlib.suppress(Exception):
+            await self.sink.close()  # stop() does not close a sink whose setup failed
 
     async def stop(self) -> None:
         """Stop consuming, flush the sink, commit what it wrote, close everything. Idempotent."""

@@ -13,8 +13,10 @@ from typing import Any
 import faust
 
 from agents import predictions, readiness_agent
+from sinks import install as prediction_sink
 from streams.clock import Clock, SystemClock
 from streams.codecs import register_orjson_codec
+from streams.monitoring import install as lag_install
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
 from streams.side_producer import SideProducer
@@ -155,6 +157,6 @@ def build_app(
         async for _ in stream:
             pass
 
-    for feature in (readiness_agent, predictions, web_install):
+    for feature in (readiness_agent, predictions, prediction_sink, web_install, lag_install):
         feature.install(ctx)
     return ctx

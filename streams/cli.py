@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
 from streams.settings import Settings
 
@@ -49,7 +51,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     lag.add_argument("--watch", action="store_true", help="sample repeatedly until Ctrl-C")
     lag.add_argument("--interval", type=float, default=None, help="seconds between samples")
+    _add_operations_commands(commands)
     return parser
+
+
+def _add_operations_commands(commands: Any) -> None:
+    """``rerun`` and ``dlq list|replay`` (docs/operations.md)."""
+    from streams.dlq import parse_age
+
+    rerun = commands.add_parser(
+        "rerun", help="rerun requests: one processor, a phase, or every gated phase (backfill)"
+    )
+    rerun.add_argument("--date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    rerun.add_argument("--to", type=date.fromisoformat, help="last date of a backfill range")
+    rerun.add_argument("--phase", type=int, help="only this phase (its expected processors)")
+    rerun.add_argument("--processor", help="only this processor")
+    rerun.add_argument("--attempt", type=int, default=1, help="ask again on purpose: 2, 3, ...")
+    rerun.add_argument("--dry-run", action="store_true", help="show the requests, send none")
+    dlq = commands.add_parser("dlq", help="list or replay dead letters")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (("list", "show dead letters"), ("replay", "send them back, once")):
+        sub = dlq_commands.add_parser(name, help=text)
+        sub.add_argument("--topic", help="source topic (full name or e.g. phase-completions)")
+        sub.add_argument("--reason", help="error_type, e.g. not_json")
+        sub.add_argument("--older-than", type=parse_age, help="failed at least this long ago")
+        sub.add_argument("--limit", type=int, help="at most this many (oldest first)")
+        if name == "replay":
+            sub.add_argument("--dry-run", action="store_true", help="show what would be sent")
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one return per command
@@ -57,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
     args = _parser().parse_args(argv)
     settings = Settings()
     logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        # The demo prints a summary; library chatter would bury it.
+        level="WARNING" if args.command == "demo" else settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "worker":
         from streams.worker import run_worker
@@ -104,6 +133,28 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
         from streams.monitoring.lag import run_lag
 
         return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
+    if args.command == "rerun":
+        from streams.rerun import run_rerun
+
+        return run_rerun(
+            settings,
+            start=args.date,
+            end=args.to,
+            phase=args.phase,
+            processor=args.processor,
+            attempt=args.attempt,
+            dry_run=args.dry_run,
+        )
+    if args.command == "dlq":
+        from streams.dlq import LetterFilter, run_dlq
+
+        selection = LetterFilter(args.topic, args.reason, args.older_than, args.limit)
+        return run_dlq(
+            settings,
+            action=args.dlq_command,
+            selection=selection,
+            dry_run=getattr(args, "dry_run", False),
+        )
     return 2
 
 

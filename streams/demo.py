@@ -79,12 +79,12 @@ def _record_in_bigquery(settings: Settings, result: DayResult) -> int:
 def _print_summary(result: DayResult, stored: int, timings: dict[str, float]) -> None:
     print()  # noqa: T201
     print(f"phaseflow demo: game day {result.game_date} (overnight mode)")  # noqa: T201
-    print(f"{'phase':>5}  {'reason':<8} {'rule':<24} {'after':>8}  completed")  # noqa: T201
+    print(f"{'starts':>6}  {'reason':<8} {'rule':<24} {'after':>8}  completed")  # noqa: T201
     for trigger in sorted(result.triggers, key=lambda t: t.phase):
         after = result.trigger_seconds[trigger.phase]
         print(  # noqa: T201
-            f"{trigger.phase:>5}  {trigger.reason:<8} {trigger.rule:<24} {after:>7.2f}s  "
-            f"{len(trigger.completed)} processors"
+            f"{trigger.phase:>6}  {trigger.reason:<8} {trigger.rule:<24} {after:>7.2f}s  "
+            f"{len(trigger.completed)} processors of phase {trigger.phase - 1}"
         )
     print(  # noqa: T201
         f"triggers fired: {len(result.triggers)} (one per phase 3-6), "

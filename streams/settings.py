@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         ge=1,
         description="BigQuery sink: buffer limit; beyond it the consumer pauses (backpressure).",
     )
+    sink_enabled: bool | None = Field(
+        None,
+        description=(
+            "Run the BigQuery prediction sink in the worker. Unset: only when "
+            "`PHASEFLOW_BIGQUERY_ENDPOINT` is set (no credential lookup on dev/CI machines); "
+            "`true` against Google's API (Application Default Credentials)."
+        ),
+    )
     store: str = Field(
         "memory://",
         description="Faust table store URL; tables are rebuilt from their changelog topics.",

@@ -28,6 +28,7 @@ class TopicName(StrEnum):
     AUDIT = "audit"
     READINESS_TICKS = "readiness-ticks"
     PREDICTION_PROGRESS = "prediction-progress"
+    DEAD_LETTER_REPLAYS = "dead-letter-replays"
 
 
 def _ms(delta: timedelta) -> str:
@@ -118,6 +119,14 @@ CATALOG: tuple[TopicSpec, ...] = (
         key="original key",
         value="DeadLetter",
         retention=timedelta(days=30),
+    ),
+    # Internal: the replay ledger of ``phaseflow dlq replay`` (streams/dlq.py), one record per
+    # replayed original record, so a second replay of the same letters does nothing.
+    TopicSpec(
+        TopicName.DEAD_LETTER_REPLAYS,
+        key="{source_topic}:{partition}:{offset}",
+        value="ReplayRecord (internal)",
+        compacted=True,
     ),
     TopicSpec(
         TopicName.AUDIT,

@@ -1,0 +1,164 @@
+"""``install(ctx)``: the BigQuery prediction sink runs inside the worker.
+
+The feature starts a :class:`~sinks.predictions_consumer.PredictionSinkRunner` (its own consumer
+group, commits only after the MERGE) once the app has started, and stops it on
+``app.on_before_shutdown`` (SIGTERM/SIGINT): the runner stops consuming, flushes what it buffered,
+commits those offsets and closes. A runner that cannot start (broker or BigQuery unreachable,
+no credentials) is logged and retried with a backoff (1 s doubling to 60 s); the worker itself
+keeps running its other agents, so a worker without BigQuery access does not crash-loop.
+
+Enabled by ``PHASEFLOW_SINK_ENABLED``; unset, only when ``PHASEFLOW_BIGQUERY_ENDPOINT`` is set
+(the emulator), so a dev or CI worker never looks up Google credentials. Flushes, retries,
+failures and BigQuery-rejected rows feed the app's Prometheus series (``metrics_for(ctx)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from sinks.base import SinkMetrics
+from sinks.predictions_consumer import PredictionSinkRunner
+from streams.settings import Settings
+from streams.web.metrics import Metrics, metrics_for
+
+if TYPE_CHECKING:
+    from streams.app import AppContext
+
+log = logging.getLogger(__name__)
+
+#: The ``sink`` label of this sink's Prometheus series.
+SINK_LABEL: Final = "bigquery_predictions"
+COMPONENT: Final = "prediction_sink"
+
+
+def sink_enabled(settings: Settings) -> bool:
+    """``PHASEFLOW_SINK_ENABLED`` if set, else whether an emulator endpoint is configured."""
+    if settings.sink_enabled is not None:
+        return settings.sink_enabled
+    return bool(settings.bigquery_endpoint)
+
+
+def prometheus_sink_metrics(metrics: Metrics, sink: str = SINK_LABEL) -> SinkMetrics:
+    """A :class:`SinkMetrics` whose callbacks update the app's Prometheus series."""
+
+    def on_flush(rows: int, seconds: float) -> None:
+        del rows
+        metrics.sink_flushes.labels(sink=sink, outcome="ok").inc()
+        metrics.sink_flush_seconds.labels(sink=sink).observe(seconds)
+
+    def on_retry(exc: BaseException) -> None:
+        del exc
+        metrics.sink_flushes.labels(sink=sink, outcome="retry").inc()
+
+    def on_failure(exc: BaseException) -> None:
+        del exc
+        metrics.sink_flushes.labels(sink=sink, outcome="failed").inc()
+
+    def on_dead_letter(reason: str) -> None:
+        del reason
+        metrics.dead_letters.labels(error_type="bigquery_rejected").inc()
+
+    return SinkMetrics(
+        on_flush=on_flush, on_failure=on_failure, on_retry=on_retry, on_dead_letter=on_dead_letter
+    )
+
+
+class PredictionSinkService:
+    """Keeps one runner alive for the worker's lifetime; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: SinkMetrics | None = None,
+        runner_factory: Callable[[], PredictionSinkRunner] | None = None,
+        first_retry_seconds: float = 1.0,
+        max_retry_seconds: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or SinkMetrics()
+        self._factory = runner_factory or self._default_runner
+        self._first_retry = first_retry_seconds
+        self._max_retry = max_retry_seconds
+        self._stopping = asyncio.Event()
+        self.running = asyncio.Event()
+        self.runner: PredictionSinkRunner | None = None
+        self.start_failures = 0
+
+    def _default_runner(self) -> PredictionSinkRunner:
+        settings = self.settings
+        return PredictionSinkRunner(
+            settings,
+            metrics=self.metrics,
+            session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+        )
+
+    async def run(self) -> None:
+        """Start the runner, retrying until it starts or :meth:`stop` is called; then wait."""
+        delay = self._first_retry
+        while not self._stopping.is_set():
+            try:
+                # Building the BigQuery client may look up credentials (blocking I/O).
+                runner = await asyncio.to_thread(self._factory)
+                await runner.start()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- any start failure is retried
+                self.start_failures += 1
+                log.warning(
+                    "prediction sink could not start (%s: %s); retrying in %.0f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                delay = min(self._max_retry, delay * 2)
+                continue
+            if self._stopping.is_set():  # stop() came while we were starting
+                await runner.stop()
+                return
+            self.runner = runner
+            self.running.set()
+            log.info("prediction sink consuming %s as %s", runner.topic, runner.group_id)
+            await self._stopping.wait()
+            return
+
+    async def stop(self) -> None:
+        """Stop consuming, flush, commit what was merged, close. Idempotent."""
+        self._stopping.set()
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            await runner.stop()
+            log.info(
+                "prediction sink stopped: %d record(s) consumed, %d row(s) written, %d commit(s)",
+                runner.records_consumed,
+                self.metrics.rows_written,
+                runner.commits,
+            )
+
+
+def install(ctx: AppContext) -> PredictionSinkService | None:
+    """Run the sink with the app (when enabled); ``ctx.components["prediction_sink"]``."""
+    settings = ctx.settings
+    if not sink_enabled(settings):
+        log.info("prediction sink disabled (no BigQuery endpoint and PHASEFLOW_SINK_ENABLED unset)")
+        return None
+    service = PredictionSinkService(settings, metrics=prometheus_sink_metrics(metrics_for(ctx)))
+
+    @ctx.app.task  # type: ignore[untyped-decorator]
+    async def prediction_sink() -> None:
+        await service.run()
+
+    # Before the app's producers close; the runner has its own consumer and producer.
+    @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def _stop_prediction_sink(_sender: Any, **_: Any) -> None:
+        await service.stop()
+
+    ctx.components[COMPONENT] = service
+    return service

@@ -1,0 +1,327 @@
+"""``phaseflow dlq list|replay``: look at dead letters and send them back, once.
+
+Both read ``{prefix}.dead-letters`` from the beginning without a consumer group (nothing is
+committed, no worker's group is touched). ``replay`` sends each selected letter's original key
+and bytes back to its ``source_topic`` and then records it in the replay ledger, the compacted
+topic ``{prefix}.dead-letter-replays`` keyed ``{source_topic}:{partition}:{offset}`` (the
+coordinates of the *original* record). ``replay`` reads the ledger first and skips what it
+lists, so a second replay of the same letters sends nothing; two letters of the same original
+record (a record dead-lettered twice after a crash) are replayed once.
+
+The replay and its ledger record are two sends, not one transaction: if the command dies
+between them, the next replay sends that one record again (at least once). Completions are
+deduplicated by ``execution_id`` downstream, so a re-sent completion still counts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from models.codec import EventDecodeError, decode
+from models.events import DeadLetter
+from streams.progress import ProgressBar
+from streams.settings import Settings
+from streams.topics import TopicName, ensure_topics
+
+_AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
+_AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ERROR_WIDTH: Final = 60
+
+
+def parse_age(text: str) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"1h"``, ``"2d"``, ``"1w"`` or combinations (``"1h30m"``)."""
+    compact = text.strip().replace(" ", "")
+    parts = _AGE_RE.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not an age like '90s', '30m', '1h', '2d' or '1h30m'")
+    return timedelta(seconds=sum(int(n) * _AGE_UNITS[u] for n, u in parts))
+
+
+def format_age(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return "".join(parts[:2]) or f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One record of the dead-letters topic."""
+
+    partition: int  # of the dead-letters topic
+    offset: int
+    letter: DeadLetter
+
+    @property
+    def ledger_key(self) -> str:
+        """Identity of the *original* record: ``{source_topic}:{partition}:{offset}``."""
+        return ledger_key(self.letter)
+
+
+def ledger_key(letter: DeadLetter) -> str:
+    return f"{letter.source_topic}:{letter.partition}:{letter.offset}"
+
+
+@dataclass(frozen=True)
+class LetterFilter:
+    """``--topic``, ``--reason``, ``--older-than``, ``--limit``; unset fields match all."""
+
+    topic: str | None = None
+    reason: str | None = None
+    older_than: timedelta | None = None
+    limit: int | None = None
+
+    def matches(self, letter: DeadLetter, *, now: datetime, prefix: str) -> bool:
+        if self.topic is not None and letter.source_topic not in {
+            self.topic,
+            f"{prefix}.{self.topic}",
+        }:
+            return False
+        if self.reason is not None and letter.error_type != self.reason:
+            return False
+        return self.older_than is None or letter.failed_at <= now - self.older_than
+
+    def select(self, letters: Sequence[Letter], *, now: datetime, prefix: str) -> list[Letter]:
+        """Matching letters, oldest failure first, at most ``limit``."""
+        chosen = sorted(
+            (item for item in letters if self.matches(item.letter, now=now, prefix=prefix)),
+            key=lambda item: (item.letter.failed_at, item.partition, item.offset),
+        )
+        return chosen if self.limit is None else chosen[: self.limit]
+
+
+def unreplayed(letters: Sequence[Letter], replayed: set[str]) -> list[Letter]:
+    """Letters whose original record is not in the ledger, one per original record."""
+    seen = set(replayed)
+    out: list[Letter] = []
+    for item in letters:
+        if item.ledger_key in seen:
+            continue
+        seen.add(item.ledger_key)
+        out.append(item)
+    return out
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+async def read_topic(
+    settings: Settings, topic: TopicName, *, give_up_after: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of a catalog topic as of now, from the beginning, no group."""
+    name = settings.topic(topic)
+    # Without a group_id aiokafka assigns itself every partition of the subscribed topic.
+    consumer = AIOKafkaConsumer(
+        name,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + give_up_after
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no partitions of {name} (does the topic exist?)")
+            await asyncio.sleep(0.1)
+        tps = sorted(consumer.assignment())
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while time.monotonic() < deadline:
+            # ListOffsets may under-report on Tansu; the fetch's high watermark does not.
+            pending = [
+                tp
+                for tp in tps
+                if await consumer.position(tp) < max(ends[tp], consumer.highwater(tp) or 0)
+            ]
+            if not pending:
+                break
+            batches = await consumer.getmany(*pending, timeout_ms=500)
+            for batch in batches.values():
+                records.extend(batch)
+        else:
+            raise TimeoutError(f"could not read {name} to its end within {give_up_after:.0f} s")
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def read_letters(settings: Settings) -> tuple[list[Letter], int]:
+    """The dead letters, and how many records of the topic were not readable letters."""
+    letters: list[Letter] = []
+    unreadable = 0
+    for record in await read_topic(settings, TopicName.DEAD_LETTERS):
+        try:
+            letter = decode(DeadLetter, record.value or b"")
+        except EventDecodeError:
+            unreadable += 1
+            continue
+        letters.append(Letter(record.partition, record.offset, letter))
+    return letters, unreadable
+
+
+async def read_ledger(settings: Settings) -> set[str]:
+    """Ledger keys of original records already replayed."""
+    return {
+        record.key.decode("utf-8", errors="replace")
+        for record in await read_topic(settings, TopicName.DEAD_LETTER_REPLAYS)
+        if record.key is not None and record.value is not None
+    }
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_letters(letters: Sequence[Letter], replayed: set[str], now: datetime) -> str:
+    header = ("FAILED_AT", "AGE", "SOURCE", "KEY", "ERROR_TYPE", "REPLAYED", "ERROR")
+    cells = [header]
+    for item in letters:
+        letter = item.letter
+        cells.append(
+            (
+                letter.failed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                format_age(now - letter.failed_at),
+                f"{letter.source_topic}[{letter.partition}]@{letter.offset}",
+                letter.key if letter.key is not None else "-",
+                letter.error_type,
+                "yes" if item.ledger_key in replayed else "no",
+                _truncate(letter.error, _ERROR_WIDTH),
+            )
+        )
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def summary(letters: Sequence[Letter], replayed: set[str], now: datetime) -> str:
+    """``N dead letters, M not replayed; oldest not replayed: AGE``."""
+    pending = unreplayed(letters, replayed)
+    line = f"{len(letters)} dead letter(s), {len(pending)} not replayed"
+    if pending:
+        oldest = min(item.letter.failed_at for item in pending)
+        line += f"; oldest not replayed: {format_age(now - oldest)}"
+    return line
+
+
+async def list_command(settings: Settings, selection: LetterFilter, *, out: TextIO) -> int:
+    # Catalog topics only: reading a missing topic could auto-create it with broker defaults
+    # (the ledger must be compacted).
+    await ensure_topics(settings)
+    letters, unreadable = await read_letters(settings)
+    replayed = await read_ledger(settings)
+    now = datetime.now(UTC)
+    chosen = selection.select(letters, now=now, prefix=settings.topic_prefix)
+    out.write(format_letters(chosen, replayed, now) + "\n")
+    out.write(summary(chosen, replayed, now) + "\n")
+    if unreadable:
+        out.write(f"({unreadable} record(s) on the topic are not readable dead letters)\n")
+    return 0
+
+
+def _ledger_value(item: Letter, settings: Settings, replayed_at: datetime, target: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "source_topic": item.letter.source_topic,
+            "partition": item.letter.partition,
+            "offset": item.letter.offset,
+            "dead_letter_partition": item.partition,
+            "dead_letter_offset": item.offset,
+            "dead_letters_topic": settings.topic(TopicName.DEAD_LETTERS),
+            "replayed_to_partition": target.partition,
+            "replayed_to_offset": target.offset,
+            "replayed_at": replayed_at.isoformat(),
+        }
+    )
+
+
+async def replay_command(
+    settings: Settings, selection: LetterFilter, *, dry_run: bool, out: TextIO
+) -> int:
+    await ensure_topics(settings)  # the ledger topic exists even on older deployments
+    letters, _ = await read_letters(settings)
+    replayed = await read_ledger(settings)
+    now = datetime.now(UTC)
+    # Already-replayed letters are dropped before --limit, so "--limit 10" means 10 new ones.
+    matching = LetterFilter(selection.topic, selection.reason, selection.older_than).select(
+        letters, now=now, prefix=settings.topic_prefix
+    )
+    todo = unreplayed(matching, replayed)
+    if selection.limit is not None:
+        todo = todo[: selection.limit]
+    skipped = len(matching) - len(unreplayed(matching, set()))  # duplicates of one record
+    already = len(unreplayed(matching, set())) - len(unreplayed(matching, replayed))
+    out.write(
+        f"{len(matching)} matching dead letter(s): {already} already replayed, "
+        f"{skipped} duplicate(s), {len(todo)} to replay\n"
+    )
+    if dry_run:
+        out.write(format_letters(todo, replayed, now) + "\n")
+        out.write("dry run: nothing sent\n")
+        return 0
+    if not todo:
+        return 0
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=settings.producer_idempotence,
+        request_timeout_ms=30_000,
+    )
+    await producer.start()
+    bar = ProgressBar(len(todo), out, label="replaying")
+    try:
+        ledger = settings.topic(TopicName.DEAD_LETTER_REPLAYS)
+        for item in todo:
+            letter = item.letter
+            key = letter.key.encode("utf-8") if letter.key is not None else None
+            target = await producer.send_and_wait(
+                letter.source_topic, value=letter.value_bytes, key=key
+            )
+            await producer.send_and_wait(
+                ledger,
+                key=item.ledger_key.encode("utf-8"),
+                value=_ledger_value(item, settings, datetime.now(UTC), target),
+            )
+            bar.advance()
+        bar.finish()
+    finally:
+        await producer.stop()
+    out.write(f"replayed {len(todo)} dead letter(s)\n")
+    return 0
+
+
+def run_dlq(
+    settings: Settings,
+    *,
+    action: str,
+    selection: LetterFilter,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """``phaseflow dlq list|replay``."""
+    stream = out or sys.stdout
+    if action == "list":
+        return asyncio.run(list_command(settings, selection, out=stream))
+    return asyncio.run(replay_command(settings, selection, dry_run=dry_run, out=stream))

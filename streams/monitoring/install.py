@@ -1,0 +1,135 @@
+"""``install(ctx)``: the consumer-lag monitor inside the worker.
+
+The monitor watches the worker's own group (``app_id``) and ``lag_groups``. It starts with the
+app (an app task, retried while the broker is unreachable), stops before shutdown, publishes
+``consumer_lag`` alerts through ``ctx.side_publisher`` (an alert is not the output of a consumed
+record, see streams.side_producer) and serves ``ctx.components["lag"]``: the own group's lag per
+(topic, partition) *assigned to this worker*, the shape streams/web expects for ``/lag``,
+``/ready`` and the lag gauge.
+
+Watchdog: when the own group has been STALL/STOP for a window and one of the stuck partitions
+is assigned to this worker, the worker **crashes itself** (``app.crash``), so its supervisor
+(systemd, Kubernetes, WorkerProcess(restart_on_exit=True)) starts a fresh process that rejoins
+the group and resumes from the committed offsets. An in-process resume/seek is not attempted:
+the usual cause of a stall is an agent stuck on a record (or a downstream call), which a seek
+does not unblock, and seeking under a running agent races with its offset commits (and, under
+exactly_once, with its open transaction). A stuck partition owned by another worker is left to
+that worker's own watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+from models.codec import encode
+from models.events import Alert
+from streams.monitoring.lag import LagMonitor, LagRow
+from streams.monitoring.lag_status import LagStatus
+from streams.topics import TopicName
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+    from streams.app import AppContext
+    from streams.web.metrics import LagSnapshot
+
+log = logging.getLogger(__name__)
+
+COMPONENT: Final = "lag"
+MONITOR_COMPONENT: Final = "lag_monitor"
+_STUCK: Final = frozenset({LagStatus.STALL, LagStatus.STOP})
+_START_RETRY_SECONDS: Final = 5.0
+
+
+class OwnConsumerStalledError(RuntimeError):
+    """Raised into the app (``app.crash``) by the watchdog so the supervisor restarts it."""
+
+
+def own_lag(
+    rows: Collection[LagRow], group: str, assigned: Collection[tuple[str, int]] | None
+) -> dict[tuple[str, int], int]:
+    """``{(topic, partition): lag}`` of ``group``; only ``assigned`` partitions unless None."""
+    return {
+        (row.topic, row.partition): row.lag
+        for row in rows
+        if row.group == group and (assigned is None or (row.topic, row.partition) in assigned)
+    }
+
+
+def stuck_here(
+    rows: Collection[LagRow], group: str, assigned: Collection[tuple[str, int]]
+) -> list[LagRow]:
+    """The own group's STALL/STOP partitions that this worker owns."""
+    return [
+        row
+        for row in rows
+        if row.group == group and row.status in _STUCK and (row.topic, row.partition) in assigned
+    ]
+
+
+def install(ctx: AppContext) -> LagMonitor:
+    """Create the monitor, tie it to the app's lifecycle and register ``ctx.components``."""
+    app = ctx.app
+    settings = ctx.settings
+
+    def assigned() -> set[tuple[str, int]]:
+        try:
+            return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        except Exception:  # noqa: BLE001 - no consumer yet (not started): nothing is assigned
+            return set()
+
+    async def publish(alert: Alert) -> None:
+        await ctx.side_publisher.send(TopicName.ALERTS, alert.key, encode(alert))
+
+    monitor: LagMonitor
+
+    async def on_own_stall() -> None:
+        mine = stuck_here(monitor.rows(), monitor.own_group, assigned())
+        if not mine:
+            log.warning(
+                "own consumer group %s is stuck on partitions of another worker; "
+                "leaving them to that worker's watchdog",
+                monitor.own_group,
+            )
+            return
+        names = ", ".join(f"{row.topic}[{row.partition}] {row.status}" for row in mine)
+        log.critical(
+            "WATCHDOG: own consumer group %s stuck for more than %s on %s; crashing the worker "
+            "so its supervisor restarts it",
+            monitor.own_group,
+            monitor.own_stall_after,
+            names,
+        )
+        await app.crash(OwnConsumerStalledError(f"consumer stuck on {names}"))
+
+    monitor = LagMonitor(settings, publish=publish, on_own_stall=on_own_stall, clock=ctx.clock)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _start_lag_monitor() -> None:
+        # A broker that is down at start must not crash the worker: retry until it answers.
+        while True:
+            try:
+                await monitor.start()
+            except Exception as error:  # noqa: BLE001
+                log.warning(
+                    "lag monitor could not start (%r); retrying in %.0f s",
+                    error,
+                    _START_RETRY_SECONDS,
+                )
+                await asyncio.sleep(_START_RETRY_SECONDS)
+            else:
+                log.info("lag monitor watching %s", ", ".join(monitor.groups))
+                return
+
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def _stop_lag_monitor(_sender: Any, **_: Any) -> None:
+        await monitor.stop()
+
+    snapshot: Callable[[], LagSnapshot] = lambda: own_lag(  # noqa: E731
+        monitor.rows(), monitor.own_group, assigned()
+    )
+    ctx.components[COMPONENT] = snapshot
+    ctx.components[MONITOR_COMPONENT] = monitor
+    return monitor

@@ -1,0 +1,179 @@
+"""``phaseflow rerun``: RerunRequests for one processor, a phase, or every gated phase.
+
+Over one date the reason is ``manual``; over a date range (``--to``) it is ``backfill``. Which
+processors a phase expects on a date comes from the registry (mode-aware, as the readiness
+agent judges it: pre-game dates expect only the same-day processors).
+
+Request ids are deterministic: ``RerunRequest.make_id(date, phase, "{processor}|{reason}",
+attempt)``. Running the same command again (say after it died half way) re-sends the same ids,
+which consumers that deduplicate by ``request_id`` take once; ``--attempt 2`` asks again on
+purpose. The reason is part of the id so an operator's request never shares an id with the
+readiness agent's automatic reruns (``make_id(date, phase, processor, attempt)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Final, TextIO
+from zoneinfo import ZoneInfo
+
+from models.codec import encode
+from models.events import RerunRequest
+from streams.progress import ProgressBar
+from streams.registry import Registry, load_registry
+from streams.settings import Settings
+from streams.side_producer import SideProducer
+from streams.topics import TopicName
+
+#: A longer range is almost certainly a typo (one season is ~250 days).
+MAX_DAYS: Final = 400
+
+
+class RerunPlanError(ValueError):
+    """The command's arguments do not describe a set of reruns."""
+
+
+def date_range(start: date, end: date | None) -> list[date]:
+    last = start if end is None else end
+    if last < start:
+        raise RerunPlanError(f"--to {last} is before --date {start}")
+    days = (last - start).days + 1
+    if days > MAX_DAYS:
+        raise RerunPlanError(f"{days} days is more than {MAX_DAYS}; split the backfill")
+    return [start + timedelta(days=n) for n in range(days)]
+
+
+def plan_reruns(
+    registry: Registry,
+    *,
+    start: date,
+    end: date | None,
+    phase: int | None,
+    processor: str | None,
+    today: date,
+    now: datetime,
+    requested_by: str,
+    attempt: int = 1,
+) -> list[RerunRequest]:
+    """The requests ``phaseflow rerun`` publishes, in date, phase, processor order."""
+    dates = date_range(start, end)
+    reason = "backfill" if end is not None and end != start else "manual"
+    if processor is not None:
+        owner = registry.phase_for_processor(processor)
+        if owner is None:
+            raise RerunPlanError(f"processor {processor!r} is not in the registry")
+        if phase is not None and phase != owner:
+            raise RerunPlanError(f"processor {processor!r} is in phase {owner}, not {phase}")
+        phases = [owner]
+    elif phase is not None:
+        if not registry.has_phase(phase):
+            raise RerunPlanError(f"phase {phase} is not in the registry")
+        phases = [phase]
+    else:
+        phases = [spec.phase for spec in registry.phases if spec.gated]
+    requests: list[RerunRequest] = []
+    for game_date in dates:
+        for number in phases:
+            spec = registry.phase(number)
+            names = (
+                [processor]
+                if processor is not None
+                else sorted(spec.expected_processors(game_date, today))
+            )
+            requests.extend(
+                RerunRequest(
+                    game_date=game_date,
+                    phase=number,
+                    processor_name=name,
+                    reason=reason,
+                    attempt=attempt,
+                    request_id=RerunRequest.make_id(game_date, number, f"{name}|{reason}", attempt),
+                    requested_by=requested_by,
+                    requested_at=now,
+                )
+                for name in names
+            )
+    return requests
+
+
+def describe(requests: Sequence[RerunRequest], limit: int = 20) -> str:
+    lines = [
+        f"{r.game_date} phase {r.phase} {r.processor_name} ({r.reason}, attempt {r.attempt})"
+        for r in requests[:limit]
+    ]
+    if len(requests) > limit:
+        lines.append(f"... and {len(requests) - limit} more")
+    return "\n".join(lines)
+
+
+async def rerun_command(
+    settings: Settings,
+    *,
+    start: date,
+    end: date | None,
+    phase: int | None,
+    processor: str | None,
+    attempt: int,
+    dry_run: bool,
+    out: TextIO,
+    registry: Registry | None = None,
+    requested_by: str = "cli",
+) -> int:
+    registry = registry or load_registry(settings.registry_path)
+    now = datetime.now(ZoneInfo(settings.pipeline_timezone))
+    try:
+        requests = plan_reruns(
+            registry,
+            start=start,
+            end=end,
+            phase=phase,
+            processor=processor,
+            today=now.date(),
+            now=now,
+            requested_by=requested_by,
+            attempt=attempt,
+        )
+    except RerunPlanError as error:
+        out.write(f"error: {error}\n")
+        return 2
+    out.write(f"{len(requests)} rerun request(s)\n")
+    if dry_run:
+        out.write(describe(requests) + "\ndry run: nothing sent\n")
+        return 0
+    bar = ProgressBar(len(requests), out, label="publishing")
+    async with SideProducer(settings) as producer:
+        for request in requests:
+            await producer.send(TopicName.RERUN_REQUESTS, request.key, encode(request))
+            bar.advance()
+    bar.finish()
+    out.write(f"published {len(requests)} rerun request(s)\n")
+    return 0
+
+
+def run_rerun(
+    settings: Settings,
+    *,
+    start: date,
+    end: date | None = None,
+    phase: int | None = None,
+    processor: str | None = None,
+    attempt: int = 1,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """``phaseflow rerun``."""
+    return asyncio.run(
+        rerun_command(
+            settings,
+            start=start,
+            end=end,
+            phase=phase,
+            processor=processor,
+            attempt=attempt,
+            dry_run=dry_run,
+            out=out or sys.stdout,
+        )
+    )

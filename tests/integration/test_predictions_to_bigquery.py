@@ -1,0 +1,189 @@
+"""From a phase-5 trigger to rows in BigQuery, with the sink running inside the worker.
+
+Seed 450 players, start one ``phaseflow worker`` pointed at the emulator (the sink feature starts
+with it), publish a phase-5 trigger (twice), and check that every (player, system, line) key is
+exactly once in ``player_prop_predictions`` and that the phase-5 completion arrives. Then start
+the same batch again and deliver every prediction request a second time: the workers predict
+again (same keys, newer ``created_at``), the sink MERGEs the new versions, and every key is still
+there exactly once. Finally a SIGTERM: the sink has committed everything it merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.cloud import bigquery
+
+from agents.predictions.coordinator import PROCESSOR
+from agents.predictions.messages import make_command
+from models.codec import decode, encode
+from models.events import PhaseCompletion
+from sinks.merge_sql import TARGET_TABLE
+from sinks.retry import library_retry
+from streams.local.worker_process import WorkerProcess
+from streams.seed import seed
+from streams.settings import Settings
+from streams.side_producer import SideProducer
+from streams.topics import TopicName, ensure_topics
+from tests.integration.test_predictions_path import (
+    DAY,
+    PLAYERS,
+    expected_keys,
+    phase5_trigger,
+    read_topic,
+)
+
+_TIMEOUT = 30.0
+
+
+def _query(client: bigquery.Client, sql: str) -> list[bigquery.Row]:
+    job = client.query(sql, timeout=_TIMEOUT, retry=library_retry(_TIMEOUT), job_retry=None)
+    return list(job.result(timeout=_TIMEOUT))
+
+
+def key_counts(
+    client: bigquery.Client, table_id: str, since: datetime | None = None
+) -> dict[str, int]:
+    """``{game_date}:{player}:{system}:{line_key}`` -> rows, optionally only rows newer than
+    ``since`` (by ``created_at``)."""
+    where = f"WHERE created_at > TIMESTAMP '{since.isoformat()}'" if since else ""
+    rows = _query(
+        client,
+        f"SELECT CAST(game_date AS STRING) AS d, player_lookup, system_id, line_key, "  # noqa: S608
+        f"COUNT(*) AS n FROM `{table_id}` {where} "
+        "GROUP BY game_date, player_lookup, system_id, line_key",
+    )
+    return {f"{r['d']}:{r['player_lookup']}:{r['system_id']}:{r['line_key']}": r["n"] for r in rows}
+
+
+async def wait_for_keys(
+    client: bigquery.Client,
+    table_id: str,
+    wanted: set[str],
+    *,
+    since: datetime | None = None,
+    give_up_after: float,
+    worker: WorkerProcess,
+) -> dict[str, int]:
+    deadline = time.monotonic() + give_up_after
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        try:
+            counts = await asyncio.to_thread(key_counts, client, table_id, since)
+        except Exception:  # noqa: BLE001 -- the sink creates the table when it starts
+            counts = {}
+        if set(counts) >= wanted:
+            return counts
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{len(counts)} of {len(wanted)} keys in BigQuery:\n{worker.tail()}")
+
+
+async def sink_lag(settings: Settings) -> int:
+    """Predictions not yet committed by the sink's consumer group."""
+    topic = settings.topic(TopicName.PREDICTIONS)
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{settings.app_id}.bigquery-predictions-sink",
+        enable_auto_commit=False,
+    )
+    await probe.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await probe.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            committed: int | None = await probe.committed(tp)
+            lag += ends[tp] - (committed or 0)
+        return lag
+    finally:
+        await probe.stop()
+
+
+async def test_450_players_each_key_once_in_bigquery_also_when_delivered_twice(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], WorkerProcess],
+    bq_client: bigquery.Client,
+    bq_settings: Settings,
+) -> None:
+    settings = make_settings(
+        bigquery_endpoint=bq_settings.bigquery_endpoint,
+        bigquery_project=bq_settings.bigquery_project,
+        bigquery_dataset=bq_settings.bigquery_dataset,
+        prediction_batch_size=100,
+        prediction_batch_wait_seconds=1.0,
+        sink_batch_rows=2000,
+        sink_flush_seconds=0.5,
+        bigquery_requests_per_second=100,
+    )
+    table_id = f"{bq_client.project}.{settings.bigquery_dataset}.{TARGET_TABLE}"
+    summary = await asyncio.to_thread(seed, bq_client, settings.bigquery_dataset, DAY)
+    assert summary.players == PLAYERS
+    await ensure_topics(settings)
+    worker = start_worker(settings)
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    wanted = expected_keys()
+
+    # 1. One batch from a phase-5 trigger (sent twice, as after a crash of the readiness agent).
+    trigger = phase5_trigger()
+    started = time.monotonic()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        topic = settings.topic(TopicName.PHASE_TRIGGERS)
+        for _ in range(2):
+            await producer.send_and_wait(topic, encode(trigger), key=trigger.key.encode())
+    finally:
+        await producer.stop()
+    counts = await wait_for_keys(bq_client, table_id, wanted, give_up_after=180, worker=worker)
+    seconds = time.monotonic() - started
+    assert set(counts) == wanted, (len(counts), len(wanted))
+    assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+
+    completions = await read_topic(
+        settings,
+        TopicName.PHASE_COMPLETIONS,
+        lambda found: any(PROCESSOR.encode() in v for _, v in found),
+        give_up_after=60,
+        quiet_for=2.0,
+    )
+    ours = [decode(PhaseCompletion, v) for _, v in completions if PROCESSOR.encode() in v]
+    assert len(ours) == 1, ours
+    assert ours[0].phase == 5
+    assert ours[0].status == "success"
+    assert ours[0].metadata["total_predictions"] == len(wanted)
+
+    # 2. The same batch started again, and every request delivered a second time.
+    resent_at = datetime.now(UTC)
+    async with SideProducer(settings) as side:
+        again = make_command("start", DAY, issued_at=resent_at, batch_id=f"{DAY}-r1", source="test")
+        await side.send(TopicName.PREDICTION_PROGRESS, again.key, encode(again))
+        requests = await read_topic(
+            settings,
+            TopicName.PREDICTION_REQUESTS,
+            lambda found: len(found) >= PLAYERS,
+            give_up_after=30,
+        )
+        assert len(requests) == PLAYERS
+        await asyncio.gather(*(side.send(TopicName.PREDICTION_REQUESTS, k, v) for k, v in requests))
+    # Every key re-predicted (newer created_at) and merged as an update, not a second row.
+    await wait_for_keys(
+        bq_client, table_id, wanted, since=resent_at, give_up_after=120, worker=worker
+    )
+    counts = await asyncio.to_thread(key_counts, bq_client, table_id)
+    assert set(counts) == wanted, (len(counts), len(wanted))
+    assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+    rows = await asyncio.to_thread(_query, bq_client, f"SELECT COUNT(*) AS n FROM `{table_id}`")  # noqa: S608
+    assert rows[0]["n"] == len(wanted)
+
+    # 3. SIGTERM: the sink flushes and commits what it merged before the worker exits.
+    worker.stop(timeout=30)
+    assert await sink_lag(settings) == 0, worker.tail(lines=80)
+    assert "prediction sink stopped" in worker.tail(lines=10_000)
+    print(
+        f"\n{len(wanted)} predictions for {PLAYERS} players in BigQuery "
+        f"{seconds:.1f} s after the trigger"
+    )
