@@ -248,6 +248,25 @@ class PredictionSink(BufferedSink[Prediction]):
         row_ids = [f"{flush_id}:{entry.seq}" for entry in chunk]
 
         def insert() -> dict[int, str]:
+            # Fast path: the rows are validated Predictions, so a plain insert nearly always
+            # succeeds, and it is ~4x faster on the emulator than with skip_invalid_rows. Any
+            # failure (an error, rejected rows) falls through to the careful path below, which
+            # is idempotent for rows that did land (same row ids).
+            try:
+                if not self._client.insert_rows_json(
+                    self.staging_id,
+                    rows,
+                    row_ids=row_ids,
+                    # None: fail at once and take the careful path (the library accepts None
+                    # although its annotation says Retry).
+                    retry=None,  # type: ignore[arg-type]
+                    timeout=self._timeout,
+                ):
+                    return {}
+            except (gexc.GoogleAPIError, OSError) as fast_error:
+                log.debug(
+                    "fast insert of %d rows failed (%s); inserting carefully", len(rows), fast_error
+                )
             # skip_invalid_rows: valid rows are written and only the bad ones come back
             # ("invalid"). Without it the emulator answers 500 for the whole request (it would
             # look transient and wedge the batch), though it is ~4x faster. Should a server still

@@ -90,6 +90,8 @@ class PredictionSinkRunner:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._tracked: deque[_Tracked] = deque()
+        #: Offsets durable in BigQuery and not yet committed (a failed or cancelled commit).
+        self._committable: dict[TopicPartition, int] = {}
         self._backlog: deque[Any] = deque()  # consumed records not yet accepted by the sink
         self._paused = False
         self.assigned = asyncio.Event()
@@ -243,21 +245,28 @@ class PredictionSinkRunner:
         self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None
     ) -> None:
         durable = self.sink.durable_seq
-        offsets: dict[TopicPartition, int] = {}
         while self._tracked and self._tracked[0].seq <= durable:
             entry = self._tracked.popleft()
-            offsets[entry.tp] = entry.offset + 1
+            self._committable[entry.tp] = entry.offset + 1
         assignment = consumer.assignment()
         offsets = {
-            tp: o for tp, o in offsets.items() if tp in assignment and (only is None or tp in only)
+            tp: o
+            for tp, o in self._committable.items()
+            if tp in assignment and (only is None or tp in only)
         }
         if not offsets:
             return
         try:
             await consumer.commit(offsets)
-            self.commits += 1
         except Exception as exc:  # noqa: BLE001 -- re-delivery after a failed commit is harmless
-            log.warning("offset commit failed (records will be re-delivered): %s", exc)
+            # Kept in _committable: the next commit (at the latest the one in stop()) retries.
+            log.warning("offset commit failed (will retry): %s", exc)
+            return
+        # Only now forget them: a commit cancelled by stop() must be sent again by stop().
+        self.commits += 1
+        for tp, offset in offsets.items():
+            if self._committable.get(tp) == offset:
+                del self._committable[tp]
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         consumer = self._consumer
@@ -270,6 +279,8 @@ class PredictionSinkRunner:
         await self._commit(consumer)
         # What we did not commit for these partitions is the new owner's to read again.
         self._tracked = deque(e for e in self._tracked if e.tp not in revoked)
+        for tp in revoked:
+            self._committable.pop(tp, None)
         self._backlog = deque(
             r for r in self._backlog if TopicPartition(r.topic, r.partition) not in revoked
         )

@@ -102,7 +102,7 @@ def _faust_app(settings: Settings) -> Any:
         # Recovery already replays the changelog; waiting a further 3 s (the default) before
         # processing only adds latency to every start and rebalance.
         stream_recovery_delay=0.0,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_seconds,
         broker_session_timeout=settings.broker_session_timeout_seconds,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
     )

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from streams.settings import Settings
@@ -59,6 +59,12 @@ def _add_operations_commands(commands: Any) -> None:
     """``rerun`` and ``dlq list|replay`` (docs/operations.md)."""
     from streams.dlq import parse_age
 
+    def age(text: str) -> timedelta:
+        try:
+            return parse_age(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
     rerun = commands.add_parser(
         "rerun", help="rerun requests: one processor, a phase, or every gated phase (backfill)"
     )
@@ -74,7 +80,7 @@ def _add_operations_commands(commands: Any) -> None:
         sub = dlq_commands.add_parser(name, help=text)
         sub.add_argument("--topic", help="source topic (full name or e.g. phase-completions)")
         sub.add_argument("--reason", help="error_type, e.g. not_json")
-        sub.add_argument("--older-than", type=parse_age, help="failed at least this long ago")
+        sub.add_argument("--older-than", type=age, help="failed at least this long ago")
         sub.add_argument("--limit", type=int, help="at most this many (oldest first)")
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be sent")
@@ -86,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
     settings = Settings()
     logging.basicConfig(
         # The demo prints a summary; library chatter would bury it.
-        level="WARNING" if args.command == "demo" else settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level="WARNING" if args.command == "demo" else settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "worker":
         from streams.worker import run_worker

@@ -325,3 +325,84 @@ def run_dlq(
     if action == "list":
         return asyncio.run(list_command(settings, selection, out=stream))
     return asyncio.run(replay_command(settings, selection, dry_run=dry_run, out=stream))
+
+
+# --- the worker's view: count and age of the oldest letter not replayed (DESIGN section 8) ---
+
+
+class DeadLetterTracker:
+    """Follows the dead-letters topic and the replay ledger (no consumer group) and knows how
+    many letters are not replayed and when the oldest of them failed.
+
+    ``poll()`` reads what arrived since the last call; the first call reads both topics from
+    the beginning. Letters are counted once per original record, as ``replay`` does.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._letters_topic = settings.topic(TopicName.DEAD_LETTERS)
+        self._settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+        self._pending: dict[str, datetime] = {}
+        self._replayed: set[str] = set()
+
+    async def start(self) -> None:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                self._letters_topic,
+                self._settings.topic(TopicName.DEAD_LETTER_REPLAYS),
+                bootstrap_servers=self._settings.bootstrap_servers,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+            )
+            await consumer.start()
+            self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    def observe(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Account for one record of either topic."""
+        if topic != self._letters_topic:
+            if key is not None and value is not None:
+                done = key.decode("utf-8", errors="replace")
+                self._replayed.add(done)
+                self._pending.pop(done, None)
+            return
+        try:
+            letter = decode(DeadLetter, value or b"")
+        except EventDecodeError:
+            return
+        identity = ledger_key(letter)
+        if identity in self._replayed:
+            return
+        known = self._pending.get(identity)
+        self._pending[identity] = (
+            letter.failed_at if known is None else min(known, letter.failed_at)
+        )
+
+    async def poll(self, *, max_batches: int = 100) -> None:
+        """Read what is there now (bounded, so one call never runs for long)."""
+        if self._consumer is None:
+            await self.start()
+        assert self._consumer is not None  # noqa: S101 - set by start()
+        for _ in range(max_batches):
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            if not batches:
+                return
+            for tp, records in batches.items():
+                for record in records:
+                    self.observe(tp.topic, record.key, record.value)
+
+    @property
+    def unreplayed(self) -> int:
+        return len(self._pending)
+
+    def oldest_age(self, now: datetime) -> timedelta | None:
+        """Age of the oldest letter not replayed; None when there is none."""
+        if not self._pending:
+            return None
+        return max(timedelta(0), now - min(self._pending.values()))

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     broker_heartbeat_interval_seconds: float = Field(
         2.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
     )
+    commit_interval_seconds: float = Field(
+        0.1,
+        gt=0,
+        description=(
+            "How often consumed offsets (exactly_once: transactions) are committed; under "
+            "exactly_once a trigger becomes readable only then."
+        ),
+    )
     readiness_tick_seconds: float = Field(
         1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
     )

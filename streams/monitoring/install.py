@@ -8,13 +8,16 @@ record, see streams.side_producer) and serves ``ctx.components["lag"]``: the own
 ``/ready`` and the lag gauge.
 
 Watchdog: when the own group has been STALL/STOP for a window and one of the stuck partitions
-is assigned to this worker, the worker **crashes itself** (``app.crash``), so its supervisor
+is a readiness partition (completions, ticks) assigned to this worker, the worker **crashes
+itself** (``app.crash``), so its supervisor
 (systemd, Kubernetes, WorkerProcess(restart_on_exit=True)) starts a fresh process that rejoins
 the group and resumes from the committed offsets. An in-process resume/seek is not attempted:
 the usual cause of a stall is an agent stuck on a record (or a downstream call), which a seek
 does not unblock, and seeking under a running agent races with its offset commits (and, under
 exactly_once, with its open transaction). A stuck partition owned by another worker is left to
-that worker's own watchdog.
+that worker's own watchdog. Prediction and sink partitions stall while BigQuery is down; they
+have their own timeouts, retries and breakers, get the ``consumer_lag`` alert, and never cause a
+restart (a crash loop there would stop the readiness path too).
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from prometheus_client import Gauge
+
 from models.codec import encode
 from models.events import Alert
+from streams.dlq import DeadLetterTracker, format_age
 from streams.monitoring.lag import LagMonitor, LagRow
 from streams.monitoring.lag_status import LagStatus
 from streams.topics import TopicName
+from streams.web.metrics import metrics_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection
 
     from streams.app import AppContext
     from streams.web.metrics import LagSnapshot
@@ -59,13 +66,19 @@ def own_lag(
 
 
 def stuck_here(
-    rows: Collection[LagRow], group: str, assigned: Collection[tuple[str, int]]
+    rows: Collection[LagRow],
+    group: str,
+    assigned: Collection[tuple[str, int]],
+    topics: Collection[str],
 ) -> list[LagRow]:
-    """The own group's STALL/STOP partitions that this worker owns."""
+    """The own group's STALL/STOP partitions of ``topics`` that this worker owns."""
     return [
         row
         for row in rows
-        if row.group == group and row.status in _STUCK and (row.topic, row.partition) in assigned
+        if row.group == group
+        and row.status in _STUCK
+        and row.topic in topics
+        and (row.topic, row.partition) in assigned
     ]
 
 
@@ -83,14 +96,20 @@ def install(ctx: AppContext) -> LagMonitor:
     async def publish(alert: Alert) -> None:
         await ctx.side_publisher.send(TopicName.ALERTS, alert.key, encode(alert))
 
+    # The readiness path calls nothing outside Kafka, so a stall there is a stuck worker. The
+    # prediction and sink topics stall while BigQuery is down; they have their own timeouts,
+    # retries and breakers, and a restart would not help (it would only interrupt readiness).
+    watched = frozenset(
+        settings.topic(name) for name in (TopicName.PHASE_COMPLETIONS, TopicName.READINESS_TICKS)
+    )
     monitor: LagMonitor
 
     async def on_own_stall() -> None:
-        mine = stuck_here(monitor.rows(), monitor.own_group, assigned())
+        mine = stuck_here(monitor.rows(), monitor.own_group, assigned(), watched)
         if not mine:
             log.warning(
-                "own consumer group %s is stuck on partitions of another worker; "
-                "leaving them to that worker's watchdog",
+                "own consumer group %s is stuck, but not on readiness partitions of this "
+                "worker; no restart (see the consumer_lag alert)",
                 monitor.own_group,
             )
             return
@@ -132,4 +151,61 @@ def install(ctx: AppContext) -> LagMonitor:
     )
     ctx.components[COMPONENT] = snapshot
     ctx.components[MONITOR_COMPONENT] = monitor
+    _install_dlq_gauges(ctx, publish)
     return monitor
+
+
+def _install_dlq_gauges(ctx: AppContext, publish: Callable[[Alert], Awaitable[None]]) -> None:
+    """Gauges for the count and age of the oldest dead letter not replayed, and a ``dlq`` alert
+    when letters appear (the count leaves 0)."""
+    registry = metrics_for(ctx).registry
+    count = Gauge(
+        "phaseflow_dead_letters_unreplayed",
+        "Dead letters not replayed yet (one per original record).",
+        registry=registry,
+    )
+    oldest = Gauge(
+        "phaseflow_dead_letters_oldest_unreplayed_seconds",
+        "Age of the oldest dead letter not replayed yet; 0 when there is none.",
+        registry=registry,
+    )
+    tracker = DeadLetterTracker(ctx.settings)
+    ctx.components["dead_letters"] = tracker
+    announced = [0]
+
+    # Incremental reads (only what is new), at the lag monitor's pace.
+    interval = ctx.settings.lag_sample_interval_seconds
+
+    @ctx.app.timer(interval=interval)  # type: ignore[untyped-decorator]
+    async def _dead_letter_gauges() -> None:
+        try:
+            await tracker.poll()
+        except Exception as error:  # noqa: BLE001 - gauges keep their last value; retried
+            log.warning("reading the dead letters failed: %r", error)
+            return
+        now = ctx.clock.now()
+        age = tracker.oldest_age(now)
+        count.set(tracker.unreplayed)
+        oldest.set(0.0 if age is None else age.total_seconds())
+        if tracker.unreplayed and not announced[0]:
+            alert = Alert(
+                kind="dlq",
+                severity="warning",
+                subject=ctx.settings.topic(TopicName.DEAD_LETTERS),
+                message=(
+                    f"{tracker.unreplayed} dead letter(s) not replayed, the oldest failed "
+                    f"{format_age(age or now - now)} ago (phaseflow dlq list)"
+                ),
+                details={"unreplayed": tracker.unreplayed},
+                raised_at=now,
+            )
+            try:
+                await publish(alert)
+            except Exception as error:  # noqa: BLE001 - retried at the next poll
+                log.warning("publishing the dlq alert failed: %r", error)
+                return
+        announced[0] = tracker.unreplayed
+
+    @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def _stop_tracker(_sender: Any, **_: Any) -> None:
+        await tracker.stop()

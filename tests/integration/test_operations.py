@@ -11,9 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.codec import decode, encode
-from models.events import DeadLetter, PhaseCompletion, RerunRequest
+from models.events import Alert, DeadLetter, PhaseCompletion, RerunRequest
 from streams.dlq import LetterFilter, list_command, read_letters, read_topic, replay_command
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
@@ -21,7 +22,7 @@ from streams.registry import load_registry
 from streams.rerun import plan_reruns, rerun_command
 from streams.settings import Settings
 from streams.side_producer import SideProducer
-from streams.simulation import TriggerReader, make_completion
+from streams.simulation import TopicReader, TriggerReader, make_completion
 from streams.topics import TopicName, ensure_topics
 
 ZONE = ZoneInfo("America/New_York")
@@ -149,10 +150,49 @@ async def test_dead_letters_are_listed_and_replayed_once_and_lag_is_served(
         triggers = await reader.read_until(lambda _: False, give_up_after=3)
     assert [(t.phase, t.reason) for t in triggers] == [(3, "ready")]
 
+    await _assert_worker_monitoring(settings)
+
+
+async def _assert_worker_monitoring(settings: Settings) -> None:
+    """/lag, the DLQ gauges and the dlq alert of a worker that dead-lettered two records and
+    saw a third letter replayed."""
     # The lag monitor runs in the worker: /lag answers with the own group's partitions.
     body = await _lag_partitions(settings)
     assert body["partitions"], body
     assert isinstance(body["total"], int)
+
+    # The worker's DLQ gauges: the two bad letters are left, the oldest a few seconds old.
+    gauges = await _dlq_gauges(settings, want_unreplayed=2)
+    assert gauges["phaseflow_dead_letters_unreplayed"] == 2
+    assert 0 < gauges["phaseflow_dead_letters_oldest_unreplayed_seconds"] < 3600
+    async with TopicReader(settings, TopicName.ALERTS, Alert) as reader:
+        alerts = await reader.read_until(
+            lambda found: any(a.kind == "dlq" for a in found), give_up_after=30
+        )
+    assert [a.subject for a in alerts if a.kind == "dlq"] == [
+        settings.topic(TopicName.DEAD_LETTERS)
+    ]
+
+
+async def _dlq_gauges(
+    settings: Settings, want_unreplayed: int, within: float = 30.0
+) -> dict[str, float]:
+    values: dict[str, float] = {}
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{settings.web_port}") as http:
+        while time.monotonic() < deadline:
+            async with http.get("/metrics") as response:
+                text = await response.text()
+            values = {
+                sample.name: sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name.startswith("phaseflow_dead_letters_")
+            }
+            if values.get("phaseflow_dead_letters_unreplayed") == want_unreplayed:
+                return values
+            await asyncio.sleep(0.5)
+    return values
 
 
 async def test_rerun_publishes_the_planned_requests_and_a_dry_run_none(
@@ -222,3 +262,26 @@ async def test_rerun_publishes_the_planned_requests_and_a_dry_run_none(
     )
     assert {r.reason for r in found} == {"backfill", "manual"}
     assert len(found) == len(expected) > 10
+
+
+async def test_a_busy_then_idle_worker_never_trips_its_watchdog(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # A window of 2 s: any false STALL/STOP on the readiness partitions would crash the worker
+    # within seconds (and the supervisor would restart it).
+    settings = make_settings(lag_sample_interval_seconds=0.3, lag_window_seconds=2.0)
+    await ensure_topics(settings)
+    worker = start_worker(settings, restart_on_exit=True)
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    async with CompletionPublisher(settings) as publisher:
+        for name in PHASE2:
+            await publisher.publish(make_completion(name, GAME_DATE, 2))
+    async with TriggerReader(settings) as reader:
+        triggers = await reader.read_until(lambda found: len(found) >= 1, give_up_after=60)
+    assert [t.phase for t in triggers] == [3]
+    await asyncio.sleep(8)  # four windows of idleness
+    assert worker.restarts == 0, worker.tail()
+    log = worker.log_path.read_text(errors="replace")
+    assert "lag monitor watching" in log
+    assert "WATCHDOG" not in log

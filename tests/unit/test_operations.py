@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from faust.types import TP
 
+from models.codec import encode
 from models.events import DeadLetter, RerunRequest
+from streams.app import build_app
 from streams.cli import _parser
 from streams.dlq import (
+    DeadLetterTracker,
     Letter,
     LetterFilter,
     format_age,
@@ -18,12 +23,14 @@ from streams.dlq import (
     summary,
     unreplayed,
 )
-from streams.monitoring.install import own_lag, stuck_here
-from streams.monitoring.lag import LagRow
+from streams.monitoring.install import OwnConsumerStalledError, own_lag, stuck_here
+from streams.monitoring.lag import LagMonitor, LagRow
 from streams.monitoring.lag_status import LagStatus
 from streams.progress import ProgressBar
 from streams.registry import load_registry
 from streams.rerun import MAX_DAYS, RerunPlanError, date_range, plan_reruns
+from streams.settings import Settings
+from streams.topics import TopicName
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -312,7 +319,66 @@ def test_lag_component_shape_and_watchdog_scope() -> None:
     assert own_lag(rows, "g", None) == {("a", 0): 3, ("a", 1): 4, ("b", 0): 7}
     assert own_lag(rows, "g", {("a", 0), ("b", 0)}) == {("a", 0): 3, ("b", 0): 7}
     assert own_lag(rows, "g", set()) == {}
-    assert [(r.topic, r.partition) for r in stuck_here(rows, "g", {("a", 0), ("a", 1)})] == [
-        ("a", 1)
+    everything = {("a", 0), ("a", 1), ("b", 0)}
+    stuck = stuck_here(rows, "g", everything, {"a", "b"})
+    assert [(r.topic, r.partition) for r in stuck] == [("a", 1), ("b", 0)]
+    assert [(r.topic, r.partition) for r in stuck_here(rows, "g", everything, {"a"})] == [("a", 1)]
+    assert stuck_here(rows, "g", {("a", 0)}, {"a", "b"}) == []  # another worker's partition
+
+
+async def test_installed_monitor_serves_lag_and_crashes_only_for_its_readiness_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(topic_prefix="pf", app_id="pf-app", data_dir=tmp_path)
+    ctx = build_app(settings)
+    monitor = ctx.components["lag_monitor"]
+    assert isinstance(monitor, LagMonitor)
+    assert monitor.groups == ["pf-app"]
+    completions = settings.topic(TopicName.PHASE_COMPLETIONS)
+    predictions = settings.topic(TopicName.PREDICTION_REQUESTS)
+    assigned = {TP(completions, 0), TP(predictions, 0)}
+    monkeypatch.setattr(ctx.app.consumer, "assignment", lambda: assigned)
+    crashes: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashes.append(reason)
+
+    monkeypatch.setattr(ctx.app, "crash", crash)
+    rows = [
+        _row(predictions, 0, 5, LagStatus.STOP, group="pf-app"),
+        _row(completions, 1, 9, LagStatus.STALL, group="pf-app"),  # another worker's
+        _row(completions, 0, 2, LagStatus.OK, group="pf-app"),
     ]
-    assert stuck_here(rows, "g", {("a", 0)}) == []
+    monkeypatch.setattr(monitor, "rows", lambda: rows)
+    assert ctx.components["lag"]() == {(predictions, 0): 5, (completions, 0): 2}
+    stall = monitor._on_own_stall  # the callback install() gave the monitor
+    assert stall is not None
+    await stall()
+    assert crashes == []  # BigQuery-bound and foreign partitions never restart this worker
+    rows[2] = _row(completions, 0, 2, LagStatus.STALL, group="pf-app")
+    await stall()
+    assert len(crashes) == 1
+    assert isinstance(crashes[0], OwnConsumerStalledError)
+    assert f"{completions}[0]" in str(crashes[0])
+
+
+def test_dead_letter_tracker_counts_unreplayed_letters_in_any_arrival_order() -> None:
+    settings = Settings(topic_prefix="pf")
+    letters_topic = settings.topic(TopicName.DEAD_LETTERS)
+    ledger_topic = settings.topic(TopicName.DEAD_LETTER_REPLAYS)
+    tracker = DeadLetterTracker(settings)
+    old = letter(offset=1, age=timedelta(hours=3))
+    new = letter(offset=2, age=timedelta(minutes=1))
+    twice = letter(offset=2, age=timedelta(minutes=2), dlq_offset=7)  # same original record
+    replayed_first = letter(offset=3)
+    assert tracker.unreplayed == 0
+    assert tracker.oldest_age(NOW) is None
+    tracker.observe(ledger_topic, replayed_first.ledger_key.encode(), b"{}")
+    for item in (old, new, twice, replayed_first):
+        tracker.observe(letters_topic, None, encode(item.letter))
+    tracker.observe(letters_topic, None, b"not a letter")
+    assert tracker.unreplayed == 2
+    assert tracker.oldest_age(NOW) == timedelta(hours=3)
+    tracker.observe(ledger_topic, old.ledger_key.encode(), b"{}")
+    assert tracker.unreplayed == 1
+    assert tracker.oldest_age(NOW) == timedelta(minutes=2)
