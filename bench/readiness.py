@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +37,7 @@ from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
 from streams.registry import load_registry
-from streams.settings import Settings
+from streams.settings import Settings, settings_to_env
 from streams.simulation import TriggerReader, make_completion, phase_completions
 from streams.topics import TopicName, ensure_topics
 
@@ -114,6 +117,29 @@ async def committed_everything(settings: Settings) -> bool:
         await probe.stop()
 
 
+def faust_baseline_rate(settings: Settings, count: int, mode: str) -> float:
+    """events/s of a bare Faust agent (``noop`` or one ``table`` write per event)."""
+    env = {
+        **os.environ,
+        **settings_to_env(settings),
+        "BASELINE_MODE": mode,
+        "BASELINE_TOPIC": settings.topic(TopicName.PHASE_COMPLETIONS),
+        "BASELINE_COUNT": str(count),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.faust_baseline", "worker", "-l", "warn"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    found = re.search(r"baseline events/s ([0-9.]+)", done.stdout + done.stderr)
+    if found:
+        return float(found.group(1))
+    raise RuntimeError(f"faust baseline ({mode}) printed no rate:\n{done.stderr[-2000:]}")
+
+
 def agent_rate(settings: Settings, count: int, log: Path) -> float:
     with WorkerProcess(settings, log) as worker:
         worker.wait_ready(timeout=180)
@@ -167,6 +193,8 @@ def main() -> dict[str, Any]:
         asyncio.run(ensure_topics(settings))
         asyncio.run(produce(settings, records))
         raw = asyncio.run(raw_rate(settings, len(records)))
+        noop = faust_baseline_rate(settings, len(records), "noop")
+        table_write = faust_baseline_rate(settings, len(records), "table")
         agent = agent_rate(settings, len(records), Path(workdir) / "agent.log")
         with WorkerProcess(settings, Path(workdir) / "latency.log") as worker:
             worker.wait_ready(timeout=180)
@@ -177,6 +205,9 @@ def main() -> dict[str, Any]:
         "raw_events_per_s": round(raw),
         "agent_events_per_s": round(agent),
         "ratio": round(agent / raw, 4),
+        "faust_noop_events_per_s": round(noop),
+        "faust_table_write_events_per_s": round(table_write),
+        "ratio_to_faust_table_write": round(agent / table_write, 3),
         "trigger_p50_ms": round(statistics.median(latencies), 1),
         "trigger_p99_ms": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
@@ -184,6 +215,8 @@ def main() -> dict[str, Any]:
     print(f"readiness benchmark on {broker.kind}, {len(records)} completion events")
     print(f"{'measure':<42} {'value':>12}  target")
     print(f"{'raw aiokafka consume + orjson (events/s)':<42} {raw:>12,.0f}")
+    print(f"{'bare Faust agent, no work (events/s)':<42} {noop:>12,.0f}")
+    print(f"{'bare Faust agent, 1 table write (events/s)':<42} {table_write:>12,.0f}")
     print(f"{'readiness agent (events/s)':<42} {agent:>12,.0f}")
     print(f"{'ratio agent / raw':<42} {agent / raw:>12.3f}  >= {TARGET_RATIO}")
     print(f"{'trigger latency p50 (ms)':<42} {figures['trigger_p50_ms']:>12}")

@@ -105,7 +105,8 @@ class PredictionSinkService:
             try:
                 # Building the BigQuery client may look up credentials (blocking I/O).
                 runner = await asyncio.to_thread(self._factory)
-                await runner.start()
+                if not await self._start_unless_stopped(runner):
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 -- any start failure is retried
@@ -120,14 +121,31 @@ class PredictionSinkService:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 delay = min(self._max_retry, delay * 2)
                 continue
-            if self._stopping.is_set():  # stop() came while we were starting
-                await runner.stop()
-                return
             self.runner = runner
             self.running.set()
             log.info("prediction sink consuming %s as %s", runner.topic, runner.group_id)
             await self._stopping.wait()
             return
+
+    async def _start_unless_stopped(self, runner: PredictionSinkRunner) -> bool:
+        """Start ``runner``; False if :meth:`stop` came first (a start against an unreachable
+        BigQuery can take minutes of bounded retries; shutdown must not wait for them)."""
+        starting = asyncio.ensure_future(runner.start())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not starting.done():
+            starting.cancel()  # the runner closes what it had started
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            return False
+        starting.result()  # raises the start failure
+        if self._stopping.is_set():  # started just as stop() came
+            await runner.stop()
+            return False
+        return True
 
     async def stop(self) -> None:
         """Stop consuming, flush, commit what was merged, close. Idempotent."""

@@ -10,12 +10,15 @@ rerun request id), so a re-read trigger is recognised by the coordinator.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from agents.predictions.coordinator import PHASE, PROCESSOR
 from agents.predictions.messages import CoordinatorCommand, make_command, stable_id
@@ -73,17 +76,18 @@ def install(ctx: AppContext) -> None:
 
     @ctx.app.task  # type: ignore[untyped-decorator]
     async def prediction_triggers() -> None:
-        consumer = AIOKafkaConsumer(
-            *names,
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"{settings.app_id}-prediction-triggers",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
-            heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+        consumer = await _started_consumer(
+            lambda: AIOKafkaConsumer(
+                *names,
+                bootstrap_servers=settings.bootstrap_servers,
+                group_id=f"{settings.app_id}-prediction-triggers",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
+                heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+            )
         )
-        await consumer.start()
         try:
             while True:
                 batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=1000)
@@ -106,3 +110,19 @@ def install(ctx: AppContext) -> None:
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+
+async def _started_consumer(make: Callable[[], AIOKafkaConsumer]) -> AIOKafkaConsumer:
+    """A started consumer; a broker that is down at start-up must not crash the worker, so
+    this waits for it (a fresh consumer per attempt: a failed start leaves one half-built)."""
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+        except KafkaError as error:
+            log.warning("prediction trigger listener cannot reach the broker (%s)", error)
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            await asyncio.sleep(5)
+        else:
+            return consumer

@@ -1,0 +1,62 @@
+"""A bare Faust agent over the readiness benchmark's backlog: the floor Faust itself sets.
+
+Run by bench/readiness.py as ``python -m bench.faust_baseline worker`` with its settings in the
+environment: ``BASELINE_MODE`` = ``noop`` (iterate events only) or ``table`` (one table write per
+event, as the readiness agent does at least), ``BASELINE_TOPIC``, ``BASELINE_COUNT`` and the
+usual ``PHASEFLOW_*`` broker settings. Prints ``baseline events/s <n>`` and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import faust
+
+from streams.settings import Settings
+
+MODE = os.environ.get("BASELINE_MODE", "noop")
+COUNT = int(os.environ.get("BASELINE_COUNT", "0"))
+settings = Settings()
+app = faust.App(
+    f"baseline-{MODE}-{uuid.uuid4().hex[:6]}",
+    broker=settings.broker_url,
+    store="memory://",
+    datadir=tempfile.mkdtemp(prefix="faust-baseline-"),
+    topic_partitions=settings.topic_partitions,
+    web_enabled=False,
+    consumer_auto_offset_reset="earliest",
+    stream_recovery_delay=0.0,
+    broker_session_timeout=settings.broker_session_timeout_seconds,
+    broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
+)
+topic = app.topic(
+    os.environ.get("BASELINE_TOPIC", "missing"),
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+table = app.Table("baseline", default=None, partitions=settings.topic_partitions)
+progress: dict[str, Any] = {"seen": 0, "started": None}
+
+
+@app.agent(topic)
+async def baseline(stream: Any) -> None:
+    async for event in stream.events():
+        if progress["started"] is None:
+            progress["started"] = time.perf_counter()
+        if MODE == "table":
+            table[event.message.key] = {"seen": progress["seen"]}
+        progress["seen"] += 1
+        if progress["seen"] >= COUNT:
+            rate = COUNT / (time.perf_counter() - progress["started"])
+            print(f"baseline events/s {rate:.1f}", flush=True)
+            os._exit(0)  # the measurement is done; skip Faust's slow shutdown
+
+
+if __name__ == "__main__":
+    app.main()
