@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from streams.settings import Settings
 
@@ -30,5 +31,8 @@ def ensure_dataset(client: bigquery.Client, dataset_id: str, timeout: float) -> 
     """Create `dataset_id` (bare or `project.dataset`) unless it exists; safe to call repeatedly."""
     if "." not in dataset_id:
         dataset_id = f"{client.project}.{dataset_id}"
-    dataset: bigquery.Dataset = client.create_dataset(dataset_id, exists_ok=True, timeout=timeout)
+    # The library's default retry would keep trying an unreachable endpoint for ~10 minutes.
+    dataset: bigquery.Dataset = client.create_dataset(
+        dataset_id, exists_ok=True, timeout=timeout, retry=DEFAULT_RETRY.with_timeout(timeout)
+    )
     return dataset

@@ -101,6 +101,8 @@ class BatchState(BaseModel):
     requested_by: str
     created_by: str  # the command that started it (a redelivery of it re-sends the requests)
     stalled_at: datetime | None = None  # stalled below min_coverage_pct: alerted at
+    #: Every request was acknowledged by the broker; a redelivered start then re-sends nothing.
+    requests_sent: bool = False
 
     @property
     def coverage_pct(self) -> float:
@@ -268,7 +270,11 @@ class Coordinator:
         game_date = command.game_date
         running = state.running
         if command.command_id in state.commands:
-            if running is not None and running.created_by == command.command_id:
+            if (
+                running is not None
+                and running.created_by == command.command_id
+                and not running.requests_sent
+            ):
                 # Redelivered (the worker may have died before every request went out): send
                 # them again; same ids and keys, so nothing downstream counts twice.
                 sent = await self._publish_requests(game_date, running.batch_id, command)
@@ -336,6 +342,9 @@ class Coordinator:
             ((TopicName.PREDICTION_REQUESTS, r.key, encode(r)) for r in requests),
         )
         self.stats.requests_published += len(requests)
+        batch = batch.model_copy(update={"requests_sent": True})
+        state = state.model_copy(update={"current": batch})
+        self._save(state)
         log.info(
             "prediction batch %s started (%s, by %s): %d players",
             batch_id,

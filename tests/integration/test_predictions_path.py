@@ -13,7 +13,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -29,7 +29,8 @@ from streams.settings import Settings
 from streams.side_producer import SideProducer
 from streams.topics import TopicName, ensure_topics
 
-DAY = date(2026, 1, 15)
+# Recent: the trigger listener ignores dates past the registry retention (7 days).
+DAY = datetime.now(UTC).date()
 PLAYERS = 450
 BATCH = 100
 SYSTEMS = ("moving_average_baseline_v1", "zone_matchup_v1")

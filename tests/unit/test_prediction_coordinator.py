@@ -116,10 +116,22 @@ async def test_a_second_start_while_running_does_not_duplicate_work() -> None:
         await h.coordinator.start(DAY, None)
 
 
-async def test_a_redelivered_start_command_resends_the_same_requests() -> None:
+async def test_a_redelivered_start_command_resends_only_what_may_be_missing() -> None:
     h = Harness(players=3)
     await h.start(command="cmd-1")
     first = [r.request_id for r in h.requests()]
+    # Every request was acknowledged: a redelivery (a re-read trigger) sends nothing more.
+    assert await h.start(command="cmd-1") == "duplicate"
+    assert [r.request_id for r in h.requests()] == first
+    # As if the worker had died while publishing: the redelivery sends them all again.
+    state = h.coordinator.date_state(DAY)
+    assert state is not None
+    assert state.current is not None
+    h.coordinator._save(
+        state.model_copy(
+            update={"current": state.current.model_copy(update={"requests_sent": False})}
+        )
+    )
     assert await h.start(command="cmd-1") == "resent"
     assert [r.request_id for r in h.requests()] == first * 2
 
