@@ -14,14 +14,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from sinks.merge_sql import TARGET_TABLE
 from streams.local.bigquery_emulator import BigQueryEmulator
 from streams.local.ports import free_port
 from streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
 from streams.local.worker_process import WorkerProcess
 from streams.registry import load_registry
+from streams.seed import seed
 from streams.settings import Settings
 from streams.simulation import DayResult, simulate_day
 from streams.topics import ensure_topics
@@ -76,7 +79,47 @@ def _record_in_bigquery(settings: Settings, result: DayResult) -> int:
         client.close()  # type: ignore[no-untyped-call]
 
 
-def _print_summary(result: DayResult, stored: int, timings: dict[str, float]) -> None:
+def _count_predictions(settings: Settings, game_date: date) -> int:
+    """Rows of ``game_date`` the prediction sink has merged into BigQuery so far."""
+    client = make_bigquery_client(settings)
+    try:
+        timeout = settings.bigquery_timeout_seconds
+        table = f"{settings.bigquery_project}.{settings.bigquery_dataset}.{TARGET_TABLE}"
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("game_date", "DATE", game_date.isoformat())
+            ]
+        )
+        try:
+            job = client.query(
+                f"SELECT COUNT(*) AS n FROM `{table}` WHERE game_date = @game_date",  # noqa: S608 - our table
+                job_config=config,
+                timeout=timeout,
+                job_retry=None,
+            )
+            return int(next(iter(job.result(timeout=timeout)))["n"])
+        except NotFound:
+            return 0
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def _wait_for_merged_predictions(settings: Settings, game_date: date, timeout: float) -> int:
+    """Poll until the sink's row count for the date stops growing (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        count = _count_predictions(settings, game_date)
+        if count > 0 and count == last:
+            return count
+        last = count
+        time.sleep(1.0)
+    return max(last, 0)
+
+
+def _print_summary(
+    result: DayResult, stored: int, predictions: int, timings: dict[str, float]
+) -> None:
     print()  # noqa: T201
     print(f"phaseflow demo: game day {result.game_date} (overnight mode)")  # noqa: T201
     print(f"{'starts':>6}  {'reason':<8} {'rule':<24} {'after':>8}  completed")  # noqa: T201
@@ -88,7 +131,11 @@ def _print_summary(result: DayResult, stored: int, timings: dict[str, float]) ->
         )
     print(  # noqa: T201
         f"triggers fired: {len(result.triggers)} (one per phase 3-6), "
-        f"completions sent: {result.completions_sent}, rows in BigQuery: {stored}"
+        f"completions sent: {result.completions_sent}, trigger rows in BigQuery: {stored}"
+    )
+    print(  # noqa: T201
+        f"phase 5 ran for real: coordinator, prediction workers and the BigQuery sink merged "
+        f"{predictions} predictions into player_prop_predictions"
     )
     print(  # noqa: T201
         "times: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items())
@@ -96,7 +143,7 @@ def _print_summary(result: DayResult, stored: int, timings: dict[str, float]) ->
 
 
 def run_demo(*, timeout: float = 180.0) -> int:
-    """Run the demo; 0 when every phase fired exactly once."""
+    """Run the demo; 0 when every phase fired exactly once and predictions reached BigQuery."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     registry = load_registry(None)
@@ -120,22 +167,35 @@ def run_demo(*, timeout: float = 180.0) -> int:
             broker_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
         )
         asyncio.run(ensure_topics(settings))
+        today = datetime.now(UTC).astimezone(ZoneInfo(settings.pipeline_timezone)).date()
+        game_date = today - timedelta(days=1)  # last night's games: overnight mode
+        client = make_bigquery_client(settings)
+        try:
+            seeded = seed(client, settings.bigquery_dataset, game_date)
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+        timings["seed"] = seeded.seconds
         with WorkerProcess(settings, Path(workdir) / "worker.log") as worker:
             timings["worker ready"] = worker.wait_ready(timeout=timeout)
-            zone = ZoneInfo(settings.pipeline_timezone)
-            today = datetime.now(UTC).astimezone(zone).date()
-            game_date: date = today - timedelta(days=1)
             result = asyncio.run(
-                simulate_day(settings, registry, game_date, today=today, give_up_after=timeout)
+                simulate_day(
+                    settings,
+                    registry,
+                    game_date,
+                    today=today,
+                    give_up_after=timeout,
+                    real_phases=frozenset({5}),  # the real coordinator and workers run phase 5
+                )
             )
             timings["game day"] = result.seconds
+            predictions = _wait_for_merged_predictions(settings, game_date, timeout=60)
             worker_log = worker.tail()
         stored = _record_in_bigquery(settings, result)
     timings["total"] = time.monotonic() - started
-    _print_summary(result, stored, timings)
+    _print_summary(result, stored, predictions, timings)
     phases = sorted(t.phase for t in result.triggers)
-    if not (result.finished and phases == [3, 4, 5, 6] and stored == len(phases)):
-        print("demo FAILED: expected exactly one trigger for each of phases 3-6")  # noqa: T201
+    if not (result.finished and phases == [3, 4, 5, 6] and stored == len(phases) and predictions):
+        print("demo FAILED: expected one trigger for each of phases 3-6 and merged predictions")  # noqa: T201
         print(worker_log)  # noqa: T201
         return 1
     return 0

@@ -154,8 +154,13 @@ async def simulate_day(
     *,
     today: date,
     give_up_after: float = 120.0,
+    real_phases: frozenset[int] = frozenset(),
 ) -> DayResult:
-    """Run a game day end to end: phases 1-2 report, then each trigger starts the next phase."""
+    """Run a game day end to end: phases 1-2 report, then each trigger starts the next phase.
+
+    Phases in ``real_phases`` are left to the real service (e.g. 5: the prediction coordinator
+    and workers, with seeded source data); their triggers are waited for, not answered.
+    """
     result = DayResult(game_date=game_date)
     started = time.monotonic()
     reader = TriggerReader(settings)
@@ -172,6 +177,8 @@ async def simulate_day(
                         continue
                     result.triggers.append(trigger)
                     result.trigger_seconds[trigger.phase] = time.monotonic() - started
+                    if trigger.phase in real_phases:
+                        continue
                     # The started phase's processors run and report.
                     result.completions_sent += await _publish_all(
                         publisher,
