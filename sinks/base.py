@@ -22,12 +22,13 @@ import contextlib
 import logging
 import time
 import uuid
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
+
+from streams.lifecycle import AsyncService
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Batch(Generic[R]):
         return self.entries[-1].seq
 
 
-class BufferedSink(ABC, Generic[R]):
+class BufferedSink(AsyncService, Generic[R]):
     """Buffering, size/time flushing, ordering and backpressure; subclasses write one batch."""
 
     def __init__(
@@ -284,15 +285,3 @@ class BufferedSink(ABC, Generic[R]):
             await self.flush()
         finally:
             await self.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

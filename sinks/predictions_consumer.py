@@ -21,8 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -31,6 +30,7 @@ from models.codec import EventDecodeError, decode, encode
 from models.events import Prediction
 from sinks.base import SinkBackpressureError, SinkFlushError, SinkMetrics
 from sinks.bigquery_predictions import PredictionSink
+from streams.lifecycle import AsyncService
 from streams.settings import Settings
 from streams.topics import TopicName
 
@@ -62,7 +62,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._runner.assigned.set()
 
 
-class PredictionSinkRunner:
+class PredictionSinkRunner(AsyncService):
     """Consumes predictions into a :class:`PredictionSink`; see the module docstring."""
 
     def __init__(
@@ -165,18 +165,6 @@ class PredictionSinkRunner:
                 await consumer.stop()
             if producer is not None:
                 await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- the loop -----------------------------------------------------------------------
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from models.codec import encode
 from models.events import PhaseCompletion
+from streams.lifecycle import AsyncService
 from streams.settings import Settings
 from streams.topics import TopicName
 
 
-class CompletionPublisher:
+class CompletionPublisher(AsyncService):
     """Publishes completions to ``{prefix}.phase-completions``, keyed by game date."""
 
     def __init__(
@@ -48,18 +48,6 @@ class CompletionPublisher:
         if self._started:
             self._started = False
             await self._producer.stop()
-
-    async def __aenter__(self) -> CompletionPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def publish(self, completion: PhaseCompletion) -> None:
         """Send one completion and wait until the broker acknowledged it."""

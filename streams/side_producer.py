@@ -10,15 +10,15 @@ wait, invisible to read_committed consumers, until the target partition happens 
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 
+from streams.lifecycle import AsyncService
 from streams.settings import Settings
 from streams.topics import TopicName
 
 
-class SideProducer:
+class SideProducer(AsyncService):
     """Publishes to catalog topics outside stream processing; started on first use."""
 
     def __init__(self, settings: Settings) -> None:
@@ -43,18 +43,6 @@ class SideProducer:
             producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
-
-    async def __aenter__(self) -> SideProducer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def send(self, topic: TopicName, key: str, value: bytes) -> None:
         """Send and wait for the broker's acknowledgement."""

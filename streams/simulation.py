@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
 from models.codec import decode
 from models.events import PhaseCompletion, PhaseTrigger
+from streams.lifecycle import AsyncService
 from streams.publish import CompletionPublisher
 from streams.registry import Registry
 from streams.settings import Settings
@@ -66,7 +67,7 @@ def phase_completions(
     return [make_completion(name, game_date, phase) for name in processors]
 
 
-class TopicReader(Generic[EventT]):
+class TopicReader(AsyncService, Generic[EventT]):
     """Reads a catalog topic from the beginning without a consumer group (no join wait)."""
 
     def __init__(self, settings: Settings, topic: TopicName, model: type[EventT]) -> None:
@@ -87,13 +88,6 @@ class TopicReader(Generic[EventT]):
 
     async def stop(self) -> None:
         await self._consumer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def read(self, wait_seconds: float) -> list[EventT]:
         """Records that arrive within ``wait_seconds`` (possibly none)."""

@@ -17,8 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Protocol, Self, TextIO
+from typing import Any, Protocol, TextIO
 
 from aiokafka import AIOKafkaProducer
 from pydantic import JsonValue
@@ -26,6 +25,7 @@ from pydantic import JsonValue
 from models.codec import encode
 from models.events import Alert, Severity
 from streams.clock import Clock, SystemClock
+from streams.lifecycle import AsyncService
 from streams.monitoring.lag_sampler import LagSampler, PartitionLag
 from streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagStatus, Verdict, worst
 from streams.settings import Settings
@@ -129,7 +129,7 @@ def build_alert(
     )
 
 
-class KafkaAlertPublisher:
+class KafkaAlertPublisher(AsyncService):
     """An :data:`AlertPublisher` writing to ``{prefix}.alerts``, keyed ``{kind}:{subject}``."""
 
     def __init__(self, settings: Settings, **producer_options: Any) -> None:
@@ -154,18 +154,6 @@ class KafkaAlertPublisher:
         if producer is not None:
             await producer.stop()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def __call__(self, alert: Alert) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaAlertPublisher used before start()")
@@ -174,7 +162,7 @@ class KafkaAlertPublisher:
         )
 
 
-class LagMonitor:
+class LagMonitor(AsyncService):
     """Samples, evaluates, alerts on transitions, and watches this service's own group."""
 
     def __init__(
@@ -231,18 +219,6 @@ class LagMonitor:
         if self._source_started:
             self._source_started = False
             await self._source.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -32,14 +32,14 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.clock import Clock, SystemClock
+from streams.lifecycle import AsyncService
 from streams.monitoring.lag_status import LagSample
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class _Probe:
     timestamp_ms: int | None = None  # of the first visible record, if one was read
 
 
-class LagSampler:
+class LagSampler(AsyncService):
     """Reads lag from the broker; ``start()``/``stop()`` or ``async with``."""
 
     def __init__(
@@ -163,18 +163,6 @@ class LagSampler:
         if self._clients is None:
             raise RuntimeError("LagSampler used before start()")
         return self._clients
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- sampling ----------------------------------------------------------------------------
     async def sample(self, groups: Sequence[str]) -> list[PartitionLag]:
