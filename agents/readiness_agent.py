@@ -45,7 +45,7 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         "readiness",
         default=None,
         partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="orjson"),
+        schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per (game_date, phase) readiness: processors seen, dedup ids, trigger ledger.",
     )
     processor = ReadinessProcessor(

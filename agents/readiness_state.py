@@ -103,11 +103,16 @@ class PhaseState(BaseModel):
             if rerun.next_due_at is not None and rerun.next_due_at <= now
         )
 
-    def to_table(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def to_table(self) -> bytes:
+        """JSON bytes for the table (raw serializer): pydantic-core writes them in one pass,
+        several times faster than a dict dump followed by Faust's json codec."""
+        return self.model_dump_json().encode()
 
     @classmethod
-    def from_table(cls, value: dict[str, Any]) -> PhaseState:
+    def from_table(cls, value: bytes | str | dict[str, Any]) -> PhaseState:
+        """A stored state: JSON bytes, or a dict (what older changelogs and tests hold)."""
+        if isinstance(value, bytes | str):
+            return cls.model_validate_json(value)
         return cls.model_validate(value)
 
 
