@@ -12,16 +12,58 @@ import atexit
 import contextlib
 import signal
 import subprocess
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-__all__ = ["BrokerError", "ChildProcess", "cache_root"]
+__all__ = ["BrokerError", "ChildProcess", "LocalBroker", "cache_root"]
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 class BrokerError(RuntimeError):
     """A local broker did not start, or died; the message carries the tail of its log."""
+
+
+class LocalBroker(ABC):
+    """What every local broker launcher shares: its address once started, and ``with``."""
+
+    _port: int | None = None
+
+    @abstractmethod
+    def start(self) -> Self:
+        """Start the broker and wait until it answers."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the broker; safe to call twice."""
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise BrokerError("the broker has not been started")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def cache_root() -> Path:

@@ -24,10 +24,10 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Self
 
-from streams.local import BrokerError, ChildProcess, cache_root
+from streams.local import BrokerError, ChildProcess, LocalBroker, cache_root
 from streams.local.ports import free_port, metadata_ready, require_free, wait_until
 
 # 4.1.1 is what the test suite and the benchmarks were measured on; 4.4.0 also passed the
@@ -127,7 +127,7 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
-class ApacheKafka:
+class ApacheKafka(LocalBroker):
     """A single-node Apache Kafka for tests, benchmarks and the demo.
 
     ``with ApacheKafka() as kafka: ... kafka.bootstrap`` or ``start()``/``stop()``.
@@ -156,20 +156,6 @@ class ApacheKafka:
         self._child: ChildProcess | None = None
 
     # -- addresses -------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BrokerError("the broker has not been started")
-        return self._port
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
-
     @property
     def data_dir(self) -> Path:
         if self._data_dir is None:
@@ -259,17 +245,6 @@ class ApacheKafka:
 
     def log_tail(self, lines: int = 40) -> str:
         return self._child.tail(lines) if self._child is not None else "(not started)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals -------------------------------------------------------------------------
     def _require_started(self) -> None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import importlib
 import time
-from types import TracebackType
 from typing import Any, Self
 
-from streams.local import BrokerError
+from streams.local import BrokerError, LocalBroker
 from streams.local.ports import free_port, metadata_ready, wait_until
 
 DEFAULT_IMAGE = "apache/kafka:4.1.1"
@@ -76,7 +75,7 @@ def _environment(host_port: int) -> dict[str, str]:
     }
 
 
-class DockerKafka:
+class DockerKafka(LocalBroker):
     """Single-node Apache Kafka in a container; same interface as ApacheKafka."""
 
     kind = "docker"
@@ -96,20 +95,6 @@ class DockerKafka:
         self.stop_grace = stop_grace
         self._port: int | None = None
         self._container: Any = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BrokerError("the broker has not been started")
-        return self._port
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
 
     def start(self) -> Self:
         if self._container is not None:
@@ -155,17 +140,6 @@ class DockerKafka:
             return "(not started)"
         raw: bytes = self._wrapped().logs(tail=lines)
         return raw.decode(errors="replace")
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _wrapped(self) -> Any:
         if self._container is None:

@@ -19,10 +19,9 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from streams.local import BrokerError, ChildProcess
+from streams.local import BrokerError, ChildProcess, LocalBroker
 from streams.local.ports import free_port, metadata_ready, require_free, wait_until
 
 # aiokafka consumer settings for a group on Tansu. session_timeout_ms=3000 makes a join take
@@ -54,7 +53,7 @@ def tansu_binary() -> str:
     return path
 
 
-class TansuBroker:
+class TansuBroker(LocalBroker):
     """A Tansu broker on 127.0.0.1 with in-memory storage."""
 
     kind = "tansu"
@@ -77,20 +76,6 @@ class TansuBroker:
         self.stop_grace = stop_grace
         self._port: int | None = None
         self._child: ChildProcess | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BrokerError("the broker has not been started")
-        return self._port
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
 
     @property
     def log_path(self) -> Path:
@@ -143,17 +128,6 @@ class TansuBroker:
 
     def log_tail(self, lines: int = 40) -> str:
         return self._child.tail(lines) if self._child is not None else "(not started)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _launch(self) -> None:
         listener = f"tcp://127.0.0.1:{self.port}"
