@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from models.codec import encode
 from models.events import DeadLetter, PhaseTrigger, RerunRequest
 from streams.local.worker_process import WorkerProcess
@@ -38,6 +40,22 @@ def assert_one_trigger_per_phase(
     assert len(distinct) == len(expected), f"more than one trigger id per phase: {distinct}"
     if strict:
         assert all(count == 1 for count in records.values()), f"duplicates: {records}"
+
+
+async def wait_until_committed(settings: Settings, give_up_after: float = 60) -> None:
+    """Until the worker's group has committed every completion published so far."""
+    topic = settings.topic(TopicName.PHASE_COMPLETIONS)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id)
+    await probe.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await probe.end_offsets(tps)
+        deadline = asyncio.get_running_loop().time() + give_up_after
+        while [tp for tp in tps if (await probe.committed(tp) or 0) < ends[tp]]:
+            assert asyncio.get_running_loop().time() < deadline, "completions never committed"
+            await asyncio.sleep(0.1)
+    finally:
+        await probe.stop()
 
 
 def whole_day(game_date: date) -> list[bytes]:
@@ -153,9 +171,11 @@ async def test_a_deadline_set_before_kill_9_fires_once_after_restart(
         assert [(t.phase, t.reason) for t in first] == [(3, "ready")]
         for name in ("a", "b"):  # 2 of 3: the 6 s tier will fire, not a ready rule
             await publisher.publish(make_completion(name, GAME_DATE, 3))
-        await asyncio.sleep(2.5)  # processed and committed (commit interval 1 s)
+        await wait_until_committed(settings)  # the completions are processed and committed
         worker.kill()  # kill -9 while the deadline is pending
-        await asyncio.sleep(5)  # the deadline passes while no worker runs
+        # The worker is a separate process on the wall clock: let its 6 s deadline pass for real
+        # while no worker runs (the virtual-clock unit tests cover the arithmetic).
+        await asyncio.sleep(5)
         worker.start()
         later = await reader.read_until(
             lambda found: len(found) >= 1, give_up_after=90, quiet_for=4
