@@ -1,47 +1,58 @@
 """Prediction systems, pluggable by ``system_id`` and switched on by the registry's [[systems]].
 
 A system is anything with ``system_id``, ``model_version`` and ``predict(features, line)``
-returning ``(predicted_points, confidence 0-100, recommendation)``. Systems are pure and
-deterministic (same features and line, same answer), so a re-sent request yields the same
-prediction under the same key. Two ship here:
+returning ``(predicted_points, confidence 0-100, recommendation)``
+(:class:`~agents.predictions.system_base.PredictionSystem`). Systems are pure and deterministic
+(same features and line, same answer), so a re-sent request yields the same prediction under the
+same key. Five ship (this module holds the first two and the registry of all):
 
 * ``moving_average_baseline_v1``: a weighted recent average (last 5 / 10 / all loaded games).
 * ``zone_matchup_v1``: a recent average adjusted by the home/away split and by how the player
   scored against the same opponent, each adjustment shrunk by how many games back it up.
+* ``similarity_balanced_v1`` (:mod:`agents.predictions.similarity`): the past games most like
+  tonight's (venue, opponent, rest, recency, minutes), weighted by similarity.
+* ``recency_trend_v1`` (:mod:`agents.predictions.trend`): an exponentially weighted scoring rate
+  times expected minutes, plus a bounded linear trend.
+* ``ensemble_v1`` (:mod:`agents.predictions.ensemble`): the four above, weighted by confidence,
+  more confident when they agree.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, NamedTuple, Protocol
+from typing import Final
 
-from agents.predictions.features import GameLog, PlayerFeatures
-from models.events import Recommendation
+from agents.predictions.ensemble import Ensemble
+from agents.predictions.features import PlayerFeatures
+from agents.predictions.similarity import SimilarityBalanced
+from agents.predictions.system_base import (
+    PredictionSystem,
+    SystemOutput,
+    clamp,
+    decide,
+    mean,
+    no_history,
+    points_spread,
+)
+from agents.predictions.trend import RecencyTrend
 from streams.registry import Registry, SystemSpec
 
-
-class SystemOutput(NamedTuple):
-    """One system's answer for one line."""
-
-    predicted_points: float
-    confidence: float  # 0-100
-    recommendation: Recommendation
-
-
-class PredictionSystem(Protocol):
-    """The interface every prediction system implements."""
-
-    @property
-    def system_id(self) -> str: ...
-
-    @property
-    def model_version(self) -> str: ...
-
-    def predict(self, features: PlayerFeatures, line: Decimal | None) -> SystemOutput: ...
+__all__ = [
+    "SYSTEM_FACTORIES",
+    "Ensemble",
+    "MovingAverageBaseline",
+    "PredictionSystem",
+    "RecencyTrend",
+    "SimilarityBalanced",
+    "SystemOutput",
+    "UnknownSystemError",
+    "ZoneMatchup",
+    "default_ensemble",
+    "enabled_systems",
+    "register_system",
+]
 
 
 class UnknownSystemError(KeyError):
@@ -49,54 +60,6 @@ class UnknownSystemError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def _clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
-
-
-def _decide(
-    predicted: float,
-    line: Decimal | None,
-    spread: float,
-    games: int,
-    *,
-    pass_margin: float,
-    full_sample: int,
-) -> SystemOutput:
-    """Recommendation and confidence from the edge over the line, in units of the spread.
-
-    Confidence grows with the edge (z-score against the player's game-to-game spread) and with
-    the sample size; an edge under ``pass_margin`` points is a PASS.
-    """
-    predicted = round(max(0.0, predicted), 2)
-    sample = min(1.0, games / full_sample)
-    spread = max(spread, 1.0)
-    if line is None:
-        # No line: how steady the player is says how much to trust the number.
-        steadiness = _clamp(1.0 - spread / max(predicted, 1.0), 0.0, 1.0)
-        return SystemOutput(predicted, round(100 * steadiness * sample, 1), "NO_LINE")
-    edge = predicted - float(line)
-    z = abs(edge) / spread
-    confidence = round(_clamp((35.0 + 45.0 * math.tanh(z)) * sample, 0.0, 100.0), 1)
-    if abs(edge) < pass_margin:
-        return SystemOutput(predicted, confidence, "PASS")
-    return SystemOutput(predicted, confidence, "OVER" if edge > 0 else "UNDER")
-
-
-def _no_history(line: Decimal | None) -> SystemOutput:
-    if line is None:
-        return SystemOutput(0.0, 0.0, "NO_LINE")
-    return SystemOutput(float(line), 0.0, "PASS")
-
-
-def _spread(games: Sequence[GameLog]) -> float:
-    points = [g.points for g in games]
-    return statistics.pstdev(points) if len(points) > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -110,13 +73,13 @@ class MovingAverageBaseline:
     def predict(self, features: PlayerFeatures, line: Decimal | None) -> SystemOutput:
         games = features.games
         if not games:
-            return _no_history(line)
+            return no_history(line)
         points = [g.points for g in games]
-        predicted = 0.5 * _mean(points[:5]) + 0.3 * _mean(points[:10]) + 0.2 * _mean(points)
-        return _decide(
+        predicted = 0.5 * mean(points[:5]) + 0.3 * mean(points[:10]) + 0.2 * mean(points)
+        return decide(
             predicted,
             line,
-            _spread(games[:10]),
+            points_spread(games[:10]),
             len(games),
             pass_margin=self.pass_margin,
             full_sample=10,
@@ -137,14 +100,14 @@ class ZoneMatchup:
     def predict(self, features: PlayerFeatures, line: Decimal | None) -> SystemOutput:
         games = features.games
         if not games:
-            return _no_history(line)
-        overall = _mean([g.points for g in games])
-        predicted = _mean([g.points for g in games[: self.recent_games]])
+            return no_history(line)
+        overall = mean([g.points for g in games])
+        predicted = mean([g.points for g in games[: self.recent_games]])
         if features.is_home is not None:
             venue = [g.points for g in games if g.is_home is features.is_home]
             if venue:
                 weight = len(venue) / (len(venue) + self.venue_shrink)
-                predicted += (_mean(venue) - overall) * weight
+                predicted += (mean(venue) - overall) * weight
         if features.opponent is not None:
             versus = [g for g in games if g.opponent == features.opponent]
             if versus:
@@ -152,23 +115,34 @@ class ZoneMatchup:
                 per_minute = [g.points / g.minutes for g in versus if g.minutes > 0]
                 usual = sum(g.points for g in games) / max(sum(g.minutes for g in games), 1.0)
                 if per_minute and usual > 0:
-                    factor = _mean(per_minute) / usual
+                    factor = mean(per_minute) / usual
                     weight = len(per_minute) / (len(per_minute) + self.opponent_shrink)
-                    predicted *= 1 + (_clamp(factor, 0.5, 1.5) - 1) * weight
-        return _decide(
+                    predicted *= 1 + (clamp(factor, 0.5, 1.5) - 1) * weight
+        return decide(
             predicted,
             line,
-            _spread(games[: self.recent_games]),
+            points_spread(games[: self.recent_games]),
             len(games),
             pass_margin=self.pass_margin,
             full_sample=20,
         )
 
 
+def default_ensemble() -> Ensemble:
+    """The ensemble over its own instances of the four other systems: what it answers does not
+    depend on which systems the registry enables, nor in which order."""
+    return Ensemble(
+        members=(MovingAverageBaseline(), ZoneMatchup(), SimilarityBalanced(), RecencyTrend())
+    )
+
+
 #: Every system phaseflow can run, by ``system_id``. Add one with :func:`register_system`.
 SYSTEM_FACTORIES: Final[dict[str, Callable[[], PredictionSystem]]] = {
     "moving_average_baseline_v1": MovingAverageBaseline,
     "zone_matchup_v1": ZoneMatchup,
+    "similarity_balanced_v1": SimilarityBalanced,
+    "recency_trend_v1": RecencyTrend,
+    "ensemble_v1": default_ensemble,
 }
 
 

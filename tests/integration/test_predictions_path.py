@@ -21,9 +21,11 @@ from google.cloud import bigquery
 
 from agents.predictions.coordinator import PROCESSOR
 from agents.predictions.messages import make_command
+from agents.predictions.systems import enabled_systems
 from models.codec import decode, encode
 from models.events import PhaseCompletion, PhaseTrigger, Prediction, PredictionRequest, line_text
 from streams.local.worker_process import WorkerProcess
+from streams.registry import load_registry
 from streams.seed import generate, seed
 from streams.settings import Settings
 from streams.side_producer import SideProducer
@@ -33,7 +35,8 @@ from streams.topics import TopicName, ensure_topics
 DAY = datetime.now(UTC).date()
 PLAYERS = 450
 BATCH = 100
-SYSTEMS = ("moving_average_baseline_v1", "zone_matchup_v1")
+# What the worker runs: the default registry (the fixtures set no registry_path).
+SYSTEMS = tuple(system.system_id for system, _ in enabled_systems(load_registry(None)))
 
 
 def expected_keys() -> set[str]:

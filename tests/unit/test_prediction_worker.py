@@ -22,6 +22,7 @@ from streams.topics import TopicName
 from tests.unit.prediction_fakes import DAY, T0, FakeRunner, ListPublisher
 
 DATA = generate(DAY, players=60, history_games=20)
+SYSTEM_IDS = [system.system_id for system, _ in enabled_systems(load_registry(None))]
 
 
 def runner() -> FakeRunner:
@@ -68,18 +69,18 @@ async def test_a_batch_is_one_history_query_and_every_key_appears() -> None:
     expected = {
         f"2026-01-15:{p.player_lookup}:{system}:{line}"
         for p in DATA.players[:50]
-        for system in ("moving_average_baseline_v1", "zone_matchup_v1")
+        for system in SYSTEM_IDS
         for line in ("20.5", "21.5")
     }
     assert keys == expected
-    assert len(predictions) == 200
+    assert len(predictions) == 50 * len(SYSTEM_IDS) * 2
     assert all(
         p.key == k
         for p, (k, _) in zip(predictions, publisher.on(TopicName.PREDICTIONS), strict=True)
     )
     done = [decode_progress(v) for _, v in publisher.on(TopicName.PREDICTION_PROGRESS)]
     assert len(done) == 50
-    assert all(isinstance(d, PlayerDone) and d.predictions == 4 for d in done)
+    assert all(isinstance(d, PlayerDone) and d.predictions == len(SYSTEM_IDS) * 2 for d in done)
 
 
 async def test_a_repeated_request_yields_the_same_keys_and_ids_and_hits_the_cache() -> None:
@@ -97,7 +98,7 @@ async def test_duplicates_inside_one_batch_are_predicted_once() -> None:
     worker, publisher, _, _ = make_worker()
     items = raw_requests(3)
     await worker.handle_batch(items + items)
-    assert len(publisher.on(TopicName.PREDICTIONS)) == 12
+    assert len(publisher.on(TopicName.PREDICTIONS)) == 3 * len(SYSTEM_IDS) * 2
     assert worker.stats.duplicates_in_batch == 3
 
 
@@ -111,7 +112,8 @@ async def test_no_line_gives_one_no_line_prediction_per_system() -> None:
     )[0]
     await worker.handle_batch([(encode(request), Origin("req", 0, 0, None))])
     got = [decode(Prediction, v) for _, v in publisher.on(TopicName.PREDICTIONS)]
-    assert [p.recommendation for p in got] == ["NO_LINE", "NO_LINE"]
+    assert [p.recommendation for p in got] == ["NO_LINE"] * len(SYSTEM_IDS)
+    assert [p.system_id for p in got] == SYSTEM_IDS
     assert all(p.key.endswith(":NO_LINE") for p in got)
 
 
