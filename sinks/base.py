@@ -121,6 +121,7 @@ class BufferedSink(AsyncService, Generic[R]):
         batch_rows: int = 500,
         flush_seconds: float = 1.0,
         max_buffer_rows: int = 10_000,
+        max_batch_rows: int | None = None,
         failure_backoff_seconds: float = 1.0,
         max_failure_backoff_seconds: float = 30.0,
         metrics: SinkMetrics | None = None,
@@ -129,6 +130,11 @@ class BufferedSink(AsyncService, Generic[R]):
         if batch_rows < 1 or max_buffer_rows < batch_rows:
             raise ValueError("need 1 <= batch_rows <= max_buffer_rows")
         self.batch_rows = batch_rows
+        #: A flush is due at ``batch_rows``; a batch takes up to this many of the rows buffered
+        #: by then (more than ``batch_rows`` only when writing fell behind: a backlog drains in
+        #: fewer, larger batches, so a sink behind its input catches up instead of paying a
+        #: whole write, e.g. a MERGE, per ``batch_rows``).
+        self.max_batch_rows = max(batch_rows, max_batch_rows or batch_rows)
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows
         self.metrics = metrics or SinkMetrics()
@@ -211,7 +217,7 @@ class BufferedSink(AsyncService, Generic[R]):
 
     async def _flush_one(self) -> None:
         if self._batch is None:
-            count = min(self.batch_rows, len(self._buffer))
+            count = min(self.max_batch_rows, len(self._buffer))
             self._batch = Batch([self._buffer[i] for i in range(count)])
         batch = self._batch
         batch.attempts += 1

@@ -58,6 +58,8 @@ def _quote(table_id: str) -> str:
 def merge_sql(target: str, staging: str) -> str:
     """One MERGE of one flush (``@flush_id``) from staging into the target.
 
+    Only the flush's rows with ``@first_seq <= staged_seq <= @last_seq`` take part: the whole
+    flush normally, a part of it when the sink isolates rows BigQuery refuses to merge.
     The source keeps the latest ``created_at`` per key (ties: the row staged first, which is
     also what wins between flushes, since only a strictly newer row replaces a stored one).
     Re-running it is a no-op, so a retried or duplicated job cannot double or regress a row.
@@ -76,6 +78,7 @@ def merge_sql(target: str, staging: str) -> str:
         f"      PARTITION BY {partition} ORDER BY created_at DESC, staged_seq ASC) AS rn\n"
         f"    FROM {_quote(staging)}\n"
         f"    WHERE flush_id = @flush_id\n"
+        f"      AND staged_seq BETWEEN @first_seq AND @last_seq\n"
         f"  ) WHERE rn = 1\n"
         f") S\n"
         f"ON {on}\n"

@@ -78,8 +78,16 @@ class QueryRunner:
         retry = DEFAULT_RETRY.with_timeout(timeout)
         config = bigquery.QueryJobConfig(query_parameters=list(params))
         client = self._client if isinstance(self._client, bigquery.Client) else self._client()
-        job = client.query(sql, job_config=config, timeout=timeout, retry=retry, job_retry=None)
-        rows = job.result(timeout=timeout, retry=retry)
+        # jobs.query: one round trip when the query finishes within the request (the emulator's
+        # always do), where query() + result() take three (insert, status, rows).
+        rows = client.query_and_wait(
+            sql,
+            job_config=config,
+            api_timeout=timeout,
+            wait_timeout=timeout,
+            retry=retry,
+            job_retry=None,  # type: ignore[arg-type] # the library accepts None
+        )
         return [dict(row.items()) for row in rows]
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -2,19 +2,22 @@
 
 ``HistoryLoader.load(players, before)`` answers for many players with ONE parameterized query per
 chunk (``WHERE player_lookup IN UNNEST(@players)`` and ``ROW_NUMBER() OVER (PARTITION BY
-player_lookup ...)`` to keep each player's last N games), never one query per player. What it
-loaded is cached for ``ttl`` (clock injectable), so a re-sent request costs no query. The
-upcoming games' context (opponent, home or away) is loaded once per date, also cached.
+player_lookup ...)`` to keep each player's last N games, returned as one JSON array per player),
+never one query per player; the chunks' queries run concurrently. What it loaded is cached for
+``ttl`` (clock injectable), so a re-sent request costs no query. The upcoming games' context
+(opponent, home or away) is loaded once per date, also cached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Generic, TypeVar
 
+import orjson
 from google.cloud import bigquery
 
 from agents.predictions.bq import QueryRunner
@@ -29,6 +32,9 @@ V = TypeVar("V")
 
 #: More players than this go into several queries (keeps the parameter array and result modest).
 DEFAULT_MAX_PLAYERS_PER_QUERY: Final = 500
+#: Chunk queries of one load() run at the same time, at most this many (each waits mostly on
+#: BigQuery, so one after the other would add up their latencies).
+DEFAULT_MAX_CONCURRENT_QUERIES: Final = 4
 
 
 class TTLCache(Generic[K, V]):
@@ -83,9 +89,19 @@ class LoaderStats:
 
 
 def history_sql(table: str) -> str:
-    """The batched query: the last ``@games`` games before ``@before`` of each of ``@players``."""
+    """The batched query: the last ``@games`` games before ``@before`` of each of ``@players``.
+
+    One row per player, the games as one JSON array (``TO_JSON_STRING(ARRAY_AGG(STRUCT ...))``),
+    newest first. One row per game would cost ~6x more: the REST answer repeats the ``{"v": ...}``
+    wrapping for every cell and the client library converts each cell in Python (measured on the
+    emulator: 0.35 s vs 0.08 s per 100 players). The STRUCT fields are named explicitly because
+    the emulator drops implicit names.
+    """
     return f"""
-        SELECT player_lookup, game_date, points, minutes, opponent, is_home
+        SELECT player_lookup,
+               TO_JSON_STRING(ARRAY_AGG(STRUCT(
+                   game_date AS game_date, points AS points, minutes AS minutes,
+                   opponent AS opponent, is_home AS is_home) ORDER BY game_date DESC)) AS games
         FROM (
             SELECT player_lookup, game_date, points, minutes, opponent, is_home,
                    ROW_NUMBER() OVER (
@@ -94,7 +110,7 @@ def history_sql(table: str) -> str:
             WHERE player_lookup IN UNNEST(@players) AND game_date < @before
         )
         WHERE rn <= @games
-        ORDER BY player_lookup, game_date DESC
+        GROUP BY player_lookup
     """  # noqa: S608 -- the table name is ours (settings), every value is a parameter
 
 
@@ -112,14 +128,20 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
-def _game(row: dict[str, Any]) -> GameLog:
+def _game(game: dict[str, Any]) -> GameLog:
+    """One element of the ``games`` JSON array (dates as ISO text, numbers as JSON numbers)."""
     return GameLog(
-        game_date=row["game_date"],
-        points=float(row["points"] or 0),
-        minutes=float(row["minutes"] or 0.0),
-        opponent=row.get("opponent"),
-        is_home=row.get("is_home"),
+        game_date=date.fromisoformat(game["game_date"]),
+        points=float(game.get("points") or 0),
+        minutes=float(game.get("minutes") or 0.0),
+        opponent=game.get("opponent"),
+        is_home=game.get("is_home"),
     )
+
+
+def games_of(row: dict[str, Any]) -> list[GameLog]:
+    """The games of one result row of :func:`history_sql`."""
+    return [_game(game) for game in orjson.loads(row["games"] or "[]")]
 
 
 class HistoryLoader:
@@ -135,10 +157,12 @@ class HistoryLoader:
         games: int = 60,
         ttl: timedelta = timedelta(minutes=15),
         max_players_per_query: int = DEFAULT_MAX_PLAYERS_PER_QUERY,
+        max_concurrent_queries: int = DEFAULT_MAX_CONCURRENT_QUERIES,
     ) -> None:
         self.runner = runner
         self.games = games
         self.max_players_per_query = max_players_per_query
+        self._query_slots = asyncio.Semaphore(max_concurrent_queries)
         self._history_sql = history_sql(table_ref(project, dataset, GAME_SUMMARY))
         self._context_sql = context_sql(table_ref(project, dataset, UPCOMING_CONTEXT))
         self.cache: TTLCache[tuple[str, date], PlayerHistory] = TTLCache(ttl, clock)
@@ -156,23 +180,27 @@ class HistoryLoader:
                 found[player] = cached
             else:
                 missing.append(player)
-        for chunk in _chunks(missing, self.max_players_per_query):
-            found.update(await self._query(chunk, before))
+        loaded = await asyncio.gather(
+            *(self._query(chunk, before) for chunk in _chunks(missing, self.max_players_per_query))
+        )
+        for histories in loaded:
+            found.update(histories)
         return found
 
     async def _query(self, players: list[str], before: date) -> dict[str, PlayerHistory]:
-        self.stats.history_queries += 1
-        rows = await self.runner.query(
-            self._history_sql,
-            [
-                bigquery.ArrayQueryParameter("players", "STRING", players),
-                bigquery.ScalarQueryParameter("before", "DATE", before),
-                bigquery.ScalarQueryParameter("games", "INT64", self.games),
-            ],
-        )
+        async with self._query_slots:
+            self.stats.history_queries += 1
+            rows = await self.runner.query(
+                self._history_sql,
+                [
+                    bigquery.ArrayQueryParameter("players", "STRING", players),
+                    bigquery.ScalarQueryParameter("before", "DATE", before),
+                    bigquery.ScalarQueryParameter("games", "INT64", self.games),
+                ],
+            )
         games: dict[str, list[GameLog]] = {player: [] for player in players}
         for row in rows:
-            games.setdefault(row["player_lookup"], []).append(_game(row))
+            games.setdefault(row["player_lookup"], []).extend(games_of(row))
         result: dict[str, PlayerHistory] = {}
         for player, logs in games.items():
             logs.sort(key=lambda g: g.game_date, reverse=True)  # do not rely on ORDER BY

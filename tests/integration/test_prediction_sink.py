@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from models.codec import decode, encode
@@ -155,6 +158,119 @@ async def test_rows_bigquery_rejects_go_to_dead_letters_and_the_batch_goes_on(
     assert "rejected" in dead.rows[0][1]
     assert sink.metrics.rows_dead_lettered == 1
     assert sink.durable_seq == 3
+
+
+class RefusingClient(bigquery.Client):
+    """The emulator's client, except that BigQuery refuses (400) every MERGE whose rows include a
+    seq in ``refused``, or every MERGE at all while ``refuse_all`` is set.
+
+    Injected because the emulator refuses no MERGE for a row's values: it enforces neither a
+    NUMERIC precision nor REQUIRED in DML (both checked), the ways real BigQuery would."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            project=settings.bigquery_project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
+        )
+        self.refused: set[int] = set()
+        self.refuse_all = False
+        self.merges = 0
+
+    def query_and_wait(self, query: str, **kwargs: Any) -> Any:
+        if query.startswith("MERGE"):
+            self.merges += 1
+            params = {p.name: p.value for p in kwargs["job_config"].query_parameters}
+            first, last = params["first_seq"], params["last_seq"]
+            hit = sorted(seq for seq in self.refused if first <= seq <= last)
+            if self.refuse_all or hit:
+                raise gexc.BadRequest(f"refused: rows {hit} cannot be merged")  # type: ignore[no-untyped-call]
+        return super().query_and_wait(query, **kwargs)
+
+
+def recent(player: str, line: str) -> Prediction:
+    return prediction(player, line).model_copy(update={"game_date": datetime.now(UTC).date()})
+
+
+async def test_rows_a_merge_refuses_are_isolated_and_dead_lettered_after_n_refusals(
+    bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    dead = DeadLetters()
+    client = RefusingClient(bq_settings)
+    sink = PredictionSink(
+        bq_settings,
+        dead_letter=dead,
+        client=client,
+        retry_policy=FAST_RETRY,
+        flush_seconds=60,
+        isolate_after_rejections=2,
+    )
+    try:
+        await sink.start()
+        seqs = {sink.add(recent(f"p{i:02d}", "20.5")): f"p{i:02d}" for i in range(16)}
+        client.refused = {seq for seq, player in seqs.items() if player in {"p03", "p11"}}
+        for attempt in (1, 2):  # refused as a whole: retried, nothing dead-lettered yet
+            with pytest.raises(SinkFlushError, match=f"attempt {attempt}"):
+                await sink.flush()
+            assert dead.rows == []
+            assert sink.durable_seq == 0
+        merges_before = client.merges
+        await sink.flush()  # the third time it isolates the two rows
+        isolating_merges = client.merges - merges_before
+        later = sink.add(recent("after", "21.5"))
+        await sink.flush()  # the next batch is not blocked
+    finally:
+        await sink.stop()
+        client.close()  # type: ignore[no-untyped-call]
+
+    assert sorted(row.player_lookup for row, _ in dead.rows) == ["p03", "p11"]
+    assert all("refused to merge" in reason for _, reason in dead.rows)
+    merged = [r["player_lookup"] for r in rows_of(bq_client, sink.table_id)]
+    assert merged == sorted({*seqs.values(), "after"} - {"p03", "p11"})
+    assert sink.durable_seq == later
+    assert sink.metrics.rows_dead_lettered == 2
+    # 1 empty MERGE + a bisection of 16 rows around 2 bad ones, not one MERGE per row
+    assert isolating_merges <= 1 + 2 * 2 * 4 + 1
+
+
+async def test_a_merge_refused_whatever_the_rows_dead_letters_nothing_and_keeps_the_batch(
+    bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    dead = DeadLetters()
+    client = RefusingClient(bq_settings)
+    sink = PredictionSink(
+        bq_settings,
+        dead_letter=dead,
+        client=client,
+        retry_policy=FAST_RETRY,
+        flush_seconds=60,
+        isolate_after_rejections=1,
+    )
+    try:
+        await sink.start()
+        for i in range(4):
+            sink.add(recent(f"p{i}", "20.5"))
+        client.refuse_all = True  # e.g. the target's schema no longer fits the statement
+        for attempt in (1, 2, 3):
+            with pytest.raises(SinkFlushError, match=f"attempt {attempt}"):
+                await sink.flush()
+        assert dead.rows == []
+        assert sink.buffered == 4
+        assert sink.durable_seq == 0
+        client.refuse_all = False  # fixed: the same batch goes through, every row
+        await sink.flush()
+    finally:
+        await sink.stop()
+        client.close()  # type: ignore[no-untyped-call]
+
+    assert [r["player_lookup"] for r in rows_of(bq_client, sink.table_id)] == [
+        "p0",
+        "p1",
+        "p2",
+        "p3",
+    ]
+    assert dead.rows == []
+    assert sink.durable_seq == 4
 
 
 class HangingProxy:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from agents.predictions.bq import QueryError, QueryRunner
 from agents.predictions.source import SourceRow
@@ -13,6 +15,7 @@ from streams.topics import TopicName
 
 T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 DAY = date(2026, 1, 15)
+_GAME_FIELDS: Final = ("game_date", "points", "minutes", "opponent", "is_home")
 
 
 class ListPublisher:
@@ -50,13 +53,16 @@ class FakeRunner(QueryRunner):
                 if r["player_lookup"] in players and r["game_date"] < values["before"]
             ]
             rows.sort(key=lambda r: (r["player_lookup"], r["game_date"]), reverse=True)
-            kept: dict[str, int] = {}
-            out = []
+            # The shape of history_sql's answer: one row per player, the last games as JSON.
+            games: dict[str, list[dict[str, Any]]] = {}
             for row in rows:
-                kept[row["player_lookup"]] = kept.get(row["player_lookup"], 0) + 1
-                if kept[row["player_lookup"]] <= values["games"]:
-                    out.append(row)
-            return out
+                kept = games.setdefault(row["player_lookup"], [])
+                if len(kept) < values["games"]:
+                    kept.append({name: row.get(name) for name in _GAME_FIELDS})
+            return [
+                {"player_lookup": player, "games": orjson.dumps(logs).decode()}
+                for player, logs in games.items()
+            ]
         self.calls.append("context")
         return [r for r in self.context if r["game_date"] == values["day"]]
 
