@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from agents.envelope import Origin, dead_letter
 from agents.outbox import Outbox
+from agents.phase_timing import DateTiming, PhaseTiming, date_timing, sla_breached
 from agents.publisher import Publisher
 from agents.readiness_state import (
     GATE_FIELDS,
@@ -28,6 +29,7 @@ from agents.readiness_state import (
     TriggerLedgerEntry,
 )
 from agents.rules import Decision, evaluate_deadline, evaluate_ready, gate_failure, next_deadline
+from agents.slowdown import DurationWindow, judge
 from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion, PhaseTrigger
 from streams.clock import Clock
@@ -53,9 +55,12 @@ class ReadinessProcessor:
         clock: Clock,
         pipeline_timezone: str,
         max_message_bytes: int,
+        durations: MutableMapping[str, Any] | None = None,
     ) -> None:
         self._registry = registry
         self._table = table
+        #: processor name -> DurationWindow (table bytes): the slowdown history.
+        self._durations: MutableMapping[str, Any] = {} if durations is None else durations
         self._publisher = publisher
         self._clock = clock
         self._zone = ZoneInfo(pipeline_timezone)
@@ -90,6 +95,17 @@ class ReadinessProcessor:
         for value in list(self._table.values()):
             if (state := self._decoded(value)) is not None:
                 yield state
+
+    def date_timings(self) -> list[DateTiming]:
+        """Latency and SLA of every date this worker holds, oldest date first."""
+        by_date: dict[date, dict[int, PhaseState]] = {}
+        for state in self.states():
+            by_date.setdefault(state.game_date, {})[state.phase] = state
+        today = self.today()
+        return [
+            date_timing(self._registry, states, day, today=today, zone=self._zone)
+            for day, states in sorted(by_date.items())
+        ]
 
     def _decoded(self, stored: Any) -> PhaseState | None:
         """The state a table value holds. The memory store keeps the very dict this processor
@@ -128,6 +144,7 @@ class ReadinessProcessor:
             log.debug("duplicate completion %s for %s ignored", dedup_id, state.key)
             return []
         outbox = Outbox(now)
+        self._judge_duration(completion, outbox)
         state = _with_completion(state, completion, dedup_id)
         state = self._after_completion(state, completion, outbox)
         state = self._evaluate(state, outbox)
@@ -164,6 +181,33 @@ class ReadinessProcessor:
             rerun = state.reruns[name].model_copy(update={"next_due_at": None, "next_reason": None})
             return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
         return state
+
+    def _judge_duration(self, completion: PhaseCompletion, outbox: Outbox) -> None:
+        """Compare a successful run's duration with its processor's median, then record it."""
+        seconds = completion.duration_seconds
+        if seconds is None or not completion.is_done:
+            return
+        name = completion.processor_name
+        policy = self._registry.slowdown
+        window = DurationWindow.from_table(self._durations.get(name))
+        threshold = self._registry.phase(completion.phase).slowdown_pct
+        slow = judge(window, seconds, threshold_pct=threshold, policy=policy)
+        if slow is not None:
+            outbox.alert(
+                "processor_slowdown",
+                f"{name}:{completion.game_date.isoformat()}",
+                f"{name} took {slow.duration_seconds:.1f} s for {completion.game_date}, "
+                f"{slow.slower_by_pct:.0f}% over its median of {slow.median_seconds:.1f} s "
+                f"(threshold {threshold:g}%)",
+                details={
+                    "processor_name": name,
+                    "duration_seconds": slow.duration_seconds,
+                    "median_seconds": slow.median_seconds,
+                    "threshold_pct": threshold,
+                    "samples": slow.samples,
+                },
+            )
+        self._durations[name] = window.with_sample(seconds, policy.window).to_table()
 
     # --- decisions --------------------------------------------------------------------------
 
@@ -337,6 +381,7 @@ class ReadinessProcessor:
             updated = self._evaluate(self._send_due_reruns(state, outbox), outbox)
             if updated != before.get(state.phase):
                 self._save_all(updated, outbox)
+        self._raise_sla_breaches(tick.game_date, outbox)
         await self._send(outbox)
         return outbox.triggers
 
@@ -345,17 +390,22 @@ class ReadinessProcessor:
         now = self._clock.now()
         lookback = self.today() - timedelta(days=self._registry.cleanup.lookback_days)
         wanted: dict[tuple[date, TickKind], None] = {}
+        by_date: dict[date, dict[int, PhaseState]] = {}
         for state in self.states():
             day = state.game_date
             if self._expired(state):
                 wanted[(day, "expire")] = None
                 continue
+            by_date.setdefault(day, {})[state.phase] = state
             if state.deadline_at is not None and state.deadline_at <= now:
                 wanted[(day, "deadline")] = None
             if state.due_reruns(now):
                 wanted[(day, "rerun")] = None
             if day >= lookback and self._cleanup_due(state, now):
                 wanted[(day, "cleanup")] = None
+        for day, states in by_date.items():
+            if self._sla_breaches(day, states, now):
+                wanted[(day, "sla")] = None
         ticks = []
         for day, kind in wanted:
             sent = self._ticks_sent.get((day, kind))
@@ -373,6 +423,49 @@ class ReadinessProcessor:
                 TopicName.READINESS_TICKS, tick.game_date.isoformat(), encode(tick)
             )
         return len(ticks)
+
+    # --- SLA ------------------------------------------------------------------------------
+
+    def _sla_breaches(
+        self, game_date: date, states: dict[int, PhaseState], now: datetime
+    ) -> list[tuple[PhaseState, PhaseTiming]]:
+        """Phases of a recent date past their SLA and not yet alerted; a phase never seen gets a
+        fresh state to record its breach in."""
+        if game_date < self.today() - timedelta(days=self._registry.cleanup.lookback_days):
+            return []
+        timing = date_timing(self._registry, states, game_date, today=self.today(), zone=self._zone)
+        breaches = []
+        for phase in timing.phases:
+            state = states.get(phase.phase) or PhaseState(game_date=game_date, phase=phase.phase)
+            if state.sla_breached_at is None and sla_breached(timing, phase, now):
+                breaches.append((state, phase))
+        return breaches
+
+    def _raise_sla_breaches(self, game_date: date, outbox: Outbox) -> None:
+        """One sla_breach alert per (date, phase): the state records it, in the same step."""
+        states = {
+            spec.phase: state
+            for spec in self._registry.phases
+            if (state := self.state(game_date, spec.phase)) is not None
+        }
+        for state, phase in self._sla_breaches(game_date, states, outbox.now):
+            spec = self._registry.phase(phase.phase)
+            due = phase.sla_due_at
+            assert due is not None  # noqa: S101 -- only phases with an SLA can breach it
+            outbox.alert(
+                "sla_breach",
+                f"{game_date.isoformat()}:phase_{phase.phase}",
+                f"phase {phase.phase} ({spec.name}) of {game_date} was not complete by its SLA "
+                f"of {spec.sla} {self._zone.key}",
+                details={
+                    "sla": str(spec.sla),
+                    "timezone": self._zone.key,
+                    "due_at": due.isoformat(),
+                    "completed_at": _iso(phase.completed_at),
+                },
+            )
+            log.warning("SLA of phase %s of %s breached", phase.phase, game_date)
+            self._save(state.model_copy(update={"sla_breached_at": outbox.now}))
 
     # --- cleanup and expiry -----------------------------------------------------------------
 
@@ -469,6 +562,10 @@ class ReadinessProcessor:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
         )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: str) -> PhaseState:

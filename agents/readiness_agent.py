@@ -11,7 +11,9 @@ import orjson
 from agents.envelope import Origin
 from agents.publisher import Publisher
 from agents.readiness import ReadinessProcessor
+from models.events import PhaseTrigger
 from streams.topics import TopicName
+from streams.web.collectors import PhaseTimingCollector
 from streams.web.metrics import Metrics, metrics_for
 
 if TYPE_CHECKING:
@@ -37,6 +39,16 @@ class _CountingPublisher:
             self._metrics.dead_letters.labels(error_type=error_type).inc()
 
 
+def observe_phase_duration(
+    processor: ReadinessProcessor, metrics: Metrics, trigger: PhaseTrigger
+) -> None:
+    """The finished phase (the one before the trigger's): first completion to its trigger."""
+    finished = processor.state(trigger.game_date, trigger.phase - 1)
+    if finished is not None and finished.first_completion_at is not None:
+        seconds = (trigger.triggered_at - finished.first_completion_at).total_seconds()
+        metrics.phase_duration.labels(phase=str(trigger.phase - 1)).observe(max(0.0, seconds))
+
+
 def install(ctx: AppContext) -> ReadinessProcessor:
     """Declare the readiness table, agent and deadline timer on ``ctx.app``."""
     settings = ctx.settings
@@ -48,6 +60,15 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per (game_date, phase) readiness: processors seen, dedup ids, trigger ledger.",
     )
+    # Keyed by processor, written from whichever date's partition a run arrives on: a worker
+    # restores every changelog partition it owns, so a single worker keeps the whole history.
+    durations = ctx.app.Table(
+        "processor_durations",
+        default=None,
+        partitions=settings.topic_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+        help="Per processor: the newest run durations, for processor_slowdown alerts.",
+    )
     processor = ReadinessProcessor(
         registry=ctx.registry,
         table=table,
@@ -55,6 +76,7 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         clock=ctx.clock,
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
+        durations=durations,
     )
     completions = settings.topic(TopicName.PHASE_COMPLETIONS)
     # One agent reads completions and ticks: both are keyed by game date, so a date's events
@@ -81,6 +103,7 @@ def install(ctx: AppContext) -> ReadinessProcessor:
                 fired = await processor.handle_tick(message.value or b"", origin)
             for trigger in fired:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
+                observe_phase_duration(processor, metrics, trigger)
 
     @ctx.app.timer(interval=settings.readiness_tick_seconds)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
@@ -89,5 +112,6 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         if sent:
             log.info("sent %d readiness tick(s)", sent)
 
+    metrics.registry.register(PhaseTimingCollector(processor.date_timings))
     ctx.components["readiness"] = processor
     return processor

@@ -76,6 +76,8 @@ class PhaseState(BaseModel):
     #: Dedup id of the completion the validation gate last rejected (alert once per attempt).
     gate_rejected_id: str | None = None
     cleanup_at: datetime | None = None
+    #: When the sla_breach alert was raised (once per phase; see agents.phase_timing).
+    sla_breached_at: datetime | None = None
     #: Wall-clock time of the last write; retention counts idle time from here.
     updated_at: datetime | None = None
 
@@ -116,7 +118,7 @@ class PhaseState(BaseModel):
         return cls.model_validate(value)
 
 
-TickKind = Literal["deadline", "rerun", "cleanup", "expire"]
+TickKind = Literal["deadline", "rerun", "cleanup", "expire", "sla"]
 
 
 class ReadinessTick(BaseModel):

@@ -1,4 +1,5 @@
-"""``install(ctx)``: the BigQuery prediction sink runs inside the worker.
+"""``install(ctx)``: the BigQuery prediction sink (and the audit trail's, the same way, see
+:mod:`sinks.bigquery_audit`) runs inside the worker.
 
 The feature starts a :class:`~sinks.predictions_consumer.PredictionSinkRunner` (its own consumer
 group, commits only after the MERGE) once the app has started, and stops it on
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from sinks.base import SinkMetrics
-from sinks.predictions_consumer import PredictionSinkRunner
+from sinks.bigquery_audit import audit_sink_runner
+from sinks.predictions_consumer import PredictionSinkRunner, SinkRunner
 from streams.settings import Settings
 from streams.web.metrics import Metrics, metrics_for
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 #: The ``sink`` label of this sink's Prometheus series.
 SINK_LABEL: Final = "bigquery_predictions"
 COMPONENT: Final = "prediction_sink"
+AUDIT_SINK_LABEL: Final = "bigquery_audit"
+AUDIT_COMPONENT: Final = "audit_sink"
 
 
 def sink_enabled(settings: Settings) -> bool:
@@ -62,31 +66,39 @@ def prometheus_sink_metrics(metrics: Metrics, sink: str = SINK_LABEL) -> SinkMet
         del reason
         metrics.dead_letters.labels(error_type="bigquery_rejected").inc()
 
-    return SinkMetrics(
+    sink_metrics = SinkMetrics(
         on_flush=on_flush, on_failure=on_failure, on_retry=on_retry, on_dead_letter=on_dead_letter
     )
+    # Read at each scrape, not copied: every runner's sink re-binds ``oldest_unwritten_age``.
+    metrics.sink_oldest_unwritten.labels(sink=sink).set_function(
+        lambda: sink_metrics.oldest_unwritten_age() or 0.0
+    )
+    return sink_metrics
 
 
 class PredictionSinkService:
-    """Keeps one runner alive for the worker's lifetime; see the module docstring."""
+    """Keeps one runner alive for the worker's lifetime; see the module docstring. The
+    predictions' by default; ``runner_factory`` and ``name`` make it another sink's (audit)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         metrics: SinkMetrics | None = None,
-        runner_factory: Callable[[], PredictionSinkRunner] | None = None,
+        runner_factory: Callable[[], SinkRunner[Any]] | None = None,
         first_retry_seconds: float = 1.0,
         max_retry_seconds: float = 60.0,
+        name: str = "prediction sink",
     ) -> None:
         self.settings = settings
+        self.name = name
         self.metrics = metrics or SinkMetrics()
         self._factory = runner_factory or self._default_runner
         self._first_retry = first_retry_seconds
         self._max_retry = max_retry_seconds
         self._stopping = asyncio.Event()
         self.running = asyncio.Event()
-        self.runner: PredictionSinkRunner | None = None
+        self.runner: SinkRunner[Any] | None = None
         self.start_failures = 0
 
     def _default_runner(self) -> PredictionSinkRunner:
@@ -112,7 +124,8 @@ class PredictionSinkService:
             except Exception as exc:  # noqa: BLE001 -- any start failure is retried
                 self.start_failures += 1
                 log.warning(
-                    "prediction sink could not start (%s: %s); retrying in %.0f s",
+                    "%s could not start (%s: %s); retrying in %.0f s",
+                    self.name,
                     type(exc).__name__,
                     exc,
                     delay,
@@ -123,11 +136,11 @@ class PredictionSinkService:
                 continue
             self.runner = runner
             self.running.set()
-            log.info("prediction sink consuming %s as %s", runner.topic, runner.group_id)
+            log.info("%s consuming %s as %s", self.name, runner.topic, runner.group_id)
             await self._stopping.wait()
             return
 
-    async def _start_unless_stopped(self, runner: PredictionSinkRunner) -> bool:
+    async def _start_unless_stopped(self, runner: SinkRunner[Any]) -> bool:
         """Start ``runner``; False if :meth:`stop` came first (a start against an unreachable
         BigQuery can take minutes of bounded retries; shutdown must not wait for them)."""
         starting = asyncio.ensure_future(runner.start())
@@ -154,7 +167,8 @@ class PredictionSinkService:
         if runner is not None:
             await runner.stop()
             log.info(
-                "prediction sink stopped: %d record(s) consumed, %d row(s) written, %d commit(s)",
+                "%s stopped: %d record(s) consumed, %d row(s) written, %d commit(s)",
+                self.name,
                 runner.records_consumed,
                 self.metrics.rows_written,
                 runner.commits,
@@ -162,21 +176,34 @@ class PredictionSinkService:
 
 
 def install(ctx: AppContext) -> PredictionSinkService | None:
-    """Run the sink with the app (when enabled); ``ctx.components["prediction_sink"]``."""
+    """Run the prediction sink and the audit sink with the app (when enabled):
+    ``ctx.components["prediction_sink"]`` and ``["audit_sink"]``."""
     settings = ctx.settings
     if not sink_enabled(settings):
-        log.info("prediction sink disabled (no BigQuery endpoint and PHASEFLOW_SINK_ENABLED unset)")
+        log.info("BigQuery sinks disabled (no BigQuery endpoint and PHASEFLOW_SINK_ENABLED unset)")
         return None
-    service = PredictionSinkService(settings, metrics=prometheus_sink_metrics(metrics_for(ctx)))
+    metrics = metrics_for(ctx)
+    service = PredictionSinkService(settings, metrics=prometheus_sink_metrics(metrics))
+    _run_with_app(ctx, service, COMPONENT)
+    audit_metrics = prometheus_sink_metrics(metrics, AUDIT_SINK_LABEL)
+    audit = PredictionSinkService(
+        settings,
+        metrics=audit_metrics,
+        runner_factory=lambda: audit_sink_runner(settings, metrics=audit_metrics),
+        name="audit sink",
+    )
+    _run_with_app(ctx, audit, AUDIT_COMPONENT)
+    return service
 
+
+def _run_with_app(ctx: AppContext, service: PredictionSinkService, component: str) -> None:
     @ctx.app.task  # type: ignore[untyped-decorator]
-    async def prediction_sink() -> None:
+    async def run_sink() -> None:
         await service.run()
 
     # Before the app's producers close; the runner has its own consumer and producer.
     @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
-    async def _stop_prediction_sink(_sender: Any, **_: Any) -> None:
+    async def _stop_sink(_sender: Any, **_: Any) -> None:
         await service.stop()
 
-    ctx.components[COMPONENT] = service
-    return service
+    ctx.components[component] = service

@@ -1,5 +1,7 @@
 """Feeds ``{prefix}.predictions`` into the BigQuery sink, committing offsets only after the MERGE.
 
+:class:`SinkRunner` does this for any topic of events and any :class:`~sinks.base.BufferedSink`
+of them (the audit trail uses it too); :class:`PredictionSinkRunner` is the predictions' one.
 The runner is its own consumer group (manual commits, ``read_committed``). For every record it
 consumes it remembers ``(sink sequence number, partition, offset)``; it commits a partition's
 offset only once the sink's :attr:`~sinks.base.BufferedSink.durable_seq` has passed every row up to
@@ -21,14 +23,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from agents.envelope import Origin, dead_letter
 from models.codec import EventDecodeError, decode, encode
-from models.events import Prediction
-from sinks.base import SinkBackpressureError, SinkFlushError, SinkMetrics
+from models.events import Event, Prediction
+from sinks.base import BufferedSink, SinkBackpressureError, SinkFlushError, SinkMetrics
 from sinks.bigquery_predictions import PredictionSink
 from streams.lifecycle import AsyncService
 from streams.settings import Settings
@@ -39,19 +41,21 @@ log = logging.getLogger(__name__)
 _POLL_MS: Final = 200
 _MAX_RECORDS: Final = 2000
 
+E = TypeVar("E", bound=Event)
+
 
 @dataclass(frozen=True)
-class _Tracked:
+class _Tracked(Generic[E]):
     seq: int  # committable once sink.durable_seq >= seq
     tp: TopicPartition
     offset: int
     raw: bytes | None
     key: bytes | None
-    prediction: Prediction | None
+    row: E | None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: PredictionSinkRunner) -> None:
+    def __init__(self, runner: SinkRunner[Any]) -> None:
         self._runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -62,34 +66,34 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._runner.assigned.set()
 
 
-class PredictionSinkRunner(AsyncService):
-    """Consumes predictions into a :class:`PredictionSink`; see the module docstring."""
+class SinkRunner(AsyncService, Generic[E]):
+    """Consumes ``topic`` (records of ``event_type``) into ``sink``; see the module docstring."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        sink: PredictionSink | None = None,
-        metrics: SinkMetrics | None = None,
-        group_id: str | None = None,
+        topic: TopicName,
+        event_type: type[E],
+        sink: BufferedSink[E],
+        group_id: str,
         revoke_flush_timeout: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         **consumer_options: Any,
     ) -> None:
         self.settings = settings
-        self.topic = settings.topic(TopicName.PREDICTIONS)
+        self.topic = settings.topic(topic)
+        self.event_type = event_type
         self.dead_letter_topic = settings.topic(TopicName.DEAD_LETTERS)
-        self.group_id = group_id or f"{settings.app_id}.bigquery-predictions-sink"
-        self.sink = sink or PredictionSink(
-            settings, dead_letter=self._dead_letter_row, metrics=metrics
-        )
+        self.group_id = group_id
+        self.sink = sink
         self._consumer_options = consumer_options
         self._revoke_flush_timeout = revoke_flush_timeout or 2 * settings.bigquery_timeout_seconds
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._tracked: deque[_Tracked] = deque()
+        self._tracked: deque[_Tracked[E]] = deque()
         #: Offsets durable in BigQuery and not yet committed (a failed or cancelled commit).
         self._committable: dict[TopicPartition, int] = {}
         self._backlog: deque[Any] = deque()  # consumed records not yet accepted by the sink
@@ -129,7 +133,7 @@ class PredictionSinkRunner(AsyncService):
         except BaseException:
             await self._close_after_failed_start()
             raise
-        self._task = asyncio.create_task(self._run(), name="prediction-sink-runner")
+        self._task = asyncio.create_task(self._run(), name=f"sink-runner-{self.topic}")
 
     async def _close_after_failed_start(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -154,7 +158,7 @@ class PredictionSinkRunner(AsyncService):
         try:
             await self.sink.stop()
         except SinkFlushError as exc:
-            log.warning("final flush failed; uncommitted predictions will be re-delivered: %s", exc)
+            log.warning("final flush failed; uncommitted records will be re-delivered: %s", exc)
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         try:
@@ -178,7 +182,7 @@ class PredictionSinkRunner(AsyncService):
                 raise
             except Exception:
                 # Never let one bad moment (a broker hiccup, a dead-letter send) end the loop.
-                log.exception("prediction sink runner step failed; continuing")
+                log.exception("sink runner on %s: step failed; continuing", self.topic)
                 await asyncio.sleep(1.0)
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
@@ -209,8 +213,8 @@ class PredictionSinkRunner(AsyncService):
                 self._backlog.popleft()
                 continue
             try:
-                prediction = decode(
-                    Prediction, record.value, max_bytes=self.settings.max_message_bytes
+                row = decode(
+                    self.event_type, record.value, max_bytes=self.settings.max_message_bytes
                 )
             except EventDecodeError as exc:
                 origin = Origin(record.topic, record.partition, record.offset, record.key)
@@ -221,12 +225,10 @@ class PredictionSinkRunner(AsyncService):
                 self._backlog.popleft()
                 continue
             try:
-                seq = self.sink.add(prediction)
+                seq = self.sink.add(row)
             except SinkBackpressureError:
                 return  # keep the record; the partitions get paused until the sink has room
-            self._tracked.append(
-                _Tracked(seq, tp, record.offset, record.value, record.key, prediction)
-            )
+            self._tracked.append(_Tracked(seq, tp, record.offset, record.value, record.key, row))
             self._backlog.popleft()
 
     async def _commit(
@@ -280,20 +282,47 @@ class PredictionSinkRunner(AsyncService):
     ) -> None:
         producer = self._producer
         if producer is None:
-            raise RuntimeError("PredictionSinkRunner used before start()")
+            raise RuntimeError("SinkRunner used before start()")
         letter = dead_letter(
             origin, raw, error=reason, error_type=error_type, failed_at=self._clock()
         )
         await producer.send_and_wait(self.dead_letter_topic, encode(letter), key=origin.key)
         self.dead_letters_sent += 1
 
-    async def _dead_letter_row(self, prediction: Prediction, reason: str) -> None:
+    async def _dead_letter_row(self, row: E, reason: str) -> None:
         """The sink's callback for a row BigQuery will never accept."""
         for entry in self._tracked:
-            if entry.prediction is prediction and entry.raw is not None:
+            if entry.row is row and entry.raw is not None:
                 origin = Origin(entry.tp.topic, entry.tp.partition, entry.offset, entry.key)
                 await self._send_dead_letter(origin, entry.raw, reason, "bigquery_rejected")
                 return
         # Not from this runner's partitions any more (rebalanced): keep the row as we have it.
-        origin = Origin(self.topic, 0, 0, prediction.key.encode())
-        await self._send_dead_letter(origin, encode(prediction), reason, "bigquery_rejected")
+        key = getattr(row, "key", None)
+        origin = Origin(self.topic, 0, 0, key.encode() if isinstance(key, str) else None)
+        await self._send_dead_letter(origin, encode(row), reason, "bigquery_rejected")
+
+
+class PredictionSinkRunner(SinkRunner[Prediction]):
+    """Consumes predictions into a :class:`PredictionSink`; see the module docstring."""
+
+    sink: PredictionSink
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: PredictionSink | None = None,
+        metrics: SinkMetrics | None = None,
+        group_id: str | None = None,
+        **options: Any,
+    ) -> None:
+        if sink is None:
+            sink = PredictionSink(settings, dead_letter=self._dead_letter_row, metrics=metrics)
+        super().__init__(
+            settings,
+            topic=TopicName.PREDICTIONS,
+            event_type=Prediction,
+            sink=sink,
+            group_id=group_id or f"{settings.app_id}.bigquery-predictions-sink",
+            **options,
+        )

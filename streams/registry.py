@@ -135,6 +135,18 @@ class CleanupSpec(_Spec):
     storm_min_missing: Annotated[int, Strict(), Field(ge=0)] = 10
 
 
+class SlowdownSpec(_Spec):
+    """The rolling median each completion's ``duration_seconds`` is compared with, per processor.
+
+    The threshold itself is per phase (``slowdown_pct``); this says how much history counts.
+    """
+
+    #: Durations of successful runs kept per processor (the newest ones).
+    window: Annotated[int, Strict(), Field(ge=1, le=1000)] = 20
+    #: No verdict until this many durations are known.
+    min_samples: Annotated[int, Strict(), Field(ge=1)] = 5
+
+
 class SystemSpec(_Spec):
     """A prediction system and its circuit breaker (DESIGN section 5)."""
 
@@ -203,6 +215,7 @@ class Registry(_Spec):
     retention_days: Annotated[int, Strict(), Field(ge=1)] = 7
     rerun: RerunSpec = RerunSpec()
     cleanup: CleanupSpec = CleanupSpec()
+    slowdown: SlowdownSpec = SlowdownSpec()
     phases: tuple[PhaseSpec, ...]
     systems: tuple[SystemSpec, ...] = ()
 
@@ -404,6 +417,12 @@ def _check(registry: Registry) -> list[str]:
             processor_at.setdefault(name, index)
         problems += _check_members(index, spec)
         problems += _check_deadlines(index, spec)
+    slowdown = registry.slowdown
+    if slowdown.min_samples > slowdown.window:
+        problems.append(
+            f"slowdown.min_samples: {slowdown.min_samples} is more than the window of "
+            f"{slowdown.window} durations kept"
+        )
     system_at: dict[str, int] = {}
     for index, system in enumerate(registry.systems):
         if system.system_id in system_at:

@@ -10,6 +10,8 @@ from agents.predictions.history import HistoryLoader
 from agents.predictions.systems import enabled_systems
 from agents.predictions.worker import PredictionWorker
 from streams.topics import TopicName
+from streams.web.collectors import PredictionSystemCollector
+from streams.web.metrics import metrics_for
 
 if TYPE_CHECKING:
     from streams.app import AppContext
@@ -57,6 +59,7 @@ def install(ctx: AppContext, loader: HistoryLoader) -> PredictionWorker:
                 loader.cache.hits,
             )
 
+    metrics_for(ctx).registry.register(PredictionSystemCollector(lambda: worker.stats.systems))
     ctx.components["prediction_worker"] = worker
     ctx.components["history_loader"] = loader
     return worker

@@ -51,11 +51,13 @@ class Harness:
         *,
         now: datetime = NOW,
         table: dict[str, Any] | None = None,
+        durations: dict[str, Any] | None = None,
     ) -> None:
         self.registry = registry or load_registry(None)
         self.clock = ManualClock(now)
         self.publisher = RecordingPublisher()
         self.table: dict[str, Any] = {} if table is None else table
+        self.durations: dict[str, Any] = {} if durations is None else durations
         self.processor = ReadinessProcessor(
             registry=self.registry,
             table=self.table,
@@ -63,6 +65,7 @@ class Harness:
             clock=self.clock,
             pipeline_timezone="America/New_York",
             max_message_bytes=10_000,
+            durations=self.durations,
         )
 
     async def complete(

@@ -119,6 +119,14 @@ def test_default_phases_5_and_6(registry: Registry) -> None:
     assert all(spec.slowdown_pct == 40 for spec in registry.phases)
 
 
+def test_default_slowdown_window(registry: Registry) -> None:
+    assert (registry.slowdown.window, registry.slowdown.min_samples) == (20, 5)
+    text = phase_block(slowdown_pct="25.0") + "[slowdown]\nwindow = 3\nmin_samples = 2\n"
+    loaded = parse_registry(text)
+    assert (loaded.slowdown.window, loaded.slowdown.min_samples) == (3, 2)
+    assert loaded.phase(4).slowdown_pct == 25
+
+
 def test_default_systems(registry: Registry) -> None:
     assert len(registry.enabled_systems) >= 2
     first = registry.enabled_systems[0]
@@ -341,6 +349,26 @@ BAD = [
         phase_block() + '[[systems]]\nsystem_id = "a"\nbreaker_threshold = 0\n',
         "systems[0].breaker_threshold: Input should be greater than or equal to 1",
         id="breaker-threshold",
+    ),
+    pytest.param(
+        phase_block() + "[slowdown]\nwindow = 4\nmin_samples = 5\n",
+        "slowdown.min_samples: 5 is more than the window of 4 durations kept",
+        id="slowdown-min-samples-over-window",
+    ),
+    pytest.param(
+        phase_block() + "[slowdown]\nwindow = 0\n",
+        "slowdown.window: Input should be greater than or equal to 1",
+        id="slowdown-window-zero",
+    ),
+    pytest.param(
+        phase_block() + '[slowdown]\nmin_samples = "5"\n',
+        "slowdown.min_samples: Input should be a valid integer",
+        id="slowdown-min-samples-as-string",
+    ),
+    pytest.param(
+        phase_block() + "[slowdown]\nthreshold_pct = 40\n",
+        "slowdown.threshold_pct: unknown key 'threshold_pct'",
+        id="slowdown-threshold-is-per-phase",
     ),
     pytest.param("retention_days = 7\n", "phases: required key is missing", id="no-phases"),
     pytest.param(

@@ -1,0 +1,168 @@
+"""The audit trail in BigQuery: ``{prefix}.audit`` into table ``audit_log`` (DESIGN section 6).
+
+Every accepted mutating HTTP call is published to the audit topic before it acts
+(:mod:`streams.web.audit`); this sink copies those records into ``audit_log`` in the settings'
+dataset, so the trail can be queried next to the data and outlives the topic's retention.
+
+A flush is one parameterised ``MERGE`` on ``audit_id`` that inserts the records not stored yet:
+re-delivered records and retried flushes change nothing. There is no staging table: the trail is
+a handful of rows per minute, well within one query's parameters. A failed flush keeps its batch
+and :class:`~sinks.base.BufferedSink` retries it with backoff; offsets are committed only after
+the MERGE (:class:`~sinks.predictions_consumer.SinkRunner`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from sinks.base import Batch, BufferedSink, SinkMetrics
+from sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from sinks.predictions_consumer import SinkRunner
+from sinks.retry import library_retry
+from streams.settings import Settings
+from streams.topics import TopicName
+from streams.web.audit import AuditRecord
+
+log = logging.getLogger(__name__)
+
+AUDIT_TABLE: Final = "audit_log"
+#: Records per MERGE: 7 parameters each, far below BigQuery's limit of 10,000 per query.
+AUDIT_BATCH_ROWS: Final = 200
+AUDIT_SCHEMA: Final[tuple[bigquery.SchemaField, ...]] = (
+    bigquery.SchemaField("audit_id", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("key_id", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("action", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("body_sha256", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("client", "STRING", mode="REQUIRED"),
+    #: AuditRecord.at (``at`` itself is a reserved word to some SQL parsers).
+    bigquery.SchemaField("called_at", "TIMESTAMP", mode="REQUIRED"),
+    #: The call's summary ({"game_date": ..., "phase": ...}) as JSON text.
+    bigquery.SchemaField("summary", "STRING", mode="REQUIRED"),
+)
+_COLUMNS: Final = tuple(field.name for field in AUDIT_SCHEMA)
+_TYPES: Final = {field.name: field.field_type for field in AUDIT_SCHEMA}
+
+
+def audit_merge(
+    table_id: str, records: Sequence[AuditRecord]
+) -> tuple[str, list[bigquery.ScalarQueryParameter]]:
+    """The MERGE inserting ``records`` (unique ``audit_id``) not yet in ``table_id``, and its
+    parameters. Every value is a parameter; the table id comes from settings."""
+    selects = []
+    params = []
+    for index, record in enumerate(records):
+        row = _row(record)
+        selects.append("SELECT " + ", ".join(f"@{col}_{index} AS {col}" for col in _COLUMNS))
+        params += [
+            bigquery.ScalarQueryParameter(f"{col}_{index}", _TYPES[col], row[col])
+            for col in _COLUMNS
+        ]
+    source = "\n  UNION ALL ".join(selects)
+    cols = ", ".join(_COLUMNS)
+    values = ", ".join(f"S.{col}" for col in _COLUMNS)
+    sql = (
+        f"MERGE `{table_id}` T\n"  # noqa: S608 -- every value is a parameter
+        f"USING (\n  {source}\n) S\n"
+        "ON T.audit_id = S.audit_id\n"
+        f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+    )
+    return sql, params
+
+
+def _row(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "audit_id": record.audit_id,
+        "key_id": record.key_id,
+        "action": record.action,
+        "body_sha256": record.body_sha256,
+        "client": record.client,
+        "called_at": record.at,
+        "summary": orjson.dumps(record.summary, option=orjson.OPT_SORT_KEYS).decode(),
+    }
+
+
+class AuditSink(BufferedSink[AuditRecord]):
+    """Buffers audit records and MERGEs them into ``audit_log``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: bigquery.Client | None = None,
+        metrics: SinkMetrics | None = None,
+        table: str = AUDIT_TABLE,
+        flush_seconds: float | None = None,
+    ) -> None:
+        super().__init__(
+            batch_rows=AUDIT_BATCH_ROWS,
+            flush_seconds=settings.sink_flush_seconds if flush_seconds is None else flush_seconds,
+            max_buffer_rows=settings.sink_max_buffer_rows,
+            metrics=metrics,
+        )
+        self.settings = settings
+        self._own_client = client is None
+        self._client = client or make_bigquery_client(settings)
+        self._timeout = settings.bigquery_timeout_seconds
+        self._retry = library_retry(self._timeout)
+        self.table_id = f"{self._client.project}.{settings.bigquery_dataset}.{table}"
+
+    def _create_table(self) -> None:
+        ensure_dataset(self._client, self.settings.bigquery_dataset, self._timeout)
+        table = bigquery.Table(self.table_id, list(AUDIT_SCHEMA))
+        table.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field="called_at"
+        )
+        self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
+
+    def _merge(self, records: Sequence[AuditRecord]) -> None:
+        sql, params = audit_merge(self.table_id, records)
+        config = bigquery.QueryJobConfig(query_parameters=params)
+        job = self._client.query(
+            sql, job_config=config, timeout=self._timeout, retry=self._retry, job_retry=None
+        )
+        job.result(timeout=self._timeout, retry=self._retry)
+
+    async def setup(self) -> None:
+        await asyncio.to_thread(self._create_table)
+
+    async def write_batch(self, batch: Batch[AuditRecord]) -> None:
+        # A record re-delivered within one batch must not be inserted twice by one MERGE.
+        records = list({entry.row.audit_id: entry.row for entry in batch.entries}.values())
+        try:
+            await asyncio.to_thread(self._merge, records)
+        except gexc.NotFound:
+            # The table or dataset went away (an emulator restarted, an operator dropped it):
+            # create it, and let the retry of this batch write into it.
+            log.warning("%s is missing; creating it again", self.table_id)
+            await asyncio.to_thread(self._create_table)
+            raise
+
+    async def close(self) -> None:
+        if self._own_client:
+            self._client.close()  # type: ignore[no-untyped-call]
+
+
+def audit_sink_runner(
+    settings: Settings,
+    *,
+    sink: AuditSink | None = None,
+    metrics: SinkMetrics | None = None,
+    group_id: str | None = None,
+    **options: Any,
+) -> SinkRunner[AuditRecord]:
+    """A runner from ``{prefix}.audit`` into an :class:`AuditSink` (its own consumer group)."""
+    return SinkRunner(
+        settings,
+        topic=TopicName.AUDIT,
+        event_type=AuditRecord,
+        sink=sink or AuditSink(settings, metrics=metrics),
+        group_id=group_id or f"{settings.app_id}.bigquery-audit-sink",
+        **options,
+    )
