@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     lag.add_argument("--watch", action="store_true", help="sample repeatedly until Ctrl-C")
     lag.add_argument("--interval", type=float, default=None, help="seconds between samples")
+    status = commands.add_parser(
+        "status", help="phases of a date, lag, dead letters and alerts, from a running worker"
+    )
+    status.add_argument("--date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    status.add_argument(
+        "--url", default=None, help="worker URL (default: PHASEFLOW_WEB_HOST:PHASEFLOW_WEB_PORT)"
+    )
     _add_operations_commands(commands)
     return parser
 
@@ -140,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
         from streams.monitoring.lag import run_lag
 
         return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
+    if args.command == "status":
+        from streams.status import run_status
+
+        return run_status(settings, game_date=args.date, url=args.url)
     if args.command == "rerun":
         from streams.rerun import run_rerun
 

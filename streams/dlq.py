@@ -19,6 +19,7 @@ import asyncio
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,8 @@ from streams.topics import TopicName, ensure_topics
 _AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
 _AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ERROR_WIDTH: Final = 60
+#: Latest letters the worker's tracker keeps for the status page ("last few reasons").
+RECENT_LETTERS: Final = 20
 
 
 def parse_age(text: str) -> timedelta:
@@ -344,6 +347,7 @@ class DeadLetterTracker:
         self._consumer: AIOKafkaConsumer | None = None
         self._pending: dict[str, datetime] = {}
         self._replayed: set[str] = set()
+        self._recent: deque[tuple[str, DeadLetter]] = deque(maxlen=RECENT_LETTERS)
 
     async def start(self) -> None:
         if self._consumer is None:
@@ -380,6 +384,7 @@ class DeadLetterTracker:
         if identity in self._replayed:
             return
         known = self._pending.get(identity)
+        self._recent.append((identity, letter))
         self._pending[identity] = (
             letter.failed_at if known is None else min(known, letter.failed_at)
         )
@@ -400,6 +405,10 @@ class DeadLetterTracker:
     @property
     def unreplayed(self) -> int:
         return len(self._pending)
+
+    def recent(self) -> list[DeadLetter]:
+        """The latest letters read that are not replayed, newest first (at most RECENT_LETTERS)."""
+        return [letter for identity, letter in reversed(self._recent) if identity in self._pending]
 
     def oldest_age(self, now: datetime) -> timedelta | None:
         """Age of the oldest letter not replayed; None when there is none."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 AlertPublisher = Callable[[Alert], Awaitable[None]]
 OwnStallCallback = Callable[[], Awaitable[None]]
+
+#: Rounds of per-group total lag kept for the status page's chart (10 min at the 5 s default).
+LAG_HISTORY_ROUNDS = 120
 
 _SEVERITY: dict[LagStatus, Severity] = {
     LagStatus.OK: "info",
@@ -191,6 +195,7 @@ class LagMonitor(AsyncService):
         self._evaluator = LagEvaluator(self.policy, self._clock)
         self._latest: dict[tuple[str, str, int], PartitionLag] = {}
         self._rows: list[LagRow] = []
+        self._history: deque[tuple[datetime, dict[str, int]]] = deque(maxlen=LAG_HISTORY_ROUNDS)
         # The status last acted on per group: an alert goes out when the status differs from it.
         self._announced: dict[str, LagStatus] = {}
         self._own_stuck_since: datetime | None = None
@@ -245,6 +250,7 @@ class LagMonitor(AsyncService):
         verdicts = self._evaluator.evaluate_all()
         rows = [_row(self._latest[key], verdicts[key]) for key in verdicts if key in self._latest]
         self._rows = rows
+        self._history.append((self._clock.now(), group_totals(rows)))
         self.rounds += 1
         self.last_error = None
         for group in self.groups:
@@ -259,6 +265,10 @@ class LagMonitor(AsyncService):
         ``sampled_at`` and :attr:`last_error` tell how fresh it is.
         """
         return list(self._rows)
+
+    def history(self) -> list[tuple[datetime, dict[str, int]]]:
+        """The last rounds' total lag per group (groups with committed offsets), oldest first."""
+        return list(self._history)
 
     def group_status(self, group: str) -> LagStatus:
         """The group's worst partition status as of the last round (``OK`` if none known)."""
@@ -307,6 +317,14 @@ class LagMonitor(AsyncService):
             await self._on_own_stall()
         except Exception:  # the monitor outlives a failing callback
             log.exception("on_own_stall callback failed")
+
+
+def group_totals(rows: Sequence[LagRow]) -> dict[str, int]:
+    """Total lag per group of ``rows``."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row.group] = totals.get(row.group, 0) + row.lag
+    return totals
 
 
 def _row(sampled: PartitionLag, verdict: Verdict) -> LagRow:

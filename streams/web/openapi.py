@@ -53,11 +53,13 @@ def _mutating(summary: str, body_ref: str, ok: str, *extra: int) -> dict[str, An
     }
 
 
-def _open(summary: str, ok: str, *extra: int, text: bool = False) -> dict[str, Any]:
+def _open(
+    summary: str, ok: str, *extra: int, text: bool = False, media: str = "text/plain"
+) -> dict[str, Any]:
     if text:
         response: dict[str, Any] = {
             "description": ok,
-            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "content": {media: {"schema": {"type": "string"}}},
         }
     else:
         response = _json(_JSON_OBJECT, ok)
@@ -91,6 +93,30 @@ def openapi_document() -> dict[str, Any]:
     status_path["get"]["parameters"] = [
         {"name": "game_date", "in": "path", "required": True, "schema": date}
     ]
+    date_query = [
+        {
+            "name": "date",
+            "in": "query",
+            "required": False,
+            "schema": date,
+            "description": "Show this game date; default: the latest 3 in the readiness table.",
+        }
+    ]
+    summary_path = _open(
+        "Status summary: phases of recent dates, lag per group with recent samples, dead "
+        "letters, recent alerts (what `GET /` and `phaseflow status` show).",
+        "Summary.",
+        400,
+    )
+    summary_path["get"]["parameters"] = date_query
+    page_path = _open(
+        "Status page: the summary as a self-refreshing HTML page.",
+        "HTML page.",
+        400,
+        text=True,
+        media="text/html",
+    )
+    page_path["get"]["parameters"] = date_query
     return {
         "openapi": "3.1.0",
         "info": {
@@ -129,6 +155,8 @@ def openapi_document() -> dict[str, Any]:
             ),
             "/metrics": _open("Prometheus metrics.", "Text exposition format.", text=True),
             "/status/{game_date}": status_path,
+            "/status": summary_path,
+            "/": page_path,
             "/lag": _open("Consumer lag per partition.", "Lag.", 503),
             "/openapi.json": _open("This document.", "OpenAPI 3.1 document."),
         },

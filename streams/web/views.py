@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from aiohttp import web
 from faust.web import View
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 
+from agents.phase_timing import date_timing, sla_breached
 from agents.readiness_state import PhaseState
 from models.codec import EventDecodeError, decode, encode
 from models.events import GameDate, Identifier, Phase, PhaseCompletion, RerunRequest, Text
@@ -34,6 +35,8 @@ from streams.web.health import ReadinessCheck
 from streams.web.metrics import CONTENT_TYPE_LATEST, LagSnapshot, Metrics
 from streams.web.openapi import openapi_document
 from streams.web.ratelimit import RateLimiter
+from streams.web.status_page import render_status_page
+from streams.web.status_summary import StatusSummary, build_summary, recent_game_dates
 
 if TYPE_CHECKING:
     from streams.app import AppContext
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: A publish (audit record or the call's own message) not acknowledged by then answers 503.
 SEND_TIMEOUT_SECONDS: Final = 10.0
+#: How often the status page (``GET /``) refreshes itself.
+STATUS_PAGE_REFRESH_SECONDS: Final = 5
 _FIELD_RE: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_.\[\]]*): ")
 _GAME_DATE: Final = TypeAdapter(GameDate)
 _UNAUTHORIZED: Final = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
@@ -142,7 +147,7 @@ class HttpApi:
         self.metrics = metrics
         self.readiness = readiness
         self.send_timeout = send_timeout
-        self._zone = ZoneInfo(ctx.settings.pipeline_timezone)
+        self.zone = ZoneInfo(ctx.settings.pipeline_timezone)
 
     # --- mutating calls -------------------------------------------------------------------
 
@@ -211,7 +216,7 @@ class HttpApi:
     # --- reads -----------------------------------------------------------------------------
 
     def today(self) -> date:
-        return self.ctx.clock.now().astimezone(self._zone).date()
+        return self.ctx.clock.now().astimezone(self.zone).date()
 
     def lag(self) -> LagSnapshot | None:
         return lag_snapshot(self.ctx)
@@ -222,6 +227,32 @@ class HttpApi:
             return None
         table: Mapping[str, Any] = self.ctx.app.tables["readiness"]
         return table
+
+    def status_summary(self, requested: str | None) -> dict[str, Any]:
+        """The ``GET /status`` body: ``requested`` (a date, 400 if malformed) or the latest
+        dates of this worker's readiness table, with lag, dead letters and recent alerts."""
+        table = self.readiness_table() or {}
+        if requested is not None:
+            try:
+                dates = [_GAME_DATE.validate_python(requested)]
+            except ValidationError as error:
+                raise HttpError(error_response(400, error.errors()[0]["msg"], "date")) from None
+        else:
+            dates = recent_game_dates(list(table.keys()))
+        now = self.ctx.clock.now()
+        today = self.today()
+        components = self.ctx.components
+        return build_summary(
+            now=now,
+            today=today,
+            dates=dates,
+            phases_of=lambda day: phase_status(
+                self.ctx.registry, table, day, today, zone=self.zone, now=now
+            ),
+            lag=components.get("lag_monitor"),
+            letters=components.get("dead_letters"),
+            alerts=components.get("recent_alerts"),
+        )
 
 
 def lag_snapshot(ctx: AppContext) -> LagSnapshot | None:
@@ -291,18 +322,41 @@ class LagView(ApiView):
         return json_response({"total": sum(snapshot.values()), "partitions": partitions})
 
 
-def phase_status(
-    registry: Registry, table: Mapping[str, Any], game_date: date, today: date
-) -> list[dict[str, Any]]:
-    """Per phase of ``game_date``: expected, done and missing processors, trigger, deadline."""
-    phases: list[dict[str, Any]] = []
+def _date_states(
+    registry: Registry, table: Mapping[str, Any], game_date: date
+) -> dict[int, PhaseState]:
+    """Every registry phase's state for ``game_date`` (an empty one where none is stored)."""
+    states = {}
     for spec in registry.phases:
         stored = table.get(PhaseState.table_key(game_date, spec.phase))
-        state = (
+        states[spec.phase] = (
             PhaseState.from_table(stored)
             if stored is not None
             else PhaseState(game_date=game_date, phase=spec.phase)
         )
+    return states
+
+
+def phase_status(
+    registry: Registry,
+    table: Mapping[str, Any],
+    game_date: date,
+    today: date,
+    *,
+    zone: ZoneInfo | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Per phase of ``game_date``: expected, done and missing processors, trigger, deadline,
+    latency and SLA (``zone``, the pipeline time zone, places the SLA; without it the SLA
+    fields stay empty; ``now`` lets ``sla_breached`` say so before the alert is raised)."""
+    states = _date_states(registry, table, game_date)
+    timing = date_timing(registry, states, game_date, today=today, zone=zone or ZoneInfo("UTC"))
+    timings = {entry.phase: entry for entry in timing.phases}
+    phases: list[dict[str, Any]] = []
+    for spec in registry.phases:
+        state = states[spec.phase]
+        entry = timings[spec.phase]
+        missed = zone is not None and now is not None and sla_breached(timing, entry, now)
         expected = spec.expected_processors(game_date, today)
         done = state.done()
         deadline = (
@@ -321,9 +375,29 @@ def phase_status(
                 "first_completion_at": _iso(state.first_completion_at),
                 "deadline": deadline,
                 "trigger": state.trigger.model_dump(mode="json") if state.trigger else None,
+                "completed_at": _iso(entry.completed_at),
+                "duration_seconds": entry.duration_seconds,
+                "sla_due_at": _iso(entry.sla_due_at) if zone is not None else None,
+                "sla_breached": missed or state.sla_breached_at is not None,
+                "sla_breached_at": _iso(state.sla_breached_at),
             }
         )
     return phases
+
+
+def date_latency(
+    registry: Registry, table: Mapping[str, Any], game_date: date, today: date
+) -> dict[str, Any]:
+    """End to end for ``game_date``: its first completion (phase 1's) to the last phase's
+    completion (see :mod:`agents.phase_timing`)."""
+    states = _date_states(registry, table, game_date)
+    # The SLA is not part of this summary, so any zone will do.
+    timing = date_timing(registry, states, game_date, today=today, zone=ZoneInfo("UTC"))
+    return {
+        "started_at": _iso(timing.started_at),
+        "completed_at": _iso(timing.completed_at),
+        "end_to_end_seconds": timing.end_to_end_seconds,
+    }
 
 
 def _iso(value: Any) -> str | None:
@@ -339,8 +413,28 @@ class StatusView(ApiView):
         table = self.api.readiness_table()
         if table is None:
             return error_response(503, "readiness is not installed in this worker")
-        phases = phase_status(self.api.ctx.registry, table, parsed, self.api.today())
-        return json_response({"game_date": parsed.isoformat(), "phases": phases})
+        registry, today = self.api.ctx.registry, self.api.today()
+        phases = phase_status(
+            registry, table, parsed, today, zone=self.api.zone, now=self.api.ctx.clock.now()
+        )
+        latency = date_latency(registry, table, parsed, today)
+        return json_response(
+            {"game_date": parsed.isoformat(), "phases": phases, "latency": latency}
+        )
+
+
+class StatusSummaryView(ApiView):
+    async def get(self, request: web.Request) -> web.Response:
+        return json_response(self.api.status_summary(request.query.get("date")))
+
+
+class StatusPageView(ApiView):
+    async def get(self, request: web.Request) -> web.Response:
+        summary = StatusSummary.model_validate(self.api.status_summary(request.query.get("date")))
+        page = render_status_page(summary, refresh_seconds=STATUS_PAGE_REFRESH_SECONDS)
+        return web.Response(
+            text=page, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
 
 
 # --- mutating endpoints -------------------------------------------------------------------------
@@ -464,6 +558,8 @@ ROUTES: Final[tuple[tuple[str, type[ApiView]], ...]] = (
     ("/ready", ReadyView),
     ("/metrics", MetricsView),
     ("/status/{game_date}", StatusView),
+    ("/status", StatusSummaryView),
+    ("/", StatusPageView),
     ("/lag", LagView),
     ("/openapi.json", OpenApiView),
 )

@@ -1,0 +1,122 @@
+"""The latest alerts of the whole deployment, for the status page (``GET /``, ``GET /status``).
+
+Alerts are raised by whichever worker owns the cause: readiness deadline and gate alerts by the
+worker that owns the game date's partition, lag alerts by every worker's monitor, dead-letter
+alerts by any. A worker that remembered only the alerts *it* published would show a different,
+partial list on each worker. So each worker reads every partition of ``{prefix}.alerts`` itself
+(no consumer group, so no rebalances and no committed offsets) and keeps the newest
+``capacity`` alerts raised within ``lookback``. ``read_committed`` leaves out alerts of aborted
+transactions (an alert sent by the readiness agent is part of its record's transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from aiokafka import AIOKafkaConsumer
+
+from models.codec import EventDecodeError, decode
+from models.events import Alert
+from streams.lifecycle import AsyncService
+from streams.topics import TopicName
+
+if TYPE_CHECKING:
+    from streams.app import AppContext
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMPONENT: Final = "recent_alerts"
+DEFAULT_CAPACITY: Final = 50
+DEFAULT_LOOKBACK: Final = timedelta(hours=24)
+
+
+class RecentAlerts(AsyncService):
+    """A bounded, newest-first list of the alerts on the alerts topic.
+
+    ``poll()`` reads what arrived since the last call; the first call starts the consumer,
+    which reads the topic from its beginning (alerts are rare: transitions, not samples).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        lookback: timedelta = DEFAULT_LOOKBACK,
+    ) -> None:
+        self._settings = settings
+        self._topic = settings.topic(TopicName.ALERTS)
+        self._capacity = capacity
+        self._lookback = lookback
+        self._alerts: list[Alert] = []
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                self._topic,
+                bootstrap_servers=self._settings.bootstrap_servers,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+            )
+            await consumer.start()
+            self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    def observe(self, value: bytes | None) -> None:
+        """Keep one record's alert if it is among the newest ``capacity``; skip unreadable ones
+        (the topic is not validated on the way in)."""
+        try:
+            alert = decode(Alert, value or b"")
+        except EventDecodeError:
+            return
+        self._alerts.append(alert)
+        # Partitions are read in no particular order, so order by when the alert was raised.
+        self._alerts.sort(key=lambda kept: kept.raised_at, reverse=True)
+        del self._alerts[self._capacity :]
+
+    async def poll(self, *, max_batches: int = 20) -> None:
+        """Read what is there now (bounded, so one call never runs for long)."""
+        if self._consumer is None:
+            await self.start()
+        assert self._consumer is not None  # noqa: S101 - set by start()
+        for _ in range(max_batches):
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+            if not batches:
+                return
+            for records in batches.values():
+                for record in records:
+                    self.observe(record.value)
+
+    def recent(self, now: datetime) -> list[Alert]:
+        """The kept alerts raised within ``lookback`` of ``now``, newest first."""
+        since = now - self._lookback
+        return [alert for alert in self._alerts if alert.raised_at >= since]
+
+
+def install(ctx: AppContext) -> RecentAlerts:
+    """Follow the alerts topic at the lag monitor's pace; ``ctx.components["recent_alerts"]``."""
+    feed = RecentAlerts(ctx.settings)
+    ctx.components[COMPONENT] = feed
+
+    @ctx.app.timer(interval=ctx.settings.lag_sample_interval_seconds)  # type: ignore[untyped-decorator]
+    async def _read_alerts() -> None:
+        try:
+            await feed.poll()
+        except Exception as error:  # noqa: BLE001 - the page shows the last list; retried
+            log.warning("reading the alerts topic failed: %r", error)
+
+    @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def _stop_alerts(_sender: Any, **_: Any) -> None:
+        await feed.stop()
+
+    return feed

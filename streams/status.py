@@ -1,0 +1,177 @@
+"""``phaseflow status --date D``: the status page (``GET /``) as a terminal table.
+
+It reads a running worker's ``GET /status?date=D`` (default URL: this machine's
+``PHASEFLOW_WEB_HOST:PHASEFLOW_WEB_PORT``), so it shows exactly what the page shows, including
+that a date's phases are known only to the worker that owns its partition.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from typing import Final, TextIO
+
+from streams.dlq import format_age
+from streams.settings import Settings
+from streams.web.status_summary import (
+    DeadLetterSummary,
+    GroupLag,
+    StatusSummary,
+    phase_condition,
+)
+
+FETCH_TIMEOUT_SECONDS: Final = 10.0
+_BARS: Final = "▁▂▃▄▅▆▇█"
+_SPARK_POINTS: Final = 30
+_MESSAGE_WIDTH: Final = 90
+
+Fetch = Callable[[str], bytes]
+
+
+def default_url(settings: Settings) -> str:
+    """The worker's URL from settings; a wildcard bind address is reached on loopback."""
+    host = settings.web_host if settings.web_host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.web_port}"
+
+
+def summary_url(base_url: str, game_date: date) -> str:
+    return f"{base_url.rstrip('/')}/status?{urllib.parse.urlencode({'date': game_date})}"
+
+
+def http_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - operator-given http URL
+        body: bytes = response.read()
+    return body
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *rows)
+    ]
+
+
+def _clip(text: str, width: int = _MESSAGE_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def text_sparkline(values: Sequence[int]) -> str:
+    """The last samples as block characters, scaled to the largest (blank for none)."""
+    values = list(values)[-_SPARK_POINTS:]
+    if not values:
+        return ""
+    top = max(1, *values)
+    return "".join(_BARS[round(value / top * (len(_BARS) - 1))] for value in values)
+
+
+def format_status(summary: StatusSummary) -> str:
+    """Phases of each date in ``summary``, then lag, dead letters and recent alerts."""
+    now = summary.generated_at
+    lines = [f"as of {now:%Y-%m-%d %H:%M:%S %Z}; pipeline date {summary.today.isoformat()}"]
+    for day in summary.dates:
+        lines += ["", f"GAME DATE {day.game_date.isoformat()}"]
+        rows = []
+        for phase in day.phases:
+            condition = phase_condition(phase, now)
+            detail = condition.headline
+            if condition.deadline:
+                detail += f"; {condition.deadline}"
+            rows.append(
+                (
+                    str(phase.phase),
+                    phase.name,
+                    condition.state.upper(),
+                    f"{len(phase.done)}/{len(phase.expected)}",
+                    detail,
+                )
+            )
+        lines += _table(("PHASE", "NAME", "STATE", "DONE", "DETAIL"), rows)
+    lines += ["", "CONSUMER LAG", *_lag_lines(summary.lag)]
+    lines += ["", "DEAD LETTERS", *_letter_lines(summary.dead_letters, summary)]
+    lines += ["", "RECENT ALERTS"]
+    if summary.alerts is None:
+        lines.append("(no alert feed in this worker)")
+    elif not summary.alerts:
+        lines.append("none")
+    else:
+        lines += _table(
+            ("RAISED", "SEVERITY", "KIND", "SUBJECT", "MESSAGE"),
+            [
+                (
+                    f"{alert.raised_at:%Y-%m-%d %H:%M:%S}",
+                    alert.severity,
+                    alert.kind,
+                    alert.subject,
+                    _clip(alert.message),
+                )
+                for alert in summary.alerts
+            ],
+        )
+    return "\n".join(lines)
+
+
+def _lag_lines(groups: list[GroupLag] | None) -> list[str]:
+    if groups is None:
+        return ["(no lag monitor in this worker)"]
+    return _table(
+        ("GROUP", "STATUS", "LAG", "RECENT"),
+        [
+            (
+                group.group,
+                group.status,
+                "no committed offsets" if group.lag is None else str(group.lag),
+                text_sparkline([point.lag for point in group.history]),
+            )
+            for group in groups
+        ],
+    )
+
+
+def _letter_lines(letters: DeadLetterSummary | None, summary: StatusSummary) -> list[str]:
+    if letters is None:
+        return ["(no dead-letter tracker in this worker)"]
+    if not letters.unreplayed:
+        return ["none waiting for replay"]
+    line = f"{letters.unreplayed} not replayed"
+    if letters.oldest_age_seconds is not None:
+        line += (
+            f"; the oldest failed {format_age(timedelta(seconds=letters.oldest_age_seconds))} ago"
+        )
+    rows = [
+        (
+            f"{format_age(summary.generated_at - letter.failed_at)} ago",
+            letter.source_topic,
+            letter.error_type,
+            _clip(letter.error),
+        )
+        for letter in letters.recent
+    ]
+    return [line, *_table(("FAILED", "SOURCE TOPIC", "ERROR TYPE", "ERROR"), rows)]
+
+
+def run_status(
+    settings: Settings,
+    *,
+    game_date: date,
+    url: str | None = None,
+    out: TextIO | None = None,
+    fetch: Fetch = http_get,
+) -> int:
+    """Print the status of ``game_date``; 1 when the worker cannot be asked."""
+    stream = out or sys.stdout
+    address = summary_url(url or default_url(settings), game_date)
+    try:
+        body = fetch(address)
+    except (urllib.error.URLError, OSError) as error:
+        stream.write(f"cannot read {address}: {error}\n")
+        return 1
+    stream.write(format_status(StatusSummary.model_validate_json(body)) + "\n")
+    return 0

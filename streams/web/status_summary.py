@@ -1,0 +1,245 @@
+"""The status summary behind ``GET /`` (HTML), ``GET /status`` (JSON) and ``phaseflow status``.
+
+The worker builds it from its readiness table, lag monitor, dead-letter tracker and alert feed
+(:func:`build_summary`, a JSON-able dict); ``phaseflow status`` and the page read it back as a
+:class:`StatusSummary`, which ignores fields it does not know, so the endpoint may grow.
+:func:`phase_condition` puts where a phase stands into words, the same for both renderers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from models.events import Alert, DeadLetter
+from streams.dlq import format_age
+
+#: Game dates the page shows when none is asked for: the latest ones in the readiness table.
+RECENT_DATES = 3
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class PhaseSummary(_Model):
+    """One phase of one date, as ``GET /status/{game_date}`` reports it."""
+
+    phase: int
+    name: str
+    expected: list[str]
+    done: list[str]
+    missing: list[str]
+    processors: dict[str, str] = {}
+    first_completion_at: datetime | None = None
+    deadline: datetime | None = None
+    trigger: dict[str, JsonValue] | None = None
+
+
+class DateSummary(_Model):
+    game_date: date
+    phases: list[PhaseSummary]
+
+
+class LagPoint(_Model):
+    at: datetime
+    lag: int
+
+
+class GroupLag(_Model):
+    group: str
+    status: str
+    #: None while the group has no committed offsets.
+    lag: int | None
+    history: list[LagPoint]
+
+
+class LetterLine(_Model):
+    failed_at: datetime
+    source_topic: str
+    error_type: str
+    error: str
+
+
+class DeadLetterSummary(_Model):
+    unreplayed: int
+    oldest_age_seconds: float | None
+    recent: list[LetterLine]
+
+
+class AlertLine(_Model):
+    kind: str
+    severity: str
+    subject: str
+    message: str
+    raised_at: datetime
+
+
+class StatusSummary(_Model):
+    """Everything the status page shows; a section is None when this worker lacks its feature."""
+
+    generated_at: datetime
+    today: date
+    dates: list[DateSummary]
+    lag: list[GroupLag] | None
+    dead_letters: DeadLetterSummary | None
+    alerts: list[AlertLine] | None
+
+
+# --- where a phase stands ------------------------------------------------------------------
+
+PhaseState = Literal["triggered", "done", "waiting", "failed", "not_started", "nothing_expected"]
+
+
+@dataclass(frozen=True)
+class PhaseCondition:
+    state: PhaseState
+    headline: str
+    #: "deadline in 1h20m" / "deadline passed 5m ago"; None when no deadline applies.
+    deadline: str | None
+
+
+def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
+    """Triggered, done, waiting on whom (failed if one of them failed), or not started."""
+    if phase.trigger is not None:
+        reason = phase.trigger.get("reason", "?")
+        headline = f"triggered phase {phase.phase + 1} ({reason})"
+        if phase.missing:
+            headline += f" without {', '.join(phase.missing)}"
+        return PhaseCondition("triggered", headline, None)
+    if not phase.expected:
+        return PhaseCondition("nothing_expected", "no processors expected", None)
+    if not phase.missing:
+        return PhaseCondition("done", f"done ({len(phase.done)}/{len(phase.expected)})", None)
+    if not phase.processors:
+        return PhaseCondition("not_started", f"not started ({len(phase.expected)} expected)", None)
+    failed = [name for name in phase.missing if phase.processors.get(name) == "failed"]
+    headline = f"waiting on {', '.join(phase.missing)}"
+    if failed:
+        headline += f" (failed: {', '.join(failed)})"
+    return PhaseCondition(
+        "failed" if failed else "waiting", headline, deadline_text(phase.deadline, now)
+    )
+
+
+def deadline_text(deadline: datetime | None, now: datetime) -> str | None:
+    if deadline is None:
+        return None
+    if deadline >= now:
+        return f"deadline in {format_age(deadline - now)}"
+    return f"deadline passed {format_age(now - deadline)} ago"
+
+
+# --- building it in the worker ---------------------------------------------------------------
+
+
+class LagHistorySource(Protocol):
+    """What the summary reads from :class:`streams.monitoring.lag.LagMonitor`."""
+
+    groups: list[str]
+
+    def history(self) -> list[tuple[datetime, dict[str, int]]]: ...
+
+    def group_status(self, group: str) -> Any: ...
+
+
+class DeadLetterSource(Protocol):
+    """What the summary reads from :class:`streams.dlq.DeadLetterTracker`."""
+
+    @property
+    def unreplayed(self) -> int: ...
+
+    def oldest_age(self, now: datetime) -> timedelta | None: ...
+
+    def recent(self) -> list[DeadLetter]: ...
+
+
+class AlertSource(Protocol):
+    """What the summary reads from :class:`streams.monitoring.recent_alerts.RecentAlerts`."""
+
+    def recent(self, now: datetime) -> list[Alert]: ...
+
+
+def recent_game_dates(table_keys: Iterable[str], limit: int = RECENT_DATES) -> list[date]:
+    """The latest ``limit`` game dates among readiness-table keys (``YYYY-MM-DD:phase``)."""
+    found: set[date] = set()
+    for key in table_keys:
+        try:
+            found.add(date.fromisoformat(str(key).partition(":")[0]))
+        except ValueError:
+            continue
+    return sorted(found, reverse=True)[:limit]
+
+
+def build_summary(
+    *,
+    now: datetime,
+    today: date,
+    dates: Iterable[date],
+    phases_of: Callable[[date], list[dict[str, Any]]],
+    lag: LagHistorySource | None,
+    letters: DeadLetterSource | None,
+    alerts: AlertSource | None,
+    recent_letters: int = 5,
+    recent_alerts: int = 10,
+) -> dict[str, Any]:
+    """The ``GET /status`` body. Phases are passed through as ``phases_of`` returns them."""
+    return {
+        "generated_at": now.isoformat(),
+        "today": today.isoformat(),
+        "dates": [{"game_date": day.isoformat(), "phases": phases_of(day)} for day in dates],
+        "lag": None if lag is None else _lag_section(lag),
+        "dead_letters": None if letters is None else _letters_section(letters, now, recent_letters),
+        "alerts": None
+        if alerts is None
+        else [_alert_line(alert) for alert in alerts.recent(now)[:recent_alerts]],
+    }
+
+
+def _lag_section(lag: LagHistorySource) -> list[dict[str, Any]]:
+    history = lag.history()
+    latest: Mapping[str, int] = history[-1][1] if history else {}
+    return [
+        {
+            "group": group,
+            "status": str(lag.group_status(group)),
+            "lag": latest.get(group),
+            "history": [
+                {"at": at.isoformat(), "lag": totals[group]}
+                for at, totals in history
+                if group in totals
+            ],
+        }
+        for group in lag.groups
+    ]
+
+
+def _letters_section(letters: DeadLetterSource, now: datetime, limit: int) -> dict[str, Any]:
+    age = letters.oldest_age(now)
+    return {
+        "unreplayed": letters.unreplayed,
+        "oldest_age_seconds": None if age is None else age.total_seconds(),
+        "recent": [
+            {
+                "failed_at": letter.failed_at.isoformat(),
+                "source_topic": letter.source_topic,
+                "error_type": letter.error_type,
+                "error": letter.error,
+            }
+            for letter in letters.recent()[:limit]
+        ],
+    }
+
+
+def _alert_line(alert: Alert) -> dict[str, Any]:
+    return {
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "subject": alert.subject,
+        "message": alert.message,
+        "raised_at": alert.raised_at.isoformat(),
+    }
