@@ -14,8 +14,9 @@ import faust
 
 from agents import predictions, readiness_agent
 from sinks import install as prediction_sink
-from streams.clock import Clock, SystemClock
+from streams.clock import Clock, clock_for
 from streams.codecs import register_orjson_codec
+from streams.faust_recovery import use_broker_highwaters_for_recovery
 from streams.monitoring import install as lag_install
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
@@ -116,6 +117,7 @@ def build_app(
 ) -> AppContext:
     """A fresh Faust app for ``settings`` with every feature installed; nothing is started."""
     register_orjson_codec()
+    use_broker_highwaters_for_recovery()
     app = _faust_app(settings)
     topics = {
         entry.name: app.topic(
@@ -132,7 +134,7 @@ def build_app(
         app=app,
         settings=settings,
         registry=registry if registry is not None else load_registry(settings.registry_path),
-        clock=clock if clock is not None else SystemClock(),
+        clock=clock if clock is not None else clock_for(settings.clock_speed),
         topics=topics,
         publisher=FaustPublisher(topics, pinned=TRANSACTIONAL_OUTPUTS),
         side_publisher=SideProducer(settings),

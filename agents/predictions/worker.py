@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -44,7 +44,11 @@ class FeatureSource(Protocol):
 
 @dataclass
 class SystemStats:
+    """Per system: requests answered (successes), failed, or skipped with the circuit open;
+    ``predictions`` counts the answers (one per line)."""
+
     predictions: int = 0
+    successes: int = 0
     failures: int = 0
     skipped: int = 0
 
@@ -80,9 +84,26 @@ class PredictionWorker:
         self._clock = clock
         self._max_message_bytes = max_message_bytes
         self.stats = WorkerStats(systems={s.system_id: SystemStats() for s in self.systems})
+        self._batches_in_flight = 0
+        self._idle_since: datetime | None = clock.now()
+
+    def idle_since(self) -> datetime | None:
+        """Since when no batch has been in progress; None while one is (for the watchdog:
+        a request partition that lags while its worker sits idle is a stuck consumer)."""
+        return self._idle_since
 
     async def handle_batch(self, items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
         """Process one batch of raw requests; return the predictions published."""
+        self._batches_in_flight += 1
+        self._idle_since = None
+        try:
+            return await self._handle_batch(items)
+        finally:
+            self._batches_in_flight -= 1
+            if self._batches_in_flight == 0:
+                self._idle_since = self._clock.now()
+
+    async def _handle_batch(self, items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
         self.stats.batches += 1
         requests: list[tuple[PredictionRequest, bytes, Origin]] = []
         seen: set[str] = set()
@@ -189,6 +210,7 @@ class PredictionWorker:
                     await self._alert_open(breaker, error)
                 continue
             breaker.record_success()
+            stats.successes += 1
             stats.predictions += len(predictions)
             out += predictions
         return out

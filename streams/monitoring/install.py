@@ -16,8 +16,9 @@ the usual cause of a stall is an agent stuck on a record (or a downstream call),
 does not unblock, and seeking under a running agent races with its offset commits (and, under
 exactly_once, with its open transaction). A stuck partition owned by another worker is left to
 that worker's own watchdog. Prediction and sink partitions stall while BigQuery is down; they
-have their own timeouts, retries and breakers, get the ``consumer_lag`` alert, and never cause a
-restart (a crash loop there would stop the readiness path too).
+have their own timeouts, retries and breakers and get the ``consumer_lag`` alert. A request
+partition restarts the worker only when the prediction worker has been idle for the whole
+window while it lags: then nothing waits on BigQuery, the partition is not being delivered.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from prometheus_client import Gauge
 from models.codec import encode
 from models.events import Alert
 from streams.dlq import DeadLetterTracker, format_age
+from streams.monitoring import recent_alerts
 from streams.monitoring.lag import LagMonitor, LagRow
 from streams.monitoring.lag_status import LagStatus
 from streams.topics import TopicName
@@ -104,12 +106,28 @@ def install(ctx: AppContext) -> LagMonitor:
     )
     monitor: LagMonitor
 
+    requests_topic = settings.topic(TopicName.PREDICTION_REQUESTS)
+
+    def prediction_worker_idle() -> bool:
+        """The prediction worker has had no batch in progress for the whole stall window.
+
+        A request partition that lags while a BigQuery call is slow or failing has a batch in
+        progress (or dead-letters it and moves on); one that lags while the worker sits idle is
+        not being delivered at all: seen after a kill -9 and restart under exactly_once, where
+        faust-streaming stopped fetching one partition of the requests topic for good.
+        """
+        worker = ctx.components.get("prediction_worker")
+        idle_since = worker.idle_since() if worker is not None else None
+        return idle_since is not None and ctx.clock.now() - idle_since >= monitor.own_stall_after
+
     async def on_own_stall() -> None:
-        mine = stuck_here(monitor.rows(), monitor.own_group, assigned(), watched)
+        topics = watched | {requests_topic} if prediction_worker_idle() else watched
+        mine = stuck_here(monitor.rows(), monitor.own_group, assigned(), topics)
         if not mine:
             log.warning(
                 "own consumer group %s is stuck, but not on readiness partitions of this "
-                "worker; no restart (see the consumer_lag alert)",
+                "worker nor on request partitions of an idle prediction worker; no restart "
+                "(see the consumer_lag alert)",
                 monitor.own_group,
             )
             return
@@ -152,6 +170,8 @@ def install(ctx: AppContext) -> LagMonitor:
     ctx.components[COMPONENT] = snapshot
     ctx.components[MONITOR_COMPONENT] = monitor
     _install_dlq_gauges(ctx, publish)
+    # For the status page (streams/web/status_page.py): every worker's alerts, not only ours.
+    recent_alerts.install(ctx)
     return monitor
 
 

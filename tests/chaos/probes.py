@@ -1,0 +1,166 @@
+"""What the fault tests watch from outside the worker: /ready, /metrics, BigQuery rows, offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from google.api_core.exceptions import NotFound
+from google.cloud import bigquery
+from prometheus_client.parser import text_string_to_metric_families
+
+from models.events import line_text
+from sinks.retry import library_retry
+from streams.registry import load_registry
+from streams.seed import generate
+from streams.settings import Settings
+from streams.topics import TopicName
+
+PLAYERS = 450
+_BQ_TIMEOUT = 30.0
+
+
+@dataclass
+class ReadySample:
+    at: float  # time.monotonic()
+    ready: bool | None  # None: nothing answered (the worker is down)
+
+
+@dataclass
+class ReadyWatch:
+    """Polls ``GET /ready`` of a worker in the background and keeps every answer."""
+
+    port: int
+    every: float = 0.25
+    samples: list[ReadySample] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ReadyWatch:
+        self._task = asyncio.create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        url = f"http://127.0.0.1:{self.port}/ready"
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                ready: bool | None
+                try:
+                    async with session.get(url) as response:
+                        ready = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    ready = None
+                self.samples.append(ReadySample(time.monotonic(), ready))
+                await asyncio.sleep(self.every)
+
+    def answers_between(self, start: float, end: float) -> list[bool | None]:
+        return [s.ready for s in self.samples if start <= s.at <= end]
+
+    async def ready_after(self, since: float, *, give_up_after: float) -> float:
+        """Seconds from ``since`` to the first 200 from /ready at or after it."""
+        deadline = time.monotonic() + give_up_after
+        while time.monotonic() < deadline:
+            for sample in self.samples:
+                if sample.at >= since and sample.ready:
+                    return sample.at - since
+            await asyncio.sleep(self.every)
+        raise AssertionError(f"/ready not 200 within {give_up_after} s of the fault's end")
+
+
+async def poll(
+    condition: Callable[[], Awaitable[bool]], what: str, *, give_up_after: float
+) -> float:
+    """Seconds until ``condition()`` held (checked every 0.5 s); fails after the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < give_up_after:
+        if await condition():
+            return time.monotonic() - started
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out after {give_up_after} s waiting for {what}")
+
+
+async def scrape(port: int, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Samples of one Prometheus metric from the worker's ``/metrics``, by label set."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric
+    }
+
+
+def expected_prediction_keys(day: date) -> set[str]:
+    """``{player}:{system}:{line}`` for every seeded player's lines and every enabled system
+    of the registry the worker runs (players without a line get one NO_LINE prediction)."""
+    systems = [spec.system_id for spec in load_registry(None).enabled_systems]
+    data = generate(day, players=PLAYERS)
+    lines: dict[str, set[str]] = {p.player_lookup: set() for p in data.players}
+    for row in data.lines:
+        lines[row["player_lookup"]].add(line_text(Decimal(row["points_line"])))
+    return {
+        f"{player}:{system}:{line}"
+        for player, found in lines.items()
+        for system in systems
+        for line in (found or {"NO_LINE"})
+    }
+
+
+def prediction_rows(client: bigquery.Client, table_id: str, day: date) -> dict[str, int]:
+    """``{player}:{system}:{line_key}`` -> number of rows of ``day`` in the predictions table."""
+    sql = (
+        "SELECT player_lookup, system_id, line_key, COUNT(*) AS n "  # noqa: S608 - our table
+        f"FROM `{table_id}` WHERE game_date = @day GROUP BY player_lookup, system_id, line_key"
+    )
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("day", "DATE", day.isoformat())]
+    )
+    try:
+        job = client.query(
+            sql,
+            job_config=config,
+            timeout=_BQ_TIMEOUT,
+            retry=library_retry(_BQ_TIMEOUT),
+            job_retry=None,
+        )
+        rows = list(job.result(timeout=_BQ_TIMEOUT))
+    except NotFound:  # the sink creates the table when it first starts
+        return {}
+    return {f"{r['player_lookup']}:{r['system_id']}:{r['line_key']}": r["n"] for r in rows}
+
+
+async def committed_and_end(settings: Settings, group: str, topic: TopicName) -> tuple[int, int]:
+    """(offsets ``group`` committed, end offsets) summed over ``topic``'s partitions."""
+    name = settings.topic(topic)
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await probe.start()
+    try:
+        tps = [TopicPartition(name, p) for p in range(settings.topic_partitions)]
+        ends = await probe.end_offsets(tps)
+        committed = [(await probe.committed(tp)) or 0 for tp in tps]
+        return sum(committed), sum(ends.values())
+    finally:
+        await probe.stop()
+
+
+def sink_group(settings: Settings) -> str:
+    return f"{settings.app_id}.bigquery-predictions-sink"

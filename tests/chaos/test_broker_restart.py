@@ -1,0 +1,126 @@
+"""Restart the broker under a running worker while game days flow.
+
+The test runs its own Apache Kafka (the session's broker is shared by every other test), restarts
+it on the same port and data directory while completions are being processed, and checks that
+no completion is lost, no trigger is doubled and ``/ready`` is false while the broker is away
+and true again after it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from models.events import PhaseTrigger
+from streams.local.apache_kafka import ApacheKafka
+from streams.local.ports import free_port
+from streams.local.worker_process import WorkerProcess
+from streams.publish import CompletionPublisher
+from streams.registry import load_registry
+from streams.settings import Settings
+from streams.simulation import TriggerReader, phase_completions
+from streams.topics import ensure_topics
+from tests.chaos.probes import ReadyWatch
+from tests.chaos.report import ChaosReport
+from tests.integration.test_readiness_faults import (
+    assert_one_trigger_per_phase,
+    wait_until_committed,
+)
+
+# Apache Kafka from the jars, whatever the session's broker; skipped with Tansu like every
+# test that demands exactly one trigger record per phase.
+pytestmark = [pytest.mark.chaos, pytest.mark.transactions]
+
+DAYS = 4
+FAULT = "broker restart (graceful stop, start on same port and data)"
+
+
+@pytest.fixture
+def own_kafka() -> Iterator[ApacheKafka]:
+    with ApacheKafka() as kafka:
+        yield kafka
+
+
+async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
+    own_kafka: ApacheKafka,
+    start_worker: Callable[..., WorkerProcess],
+    unique_prefix: str,
+    tmp_path: Path,
+    chaos_report: ChaosReport,
+) -> None:
+    settings = Settings(
+        broker_url=own_kafka.url,
+        topic_prefix=unique_prefix,
+        app_id=f"{unique_prefix}-app",
+        data_dir=tmp_path / "worker-data",
+        web_port=free_port(),
+        producer_idempotence=True,
+        processing_guarantee="exactly_once",
+        log_level="INFO",
+    )
+    await ensure_topics(settings)
+    worker = start_worker(settings, restart_on_exit=True)
+    await asyncio.to_thread(worker.wait_ready, 180.0)
+    registry = load_registry(None)
+    today = datetime.now(ZoneInfo(settings.pipeline_timezone)).date()
+    dates = [today - timedelta(days=offset) for offset in range(1, DAYS + 1)]
+    expected = {(day, phase) for day in dates for phase in (3, 4, 5, 6)}
+    triggers: list[tuple[float, PhaseTrigger]] = []
+    async with (
+        ReadyWatch(settings.web_port) as watch,
+        CompletionPublisher(settings) as publisher,
+        TriggerReader(settings) as reader,
+    ):
+        for phase in (1, 2):
+            for day in dates:
+                for event in phase_completions(registry, day, phase, today=today):
+                    await publisher.publish(event)
+        answered: set[tuple[date, int]] = set()
+        down_at = up_at = 0.0
+        up_wall = datetime.now(UTC)
+        deadline = time.monotonic() + 240
+        while {(t.game_date, t.phase) for _, t in triggers} != expected:
+            assert time.monotonic() < deadline, (
+                f"stuck: {sorted(expected - {(t.game_date, t.phase) for _, t in triggers})}\n"
+                f"{worker.tail()}"
+            )
+            for trigger in await reader.read(0.25):
+                triggers.append((time.monotonic(), trigger))
+                if (trigger.game_date, trigger.phase) in answered:
+                    continue
+                answered.add((trigger.game_date, trigger.phase))
+                for event in phase_completions(
+                    registry, trigger.game_date, trigger.phase, today=today
+                ):
+                    await publisher.publish(event)
+            if not down_at and len(answered) >= len(expected) // 3:
+                # The completions just published are being processed when the broker goes.
+                down_at = time.monotonic()
+                await asyncio.to_thread(own_kafka.restart)
+                up_at, up_wall = time.monotonic(), datetime.now(UTC)
+        triggers += [
+            (time.monotonic(), t)
+            for t in await reader.read_until(lambda _: False, give_up_after=0, quiet_for=4)
+        ]
+        ready = await watch.ready_after(up_at, give_up_after=120)
+        answers_while_down = watch.answers_between(down_at, up_at)
+    assert up_at, "the broker was never restarted"
+    await wait_until_committed(settings, give_up_after=120)  # every completion processed
+    assert_one_trigger_per_phase([t for _, t in triggers], expected, strict=True)
+    assert False in answers_while_down, f"/ready never said 503 while down: {answers_while_down}"
+    # By when each trigger was fired (its triggered_at), not when this test read it.
+    after = [(t.triggered_at - up_wall).total_seconds() for _, t in triggers]
+    after = [seconds for seconds in after if seconds > 0]
+    chaos_report.record(FAULT, "broker down (stop + start)", up_at - down_at)
+    chaos_report.record(FAULT, "/ready 503 samples while down", answers_while_down.count(False))
+    chaos_report.record(FAULT, "/ready 200 after broker back", ready)
+    if after:
+        chaos_report.record(FAULT, "first trigger fired after broker back", min(after))
+        chaos_report.record(FAULT, "last trigger fired after broker back", max(after))
+    chaos_report.record(FAULT, "supervisor restarts of the worker", worker.restarts)
