@@ -7,7 +7,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+#: Set by ``python -m bench`` next to ``PHASEFLOW_BROKER_URL``: which kind of broker that is.
+BROKER_KIND_ENV: Final = "PHASEFLOW_BENCH_BROKER_KIND"
 
 
 @dataclass(frozen=True)
@@ -23,19 +26,24 @@ def bench_broker() -> Iterator[BenchBroker]:
     """Tansu (in-process child) unless ``PHASEFLOW_BROKER_URL`` is set."""
     external = os.environ.get("PHASEFLOW_BROKER_URL")
     if external:
-        yield BenchBroker(url=external, kind="external")
+        # `python -m bench` starts one broker for every benchmark and says which kind it is,
+        # so a Tansu started there still gets Tansu's settings.
+        kind = os.environ.get(BROKER_KIND_ENV, "external")
+        extra = tansu_settings() if kind == "tansu" else {}
+        yield BenchBroker(url=external, kind=kind, settings=extra)
         return
-    from streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
+    from streams.local.tansu import TansuBroker
 
     with TansuBroker() as tansu:
-        yield BenchBroker(
-            url=tansu.url,
-            kind="tansu",
-            settings={
-                "producer_idempotence": False,
-                "broker_session_timeout_seconds": TANSU_FAUST_TUNING["broker_session_timeout"],
-                "broker_heartbeat_interval_seconds": TANSU_FAUST_TUNING[
-                    "broker_heartbeat_interval"
-                ],
-            },
-        )
+        yield BenchBroker(url=tansu.url, kind="tansu", settings=tansu_settings())
+
+
+def tansu_settings() -> dict[str, Any]:
+    """Tansu has no idempotent producer and holds joins for half the session timeout."""
+    from streams.local.tansu import TANSU_FAUST_TUNING
+
+    return {
+        "producer_idempotence": False,
+        "broker_session_timeout_seconds": TANSU_FAUST_TUNING["broker_session_timeout"],
+        "broker_heartbeat_interval_seconds": TANSU_FAUST_TUNING["broker_heartbeat_interval"],
+    }

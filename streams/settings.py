@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger event payloads are dead-lettered as oversized."
     )
+    clock_speed: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "How fast the service's clock runs against wall time: 1 in production; soak runs and "
+            "simulations use e.g. 720 (a day in two minutes) to exercise date rollover."
+        ),
+    )
     pipeline_timezone: str = Field(
         "America/New_York", description="Time zone that decides 'today' for a game date."
     )

@@ -84,6 +84,10 @@ class WorkerProcess:
             time.sleep(0.1)
         raise TimeoutError(f"worker not ready after {timeout:.0f} s:\n{self.tail()}")
 
+    def alive(self) -> bool:
+        """The current process runs (a supervised worker may be between restarts)."""
+        return self._process is not None and self._process.poll() is None
+
     def tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""

@@ -37,6 +37,7 @@ def install(ctx: AppContext) -> HttpApi:
         readiness=readiness,
     )
     metrics.set_lag_source(lambda: lag_snapshot(ctx) or {})
+    metrics.set_table_source(lambda: {name: len(table) for name, table in app.tables.items()})
     for path, view in ROUTES:
         # One subclass per app, so two apps in one process never share an HttpApi.
         bound = type(view.__name__, (view,), {"api": api})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "LagSnapshot", "Metrics", "metrics_for"]
 
 #: Consumer lag in messages per (topic, partition), as a lag monitor reports it.
 LagSnapshot = Mapping[tuple[str, int], int]
+#: Entries per table name that this worker holds (its partitions), read at each scrape.
+TableSizes = Mapping[str, int]
 
 _COMPONENT: Final = "metrics"
 # Phases run for minutes to hours; sink flushes for milliseconds to tens of seconds.
@@ -57,6 +59,12 @@ class Metrics:
             buckets=_FLUSH_BUCKETS,
             registry=r,
         )
+        self.sink_oldest_unwritten = Gauge(
+            "phaseflow_sink_oldest_unwritten_seconds",
+            "Age of the oldest row a sink holds that is not written (merged) yet; 0 when none.",
+            ["sink"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "phaseflow_consumer_lag_messages",
             "Messages behind the end of each partition (set from the lag provider at scrape).",
@@ -76,7 +84,16 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.table_entries = Gauge(
+            "phaseflow_table_entries",
+            "Entries this worker holds per table (its partitions); retention keeps it bounded.",
+            ["table"],
+            registry=r,
+        )
+        # process_resident_memory_bytes and friends: the soak benchmark plots them.
+        ProcessCollector(registry=r)
         self._lag_source: Callable[[], LagSnapshot] | None = None
+        self._table_source: Callable[[], TableSizes] | None = None
 
     def set_lag_source(self, source: Callable[[], LagSnapshot] | None) -> None:
         """Where ``phaseflow_consumer_lag_messages`` is read from at each scrape."""
@@ -89,9 +106,21 @@ class Metrics:
         for (topic, partition), lag in self._lag_source().items():
             self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
 
+    def set_table_source(self, source: Callable[[], TableSizes] | None) -> None:
+        """Where ``phaseflow_table_entries`` is read from at each scrape."""
+        self._table_source = source
+
+    def refresh_tables(self) -> None:
+        self.table_entries.clear()
+        if self._table_source is None:
+            return
+        for table, entries in self._table_source().items():
+            self.table_entries.labels(table=table).set(entries)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         self.refresh_lag()
+        self.refresh_tables()
         return generate_latest(self.registry)
 
 

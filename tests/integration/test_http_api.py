@@ -6,8 +6,9 @@ import asyncio
 import hashlib
 import http.client
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,20 +62,6 @@ async def started(
     worker = start_worker(settings)
     await asyncio.to_thread(worker.wait_ready, 120.0)
     return worker
-
-
-@pytest.fixture
-async def client_for() -> AsyncIterator[Callable[[Settings], aiohttp.ClientSession]]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    def make(settings: Settings) -> aiohttp.ClientSession:
-        session = aiohttp.ClientSession(f"http://127.0.0.1:{settings.web_port}")
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        await session.close()
 
 
 async def read_audit(settings: Settings, *, want: int, quiet_for: float) -> list[AuditRecord]:
@@ -242,8 +229,12 @@ async def test_completions_over_http_fire_a_trigger_and_open_endpoints_answer(
         "phaseflow_consumer_lag_messages",
         "phaseflow_phase_duration_seconds",
         "phaseflow_http_requests",
+        "phaseflow_table_entries",
+        "process_resident_memory_bytes",
     } <= families
     assert 'route="/completions",status="202"' in text
+    # The completion above is held in the readiness table of the worker that owns its date.
+    assert re.search(r'phaseflow_table_entries\{table="[^"]*readiness[^"]*"\} [1-9]', text), text
 
     async with http.get("/openapi.json") as response:
         assert (await response.json())["openapi"] == "3.1.0"

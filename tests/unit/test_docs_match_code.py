@@ -50,3 +50,38 @@ def test_compose_worker_environment_matches_settings() -> None:
     bq_port = settings.bigquery_endpoint.rsplit(":", 1)[1]
     assert bq_port in " ".join(map(str, services["bigquery"]["command"]))
     assert f"{settings.web_port}:{settings.web_port}" in services["worker"]["ports"]
+
+
+def test_production_compose_is_three_kafka_nodes_rf3_min_isr2_and_replicated_workers() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.production.yml").read_text())
+    services = compose["services"]
+    nodes = {name: svc for name, svc in services.items() if name.startswith("kafka-")}
+    assert len(nodes) == 3
+    voters = {svc["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for svc in nodes.values()}
+    assert len(voters) == 1, "every node must name the same controller quorum"
+    assert len(voters.pop().split(",")) == 3
+    assert len({svc["environment"]["KAFKA_NODE_ID"] for svc in nodes.values()}) == 3
+    for svc in nodes.values():
+        env = svc["environment"]
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+    worker = services["worker"]
+    assert worker["deploy"]["replicas"] >= 3
+    environment = worker["environment"]
+    known = {env_var(name) for name in Settings.model_fields}
+    unknown = {k for k in environment if k.startswith("PHASEFLOW_")} - known
+    assert not unknown, f"compose sets variables Settings does not read: {unknown}"
+    values = {
+        k.removeprefix("PHASEFLOW_").lower(): str(v)
+        for k, v in environment.items()
+        if k.startswith("PHASEFLOW_") and "${" not in str(v)
+    }
+    settings = Settings.model_validate(values)
+    assert settings.topic_replication_factor == 3
+    assert settings.processing_guarantee == "exactly_once"
+    assert settings.topic_partitions >= worker["deploy"]["replicas"]
+    assert sorted(settings.bootstrap_servers.split(",")) == [
+        f"{name}:9092" for name in sorted(nodes)
+    ]
