@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Final
 
-from bench.services import BROKER_KIND_ENV
+from bench.services import BROKER_KIND_ENV, bench_bigquery
 
 #: Module names under bench/, in the order they run.
 BENCHMARKS: Final = ("readiness", "history_loading", "sink", "predictions_e2e")
@@ -44,18 +44,6 @@ def _broker(kind: str) -> Iterator[tuple[str, str]]:
 
     with TansuBroker() as tansu:
         yield tansu.url, "tansu"
-
-
-@contextmanager
-def _bigquery() -> Iterator[str]:
-    external = os.environ.get("PHASEFLOW_BIGQUERY_ENDPOINT")
-    if external:
-        yield external
-        return
-    from streams.local.bigquery_emulator import BigQueryEmulator
-
-    with BigQueryEmulator(PROJECT) as emulator:
-        yield emulator.endpoint
 
 
 def _last_json_line(output: str) -> dict[str, Any]:
@@ -188,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
         url, kind = stack.enter_context(_broker(args.broker))
-        endpoint = stack.enter_context(_bigquery())
+        endpoint = stack.enter_context(bench_bigquery(PROJECT))
         env = {
             **os.environ,
             "PHASEFLOW_BROKER_URL": url,

@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,13 +37,12 @@ from agents.predictions.coordinator import PROCESSOR
 from agents.predictions.messages import make_command
 from agents.predictions.systems import enabled_systems
 from agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMING_CONTEXT
-from bench.services import bench_broker
+from bench.services import bench_bigquery, bench_broker
 from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion
 from sinks.bigquery_client import ensure_dataset, make_bigquery_client
 from sinks.merge_sql import TARGET_TABLE
 from sinks.retry import library_retry
-from streams.local.bigquery_emulator import BigQueryEmulator
 from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.registry import load_registry
@@ -115,17 +111,6 @@ def distinct_keys(client: bigquery.Client, table_id: str, day: date) -> int:
         "SELECT COUNT(*) AS n FROM (SELECT DISTINCT player_lookup, system_id, line_key "  # noqa: S608
         f"FROM `{table_id}` WHERE game_date = '{day.isoformat()}')",
     )
-
-
-@contextmanager
-def bench_bigquery() -> Iterator[str]:
-    """The emulator's endpoint: ``PHASEFLOW_BIGQUERY_ENDPOINT`` or an ephemeral emulator."""
-    external = os.environ.get("PHASEFLOW_BIGQUERY_ENDPOINT")
-    if external:
-        yield external
-        return
-    with BigQueryEmulator(PROJECT) as emulator:
-        yield emulator.endpoint
 
 
 def wait_sink_assigned(worker: WorkerProcess, group: str, timeout: float = 120.0) -> None:
@@ -211,7 +196,7 @@ def main() -> dict[str, Any]:
     slates = [slate(plan.day, LINES_PER_PLAYER) for plan in plans]
     with (
         bench_broker() as broker,
-        bench_bigquery() as endpoint,
+        bench_bigquery(PROJECT) as endpoint,
         tempfile.TemporaryDirectory() as workdir,
     ):
         prefix = f"bench-{uuid.uuid4().hex[:6]}"

@@ -47,3 +47,16 @@ def tansu_settings() -> dict[str, Any]:
         "broker_session_timeout_seconds": TANSU_FAUST_TUNING["broker_session_timeout"],
         "broker_heartbeat_interval_seconds": TANSU_FAUST_TUNING["broker_heartbeat_interval"],
     }
+
+
+@contextmanager
+def bench_bigquery(project: str) -> Iterator[str]:
+    """The emulator's endpoint: ``PHASEFLOW_BIGQUERY_ENDPOINT`` or an ephemeral emulator."""
+    external = os.environ.get("PHASEFLOW_BIGQUERY_ENDPOINT")
+    if external:
+        yield external
+        return
+    from streams.local.bigquery_emulator import BigQueryEmulator
+
+    with BigQueryEmulator(project) as emulator:
+        yield emulator.endpoint

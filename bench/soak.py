@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from importlib import resources
@@ -39,11 +37,10 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.services import bench_broker
+from bench.services import bench_bigquery, bench_broker
 from models.events import PhaseCompletion
 from sinks.bigquery_client import make_bigquery_client
 from streams.clock import AcceleratedClock
-from streams.local.bigquery_emulator import BigQueryEmulator
 from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
@@ -274,16 +271,6 @@ def plot(state: SoakState, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-@contextmanager
-def bigquery_endpoint() -> Iterator[str]:
-    external = os.environ.get("PHASEFLOW_BIGQUERY_ENDPOINT")
-    if external:
-        yield external
-        return
-    with BigQueryEmulator(PROJECT) as emulator:
-        yield emulator.endpoint
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=20.0)
@@ -294,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     with (
         bench_broker() as broker,
-        bigquery_endpoint() as endpoint,
+        bench_bigquery(PROJECT) as endpoint,
         tempfile.TemporaryDirectory() as workdir,
     ):
         registry_path = Path(workdir) / "pipeline.toml"
