@@ -33,7 +33,7 @@ from models.codec import EventDecodeError, decode
 from models.events import DeadLetter
 from streams.progress import ProgressBar
 from streams.settings import Settings
-from streams.topics import TopicName, ensure_topics
+from streams.topics import TopicName, committed_reader, ensure_topics
 
 _AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
 _AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -126,15 +126,7 @@ async def read_topic(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of a catalog topic as of now, from the beginning, no group."""
     name = settings.topic(topic)
-    # Without a group_id aiokafka assigns itself every partition of the subscribed topic.
-    consumer = AIOKafkaConsumer(
-        name,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(settings, topic)
     await consumer.start()
     try:
         deadline = time.monotonic() + give_up_after
@@ -351,14 +343,8 @@ class DeadLetterTracker:
 
     async def start(self) -> None:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                self._letters_topic,
-                self._settings.topic(TopicName.DEAD_LETTER_REPLAYS),
-                bootstrap_servers=self._settings.bootstrap_servers,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
+            consumer = committed_reader(
+                self._settings, TopicName.DEAD_LETTERS, TopicName.DEAD_LETTER_REPLAYS
             )
             await consumer.start()
             self._consumer = consumer

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
 from models.codec import decode
@@ -23,7 +22,7 @@ from streams.lifecycle import AsyncService
 from streams.publish import CompletionPublisher
 from streams.registry import Registry
 from streams.settings import Settings
-from streams.topics import TopicName
+from streams.topics import TopicName, committed_reader
 
 EventT = TypeVar("EventT", bound=BaseModel)
 
@@ -73,15 +72,7 @@ class TopicReader(AsyncService, Generic[EventT]):
     def __init__(self, settings: Settings, topic: TopicName, model: type[EventT]) -> None:
         self._model = model
         # Without a group_id aiokafka assigns itself every partition of the subscribed topic.
-        self._consumer = AIOKafkaConsumer(
-            settings.topic(topic),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # Records of aborted transactions (a worker that died mid-transaction) never count.
-            isolation_level="read_committed",
-        )
+        self._consumer = committed_reader(settings, topic)
 
     async def start(self) -> None:
         await self._consumer.start()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -179,3 +180,19 @@ async def ensure_topics(settings: Settings, *, timeout_seconds: float = 30.0) ->
         return created
     finally:
         await admin.close()
+
+
+def committed_reader(
+    settings: Settings, *topics: TopicName, offset_reset: str = "earliest"
+) -> AIOKafkaConsumer:
+    """A consumer of catalog topics without a group (no join wait, nothing committed) that sees
+    only committed records: without a group_id aiokafka assigns itself every partition, and
+    read_committed hides records of transactions a worker aborted (or died in)."""
+    return AIOKafkaConsumer(
+        *(settings.topic(topic) for topic in topics),
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset=offset_reset,
+        isolation_level="read_committed",
+    )

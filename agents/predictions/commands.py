@@ -13,7 +13,7 @@ from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion
 from streams.settings import Settings
 from streams.side_producer import SideProducer
-from streams.topics import TopicName
+from streams.topics import TopicName, committed_reader
 
 
 async def predict_from_cli(
@@ -32,14 +32,7 @@ async def predict_from_cli(
     consumer: AIOKafkaConsumer | None = None
     if wait_seconds > 0:
         # Subscribe first (at the end of the topic), so a fast completion is not missed.
-        consumer = AIOKafkaConsumer(
-            settings.topic(TopicName.PHASE_COMPLETIONS),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            isolation_level="read_committed",
-        )
+        consumer = committed_reader(settings, TopicName.PHASE_COMPLETIONS, offset_reset="latest")
         await consumer.start()
         await consumer.seek_to_end()
     try:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from models.codec import EventDecodeError, decode
 from models.events import Alert
 from streams.lifecycle import AsyncService
-from streams.topics import TopicName
+from streams.topics import TopicName, committed_reader
 
 if TYPE_CHECKING:
     from streams.app import AppContext
@@ -56,14 +56,7 @@ class RecentAlerts(AsyncService):
 
     async def start(self) -> None:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                self._topic,
-                bootstrap_servers=self._settings.bootstrap_servers,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-            )
+            consumer = committed_reader(self._settings, TopicName.ALERTS)
             await consumer.start()
             self._consumer = consumer
 
