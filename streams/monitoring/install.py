@@ -31,6 +31,7 @@ from prometheus_client import Gauge
 
 from models.codec import encode
 from models.events import Alert
+from streams.clock import Clock, SystemClock
 from streams.dlq import DeadLetterTracker, format_age
 from streams.monitoring import recent_alerts
 from streams.monitoring.lag import LagMonitor, LagRow
@@ -84,6 +85,16 @@ def stuck_here(
     ]
 
 
+def monitoring_clock(ctx: AppContext) -> Clock:
+    """The clock lag, stall windows and letter ages are measured with.
+
+    They compare against record timestamps, which are wall time, so a sped-up pipeline clock
+    (``PHASEFLOW_CLOCK_SPEED``, soak runs) must not speed them up; otherwise the app's clock,
+    so tests can drive them with a manual one.
+    """
+    return ctx.clock if ctx.settings.clock_speed == 1.0 else SystemClock()
+
+
 def install(ctx: AppContext) -> LagMonitor:
     """Create the monitor, tie it to the app's lifecycle and register ``ctx.components``."""
     app = ctx.app
@@ -97,6 +108,8 @@ def install(ctx: AppContext) -> LagMonitor:
 
     async def publish(alert: Alert) -> None:
         await ctx.side_publisher.send(TopicName.ALERTS, alert.key, encode(alert))
+
+    wall = monitoring_clock(ctx)
 
     # The readiness path calls nothing outside Kafka, so a stall there is a stuck worker. The
     # prediction and sink topics stall while BigQuery is down; they have their own timeouts,
@@ -118,6 +131,7 @@ def install(ctx: AppContext) -> LagMonitor:
         """
         worker = ctx.components.get("prediction_worker")
         idle_since = worker.idle_since() if worker is not None else None
+        # The worker stamps idle_since with the app's clock; compare on the same clock.
         return idle_since is not None and ctx.clock.now() - idle_since >= monitor.own_stall_after
 
     async def on_own_stall() -> None:
@@ -141,7 +155,7 @@ def install(ctx: AppContext) -> LagMonitor:
         )
         await app.crash(OwnConsumerStalledError(f"consumer stuck on {names}"))
 
-    monitor = LagMonitor(settings, publish=publish, on_own_stall=on_own_stall, clock=ctx.clock)
+    monitor = LagMonitor(settings, publish=publish, on_own_stall=on_own_stall, clock=wall)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _start_lag_monitor() -> None:
@@ -203,7 +217,7 @@ def _install_dlq_gauges(ctx: AppContext, publish: Callable[[Alert], Awaitable[No
         except Exception as error:  # noqa: BLE001 - gauges keep their last value; retried
             log.warning("reading the dead letters failed: %r", error)
             return
-        now = ctx.clock.now()
+        now = monitoring_clock(ctx).now()
         age = tracker.oldest_age(now)
         count.set(tracker.unreplayed)
         oldest.set(0.0 if age is None else age.total_seconds())
