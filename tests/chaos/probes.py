@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -16,12 +15,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.events import line_text
 from sinks.retry import library_retry
-from streams.registry import load_registry
-from streams.seed import generate
 from streams.settings import Settings
 from streams.topics import TopicName
+from tests.fixtures.prediction_keys import expected_prediction_keys as prediction_keys
 
 PLAYERS = 450
 _BQ_TIMEOUT = 30.0
@@ -108,19 +105,8 @@ async def scrape(port: int, metric: str) -> dict[tuple[tuple[str, str], ...], fl
 
 
 def expected_prediction_keys(day: date) -> set[str]:
-    """``{player}:{system}:{line}`` for every seeded player's lines and every enabled system
-    of the registry the worker runs (players without a line get one NO_LINE prediction)."""
-    systems = [spec.system_id for spec in load_registry(None).enabled_systems]
-    data = generate(day, players=PLAYERS)
-    lines: dict[str, set[str]] = {p.player_lookup: set() for p in data.players}
-    for row in data.lines:
-        lines[row["player_lookup"]].add(line_text(Decimal(row["points_line"])))
-    return {
-        f"{player}:{system}:{line}"
-        for player, found in lines.items()
-        for system in systems
-        for line in (found or {"NO_LINE"})
-    }
+    """``{player}:{system}:{line}`` (the BigQuery rows' key without the date) of the slate."""
+    return {key.split(":", 1)[1] for key in prediction_keys(day, players=PLAYERS)}
 
 
 def prediction_rows(client: bigquery.Client, table_id: str, day: date) -> dict[str, int]:

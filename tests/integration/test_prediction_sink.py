@@ -188,6 +188,22 @@ class RefusingClient(bigquery.Client):
         return super().query_and_wait(query, **kwargs)
 
 
+def refusing_sink(
+    settings: Settings, dead: DeadLetters, *, isolate_after_rejections: int
+) -> tuple[PredictionSink, RefusingClient]:
+    """A sink on the emulator whose MERGEs a test can refuse (see RefusingClient)."""
+    client = RefusingClient(settings)
+    sink = PredictionSink(
+        settings,
+        dead_letter=dead,
+        client=client,
+        retry_policy=FAST_RETRY,
+        flush_seconds=60,
+        isolate_after_rejections=isolate_after_rejections,
+    )
+    return sink, client
+
+
 def recent(player: str, line: str) -> Prediction:
     return prediction(player, line).model_copy(update={"game_date": datetime.now(UTC).date()})
 
@@ -196,15 +212,7 @@ async def test_rows_a_merge_refuses_are_isolated_and_dead_lettered_after_n_refus
     bq_settings: Settings, bq_client: bigquery.Client
 ) -> None:
     dead = DeadLetters()
-    client = RefusingClient(bq_settings)
-    sink = PredictionSink(
-        bq_settings,
-        dead_letter=dead,
-        client=client,
-        retry_policy=FAST_RETRY,
-        flush_seconds=60,
-        isolate_after_rejections=2,
-    )
+    sink, client = refusing_sink(bq_settings, dead, isolate_after_rejections=2)
     try:
         await sink.start()
         seqs = {sink.add(recent(f"p{i:02d}", "20.5")): f"p{i:02d}" for i in range(16)}
@@ -237,15 +245,7 @@ async def test_a_merge_refused_whatever_the_rows_dead_letters_nothing_and_keeps_
     bq_settings: Settings, bq_client: bigquery.Client
 ) -> None:
     dead = DeadLetters()
-    client = RefusingClient(bq_settings)
-    sink = PredictionSink(
-        bq_settings,
-        dead_letter=dead,
-        client=client,
-        retry_policy=FAST_RETRY,
-        flush_seconds=60,
-        isolate_after_rejections=1,
-    )
+    sink, client = refusing_sink(bq_settings, dead, isolate_after_rejections=1)
     try:
         await sink.start()
         for i in range(4):

@@ -14,42 +14,30 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.cloud import bigquery
 
 from agents.predictions.coordinator import PROCESSOR
 from agents.predictions.messages import make_command
-from agents.predictions.systems import enabled_systems
 from models.codec import decode, encode
-from models.events import PhaseCompletion, PhaseTrigger, Prediction, PredictionRequest, line_text
+from models.events import PhaseCompletion, PhaseTrigger, Prediction, PredictionRequest
 from streams.local.worker_process import WorkerProcess
-from streams.registry import load_registry
-from streams.seed import generate, seed
+from streams.seed import seed
 from streams.settings import Settings
 from streams.side_producer import SideProducer
 from streams.topics import TopicName, ensure_topics
+from tests.fixtures.prediction_keys import expected_prediction_keys
 
 # Recent: the trigger listener ignores dates past the registry retention (7 days).
 DAY = datetime.now(UTC).date()
 PLAYERS = 450
 BATCH = 100
 # What the worker runs: the default registry (the fixtures set no registry_path).
-SYSTEMS = tuple(system.system_id for system, _ in enabled_systems(load_registry(None)))
 
 
 def expected_keys() -> set[str]:
-    data = generate(DAY, players=PLAYERS)
-    lines: dict[str, set[str]] = {p.player_lookup: set() for p in data.players}
-    for row in data.lines:
-        lines[row["player_lookup"]].add(line_text(Decimal(row["points_line"])))
-    return {
-        f"{DAY.isoformat()}:{player}:{system}:{line}"
-        for player, found in lines.items()
-        for system in SYSTEMS
-        for line in (found or {"NO_LINE"})
-    }
+    return expected_prediction_keys(DAY, players=PLAYERS)
 
 
 async def read_topic(

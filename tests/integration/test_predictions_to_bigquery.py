@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.cloud import bigquery
@@ -22,15 +21,16 @@ from google.cloud import bigquery
 from agents.predictions.coordinator import PROCESSOR
 from agents.predictions.messages import make_command
 from models.codec import decode, encode
-from models.events import PhaseCompletion, PhaseTrigger, line_text
+from models.events import PhaseCompletion, PhaseTrigger
 from sinks.merge_sql import TARGET_TABLE
 from sinks.retry import library_retry
 from streams.local.worker_process import WorkerProcess
-from streams.seed import generate, seed
+from streams.seed import seed
 from streams.settings import Settings
 from streams.side_producer import SideProducer
 from streams.topics import TopicName, ensure_topics
-from tests.integration.test_predictions_path import PLAYERS, SYSTEMS, read_topic
+from tests.fixtures.prediction_keys import expected_prediction_keys
+from tests.integration.test_predictions_path import PLAYERS, read_topic
 
 _TIMEOUT = 30.0
 
@@ -42,16 +42,7 @@ def today() -> date:
 
 
 def expected_keys(day: date) -> set[str]:
-    data = generate(day, players=PLAYERS)
-    lines: dict[str, set[str]] = {p.player_lookup: set() for p in data.players}
-    for row in data.lines:
-        lines[row["player_lookup"]].add(line_text(Decimal(row["points_line"])))
-    return {
-        f"{day.isoformat()}:{player}:{system}:{line}"
-        for player, found in lines.items()
-        for system in SYSTEMS
-        for line in (found or {"NO_LINE"})
-    }
+    return expected_prediction_keys(day, players=PLAYERS)
 
 
 def phase5_trigger(day: date) -> PhaseTrigger:
