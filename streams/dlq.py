@@ -33,7 +33,7 @@ from models.codec import EventDecodeError, decode
 from models.events import DeadLetter
 from streams.progress import ProgressBar
 from streams.settings import Settings
-from streams.topics import TopicName, committed_reader, ensure_topics
+from streams.topics import TopicName, committed_reader, ensure_topics, read_available
 
 _AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
 _AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -380,13 +380,12 @@ class DeadLetterTracker:
         if self._consumer is None:
             await self.start()
         assert self._consumer is not None  # noqa: S101 - set by start()
-        for _ in range(max_batches):
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-            if not batches:
-                return
-            for tp, records in batches.items():
-                for record in records:
-                    self.observe(tp.topic, record.key, record.value)
+        await read_available(
+            self._consumer,
+            lambda record: self.observe(record.topic, record.key, record.value),
+            max_batches=max_batches,
+            max_records=1000,
+        )
 
     @property
     def unreplayed(self) -> int:

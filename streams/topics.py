@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -196,3 +197,21 @@ def committed_reader(
         auto_offset_reset=offset_reset,
         isolation_level="read_committed",
     )
+
+
+async def read_available(
+    consumer: AIOKafkaConsumer,
+    on_record: Callable[[ConsumerRecord[bytes, bytes]], None],
+    *,
+    max_batches: int,
+    max_records: int,
+) -> None:
+    """Hand what ``consumer`` can read now to ``on_record``; stops at the first empty fetch or
+    after ``max_batches`` fetches, so one call never runs for long."""
+    for _ in range(max_batches):
+        batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+        if not batches:
+            return
+        for records in batches.values():
+            for record in records:
+                on_record(record)

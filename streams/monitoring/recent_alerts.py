@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from models.codec import EventDecodeError, decode
 from models.events import Alert
 from streams.lifecycle import AsyncService
-from streams.topics import TopicName, committed_reader
+from streams.topics import TopicName, committed_reader, read_available
 
 if TYPE_CHECKING:
     from streams.app import AppContext
@@ -82,13 +82,12 @@ class RecentAlerts(AsyncService):
         if self._consumer is None:
             await self.start()
         assert self._consumer is not None  # noqa: S101 - set by start()
-        for _ in range(max_batches):
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
-            if not batches:
-                return
-            for records in batches.values():
-                for record in records:
-                    self.observe(record.value)
+        await read_available(
+            self._consumer,
+            lambda record: self.observe(record.value),
+            max_batches=max_batches,
+            max_records=500,
+        )
 
     def recent(self, now: datetime) -> list[Alert]:
         """The kept alerts raised within ``lookback`` of ``now``, newest first."""
