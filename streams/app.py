@@ -17,6 +17,7 @@ from sinks import install as prediction_sink
 from streams.clock import Clock, clock_for
 from streams.codecs import register_orjson_codec
 from streams.faust_recovery import use_broker_highwaters_for_recovery
+from streams.lifecycle import AsyncService
 from streams.monitoring import install as lag_install
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
@@ -78,6 +79,8 @@ class AppContext:
     #: Sends from timers and HTTP handlers (see streams.side_producer for why they differ).
     side_publisher: SideProducer
     components: dict[str, Any] = field(default_factory=dict)
+    #: Services that publish through ``side_publisher``: stopped (their work finished) before it.
+    side_publisher_users: list[AsyncService] = field(default_factory=list)
 
 
 def _faust_app(settings: Settings) -> Any:
@@ -142,6 +145,9 @@ def build_app(
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def _stop_side_producer(_sender: Any, **_: Any) -> None:
+        # One handler for both: the receivers of a signal run in no fixed order.
+        for user in ctx.side_publisher_users:
+            await user.stop()
         await ctx.side_publisher.stop()
 
     outputs = app.topic(

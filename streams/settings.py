@@ -196,6 +196,11 @@ class Settings(BaseSettings):
             part.split("://", 1)[-1] for part in self.broker_url.replace(";", ",").split(",")
         )
 
+    @property
+    def prediction_workers_group(self) -> str:
+        """The prediction workers' consumer group (agents/predictions/request_consumer.py)."""
+        return f"{self.app_id}.prediction-workers"
+
     def topic(self, name: str) -> str:
         """The full name of a catalog topic, e.g. ``topic("phase-triggers")``."""
         return f"{self.topic_prefix}.{name}"

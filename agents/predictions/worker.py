@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
@@ -84,26 +84,9 @@ class PredictionWorker:
         self._clock = clock
         self._max_message_bytes = max_message_bytes
         self.stats = WorkerStats(systems={s.system_id: SystemStats() for s in self.systems})
-        self._batches_in_flight = 0
-        self._idle_since: datetime | None = clock.now()
-
-    def idle_since(self) -> datetime | None:
-        """Since when no batch has been in progress; None while one is (for the watchdog:
-        a request partition that lags while its worker sits idle is a stuck consumer)."""
-        return self._idle_since
 
     async def handle_batch(self, items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
         """Process one batch of raw requests; return the predictions published."""
-        self._batches_in_flight += 1
-        self._idle_since = None
-        try:
-            return await self._handle_batch(items)
-        finally:
-            self._batches_in_flight -= 1
-            if self._batches_in_flight == 0:
-                self._idle_since = self._clock.now()
-
-    async def _handle_batch(self, items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
         self.stats.batches += 1
         requests: list[tuple[PredictionRequest, bytes, Origin]] = []
         seen: set[str] = set()

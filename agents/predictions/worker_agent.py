@@ -1,15 +1,22 @@
-"""Faust wiring of the prediction workers: requests in batches, predictions out."""
+"""Wiring of the prediction workers into the app: requests in batches, predictions out.
+
+The requests are consumed by :class:`~agents.predictions.request_consumer.PredictionRequestConsumer`
+(its own consumer group, at least once; the module says why it is not a Faust agent), started
+with the app and stopped on shutdown after the batch in progress (before the side producer).
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agents.envelope import Origin
 from agents.predictions.history import HistoryLoader
+from agents.predictions.request_consumer import PredictionRequestConsumer
 from agents.predictions.systems import enabled_systems
 from agents.predictions.worker import PredictionWorker
-from streams.topics import TopicName
+from models.events import Prediction
 from streams.web.collectors import PredictionSystemCollector
 from streams.web.metrics import metrics_for
 
@@ -20,46 +27,38 @@ log = logging.getLogger(__name__)
 
 
 def install(ctx: AppContext, loader: HistoryLoader) -> PredictionWorker:
-    """Declare the worker agent on ``{prefix}.prediction-requests``."""
+    """Run the prediction worker over ``{prefix}.prediction-requests`` for the app's lifetime."""
     settings = ctx.settings
     worker = PredictionWorker(
         systems=enabled_systems(ctx.registry),
         features=loader,
-        # Predictions and "done" records go to other topics' partitions: under exactly_once
-        # the app's producer would park them in those partitions' transactions.
         publisher=ctx.side_publisher,
         clock=ctx.clock,
         max_message_bytes=settings.max_message_bytes,
     )
 
-    @ctx.app.agent(ctx.topics[TopicName.PREDICTION_REQUESTS], name="prediction_worker")  # type: ignore[untyped-decorator]
-    async def predict(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.prediction_batch_size, within=settings.prediction_batch_wait_seconds
-        ):
-            items = [
-                (
-                    event.message.value or b"",
-                    Origin(
-                        event.message.topic,
-                        event.message.partition,
-                        event.message.offset,
-                        event.message.key,
-                    ),
-                )
-                for event in events
-            ]
-            # Returns after every send was acknowledged; only then are the offsets acked.
-            predictions = await worker.handle_batch(items)
-            log.info(
-                "predicted %d request(s): %d prediction(s); history queries %d, cache hits %d",
-                len(items),
-                len(predictions),
-                loader.stats.history_queries,
-                loader.cache.hits,
-            )
+    async def handle_batch(items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
+        # Returns after every send was acknowledged; only then are the offsets committed.
+        predictions = await worker.handle_batch(items)
+        log.info(
+            "predicted %d request(s): %d prediction(s); history queries %d, cache hits %d",
+            len(items),
+            len(predictions),
+            loader.stats.history_queries,
+            loader.cache.hits,
+        )
+        return predictions
 
+    requests = PredictionRequestConsumer(settings, handle_batch)
+
+    @ctx.app.task  # type: ignore[untyped-decorator]
+    async def _consume_prediction_requests() -> None:
+        await requests.run_until_stopped()
+
+    # Stopped on shutdown before the side producer its batch publishes through.
+    ctx.side_publisher_users.append(requests)
     metrics_for(ctx).registry.register(PredictionSystemCollector(lambda: worker.stats.systems))
     ctx.components["prediction_worker"] = worker
+    ctx.components["prediction_requests"] = requests
     ctx.components["history_loader"] = loader
     return worker

@@ -15,10 +15,9 @@ the group and resumes from the committed offsets. An in-process resume/seek is n
 the usual cause of a stall is an agent stuck on a record (or a downstream call), which a seek
 does not unblock, and seeking under a running agent races with its offset commits (and, under
 exactly_once, with its open transaction). A stuck partition owned by another worker is left to
-that worker's own watchdog. Prediction and sink partitions stall while BigQuery is down; they
-have their own timeouts, retries and breakers and get the ``consumer_lag`` alert. A request
-partition restarts the worker only when the prediction worker has been idle for the whole
-window while it lags: then nothing waits on BigQuery, the partition is not being delivered.
+that worker's own watchdog. The prediction workers' and the sinks' groups stall while BigQuery
+is down; they have their own timeouts, retries and breakers and get the ``consumer_lag`` alert
+(the workers' group is watched by default, see ``streams.monitoring.lag.watched_groups``).
 """
 
 from __future__ import annotations
@@ -119,29 +118,12 @@ def install(ctx: AppContext) -> LagMonitor:
     )
     monitor: LagMonitor
 
-    requests_topic = settings.topic(TopicName.PREDICTION_REQUESTS)
-
-    def prediction_worker_idle() -> bool:
-        """The prediction worker has had no batch in progress for the whole stall window.
-
-        A request partition that lags while a BigQuery call is slow or failing has a batch in
-        progress (or dead-letters it and moves on); one that lags while the worker sits idle is
-        not being delivered at all: seen after a kill -9 and restart under exactly_once, where
-        faust-streaming stopped fetching one partition of the requests topic for good.
-        """
-        worker = ctx.components.get("prediction_worker")
-        idle_since = worker.idle_since() if worker is not None else None
-        # The worker stamps idle_since with the app's clock; compare on the same clock.
-        return idle_since is not None and ctx.clock.now() - idle_since >= monitor.own_stall_after
-
     async def on_own_stall() -> None:
-        topics = watched | {requests_topic} if prediction_worker_idle() else watched
-        mine = stuck_here(monitor.rows(), monitor.own_group, assigned(), topics)
+        mine = stuck_here(monitor.rows(), monitor.own_group, assigned(), watched)
         if not mine:
             log.warning(
                 "own consumer group %s is stuck, but not on readiness partitions of this "
-                "worker nor on request partitions of an idle prediction worker; no restart "
-                "(see the consumer_lag alert)",
+                "worker; no restart (see the consumer_lag alert)",
                 monitor.own_group,
             )
             return

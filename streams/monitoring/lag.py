@@ -85,8 +85,11 @@ def lag_policy(settings: Settings) -> LagPolicy:
 
 
 def watched_groups(settings: Settings) -> list[str]:
-    """This service's own group (``app_id``) and ``lag_groups``, without duplicates."""
-    return list(dict.fromkeys([settings.app_id, *settings.lag_groups]))
+    """This service's own group (``app_id``), its prediction workers' group and ``lag_groups``,
+    without duplicates."""
+    return list(
+        dict.fromkeys([settings.app_id, settings.prediction_workers_group, *settings.lag_groups])
+    )
 
 
 def build_alert(

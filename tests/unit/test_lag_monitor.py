@@ -78,6 +78,7 @@ class Harness:
         self.alerts: list[Alert] = []
         self.restarts = 0
         self.publish_fails = False
+        monitor_options.setdefault("groups", [GROUP])  # watched_groups() has its own test
         self.monitor = LagMonitor(
             settings(),
             publish=self.publish,
@@ -236,7 +237,7 @@ async def test_partitions_not_sampled_for_a_window_are_forgotten() -> None:
 def test_lag_groups_setting_and_watched_groups() -> None:
     parsed = Settings.model_validate({"lag_groups": " a, b,,a ", "app_id": "me"})
     assert parsed.lag_groups == ("a", "b", "a")
-    assert watched_groups(parsed) == ["me", "a", "b"]
+    assert watched_groups(parsed) == ["me", "me.prediction-workers", "a", "b"]
     assert Settings().lag_groups == ()
 
 

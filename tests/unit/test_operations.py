@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from models.codec import encode
 from models.events import DeadLetter, RerunRequest
 from streams.app import build_app
 from streams.cli import _parser
-from streams.clock import ManualClock
 from streams.dlq import (
     DeadLetterTracker,
     Letter,
@@ -335,7 +333,7 @@ async def test_installed_monitor_serves_lag_and_crashes_only_for_its_readiness_p
     ctx = build_app(settings)
     monitor = ctx.components["lag_monitor"]
     assert isinstance(monitor, LagMonitor)
-    assert monitor.groups == ["pf-app"]
+    assert monitor.groups == ["pf-app", "pf-app.prediction-workers"]
     completions = settings.topic(TopicName.PHASE_COMPLETIONS)
     predictions = settings.topic(TopicName.PREDICTION_REQUESTS)
     assigned = {TP(completions, 0), TP(predictions, 0)}
@@ -362,53 +360,6 @@ async def test_installed_monitor_serves_lag_and_crashes_only_for_its_readiness_p
     assert len(crashes) == 1
     assert isinstance(crashes[0], OwnConsumerStalledError)
     assert f"{completions}[0]" in str(crashes[0])
-
-
-async def test_a_lagging_request_partition_restarts_the_worker_only_if_its_worker_is_idle(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = Settings(topic_prefix="pf", app_id="pf-app", data_dir=tmp_path)
-    clock = ManualClock(NOW)
-    ctx = build_app(settings, clock=clock)
-    monitor = ctx.components["lag_monitor"]
-    worker = ctx.components["prediction_worker"]
-    requests = settings.topic(TopicName.PREDICTION_REQUESTS)
-    monkeypatch.setattr(ctx.app.consumer, "assignment", lambda: {TP(requests, 2)})
-    crashes: list[BaseException] = []
-
-    async def crash(reason: BaseException) -> None:
-        crashes.append(reason)
-
-    monkeypatch.setattr(ctx.app, "crash", crash)
-    monkeypatch.setattr(
-        monitor, "rows", lambda: [_row(requests, 2, 93, LagStatus.STOP, group="pf-app")]
-    )
-    stall = monitor._on_own_stall
-    assert stall is not None
-    clock.advance(monitor.own_stall_after / 2)
-    await stall()
-    assert crashes == []  # idle, but not for the whole window yet
-
-    started = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow_batch(_items: object) -> list[object]:
-        started.set()
-        await release.wait()  # a batch waiting on a slow BigQuery
-        return []
-
-    monkeypatch.setattr(worker, "_handle_batch", slow_batch)
-    batch = asyncio.create_task(worker.handle_batch([]))
-    await started.wait()
-    clock.advance(monitor.own_stall_after * 2)
-    await stall()
-    assert crashes == []  # busy: the lag is BigQuery's, a restart would not help
-    release.set()
-    await batch
-    clock.advance(monitor.own_stall_after)
-    await stall()
-    assert len(crashes) == 1  # idle for the whole window while its partition lags
-    assert f"{requests}[2]" in str(crashes[0])
 
 
 def test_dead_letter_tracker_counts_unreplayed_letters_in_any_arrival_order() -> None:
