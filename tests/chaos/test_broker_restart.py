@@ -1,9 +1,10 @@
 """Restart the broker under a running worker while game days flow.
 
-The test runs its own Apache Kafka (the session's broker is shared by every other test), restarts
-it on the same port and data directory while completions are being processed, and checks that
-no completion is lost, no trigger is doubled and ``/ready`` is false while the broker is away
-and true again after it is back.
+The test runs its own Apache Kafka (the session's broker is shared by every other test), stops
+it (gracefully, or kill -9: no clean shutdown, log recovery and open transactions left to the
+coordinator) and starts it again on the same port and data directory while completions are being
+processed, and checks that no completion is lost, no trigger is doubled and ``/ready`` is false
+while the broker is away and true again after it is back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,24 +40,43 @@ from tests.integration.test_readiness_faults import (
 pytestmark = [pytest.mark.chaos, pytest.mark.transactions]
 
 DAYS = 4
-FAULT = "broker restart (graceful stop, start on same port and data)"
+FAULTS = {
+    "graceful": "broker restart (graceful stop, start on same port and data)",
+    "kill -9": "broker kill -9, started again on the same port and data",
+}
 
 
-@pytest.fixture
-def own_kafka() -> Iterator[ApacheKafka]:
+@dataclass(frozen=True)
+class BrokerFault:
+    kafka: ApacheKafka
+    how: str  # a key of FAULTS
+
+    @property
+    def name(self) -> str:
+        return FAULTS[self.how]
+
+    def inject(self) -> None:
+        """Take the broker down ``how`` and start it again (same port and data)."""
+        if self.how == "kill -9":
+            self.kafka.kill()
+        self.kafka.restart()  # a graceful stop first when it still runs
+
+
+@pytest.fixture(params=list(FAULTS))
+def broker_fault(request: pytest.FixtureRequest) -> Iterator[BrokerFault]:
     with ApacheKafka() as kafka:
-        yield kafka
+        yield BrokerFault(kafka, request.param)
 
 
 async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
-    own_kafka: ApacheKafka,
+    broker_fault: BrokerFault,
     start_worker: Callable[..., WorkerProcess],
     unique_prefix: str,
     tmp_path: Path,
     chaos_report: ChaosReport,
 ) -> None:
     settings = Settings(
-        broker_url=own_kafka.url,
+        broker_url=broker_fault.kafka.url,
         topic_prefix=unique_prefix,
         app_id=f"{unique_prefix}-app",
         data_dir=tmp_path / "worker-data",
@@ -64,6 +85,7 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
         processing_guarantee="exactly_once",
         log_level="INFO",
     )
+    fault = broker_fault.name
     await ensure_topics(settings)
     worker = start_worker(settings, restart_on_exit=True)
     await asyncio.to_thread(worker.wait_ready, 180.0)
@@ -102,7 +124,7 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
             if not down_at and len(answered) >= len(expected) // 3:
                 # The completions just published are being processed when the broker goes.
                 down_at = time.monotonic()
-                await asyncio.to_thread(own_kafka.restart)
+                await asyncio.to_thread(broker_fault.inject)
                 up_at, up_wall = time.monotonic(), datetime.now(UTC)
         triggers += [
             (time.monotonic(), t)
@@ -117,10 +139,10 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
     # By when each trigger was fired (its triggered_at), not when this test read it.
     after = [(t.triggered_at - up_wall).total_seconds() for _, t in triggers]
     after = [seconds for seconds in after if seconds > 0]
-    chaos_report.record(FAULT, "broker down (stop + start)", up_at - down_at)
-    chaos_report.record(FAULT, "/ready 503 samples while down", answers_while_down.count(False))
-    chaos_report.record(FAULT, "/ready 200 after broker back", ready)
+    chaos_report.record(fault, "broker down (stop + start)", up_at - down_at)
+    chaos_report.record(fault, "/ready 503 samples while down", answers_while_down.count(False))
+    chaos_report.record(fault, "/ready 200 after broker back", ready)
     if after:
-        chaos_report.record(FAULT, "first trigger fired after broker back", min(after))
-        chaos_report.record(FAULT, "last trigger fired after broker back", max(after))
-    chaos_report.record(FAULT, "supervisor restarts of the worker", worker.restarts)
+        chaos_report.record(fault, "first trigger fired after broker back", min(after))
+        chaos_report.record(fault, "last trigger fired after broker back", max(after))
+    chaos_report.record(fault, "supervisor restarts of the worker", worker.restarts)
