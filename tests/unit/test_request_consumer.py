@@ -10,6 +10,7 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
@@ -17,6 +18,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
 from agents.envelope import Origin
 from agents.predictions.request_consumer import PredictionRequestConsumer
+from streams.app import build_app
 from streams.settings import Settings
 
 SETTINGS = Settings(topic_prefix="pf", app_id="pf-app")
@@ -288,3 +290,25 @@ async def test_batch_size_one_and_odd_sizes_split_a_poll_exactly(batch_size: int
     assert all(size <= batch_size for size in sizes)
     assert sum(sizes) == 15
     assert fake.commits[-1] == {P0: 15}
+
+
+async def test_on_shutdown_the_workers_stop_before_the_side_producer_they_publish_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = build_app(Settings(topic_prefix="pf", app_id="pf-app", data_dir=tmp_path))
+    requests = ctx.components["prediction_requests"]
+    assert isinstance(requests, PredictionRequestConsumer)
+    assert requests in ctx.side_publisher_users
+    assert requests.group_id == "pf-app.prediction-workers"
+    stopped: list[str] = []
+
+    async def stop_requests() -> None:
+        stopped.append("prediction requests")
+
+    async def stop_side_producer() -> None:
+        stopped.append("side producer")
+
+    monkeypatch.setattr(requests, "stop", stop_requests)
+    monkeypatch.setattr(ctx.side_publisher, "stop", stop_side_producer)
+    await ctx.app.on_before_shutdown.send()
+    assert stopped == ["prediction requests", "side producer"]
