@@ -37,13 +37,12 @@ from agents.predictions.coordinator import PROCESSOR
 from agents.predictions.messages import make_command
 from agents.predictions.systems import enabled_systems
 from agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMING_CONTEXT
-from bench.services import bench_bigquery, bench_broker
+from bench.services import bench_bigquery, bench_broker, worker_settings
 from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion
 from sinks.bigquery_client import ensure_dataset, make_bigquery_client
 from sinks.merge_sql import TARGET_TABLE
 from sinks.retry import library_retry
-from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.registry import load_registry
 from streams.seed import SeedData, ensure_tables, generate, insert_rows
@@ -199,13 +198,9 @@ def main() -> dict[str, Any]:
         bench_bigquery(PROJECT) as endpoint,
         tempfile.TemporaryDirectory() as workdir,
     ):
-        prefix = f"bench-{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            broker_url=broker.url,
-            topic_prefix=prefix,
-            app_id=f"{prefix}-app",
-            data_dir=Path(workdir) / "worker",
-            web_port=free_port(),
+        settings = worker_settings(
+            broker,
+            Path(workdir),
             log_level="INFO",  # the sink's assignment is read from the log
             bigquery_endpoint=endpoint,
             bigquery_project=PROJECT,
@@ -213,7 +208,6 @@ def main() -> dict[str, Any]:
             sink_batch_rows=2500,
             sink_flush_seconds=0.5,
             bigquery_requests_per_second=100,
-            **broker.settings,
         )
         client = make_bigquery_client(settings)
         runs: list[dict[str, Any]] = []

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -31,9 +30,8 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.services import bench_broker
+from bench.services import bench_broker, worker_settings
 from models.codec import encode
-from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
 from streams.registry import load_registry
@@ -180,16 +178,7 @@ def percentile(values: list[float], pct: float) -> float:
 def main() -> dict[str, Any]:
     records = backlog(EVENTS)
     with bench_broker() as broker, tempfile.TemporaryDirectory() as workdir:
-        prefix = f"bench-{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            broker_url=broker.url,
-            topic_prefix=prefix,
-            app_id=f"{prefix}-app",
-            data_dir=Path(workdir) / "worker",
-            web_port=free_port(),
-            log_level="WARNING",
-            **broker.settings,
-        )
+        settings = worker_settings(broker, Path(workdir))
         asyncio.run(ensure_topics(settings))
         asyncio.run(produce(settings, records))
         raw = asyncio.run(raw_rate(settings, len(records)))

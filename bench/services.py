@@ -4,10 +4,15 @@ names one (benchmarks are scripts, so they read that variable themselves)."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
+
+from streams.local.ports import free_port
+from streams.settings import Settings
 
 #: Set by ``python -m bench`` next to ``PHASEFLOW_BROKER_URL``: which kind of broker that is.
 BROKER_KIND_ENV: Final = "PHASEFLOW_BENCH_BROKER_KIND"
@@ -19,6 +24,25 @@ class BenchBroker:
     kind: str
     #: Settings overrides this broker needs (Tansu: short session timeouts, no idempotence).
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+def worker_settings(
+    broker: BenchBroker, workdir: Path, *, stem: str = "bench", **overrides: Any
+) -> Settings:
+    """A benchmark worker's settings on ``broker``: topics and groups of its own (a fresh
+    ``{stem}-xxxxxx`` prefix), a free web port, data under ``workdir``; ``overrides`` win."""
+    prefix = f"{stem}-{uuid.uuid4().hex[:6]}"
+    values: dict[str, Any] = {
+        "broker_url": broker.url,
+        "topic_prefix": prefix,
+        "app_id": f"{prefix}-app",
+        "data_dir": workdir / "worker",
+        "web_port": free_port(),
+        "log_level": "WARNING",
+        **broker.settings,
+        **overrides,
+    }
+    return Settings(**values)
 
 
 @contextmanager

@@ -37,11 +37,10 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.services import bench_bigquery, bench_broker
+from bench.services import bench_bigquery, bench_broker, worker_settings
 from models.events import PhaseCompletion
 from sinks.bigquery_client import make_bigquery_client
 from streams.clock import AcceleratedClock
-from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
 from streams.registry import DEFAULT_REGISTRY, load_registry
@@ -290,20 +289,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             default.replace("retention_days = 7", f"retention_days = {RETENTION_DAYS}", 1)
         )
         assert load_registry(registry_path).retention_days == RETENTION_DAYS  # noqa: S101
-        prefix = f"soak-{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            broker_url=broker.url,
-            topic_prefix=prefix,
-            app_id=f"{prefix}-app",
-            data_dir=Path(workdir) / "worker",
-            web_port=free_port(),
-            log_level="WARNING",
+        settings = worker_settings(
+            broker,
+            Path(workdir),
+            stem="soak",
             registry_path=registry_path,
             clock_speed=args.speed,
             bigquery_endpoint=endpoint,
             bigquery_project=PROJECT,
             bigquery_dataset=f"soak_{uuid.uuid4().hex[:8]}",
-            **broker.settings,
         )
         asyncio.run(ensure_topics(settings))
         bigquery = make_bigquery_client(settings)

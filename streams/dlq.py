@@ -26,14 +26,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from models.codec import EventDecodeError, decode
 from models.events import DeadLetter
 from streams.progress import ProgressBar
 from streams.settings import Settings
-from streams.topics import TopicName, committed_reader, ensure_topics, read_available
+from streams.topics import TopicFollower, TopicName, committed_reader, ensure_topics
 
 _AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
 _AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -325,7 +325,7 @@ def run_dlq(
 # --- the worker's view: count and age of the oldest letter not replayed (DESIGN section 8) ---
 
 
-class DeadLetterTracker:
+class DeadLetterTracker(TopicFollower):
     """Follows the dead-letters topic and the replay ledger (no consumer group) and knows how
     many letters are not replayed and when the oldest of them failed.
 
@@ -334,25 +334,17 @@ class DeadLetterTracker:
     """
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings,
+            TopicName.DEAD_LETTERS,
+            TopicName.DEAD_LETTER_REPLAYS,
+            max_batches=100,
+            max_records=1000,
+        )
         self._letters_topic = settings.topic(TopicName.DEAD_LETTERS)
-        self._settings = settings
-        self._consumer: AIOKafkaConsumer | None = None
         self._pending: dict[str, datetime] = {}
         self._replayed: set[str] = set()
         self._recent: deque[tuple[str, DeadLetter]] = deque(maxlen=RECENT_LETTERS)
-
-    async def start(self) -> None:
-        if self._consumer is None:
-            consumer = committed_reader(
-                self._settings, TopicName.DEAD_LETTERS, TopicName.DEAD_LETTER_REPLAYS
-            )
-            await consumer.start()
-            self._consumer = consumer
-
-    async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
 
     def observe(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         """Account for one record of either topic."""
@@ -375,17 +367,8 @@ class DeadLetterTracker:
             letter.failed_at if known is None else min(known, letter.failed_at)
         )
 
-    async def poll(self, *, max_batches: int = 100) -> None:
-        """Read what is there now (bounded, so one call never runs for long)."""
-        if self._consumer is None:
-            await self.start()
-        assert self._consumer is not None  # noqa: S101 - set by start()
-        await read_available(
-            self._consumer,
-            lambda record: self.observe(record.topic, record.key, record.value),
-            max_batches=max_batches,
-            max_records=1000,
-        )
+    def observe_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.observe(record.topic, record.key, record.value)
 
     @property
     def unreplayed(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.lifecycle import AsyncService
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,19 +200,48 @@ def committed_reader(
     )
 
 
-async def read_available(
-    consumer: AIOKafkaConsumer,
-    on_record: Callable[[ConsumerRecord[bytes, bytes]], None],
-    *,
-    max_batches: int,
-    max_records: int,
-) -> None:
-    """Hand what ``consumer`` can read now to ``on_record``; stops at the first empty fetch or
-    after ``max_batches`` fetches, so one call never runs for long."""
-    for _ in range(max_batches):
-        batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
-        if not batches:
-            return
-        for records in batches.values():
-            for record in records:
-                on_record(record)
+class TopicFollower(AsyncService):
+    """Follows catalog topics from their beginning without a consumer group (see
+    :func:`committed_reader`), so every worker sees every partition and nothing is committed.
+
+    ``poll()`` hands what arrived since the last call to :meth:`observe_record`; the first call
+    starts the consumer. Subclasses keep whatever view of the records they need.
+    """
+
+    def __init__(
+        self, settings: Settings, *topics: TopicName, max_batches: int, max_records: int
+    ) -> None:
+        self._settings = settings
+        self._followed = topics
+        self._max_batches = max_batches
+        self._max_records = max_records
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        if self._consumer is None:
+            consumer = committed_reader(self._settings, *self._followed)
+            await consumer.start()
+            self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def poll(self) -> None:
+        """Read what is there now: stops at the first empty fetch or after ``max_batches``
+        fetches, so one call never runs for long."""
+        if self._consumer is None:
+            await self.start()
+        assert self._consumer is not None  # noqa: S101 - set by start()
+        for _ in range(self._max_batches):
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            if not batches:
+                return
+            for records in batches.values():
+                for record in records:
+                    self.observe_record(record)
+
+    @abstractmethod
+    def observe_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Account for one record of a followed topic."""

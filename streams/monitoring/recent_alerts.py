@@ -15,12 +15,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
 from models.codec import EventDecodeError, decode
 from models.events import Alert
-from streams.lifecycle import AsyncService
-from streams.topics import TopicName, committed_reader, read_available
+from streams.topics import TopicFollower, TopicName
 
 if TYPE_CHECKING:
     from streams.app import AppContext
@@ -33,7 +32,7 @@ DEFAULT_CAPACITY: Final = 50
 DEFAULT_LOOKBACK: Final = timedelta(hours=24)
 
 
-class RecentAlerts(AsyncService):
+class RecentAlerts(TopicFollower):
     """A bounded, newest-first list of the alerts on the alerts topic.
 
     ``poll()`` reads what arrived since the last call; the first call starts the consumer,
@@ -47,23 +46,10 @@ class RecentAlerts(AsyncService):
         capacity: int = DEFAULT_CAPACITY,
         lookback: timedelta = DEFAULT_LOOKBACK,
     ) -> None:
-        self._settings = settings
-        self._topic = settings.topic(TopicName.ALERTS)
+        super().__init__(settings, TopicName.ALERTS, max_batches=20, max_records=500)
         self._capacity = capacity
         self._lookback = lookback
         self._alerts: list[Alert] = []
-        self._consumer: AIOKafkaConsumer | None = None
-
-    async def start(self) -> None:
-        if self._consumer is None:
-            consumer = committed_reader(self._settings, TopicName.ALERTS)
-            await consumer.start()
-            self._consumer = consumer
-
-    async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
 
     def observe(self, value: bytes | None) -> None:
         """Keep one record's alert if it is among the newest ``capacity``; skip unreadable ones
@@ -77,17 +63,8 @@ class RecentAlerts(AsyncService):
         self._alerts.sort(key=lambda kept: kept.raised_at, reverse=True)
         del self._alerts[self._capacity :]
 
-    async def poll(self, *, max_batches: int = 20) -> None:
-        """Read what is there now (bounded, so one call never runs for long)."""
-        if self._consumer is None:
-            await self.start()
-        assert self._consumer is not None  # noqa: S101 - set by start()
-        await read_available(
-            self._consumer,
-            lambda record: self.observe(record.value),
-            max_batches=max_batches,
-            max_records=500,
-        )
+    def observe_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.observe(record.value)
 
     def recent(self, now: datetime) -> list[Alert]:
         """The kept alerts raised within ``lookback`` of ``now``, newest first."""
