@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -38,6 +37,7 @@ class ReadyWatch:
     every: float = 0.25
     samples: list[ReadySample] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
+    _sampled: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __aenter__(self) -> ReadyWatch:
         self._task = asyncio.create_task(self._poll())
@@ -61,7 +61,8 @@ class ReadyWatch:
                 except (aiohttp.ClientError, TimeoutError):
                     ready = None
                 self.samples.append(ReadySample(time.monotonic(), ready))
-                await asyncio.sleep(self.every)
+                self._sampled.set()
+                await asyncio.sleep(self.every)  # the sampling rate: the watch is a time series
 
     def answers_between(self, start: float, end: float) -> list[bool | None]:
         return [s.ready for s in self.samples if start <= s.at <= end]
@@ -73,20 +74,10 @@ class ReadyWatch:
             for sample in self.samples:
                 if sample.at >= since and sample.ready:
                     return sample.at - since
-            await asyncio.sleep(self.every)
+            self._sampled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sampled.wait(), deadline - time.monotonic())
         raise AssertionError(f"/ready not 200 within {give_up_after} s of the fault's end")
-
-
-async def poll(
-    condition: Callable[[], Awaitable[bool]], what: str, *, give_up_after: float
-) -> float:
-    """Seconds until ``condition()`` held (checked every 0.5 s); fails after the deadline."""
-    started = time.monotonic()
-    while time.monotonic() - started < give_up_after:
-        if await condition():
-            return time.monotonic() - started
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {give_up_after} s waiting for {what}")
 
 
 async def scrape(port: int, metric: str) -> dict[tuple[tuple[str, str], ...], float]:

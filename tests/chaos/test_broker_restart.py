@@ -31,6 +31,7 @@ from streams.topics import ensure_topics
 from tests.chaos.probes import ReadyWatch
 from tests.chaos.report import ChaosReport
 from tests.integration.test_readiness_faults import (
+    answer_new_triggers,
     assert_one_trigger_per_phase,
     wait_until_committed,
 )
@@ -93,7 +94,7 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
     today = datetime.now(ZoneInfo(settings.pipeline_timezone)).date()
     dates = [today - timedelta(days=offset) for offset in range(1, DAYS + 1)]
     expected = {(day, phase) for day in dates for phase in (3, 4, 5, 6)}
-    triggers: list[tuple[float, PhaseTrigger]] = []
+    triggers: list[PhaseTrigger] = []
     async with (
         ReadyWatch(settings.web_port) as watch,
         CompletionPublisher(settings) as publisher,
@@ -107,37 +108,28 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
         down_at = up_at = 0.0
         up_wall = datetime.now(UTC)
         deadline = time.monotonic() + 240
-        while {(t.game_date, t.phase) for _, t in triggers} != expected:
+        while {(t.game_date, t.phase) for t in triggers} != expected:
             assert time.monotonic() < deadline, (
-                f"stuck: {sorted(expected - {(t.game_date, t.phase) for _, t in triggers})}\n"
+                f"stuck: {sorted(expected - {(t.game_date, t.phase) for t in triggers})}\n"
                 f"{worker.tail()}"
             )
-            for trigger in await reader.read(0.25):
-                triggers.append((time.monotonic(), trigger))
-                if (trigger.game_date, trigger.phase) in answered:
-                    continue
-                answered.add((trigger.game_date, trigger.phase))
-                for event in phase_completions(
-                    registry, trigger.game_date, trigger.phase, today=today
-                ):
-                    await publisher.publish(event)
+            triggers += await answer_new_triggers(
+                reader, publisher, registry, answered, today=today
+            )
             if not down_at and len(answered) >= len(expected) // 3:
                 # The completions just published are being processed when the broker goes.
                 down_at = time.monotonic()
                 await asyncio.to_thread(broker_fault.inject)
                 up_at, up_wall = time.monotonic(), datetime.now(UTC)
-        triggers += [
-            (time.monotonic(), t)
-            for t in await reader.read_until(lambda _: False, give_up_after=0, quiet_for=4)
-        ]
+        triggers += await reader.read_until(lambda _: False, give_up_after=0, quiet_for=4)
         ready = await watch.ready_after(up_at, give_up_after=120)
         answers_while_down = watch.answers_between(down_at, up_at)
     assert up_at, "the broker was never restarted"
     await wait_until_committed(settings, give_up_after=120)  # every completion processed
-    assert_one_trigger_per_phase([t for _, t in triggers], expected, strict=True)
+    assert_one_trigger_per_phase(triggers, expected, strict=True)
     assert False in answers_while_down, f"/ready never said 503 while down: {answers_while_down}"
     # By when each trigger was fired (its triggered_at), not when this test read it.
-    after = [(t.triggered_at - up_wall).total_seconds() for _, t in triggers]
+    after = [(t.triggered_at - up_wall).total_seconds() for t in triggers]
     after = [seconds for seconds in after if seconds > 0]
     chaos_report.record(fault, "broker down (stop + start)", up_at - down_at)
     chaos_report.record(fault, "/ready 503 samples while down", answers_while_down.count(False))

@@ -54,7 +54,6 @@ from tests.chaos.probes import (
     ReadyWatch,
     committed_and_end,
     expected_prediction_keys,
-    poll,
     prediction_rows,
     scrape,
     sink_group,
@@ -62,6 +61,7 @@ from tests.chaos.probes import (
 from tests.chaos.report import ChaosReport
 from tests.fixtures.bigquery import TEST_PROJECT
 from tests.fixtures.brokers import Broker
+from tests.fixtures.polling import poll
 from tests.integration.test_predictions_to_bigquery import phase5_trigger
 from tests.integration.test_readiness_faults import (
     assert_one_trigger_per_phase,

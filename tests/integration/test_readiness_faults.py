@@ -22,7 +22,7 @@ from models.codec import encode
 from models.events import DeadLetter, PhaseTrigger, RerunRequest
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
-from streams.registry import load_registry
+from streams.registry import Registry, load_registry
 from streams.settings import Settings
 from streams.simulation import TopicReader, TriggerReader, make_completion, phase_completions
 from streams.topics import TopicName, ensure_topics
@@ -40,6 +40,26 @@ def assert_one_trigger_per_phase(
     assert len(distinct) == len(expected), f"more than one trigger id per phase: {distinct}"
     if strict:
         assert all(count == 1 for count in records.values()), f"duplicates: {records}"
+
+
+async def answer_new_triggers(
+    reader: TriggerReader,
+    publisher: CompletionPublisher,
+    registry: Registry,
+    answered: set[tuple[date, int]],
+    *,
+    today: date,
+) -> list[PhaseTrigger]:
+    """The triggers that arrive within a moment; for each (date, phase) triggered for the first
+    time, publish that phase's completions, as its processors would, and remember it."""
+    found = await reader.read(0.25)
+    for trigger in found:
+        if (trigger.game_date, trigger.phase) in answered:
+            continue
+        answered.add((trigger.game_date, trigger.phase))
+        for event in phase_completions(registry, trigger.game_date, trigger.phase, today=today):
+            await publisher.publish(event)
+    return found
 
 
 async def wait_until_committed(settings: Settings, give_up_after: float = 60) -> None:
@@ -237,15 +257,9 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
                 f"stuck: {sorted(expected - {(t.game_date, t.phase) for t in triggers})}\n"
                 f"{second.tail()}"
             )
-            for trigger in await reader.read(0.25):
-                triggers.append(trigger)
-                if (trigger.game_date, trigger.phase) in answered:
-                    continue
-                answered.add((trigger.game_date, trigger.phase))
-                for event in phase_completions(
-                    registry, trigger.game_date, trigger.phase, today=today
-                ):
-                    await publisher.publish(event)
+            triggers += await answer_new_triggers(
+                reader, publisher, registry, answered, today=today
+            )
             if not killed and len(answered) >= len(expected) // 3:
                 first.kill()  # mid-day: some dates done, some in flight
                 killed = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as local_time
@@ -24,6 +23,7 @@ from streams.simulation import TopicReader
 from streams.topics import TopicName, ensure_topics
 from streams.web.audit import audit_record
 from streams.web.auth import key_id
+from tests.fixtures.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +46,18 @@ def _audit_rows(client: bigquery.Client, table_id: str) -> list[dict[str, Any]]:
 
 
 async def _poll_audit_rows(client: bigquery.Client, table_id: str) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    rows: list[dict[str, Any]] = []
+
+    async def any_rows() -> bool:
+        nonlocal rows
         try:
             rows = await asyncio.to_thread(_audit_rows, client, table_id)
         except Exception:  # noqa: BLE001 -- the table appears when the sink has started
             rows = []
-        if rows:
-            return rows
-        await asyncio.sleep(0.5)
-    return []
+        return bool(rows)
+
+    await poll(any_rows, "a row in the audit table", give_up_after=90)
+    return rows
 
 
 async def test_audit_sink_stores_each_record_once_however_often_it_is_delivered(
