@@ -109,6 +109,7 @@ class PredictionRequestConsumer(AsyncService):
         nothing running (the caller retries, see :meth:`run_until_stopped`)."""
         if self._task is not None:
             return
+        self._stopping.clear()
         consumer = self._make_consumer()
         try:
             await consumer.start()
@@ -116,8 +117,10 @@ class PredictionRequestConsumer(AsyncService):
             with contextlib.suppress(Exception):
                 await consumer.stop()
             raise
+        if self._stopping.is_set():  # stop() came while the consumer was joining
+            await consumer.stop()
+            return
         self._consumer = consumer
-        self._stopping.clear()
         self._task = asyncio.create_task(self._run(consumer), name="prediction-requests")
 
     async def run_until_stopped(self) -> None:

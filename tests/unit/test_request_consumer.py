@@ -312,3 +312,26 @@ async def test_on_shutdown_the_workers_stop_before_the_side_producer_they_publis
     monkeypatch.setattr(ctx.side_publisher, "stop", stop_side_producer)
     await ctx.app.on_before_shutdown.send()
     assert stopped == ["prediction requests", "side producer"]
+
+
+async def test_a_stop_during_start_leaves_nothing_running() -> None:
+    time = FakeTime()
+    joining, release = asyncio.Event(), asyncio.Event()
+
+    class SlowJoin(FakeConsumer):
+        async def start(self) -> None:
+            joining.set()
+            await release.wait()  # the group join is slow
+            await super().start()
+
+    fake = SlowJoin([records(P0, range(3))], time)
+    handler = Handler(expected_records=3)
+    requests = consumer_for(handler, fake, time)
+    starting = asyncio.create_task(requests.start())
+    await asyncio.wait_for(joining.wait(), 5)
+    await requests.stop()
+    release.set()
+    await asyncio.wait_for(starting, 5)
+    assert (fake.started, fake.stopped) == (1, 1)
+    assert handler.batches == []
+    assert fake.timeouts == []  # never polled
