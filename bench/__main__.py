@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Final
 
 from bench.services import BROKER_KIND_ENV, bench_bigquery
+from streams.text_table import aligned_rows
 
 #: Module names under bench/, in the order they run.
 BENCHMARKS: Final = ("readiness", "history_loading", "sink", "predictions_e2e")
@@ -160,11 +161,8 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
 
 def render(rows: Sequence[tuple[str, str, str, str]], broker: str) -> str:
     header = ("measure", "phaseflow vs baseline", "ratio / rate", "target")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    lines = [f"phaseflow benchmarks on {broker} + the BigQuery emulator, one run, side by side"]
-    for row in [header, *rows]:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    return "\n".join(lines)
+    title = f"phaseflow benchmarks on {broker} + the BigQuery emulator, one run, side by side"
+    return "\n".join([title, *aligned_rows([header, *rows])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

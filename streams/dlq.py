@@ -33,6 +33,7 @@ from models.codec import EventDecodeError, decode
 from models.events import DeadLetter
 from streams.progress import ProgressBar
 from streams.settings import Settings
+from streams.text_table import aligned_rows
 from streams.topics import TopicFollower, TopicName, committed_reader, ensure_topics
 
 _AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
@@ -204,11 +205,7 @@ def format_letters(letters: Sequence[Letter], replayed: set[str], now: datetime)
                 _truncate(letter.error, _ERROR_WIDTH),
             )
         )
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
+    return "\n".join(aligned_rows(cells))
 
 
 def summary(letters: Sequence[Letter], replayed: set[str], now: datetime) -> str:

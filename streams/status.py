@@ -17,6 +17,7 @@ from typing import Final, TextIO
 
 from streams.dlq import format_age
 from streams.settings import Settings
+from streams.text_table import aligned_rows
 from streams.web.status_summary import (
     DeadLetterSummary,
     GroupLag,
@@ -51,11 +52,7 @@ def http_get(url: str) -> bytes:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in (header, *rows)
-    ]
+    return aligned_rows([header, *rows])
 
 
 def _clip(text: str, width: int = _MESSAGE_WIDTH) -> str:

@@ -30,6 +30,7 @@ from streams.lifecycle import AsyncService
 from streams.monitoring.lag_sampler import LagSampler, PartitionLag
 from streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagStatus, Verdict, worst
 from streams.settings import Settings
+from streams.text_table import aligned_rows
 from streams.topics import TopicName
 
 log = logging.getLogger(__name__)
@@ -368,11 +369,7 @@ def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
                 str(row.status),
             )
         )
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_HEADER))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        for line in cells
-    ]
+    lines = aligned_rows(cells)
     for group in groups:
         mine = [row for row in rows if row.group == group]
         if not mine:
