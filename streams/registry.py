@@ -12,6 +12,7 @@ import difflib
 import re
 import tomllib
 import types
+from collections.abc import Collection
 from datetime import date, time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Vali
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from models.phases import FIRST_PHASE, LAST_PHASE
+from streams.registry_meaning import meaning_problems
 
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
@@ -267,8 +269,14 @@ def load_registry(path: Path | None = None) -> Registry:
     return parse_registry(text, source=str(path))
 
 
-def parse_registry(text: str, *, source: str = "<registry>") -> Registry:
-    """Parse registry TOML ``text``; ``source`` names the file in error messages."""
+def parse_registry(
+    text: str, *, source: str = "<registry>", known_systems: Collection[str] | None = None
+) -> Registry:
+    """Parse registry TOML ``text``; ``source`` names the file in error messages.
+
+    ``known_systems``: the prediction system ids a ``[[systems]]`` entry may name; default: the
+    ones implemented in :mod:`agents.predictions.systems` (including registered plugins).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -279,9 +287,19 @@ def parse_registry(text: str, *, source: str = "<registry>") -> Registry:
         problems = [_describe(error) for error in exc.errors(include_url=False)]
         raise _error(source, problems) from None
     problems = _check(registry)
+    problems += meaning_problems(registry, _implemented_systems(known_systems))
     if problems:
         raise _error(source, problems)
     return registry
+
+
+def _implemented_systems(known_systems: Collection[str] | None) -> Collection[str]:
+    if known_systems is not None:
+        return known_systems
+    # Imported here: the systems module imports this one for its types.
+    from agents.predictions.systems import SYSTEM_FACTORIES  # noqa: PLC0415
+
+    return frozenset(SYSTEM_FACTORIES)
 
 
 def _error(source: str, problems: list[str]) -> RegistryError:
@@ -357,7 +375,10 @@ def _check_members(index: int, spec: PhaseSpec) -> list[str]:
                 problems.append(f"{at}: {name!r} is listed twice")
             seen.add(name)
             if field != "processors" and name not in known:
-                problems.append(f"{at}: {name!r} is not one of this phase's processors")
+                problems.append(
+                    f"{at}: {name!r} is not one of this phase's processors; add it to "
+                    f"{where}.processors or remove it from {field}"
+                )
     for position, name in enumerate(spec.optional):
         if name in spec.critical:
             problems.append(
@@ -383,7 +404,8 @@ def _check_deadlines(index: int, spec: PhaseSpec) -> list[str]:
         if tier.min_complete > waited_for:
             problems.append(
                 f"{at}.min_complete: {tier.min_complete} is more than the {waited_for} "
-                "processors this phase waits for"
+                "processors this phase waits for, so the tier can never be met; lower it to "
+                f"at most {waited_for}"
             )
     if spec.max_wait is not None and spec.tiers and spec.max_wait <= spec.tiers[-1].after:
         problems.append(

@@ -128,6 +128,8 @@ on_deadline = "alert"
 phase = 5
 name = "predictions"
 processors = ["prediction_coordinator"]
+[[systems]]
+system_id = "moving_average_baseline_v1"
 """
 
 

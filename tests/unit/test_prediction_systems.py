@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -21,7 +22,7 @@ from agents.predictions.systems import (
     default_ensemble,
     enabled_systems,
 )
-from streams.registry import load_registry, parse_registry
+from streams.registry import Registry, RegistryError, load_registry, parse_registry
 from streams.seed import generate
 from tests.unit.prediction_fakes import DAY
 
@@ -113,7 +114,10 @@ def test_disabled_and_unknown_systems() -> None:
         '[[systems]]\nsystem_id = "moving_average_baseline_v1"\n'
     )
     assert [s.system_id for s, _ in enabled_systems(off)] == ["moving_average_baseline_v1"]
-    unknown = parse_registry(base + '[[systems]]\nsystem_id = "nope_v9"\n')
+    # The loader rejects an unknown id; a Registry built without it still fails at wiring time.
+    with pytest.raises(RegistryError, match=r"systems\[0\]\.system_id: 'nope_v9' is not"):
+        parse_registry(base + '[[systems]]\nsystem_id = "nope_v9"\n')
+    unknown = Registry.model_validate(tomllib.loads(base + '[[systems]]\nsystem_id = "nope_v9"\n'))
     with pytest.raises(UnknownSystemError, match="nope_v9"):
         enabled_systems(unknown)
 
