@@ -8,9 +8,20 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+from streams.cli_errors import EXIT_BAD_INPUT, load_settings, run_command
 from streams.settings import Settings
+
+
+def _date_text(text: str) -> str:
+    """An argument that must be a YYYY-MM-DD date, passed on as text."""
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,20 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=180.0, help="give up after this long")
     publish = commands.add_parser("publish", help="publish one PhaseCompletion")
     publish.add_argument("--processor", required=True, help="processor_name")
-    publish.add_argument("--date", required=True, help="game_date, YYYY-MM-DD")
+    publish.add_argument("--date", required=True, type=_date_text, help="game_date, YYYY-MM-DD")
     publish.add_argument("--phase", required=True, help="1-6 or e.g. phase_3_analytics")
     publish.add_argument(
         "--status", default="success", choices=["success", "partial", "failed", "skipped"]
     )
     publish.add_argument("--records", type=int, default=0, help="record_count")
     publish.add_argument("--execution-id", default=None, help="dedup id; generated if absent")
+    publish.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip checking processor and phase against the registry",
+    )
     seed = commands.add_parser(
         "seed", help="synthetic source data for a date into BigQuery: players, prop lines, history"
     )
-    seed.add_argument("--date", required=True, help="game_date, YYYY-MM-DD")
+    seed.add_argument("--date", required=True, type=_date_text, help="game_date, YYYY-MM-DD")
     seed.add_argument("--players", type=int, default=450, help="players on the slate")
     predict = commands.add_parser("predict", help="start a prediction batch (phase 5) for a date")
-    predict.add_argument("--date", required=True, help="game_date, YYYY-MM-DD")
+    predict.add_argument("--date", required=True, type=_date_text, help="game_date, YYYY-MM-DD")
     predict.add_argument("--batch-id", default=None, help="default: {date}-r{n}")
     predict.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait for the phase-5 completion"
@@ -59,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         "--url", default=None, help="worker URL (default: PHASEFLOW_WEB_HOST:PHASEFLOW_WEB_PORT)"
     )
     _add_operations_commands(commands)
+    registry = commands.add_parser("registry", help="check a pipeline registry file")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True)
+    check = registry_commands.add_parser(
+        "check", help="load FILE as the worker would; print every problem (exit 2) or a summary"
+    )
+    check.add_argument("file", type=Path, help="registry TOML, e.g. streams/pipeline.toml")
     return parser
 
 
@@ -93,10 +115,43 @@ def _add_operations_commands(commands: Any) -> None:
             sub.add_argument("--dry-run", action="store_true", help="show what would be sent")
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one return per command
-    """Entry point of the ``phaseflow`` console script."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``phaseflow`` console script.
+
+    Bad arguments exit 2 (argparse); every known failure while running a command is one line on
+    stderr with exit 2 (bad input) or 1 (a service unreachable), see streams/cli_errors.py.
+    """
     args = _parser().parse_args(argv)
-    settings = Settings()
+    loaded: list[Settings] = []
+    return run_command(lambda: _run(args, loaded), settings=lambda: loaded[0] if loaded else None)
+
+
+def _broker_needed(args: argparse.Namespace) -> bool:
+    """Commands that talk to Kafka at once; ``publish`` checks its input first itself."""
+    if args.command == "rerun":
+        return not args.dry_run
+    return args.command in {"topics", "predict", "lag", "dlq"}
+
+
+def _require_services(args: argparse.Namespace, settings: Settings) -> None:
+    """Fail in seconds, naming the address, when a service the command needs is not there."""
+    from streams.reachability import require_bigquery, require_broker
+
+    if _broker_needed(args):
+        require_broker(settings)
+    if args.command == "seed":
+        require_bigquery(settings)
+
+
+def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0911
+    """Run the parsed command (one return per command)."""
+    if args.command == "registry":
+        from streams.registry_check import check_registry_file
+
+        return check_registry_file(args.file)
+    settings = load_settings()
+    loaded.append(settings)
+    _require_services(args, settings)
     logging.basicConfig(
         # The demo prints a summary; library chatter would bury it.
         level="WARNING" if args.command == "demo" else settings.log_level,
@@ -129,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
                 status=args.status,
                 record_count=args.records,
                 execution_id=args.execution_id,
+                check=not args.no_check,
             )
         )
     if args.command == "seed":
@@ -173,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
             selection=selection,
             dry_run=getattr(args, "dry_run", False),
         )
-    return 2
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

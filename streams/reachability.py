@@ -1,0 +1,77 @@
+"""Bounded checks that the services a CLI command needs answer at all, before it starts.
+
+Kafka and BigQuery clients retry a dead address for their whole request timeout (30-40 s, more
+for a consumer group) and then fail with a traceback; a TCP connect with a few seconds' timeout
+tells the user the same thing at once, naming the address and the setting that holds it.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Final
+from urllib.parse import urlsplit
+
+from streams.cli_errors import BadInputError, ServiceUnavailableError, bigquery_problem
+from streams.settings import Settings
+
+#: How long one TCP connect may take before the address counts as unreachable.
+CONNECT_TIMEOUT_SECONDS: Final = 5.0
+_HTTP_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _connect_error(host: str, port: int, timeout: float) -> str | None:
+    """None when ``host:port`` accepts a TCP connection, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as error:
+        return error.strerror or str(error)
+
+
+def _split_host_port(address: str, default_port: int) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
+    if not host:
+        return port, default_port
+    return host.strip("[]"), int(port) if port.isdigit() else default_port
+
+
+def require_broker(settings: Settings, *, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Raise :class:`ServiceUnavailableError` unless one bootstrap server accepts a connection."""
+    reasons: list[str] = []
+    for address in settings.bootstrap_servers.split(","):
+        host, port = _split_host_port(address, 9092)
+        reason = _connect_error(host, port, timeout)
+        if reason is None:
+            return
+        reasons.append(f"{host}:{port}: {reason}")
+    raise ServiceUnavailableError(
+        f"cannot reach the Kafka broker ({'; '.join(reasons)}); start it (make kafka) or set "
+        "PHASEFLOW_BROKER_URL"
+    )
+
+
+def require_bigquery(settings: Settings, *, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Raise :class:`ServiceUnavailableError` unless the BigQuery endpoint accepts a connection.
+
+    Only a configured endpoint (the emulator) is probed; Google's API is reached through
+    credentials the client library looks up itself.
+    """
+    if not settings.bigquery_endpoint:
+        return
+    url = urlsplit(settings.bigquery_endpoint)
+    try:
+        explicit_port = url.port
+    except ValueError:
+        explicit_port = None
+        url = url._replace(netloc="")
+    if not url.hostname:
+        raise BadInputError(
+            f"PHASEFLOW_BIGQUERY_ENDPOINT={settings.bigquery_endpoint!r} is not a URL like "
+            "http://127.0.0.1:9050; fix or unset it"
+        )
+    port = explicit_port or _HTTP_PORTS.get(url.scheme, 80)
+    reason = _connect_error(url.hostname, port, timeout)
+    if reason is not None:
+        raise ServiceUnavailableError(bigquery_problem(settings, reason))

@@ -1,0 +1,23 @@
+"""``phaseflow registry check FILE``: load a registry as the worker would, before deploying it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from streams.registry import load_registry
+
+
+def check_registry_file(path: Path, out: TextIO | None = None) -> int:
+    """Print what ``path`` declares and return 0; a bad file raises the loader's
+    :class:`~streams.registry.RegistryError` (every problem, one line each; the CLI exits 2)."""
+    registry = load_registry(path)
+    processors = sum(len(spec.processors) for spec in registry.phases)
+    phases = ", ".join(str(spec.phase) for spec in registry.phases)
+    systems = len(registry.enabled_systems)
+    (out or sys.stdout).write(
+        f"{path}: ok: phases {phases}, {processors} processors, "
+        f"{systems} prediction system(s) enabled\n"
+    )
+    return 0
