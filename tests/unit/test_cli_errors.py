@@ -1,0 +1,247 @@
+"""The CLI's failure layer: known failures are one line on stderr with exit 2 (bad input) or 1
+(a service unreachable); publish checks its input against the registry before connecting."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError
+from google.api_core.exceptions import NotFound, RetryError
+from google.auth.exceptions import DefaultCredentialsError
+from pydantic import ValidationError
+
+from models.events import PhaseCompletion
+from streams.cli import main
+from streams.cli_errors import (
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    BadInputError,
+    ServiceUnavailableError,
+    explain,
+    load_settings,
+    run_command,
+)
+from streams.local.ports import free_port
+from streams.publish import publish_from_cli, registry_problem
+from streams.reachability import require_bigquery, require_broker
+from streams.registry import RegistryError, load_registry, parse_registry
+from streams.settings import Settings
+
+CLOSED = f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def down() -> Settings:
+    """Settings whose broker and BigQuery addresses refuse connections."""
+    return Settings(broker_url=CLOSED, bigquery_endpoint=f"http://{CLOSED}")
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port something accepts TCP connections on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+def validation_error() -> ValidationError:
+    try:
+        PhaseCompletion.model_validate({"processor_name": "x"})
+    except ValidationError as error:
+        return error
+    raise AssertionError
+
+
+GOOGLE_RETRY = RetryError("Timeout of 30.0s exceeded", None)  # type: ignore[no-untyped-call]
+GOOGLE_NO_CREDENTIALS = DefaultCredentialsError("none found")  # type: ignore[no-untyped-call]
+GOOGLE_NOT_FOUND = NotFound("dataset nba_predictions")  # type: ignore[no-untyped-call]
+
+
+# --- the mapping ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "start"),
+    [
+        (KafkaConnectionError("Unable to bootstrap"), EXIT_UNAVAILABLE, "cannot reach the Kafka"),
+        (KafkaTimeoutError(), EXIT_UNAVAILABLE, "cannot reach the Kafka broker"),
+        (UnknownTopicOrPartitionError(), EXIT_UNAVAILABLE, "Kafka refused the request"),
+        (GOOGLE_RETRY, EXIT_UNAVAILABLE, "cannot reach BigQuery"),
+        (GOOGLE_NO_CREDENTIALS, EXIT_UNAVAILABLE, "cannot reach BigQuery"),
+        (GOOGLE_NOT_FOUND, EXIT_UNAVAILABLE, "BigQuery refused the request"),
+        (ConnectionRefusedError(111, "Connection refused"), EXIT_UNAVAILABLE, "a service is"),
+        (RegistryError("my.toml: phases[0].x: bad"), EXIT_BAD_INPUT, "my.toml: phases[0].x"),
+        (validation_error(), EXIT_BAD_INPUT, "invalid PhaseCompletion: game_date: Field required"),
+    ],
+)
+def test_known_failures_map_to_one_message_and_code(
+    error: Exception, code: int, start: str, down: Settings
+) -> None:
+    known = explain(error, down)
+    assert known is not None
+    assert known.exit_code == code
+    assert str(known).startswith(start), str(known)
+    assert "\n" not in str(known)
+
+
+def test_the_broker_message_names_the_address_and_the_setting(down: Settings) -> None:
+    known = explain(KafkaConnectionError("Unable to bootstrap"), down)
+    assert known is not None
+    assert CLOSED in str(known)
+    assert "PHASEFLOW_BROKER_URL" in str(known)
+
+
+def test_a_known_failure_inside_a_wrapper_is_found(down: Settings) -> None:
+    def connect() -> None:
+        raise KafkaConnectionError("Unable to bootstrap")
+
+    def wrapped() -> None:
+        try:
+            connect()
+        except KafkaConnectionError as inner:
+            raise RuntimeError("start failed") from inner
+
+    with pytest.raises(RuntimeError) as caught:
+        wrapped()
+    known = explain(caught.value, down)
+    assert isinstance(known, ServiceUnavailableError)
+    grouped = explain(ExceptionGroup("tasks", [ValueError("x"), KafkaTimeoutError()]), down)
+    assert isinstance(grouped, ServiceUnavailableError)
+
+
+def test_run_command_prints_one_line_per_problem_and_returns_the_code() -> None:
+    stderr = io.StringIO()
+
+    def failing() -> int:
+        raise RegistryError("a.toml: systems: one\na.toml: phases[0].tiers: two")
+
+    assert run_command(failing, settings=lambda: None, stderr=stderr) == EXIT_BAD_INPUT
+    assert stderr.getvalue() == (
+        "phaseflow: error: a.toml: systems: one\nphaseflow: error: a.toml: phases[0].tiers: two\n"
+    )
+
+
+def test_an_unknown_failure_is_a_bug_and_keeps_its_traceback() -> None:
+    def buggy() -> int:
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        run_command(buggy, settings=lambda: None, stderr=io.StringIO())
+
+
+def test_a_bad_setting_names_the_variable() -> None:
+    with pytest.raises(BadInputError) as caught:
+        load_settings(lambda: Settings(web_port="abc", log_level="LOUD"))
+    message = str(caught.value)
+    assert message.startswith("PHASEFLOW_WEB_PORT='abc': Input should be a valid integer")
+    assert "PHASEFLOW_LOG_LEVEL='LOUD'" in message
+    assert "\n" not in message
+
+
+# --- reachability ---------------------------------------------------------------------------
+
+
+def test_a_closed_broker_port_is_reported_at_once(down: Settings) -> None:
+    with pytest.raises(ServiceUnavailableError, match=rf"cannot reach the Kafka broker \({CLOSED}"):
+        require_broker(down)
+
+
+def test_a_listening_broker_port_passes(listening: int) -> None:
+    require_broker(Settings(broker_url=f"127.0.0.1:{listening}"))
+    require_broker(Settings(broker_url=f"kafka://{CLOSED};kafka://127.0.0.1:{listening}"))
+
+
+def test_bigquery_endpoint_is_probed_only_when_set(down: Settings, listening: int) -> None:
+    with pytest.raises(ServiceUnavailableError, match=rf"cannot reach BigQuery at http://{CLOSED}"):
+        require_bigquery(down)
+    require_bigquery(Settings(bigquery_endpoint=f"http://127.0.0.1:{listening}"))
+    require_bigquery(Settings(bigquery_endpoint=None))
+    with pytest.raises(BadInputError, match="PHASEFLOW_BIGQUERY_ENDPOINT='nonsense'"):
+        require_bigquery(Settings(bigquery_endpoint="nonsense"))
+
+
+# --- publish against the registry -----------------------------------------------------------
+
+
+def test_registry_problem_of_publish() -> None:
+    registry = load_registry(None)
+    assert registry_problem(registry, "player_game_summary", 3) is None
+    assert registry_problem(registry, "player_game_summry", 3) == (
+        "--processor: 'player_game_summry' is not a processor of the registry; "
+        "did you mean 'player_game_summary'?"
+    )
+    assert registry_problem(registry, "player_game_summary", 4) == (
+        "--phase: 'player_game_summary' belongs to phase 3 (analytics), not phase 4; use --phase 3"
+    )
+
+
+async def publish(settings: Settings, records: int, *, check: bool) -> int:
+    return await publish_from_cli(
+        settings,
+        processor="nope",
+        game_date="2026-01-05",
+        phase="3",
+        status="success",
+        record_count=records,
+        execution_id=None,
+        check=check,
+    )
+
+
+async def test_publish_rejects_bad_input_before_connecting(down: Settings) -> None:
+    # The broker is down: a BadInputError (not a connection failure) shows nothing was sent.
+    with pytest.raises(BadInputError, match=r"'nope' is not a processor.*--no-check"):
+        await publish(down, 0, check=True)
+    with pytest.raises(BadInputError, match="--records: Input should be greater than or equal"):
+        await publish(down, -1, check=False)
+    with pytest.raises(ServiceUnavailableError, match="cannot reach the Kafka broker"):
+        await publish(down, 0, check=False)
+
+
+# --- main() ---------------------------------------------------------------------------------
+
+
+def test_registry_check_prints_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pipeline.toml"
+    path.write_text(
+        '[[phases]]\nphase = 5\nname = "predictions"\nprocessors = ["c"]\nmax_wait = "1h"\n'
+    )
+    assert main(["registry", "check", str(path)]) == EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        (
+            f"phaseflow: error: {path}: phases[0].max_wait: phase 5 has no successor: phase 6 is "
+            "not declared, so this deadline can never take effect; declare [[phases]] phase = 6 "
+            "or remove max_wait"
+        ),
+        (
+            f"phaseflow: error: {path}: systems: phase 5 is declared but no prediction system is "
+            "enabled, so every prediction batch would end with 0 predictions; add a [[systems]] "
+            "entry with system_id = one of: ensemble_v1, moving_average_baseline_v1, "
+            "recency_trend_v1, similarity_balanced_v1, zone_matchup_v1"
+        ),
+    ]
+    with pytest.raises(RegistryError) as caught:
+        load_registry(path)
+    assert [f"phaseflow: error: {line}" for line in str(caught.value).splitlines()] == (
+        err.splitlines()
+    )
+
+
+def test_registry_check_of_a_good_file_says_what_it_declares(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "streams" / "pipeline.toml"
+    assert main(["registry", "check", str(shipped)]) == 0
+    assert capsys.readouterr().out == (
+        f"{shipped}: ok: phases 1, 2, 3, 4, 5, 6, 47 processors, 5 prediction system(s) enabled\n"
+    )
+    assert parse_registry(shipped.read_text()).phases  # the same file the worker would load
