@@ -1,17 +1,20 @@
 """Bounded checks that the services a CLI command needs answer at all, before it starts.
 
-Kafka and BigQuery clients retry a dead address for their whole request timeout (30-40 s, more
-for a consumer group) and then fail with a traceback; a TCP connect with a few seconds' timeout
-tells the user the same thing at once, naming the address and the setting that holds it.
+Kafka clients wait for their whole request timeout (30-40 s) on an address that accepts
+connections but does not answer, and leave "Unclosed AIOKafkaProducer" noise behind; a TCP
+connect and (for Kafka) one Metadata request, each with a few seconds' timeout, tell the user
+the same thing at once, naming the address and the setting that holds it.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Final
 from urllib.parse import urlsplit
 
 from streams.cli_errors import BadInputError, ServiceUnavailableError, bigquery_problem
+from streams.local.ports import metadata_ready
 from streams.settings import Settings
 
 #: How long one TCP connect may take before the address counts as unreachable.
@@ -30,6 +33,17 @@ def _connect_error(host: str, port: int, timeout: float) -> str | None:
         return error.strerror or str(error)
 
 
+def _kafka_answers(address: str, timeout: float) -> bool:
+    # The probe reports its own reason; aiokafka's per-attempt error log would only repeat it.
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        return metadata_ready(address, timeout=timeout)
+    finally:
+        client_log.setLevel(level)
+
+
 def _split_host_port(address: str, default_port: int) -> tuple[str, int]:
     host, _, port = address.strip().rpartition(":")
     if not host:
@@ -44,7 +58,11 @@ def require_broker(settings: Settings, *, timeout: float = CONNECT_TIMEOUT_SECON
         host, port = _split_host_port(address, 9092)
         reason = _connect_error(host, port, timeout)
         if reason is None:
-            return
+            # Something listens; a Metadata answer tells a Kafka broker from another service
+            # (which would otherwise hold each client for its full request timeout).
+            if _kafka_answers(f"{host}:{port}", timeout):
+                return
+            reason = f"no answer to a Kafka Metadata request within {timeout:g} s (not Kafka?)"
         reasons.append(f"{host}:{port}: {reason}")
     raise ServiceUnavailableError(
         f"cannot reach the Kafka broker ({'; '.join(reasons)}); start it (make kafka) or set "

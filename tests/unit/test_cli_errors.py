@@ -151,9 +151,16 @@ def test_a_closed_broker_port_is_reported_at_once(down: Settings) -> None:
         require_broker(down)
 
 
-def test_a_listening_broker_port_passes(listening: int) -> None:
-    require_broker(Settings(broker_url=f"127.0.0.1:{listening}"))
-    require_broker(Settings(broker_url=f"kafka://{CLOSED};kafka://127.0.0.1:{listening}"))
+def test_a_listener_that_is_not_kafka_is_reported_after_the_timeout(listening: int) -> None:
+    # A broker that answers is covered by tests/integration/test_cli_failures.py.
+    settings = Settings(broker_url=f"kafka://{CLOSED};kafka://127.0.0.1:{listening}")
+    with pytest.raises(ServiceUnavailableError) as caught:
+        require_broker(settings, timeout=0.5)
+    assert str(caught.value) == (
+        f"cannot reach the Kafka broker ({CLOSED}: Connection refused; 127.0.0.1:{listening}: "
+        "no answer to a Kafka Metadata request within 0.5 s (not Kafka?)); start it (make kafka) "
+        "or set PHASEFLOW_BROKER_URL"
+    )
 
 
 def test_bigquery_endpoint_is_probed_only_when_set(down: Settings, listening: int) -> None:
