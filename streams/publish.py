@@ -47,7 +47,13 @@ class CompletionPublisher(AsyncService):
 
     async def start(self) -> None:
         if not self._started:
-            await self._producer.start()
+            try:
+                await self._producer.start()
+            except BaseException:
+                # A producer whose start failed still holds its client; closing it here keeps
+                # the failure to the caller's one error instead of an "Unclosed" report at exit.
+                await self._producer.stop()
+                raise
             self._started = True
 
     async def stop(self) -> None:

@@ -35,7 +35,11 @@ class SideProducer(AsyncService):
                     enable_idempotence=self._settings.producer_idempotence,
                     request_timeout_ms=30_000,
                 )
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # no "Unclosed AIOKafkaProducer" after a failed start
+                    raise
                 self._producer = producer
 
     async def stop(self) -> None:

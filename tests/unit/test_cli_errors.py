@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +27,13 @@ from streams.cli_errors import (
     load_settings,
     run_command,
 )
+from streams.lifecycle import AsyncService
 from streams.local.ports import free_port
-from streams.publish import publish_from_cli, registry_problem
+from streams.publish import CompletionPublisher, publish_from_cli, registry_problem
 from streams.reachability import require_bigquery, require_broker
 from streams.registry import RegistryError, load_registry, parse_registry
 from streams.settings import Settings
+from streams.side_producer import SideProducer
 
 CLOSED = f"127.0.0.1:{free_port()}"
 
@@ -252,3 +256,25 @@ def test_registry_check_of_a_good_file_says_what_it_declares(
         f"{shipped}: ok: phases 1, 2, 3, 4, 5, 6, 47 processors, 5 prediction system(s) enabled\n"
     )
     assert parse_registry(shipped.read_text()).phases  # the same file the worker would load
+
+
+# --- a failed start leaves nothing open ------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [CompletionPublisher, SideProducer])
+async def test_a_producer_whose_start_failed_is_closed(
+    make: Callable[[Settings], AsyncService], down: Settings
+) -> None:
+    reports: list[str] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reports.append(context["message"]))
+    try:
+        service = make(down)
+        with pytest.raises(KafkaConnectionError):
+            await service.start()
+        del service
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reports == []
