@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from streams.cli_errors import EXIT_BAD_INPUT, load_settings, run_command
 from streams.settings import Settings
@@ -21,6 +22,36 @@ def _date_text(text: str) -> str:
         date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
+    return text
+
+
+def _positive_int(text: str) -> int:
+    """A count that must be at least 1 (``--players``, ``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """A duration in seconds that must be more than 0 (``--interval``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0 seconds")
+    return value
+
+
+def _http_url(text: str) -> str:
+    """A URL the CLI can ask: ``http(s)://host[:port]``."""
+    url = urlsplit(text)
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL like http://127.0.0.1:6066")
     return text
 
 
@@ -54,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "seed", help="synthetic source data for a date into BigQuery: players, prop lines, history"
     )
     seed.add_argument("--date", required=True, type=_date_text, help="game_date, YYYY-MM-DD")
-    seed.add_argument("--players", type=int, default=450, help="players on the slate")
+    seed.add_argument("--players", type=_positive_int, default=450, help="players on the slate")
     predict = commands.add_parser("predict", help="start a prediction batch (phase 5) for a date")
     predict.add_argument("--date", required=True, type=_date_text, help="game_date, YYYY-MM-DD")
     predict.add_argument("--batch-id", default=None, help="default: {date}-r{n}")
@@ -66,13 +97,18 @@ def _parser() -> argparse.ArgumentParser:
         "--group", action="append", default=[], help="consumer group (repeatable; default: app id)"
     )
     lag.add_argument("--watch", action="store_true", help="sample repeatedly until Ctrl-C")
-    lag.add_argument("--interval", type=float, default=None, help="seconds between samples")
+    lag.add_argument(
+        "--interval", type=_positive_seconds, default=None, help="seconds between samples"
+    )
     status = commands.add_parser(
         "status", help="phases of a date, lag, dead letters and alerts, from a running worker"
     )
     status.add_argument("--date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
     status.add_argument(
-        "--url", default=None, help="worker URL (default: PHASEFLOW_WEB_HOST:PHASEFLOW_WEB_PORT)"
+        "--url",
+        default=None,
+        type=_http_url,
+        help="worker URL (default: PHASEFLOW_WEB_HOST:PHASEFLOW_WEB_PORT)",
     )
     _add_operations_commands(commands)
     registry = commands.add_parser("registry", help="check a pipeline registry file")
@@ -110,7 +146,7 @@ def _add_operations_commands(commands: Any) -> None:
         sub.add_argument("--topic", help="source topic (full name or e.g. phase-completions)")
         sub.add_argument("--reason", help="error_type, e.g. not_json")
         sub.add_argument("--older-than", type=age, help="failed at least this long ago")
-        sub.add_argument("--limit", type=int, help="at most this many (oldest first)")
+        sub.add_argument("--limit", type=_positive_int, help="at most this many (oldest first)")
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be sent")
 
