@@ -31,6 +31,8 @@ EXIT_BAD_INPUT: Final = 2
 _GOOGLE_UNREACHABLE: Final = frozenset(
     {"RetryError", "ServiceUnavailable", "DeadlineExceeded", "GatewayTimeout", "TransportError"}
 )
+#: OSErrors about a local path the user gave (bad input), not about a service.
+_PATH_ERRORS: Final = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 #: How far down ``__cause__`` / ``__context__`` a known failure is looked for.
 _CHAIN_DEPTH: Final = 8
 
@@ -113,6 +115,10 @@ def _explain_one(  # noqa: PLR0911 -- one return per known kind
     google = _google_problem(error, settings)
     if google is not None:
         return google
+    if isinstance(error, _PATH_ERRORS) and error.filename is not None:
+        return BadInputError(
+            f"{error.filename}: {error.strerror or error}; check the path and its permissions"
+        )
     if isinstance(error, (OSError, TimeoutError)):
         return ServiceUnavailableError(
             f"a service is unreachable: {_reason(error)}; check that it runs and the "

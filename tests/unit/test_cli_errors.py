@@ -80,6 +80,7 @@ GOOGLE_NOT_FOUND = NotFound("dataset nba_predictions")  # type: ignore[no-untype
         (GOOGLE_NOT_FOUND, EXIT_UNAVAILABLE, "BigQuery refused the request"),
         (ConnectionRefusedError(111, "Connection refused"), EXIT_UNAVAILABLE, "a service is"),
         (RegistryError("my.toml: phases[0].x: bad"), EXIT_BAD_INPUT, "my.toml: phases[0].x"),
+        (PermissionError(13, "Permission denied", "/data"), EXIT_BAD_INPUT, "/data: Permission"),
         (validation_error(), EXIT_BAD_INPUT, "invalid PhaseCompletion: game_date: Field required"),
     ],
 )
