@@ -702,8 +702,13 @@ class Coordinator:
         return game_date < now.date() - self.retention
 
     def _expire(self, state: DateState) -> None:
-        prefix = f"{state.game_date.isoformat()}|"
-        for key in [k for k in list(self._players.keys()) if str(k).startswith(prefix)]:
+        # Markers are keyed {date}|{batch}|{player}; {batch}|{player} ones were written before
+        # the date was part of the key and are dropped with their date too.
+        prefixes = (
+            f"{state.game_date.isoformat()}|",
+            *(f"{batch_id}|" for batch_id in state.completed),
+        )
+        for key in [k for k in list(self._players.keys()) if str(k).startswith(prefixes)]:
             del self._players[key]
         del self._batches[state.game_date.isoformat()]
 
@@ -775,7 +780,8 @@ class Coordinator:
         if running is not None and self._clock.now() < self._deadline_of(running):
             raise BatchAlreadyRunningError(
                 f"already running: batch {running.batch_id} of {game_date} "
-                f"({running.completed_players}/{running.expected_players} players done)"
+                f"({running.completed_players}/{running.expected_players} players done); "
+                f"it ends by {self._deadline_of(running).isoformat()} at the latest"
             )
         command = make_command(
             "start",

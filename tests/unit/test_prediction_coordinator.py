@@ -435,3 +435,17 @@ async def test_api_start_waits_for_the_agent_and_returns_status_and_batch_id() -
     assert result["batch_id"] == "2026-01-15-r1"
     with pytest.raises(BatchAlreadyRunningError):
         await h.coordinator.start(DAY, None, "key-1")
+
+
+async def test_an_expired_date_drops_its_state_and_markers_only() -> None:
+    h = Harness(players=2)
+    await h.start()
+    for i in range(2):
+        await h.done(f"player{i:03d}")
+    h.markers["2026-01-15-r1|player009"] = 4  # written before markers carried the date
+    h.markers["2026-01-20|2026-01-15-r1|player000"] = 4  # another date, same batch id
+    h.clock.advance(timedelta(days=8))  # past the registry's 7 days of retention
+    assert h.coordinator.due_checks() == [DAY]
+    assert await h.check() == "checked"
+    assert h.coordinator.date_state(DAY) is None
+    assert h.markers == {"2026-01-20|2026-01-15-r1|player000": 4}
