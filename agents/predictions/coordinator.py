@@ -351,7 +351,15 @@ class Coordinator:
 
     @staticmethod
     def _log_refusal(command: CoordinatorCommand, result: CommandResult) -> None:
-        level = logging.INFO if result.status in ("duplicate", "resent") else logging.WARNING
+        if result.status == "resent":
+            log.info(
+                "prediction batch %s: start command %s redelivered, %s",
+                result.batch_id,
+                command.command_id,
+                result.message,
+            )
+            return
+        level = logging.INFO if result.status == "duplicate" else logging.WARNING
         log.log(
             level,
             "prediction %s of %s (%s, by %s) not applied: %s: %s",
