@@ -316,7 +316,7 @@ class Coordinator:
             )
         if running is not None:
             self._save(state.seen(command.command_id))
-            deadline = running.deadline_at or running.started_at + self.batch_deadline
+            deadline = self._deadline_of(running)
             return CommandResult.of(
                 "already_running",
                 running,
@@ -499,7 +499,7 @@ class Coordinator:
 
     async def _on_complete(self, command: CoordinatorCommand) -> CommandResult:
         result = await self._complete_command(command)
-        if result.status != "completed":
+        if result.status not in ("completed", "failed"):  # it did not end the batch
             self._log_refusal(command, result)
         return result
 
