@@ -16,6 +16,9 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
    merged, dead-letters those and merges the rest, so one bad row cannot block every later
    batch. It first checks that a MERGE of no rows goes through: if even that is refused, the
    statement or the tables are at fault, not the rows, and nothing is dead-lettered.
+   Rows carry their ``batch_id``; the view ``player_prop_predictions_latest`` (created with the
+   tables) keeps, per date, only the latest batch's rows, so lines or players a rerun no longer
+   predicts drop out of it (see :func:`sinks.merge_sql.latest_view_sql`).
 3. Staged rows are deleted later, in a periodic cleanup of rows older than
    ``staging_retention_seconds`` (real BigQuery refuses DML on rows still in the streaming buffer,
    about 30 minutes, so deleting right after the MERGE would fail there).
@@ -44,12 +47,14 @@ from models.events import Prediction
 from sinks.base import Batch, BufferedSink, Entry, SinkMetrics
 from sinks.bigquery_client import ensure_dataset, make_bigquery_client
 from sinks.merge_sql import (
+    LATEST_VIEW,
     PREDICTION_SCHEMA,
     STAGING_SCHEMA,
     STAGING_TABLE,
     TARGET_TABLE,
     check_partitions,
     cleanup_sql,
+    latest_view_sql,
     merge_sql,
 )
 from sinks.retry import TRANSIENT_REASONS, RetryPolicy, is_transient, library_retry
@@ -110,6 +115,7 @@ class PredictionSink(BufferedSink[Prediction]):
         retry_policy: RetryPolicy | None = None,
         table: str = TARGET_TABLE,
         staging_table: str = STAGING_TABLE,
+        latest_view: str = LATEST_VIEW,
         staging_retention_seconds: float = 3600.0,
         cleanup_every_seconds: float = 600.0,
         batch_rows: int | None = None,
@@ -143,9 +149,12 @@ class PredictionSink(BufferedSink[Prediction]):
         dataset = f"{self._client.project}.{settings.bigquery_dataset}"
         self.table_id = f"{dataset}.{table}"
         self.staging_id = f"{dataset}.{staging_table}"
+        self.latest_view_id = f"{dataset}.{latest_view}"
         self._merge_sql = merge_sql(self.table_id, self.staging_id)
+        self._latest_view_sql = latest_view_sql(self.table_id)
         # BigQuery rejects PARTITION BY over FLOAT64 and the emulator would not notice: check here.
         check_partitions(self._merge_sql, STAGING_SCHEMA)
+        check_partitions(self._latest_view_sql, PREDICTION_SCHEMA)
         self._cleanup_sql = cleanup_sql(self.staging_id)
         self._staging_retention = timedelta(seconds=staging_retention_seconds)
         self._cleanup_every = cleanup_every_seconds
@@ -200,7 +209,9 @@ class PredictionSink(BufferedSink[Prediction]):
             expiration_ms=2 * 24 * 3600 * 1000,  # a backstop if cleanup never runs
         )
         staging.clustering_fields = ["flush_id"]
-        for table in (target, staging):
+        latest = bigquery.Table(self.latest_view_id)
+        latest.view_query = self._latest_view_sql
+        for table in (target, staging, latest):
             self._client.create_table(
                 table, exists_ok=True, retry=self._retry, timeout=self._timeout
             )
@@ -210,7 +221,8 @@ class PredictionSink(BufferedSink[Prediction]):
             await asyncio.to_thread(self._create_tables_sync)
 
     async def setup(self) -> None:
-        """Create the dataset, the target and the staging table when missing."""
+        """Create the dataset, the target and the staging table and the latest-batch view when
+        missing."""
         await self._call("setup", self._create_tables_sync)
 
     def _query(self, sql: str, params: Sequence[Any]) -> int | None:

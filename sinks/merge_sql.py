@@ -20,6 +20,8 @@ from google.cloud import bigquery
 
 TARGET_TABLE: Final = "player_prop_predictions"
 STAGING_TABLE: Final = "player_prop_predictions_staging"
+#: The view over the target that keeps, per game_date, only the rows of its latest batch.
+LATEST_VIEW: Final = "player_prop_predictions_latest"
 
 PREDICTION_SCHEMA: Final[tuple[bigquery.SchemaField, ...]] = (
     bigquery.SchemaField("prediction_id", "STRING", mode="REQUIRED"),
@@ -84,6 +86,32 @@ def merge_sql(target: str, staging: str) -> str:
         f"ON {on}\n"
         f"WHEN MATCHED AND S.created_at > T.created_at THEN UPDATE SET {updates}\n"
         f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+    )
+
+
+def latest_view_sql(target: str) -> str:
+    """The query of :data:`LATEST_VIEW`: per ``game_date``, the rows of the batch that started
+    last, i.e. whose earliest stored ``created_at`` is the latest (ties: the greater batch_id).
+
+    A rerun's batch replaces the rows it predicts again (same key, newer ``created_at``) in the
+    target; rows of an earlier batch for a line or player it no longer predicts stay in the table
+    (history, and nothing is deleted by a MERGE of a part of a batch) but not in this view. The
+    view needs no write of its own, so it cannot make a retried flush duplicate anything.
+    """
+    source = _quote(target)
+    return (
+        f"WITH batches AS (\n"  # noqa: S608 -- the table id is checked by _quote
+        f"  SELECT game_date, batch_id, MIN(created_at) AS first_created_at\n"
+        f"  FROM {source} GROUP BY game_date, batch_id\n"
+        f"), latest AS (\n"
+        f"  SELECT game_date, batch_id FROM (\n"
+        f"    SELECT game_date, batch_id, ROW_NUMBER() OVER (\n"
+        f"      PARTITION BY game_date ORDER BY first_created_at DESC, batch_id DESC) AS rn\n"
+        f"    FROM batches\n"
+        f"  ) WHERE rn = 1\n"
+        f")\n"
+        f"SELECT T.* FROM {source} T\n"
+        f"JOIN latest L ON T.game_date = L.game_date AND T.batch_id = L.batch_id"
     )
 
 

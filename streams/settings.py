@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     coordinator_tick_seconds: float = Field(
         5.0, gt=0, description="How often the prediction coordinator looks for stalled batches."
     )
+    prediction_batch_deadline_seconds: float = Field(
+        7200.0,
+        gt=0,
+        description=(
+            "A running prediction batch ends this long after its start: partial at or above "
+            "phase 5's min_coverage_pct, otherwise failed; then a new batch may start."
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )

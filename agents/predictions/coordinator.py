@@ -12,12 +12,21 @@ Lifecycle of a batch (state in the ``prediction_batches`` table, key ``game_date
    batch of the date runs; otherwise reads the slate (one query), publishes one request per player
    to ``{prefix}.prediction-requests`` (key ``{game_date}:{player_lookup}``, no pacing) and records
    the batch as running. ``batch_id`` defaults to ``{game_date}-r{n}`` (n-th run of the date).
-2. ``done`` records from the workers: counted once per (batch, player) (markers in the
+   A start that would do nothing (no players on the slate, no prop line for any of them, no
+   prediction system enabled) ends the batch ``failed`` at once, without sending a request.
+2. ``done`` records from the workers: counted once per (date, batch, player) (markers in the
    ``prediction_batch_players`` table), with the predictions each produced.
 3. Done when every player reported, or, after ``stall_timeout`` without progress, when at least
-   ``min_coverage_pct`` % did (both from the registry's phase 5), or on ``complete``. Then exactly
-   one phase-5 PhaseCompletion (processor ``prediction_coordinator``) with ``metadata``
-   ``expected_players``, ``completed_players`` and ``total_predictions``.
+   ``min_coverage_pct`` % did (both from the registry's phase 5), or on ``complete``. At the
+   batch's deadline (``batch_deadline`` after its start) it ends anyway: ``partial`` at or above
+   ``min_coverage_pct``, otherwise ``failed``; a start after that is no longer refused. A batch
+   that ends with no prediction at all ends ``failed`` (``no_predictions``). Then exactly one
+   phase-5 PhaseCompletion (processor ``prediction_coordinator``) with ``metadata``
+   ``expected_players``, ``completed_players`` and ``total_predictions``; a failed one names the
+   reason in ``error_type`` and ``error_message``.
+
+Every refused command (``already_running``, ``already_complete``, ``duplicate``,
+``not_running``) is logged and answered with a message saying why.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from agents.predictions.publishing import send_all
 from agents.predictions.source import SlateSource, build_requests
 from agents.publisher import Publisher
 from models.codec import EventDecodeError, encode
-from models.events import Alert, PhaseCompletion
+from models.events import Alert, PhaseCompletion, PredictionRequest
 from streams.clock import Clock
 from streams.registry import Registry
 from streams.topics import TopicName
@@ -60,6 +69,8 @@ MAX_COMMAND_IDS: Final = 200
 #: A check for a date is not re-sent while an earlier one may still be in flight.
 CHECK_RESEND_AFTER: Final = timedelta(seconds=5)
 DEFAULT_STALL_TIMEOUT: Final = timedelta(minutes=15)
+#: A running batch ends (partial or failed) this long after its start, progress or not.
+DEFAULT_BATCH_DEADLINE: Final = timedelta(hours=2)
 
 ResultStatus = Literal[
     "started",
@@ -82,6 +93,10 @@ class BatchNotRunningError(ValueError):
     """``complete`` for a date without a running batch (the HTTP API answers 409)."""
 
 
+#: Why a batch produced nothing (``PhaseCompletion.error_type`` of its failed completion).
+FailureReason = Literal["no_slate", "no_lines", "no_systems", "no_predictions", "deadline"]
+
+
 class BatchState(BaseModel):
     """One batch of one date."""
 
@@ -89,7 +104,7 @@ class BatchState(BaseModel):
 
     batch_id: str
     run: int
-    status: Literal["running", "complete"]
+    status: Literal["running", "complete", "failed"]
     expected_players: int
     completed_players: int = 0
     total_predictions: int = 0
@@ -97,6 +112,10 @@ class BatchState(BaseModel):
     last_progress_at: datetime
     completed_at: datetime | None = None
     completion_reason: str | None = None
+    #: Why a ``failed`` batch failed, in words (also the completion's ``error_message``).
+    failure: str | None = None
+    #: When it ends at the latest (None in states written before deadlines existed).
+    deadline_at: datetime | None = None
     source: str
     requested_by: str
     created_by: str  # the command that started it (a redelivery of it re-sends the requests)
@@ -119,6 +138,7 @@ class DateState(BaseModel):
     game_date: date
     runs: int = 0
     current: BatchState | None = None
+    #: Ids of the batches that ended (complete or failed): an explicit id is not reused.
     completed: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
 
@@ -171,6 +191,11 @@ class CommandResult:
         )
 
 
+def batch_result(batch: BatchState) -> ResultStatus:
+    """A command's answer for a batch it ended."""
+    return "failed" if batch.status == "failed" else "completed"
+
+
 @dataclass
 class CoordinatorStats:
     commands: int = 0
@@ -186,9 +211,10 @@ def default_batch_id(game_date: date, run: int) -> str:
     return f"{game_date.isoformat()}-r{run}"
 
 
-def marker_key(batch_id: str, player_lookup: str) -> str:
-    """Key of a (batch, player) "done" marker (player lookups never contain '|')."""
-    return f"{batch_id}|{player_lookup}"
+def marker_key(game_date: date, batch_id: str, player_lookup: str) -> str:
+    """Key of a (date, batch, player) "done" marker (player lookups never contain '|'; the date
+    is part of it because an explicit batch id may be used again on another date)."""
+    return f"{game_date.isoformat()}|{batch_id}|{player_lookup}"
 
 
 class Coordinator:
@@ -205,6 +231,7 @@ class Coordinator:
         clock: Clock,
         max_message_bytes: int = 1_048_576,
         reply_timeout_seconds: float = 10.0,
+        batch_deadline: timedelta = DEFAULT_BATCH_DEADLINE,
     ) -> None:
         spec = registry.phase(PHASE)
         self.min_coverage_pct = (
@@ -212,6 +239,8 @@ class Coordinator:
         )
         self.stall_timeout = spec.stall_timeout or DEFAULT_STALL_TIMEOUT
         self.retention = timedelta(days=registry.retention_days)
+        self.batch_deadline = batch_deadline
+        self._systems_enabled = len(registry.enabled_systems)
         self._batches = batches
         self._players = players
         self._publisher = publisher
@@ -279,36 +308,102 @@ class Coordinator:
                 # them again; same ids and keys, so nothing downstream counts twice.
                 sent = await self._publish_requests(game_date, running.batch_id, command)
                 return CommandResult.of("resent", running, game_date, f"{sent} requests re-sent")
-            return self._result_for("duplicate", state.current, command)
+            return self._result_for(
+                "duplicate",
+                state.current,
+                command,
+                f"command {command.command_id} was already applied; nothing done",
+            )
         if running is not None:
             self._save(state.seen(command.command_id))
+            deadline = self._deadline_of(running)
             return CommandResult.of(
                 "already_running",
                 running,
                 game_date,
                 f"batch {running.batch_id} of {game_date} is already running "
-                f"({running.completed_players}/{running.expected_players} players done)",
+                f"({running.completed_players}/{running.expected_players} players done); "
+                f"it ends by {deadline.isoformat()} at the latest",
             )
         if command.batch_id is not None and command.batch_id in state.completed:
             self._save(state.seen(command.command_id))
             done = state.current
             same = done is not None and done.batch_id == command.batch_id
-            return self._result_for("already_complete", done if same else None, command)
+            return self._result_for(
+                "already_complete",
+                done if same else None,
+                command,
+                f"batch {command.batch_id} of {game_date} already ended; "
+                "start without a batch id (or with a new one) to run again",
+            )
         return None
 
     @staticmethod
     def _result_for(
-        status: ResultStatus, batch: BatchState | None, command: CoordinatorCommand
+        status: ResultStatus,
+        batch: BatchState | None,
+        command: CoordinatorCommand,
+        message: str = "",
     ) -> CommandResult:
         if batch is None:
-            return CommandResult(status, command.game_date, command.batch_id)
-        return CommandResult.of(status, batch, command.game_date)
+            return CommandResult(status, command.game_date, command.batch_id, message=message)
+        return CommandResult.of(status, batch, command.game_date, message)
+
+    @staticmethod
+    def _log_refusal(command: CoordinatorCommand, result: CommandResult) -> None:
+        if result.status == "resent":
+            log.info(
+                "prediction batch %s: start command %s redelivered, %s",
+                result.batch_id,
+                command.command_id,
+                result.message,
+            )
+            return
+        level = logging.INFO if result.status == "duplicate" else logging.WARNING
+        log.log(
+            level,
+            "prediction %s of %s (%s, by %s) not applied: %s: %s",
+            command.kind,
+            command.game_date,
+            command.source,
+            command.requested_by,
+            result.status,
+            result.message,
+        )
+
+    def _deadline_of(self, batch: BatchState) -> datetime:
+        return batch.deadline_at or batch.started_at + self.batch_deadline
+
+    def _nothing_to_do(
+        self, game_date: date, requests: list[PredictionRequest]
+    ) -> tuple[FailureReason, str] | None:
+        """Why a batch over these requests would produce nothing, or None if it would not."""
+        if not requests:
+            return "no_slate", (
+                f"no players on the slate of {game_date} "
+                "(upcoming_player_game_context has no rows for the date)"
+            )
+        if not any(request.line_values for request in requests):
+            return "no_lines", (
+                f"none of the {len(requests)} players on the slate of {game_date} has a prop "
+                "line (prop_lines has no rows for the date)"
+            )
+        if self._systems_enabled == 0:
+            return "no_systems", "no prediction system is enabled in the registry ([[systems]])"
+        return None
 
     async def _on_start(self, command: CoordinatorCommand) -> CommandResult:
         game_date = command.game_date
         state = self.date_state(game_date) or DateState(game_date=game_date)
+        now = self._clock.now()
+        running = state.running
+        if running is not None and now >= self._deadline_of(running):
+            # Past its deadline: it ends now, so this start is not refused behind it.
+            await self._end_at_deadline(state, running)
+            state = self.date_state(game_date) or state
         refused = await self._refuse_start(state, command)
         if refused is not None:
+            self._log_refusal(command, refused)
             return refused
         state = state.seen(command.command_id)
         run = state.runs + 1
@@ -316,7 +411,6 @@ class Coordinator:
         while batch_id in state.completed:  # an explicit id took the default's name earlier
             run += 1
             batch_id = default_batch_id(game_date, run)
-        now = self._clock.now()
         try:
             rows = await self._source.read(game_date)
         except QueryError as error:
@@ -331,11 +425,17 @@ class Coordinator:
             expected_players=len(requests),
             started_at=now,
             last_progress_at=now,
+            deadline_at=now + self.batch_deadline,
             source=command.source,
             requested_by=command.requested_by,
             created_by=command.command_id,
         )
         state = state.model_copy(update={"runs": run, "current": batch})
+        nothing = self._nothing_to_do(game_date, requests)
+        if nothing is not None:
+            reason, why = nothing
+            batch = await self._fail(state, batch, reason, why)
+            return CommandResult.of("failed", batch, game_date, why)
         self._save(state)
         await send_all(
             self._publisher,
@@ -352,8 +452,6 @@ class Coordinator:
             command.requested_by,
             len(requests),
         )
-        if not requests:
-            batch = await self._complete(state, batch, "no_players")
         return CommandResult.of("started", batch, game_date)
 
     async def _publish_requests(
@@ -380,7 +478,7 @@ class Coordinator:
         if state is None or running is None or running.batch_id != done.batch_id:
             self.stats.done_ignored += 1  # a late report of an earlier batch, or of none
             return
-        marker = marker_key(done.batch_id, done.player_lookup)
+        marker = marker_key(done.game_date, done.batch_id, done.player_lookup)
         if self._players.get(marker) is not None:
             self.stats.done_ignored += 1  # a redelivered request, predicted twice
             return
@@ -400,10 +498,18 @@ class Coordinator:
             self._save(state)
 
     async def _on_complete(self, command: CoordinatorCommand) -> CommandResult:
+        result = await self._complete_command(command)
+        if result.status not in ("completed", "failed"):  # it did not end the batch
+            self._log_refusal(command, result)
+        return result
+
+    async def _complete_command(self, command: CoordinatorCommand) -> CommandResult:
         game_date = command.game_date
         state = self.date_state(game_date)
         if state is None or state.current is None:
-            return CommandResult("not_running", game_date, command.batch_id, message="no batch")
+            return CommandResult(
+                "not_running", game_date, command.batch_id, message=f"no batch of {game_date}"
+            )
         state = state.seen(command.command_id)
         current = state.current
         assert current is not None  # noqa: S101 -- seen() keeps current
@@ -412,12 +518,23 @@ class Coordinator:
             status: ResultStatus = (
                 "already_complete" if command.batch_id in state.completed else "not_running"
             )
-            return CommandResult(status, game_date, command.batch_id)
-        if current.status == "complete":
+            return CommandResult(
+                status,
+                game_date,
+                command.batch_id,
+                message=f"batch {command.batch_id} of {game_date} is not the current one "
+                f"({current.batch_id}, {current.status})",
+            )
+        if current.status != "running":
             self._save(state)
-            return CommandResult.of("already_complete", current, game_date)
+            return CommandResult.of(
+                "already_complete",
+                current,
+                game_date,
+                f"batch {current.batch_id} of {game_date} already ended ({current.status})",
+            )
         batch = await self._complete(state, current, "manual")
-        return CommandResult.of("completed", batch, game_date)
+        return CommandResult.of(batch_result(batch), batch, game_date, batch.failure or "")
 
     async def _on_check(self, command: CoordinatorCommand) -> CommandResult:
         game_date = command.game_date
@@ -431,11 +548,21 @@ class Coordinator:
             if self._expired(game_date, now):
                 self._expire(state)
             return CommandResult("checked", game_date, None)
+        return await self._check_running(state, running, now)
+
+    async def _check_running(
+        self, state: DateState, running: BatchState, now: datetime
+    ) -> CommandResult:
+        """Deadline passed, stalled above the minimum coverage (done) or below it (alert)."""
+        game_date = state.game_date
+        if now >= self._deadline_of(running):
+            batch = await self._end_at_deadline(state, running)
+            return CommandResult.of(batch_result(batch), batch, game_date, batch.failure or "")
         if now - running.last_progress_at < self.stall_timeout:
             return CommandResult.of("checked", running, game_date)
         if running.coverage_pct >= self.min_coverage_pct:
             batch = await self._complete(state, running, "stalled")
-            return CommandResult.of("completed", batch, game_date)
+            return CommandResult.of(batch_result(batch), batch, game_date, batch.failure or "")
         if running.stalled_at is None or running.stalled_at < running.last_progress_at:
             await self._alert_stalled(running, game_date, now)
             batch = running.model_copy(update={"stalled_at": now})
@@ -445,16 +572,57 @@ class Coordinator:
 
     # --- completion -------------------------------------------------------------------------
 
+    async def _end_at_deadline(self, state: DateState, batch: BatchState) -> BatchState:
+        """The batch's time is up: partial at or above the minimum coverage, else failed."""
+        if batch.coverage_pct >= self.min_coverage_pct:
+            return await self._complete(state, batch, "deadline")
+        why = (
+            f"batch {batch.batch_id} of {state.game_date} reached its deadline "
+            f"({self._deadline_of(batch).isoformat()}) with {batch.completed_players}/"
+            f"{batch.expected_players} players ({batch.coverage_pct:.1f}% < "
+            f"{self.min_coverage_pct:g}%)"
+        )
+        return await self._fail(state, batch, "deadline", why)
+
     async def _complete(self, state: DateState, batch: BatchState, reason: str) -> BatchState:
+        """Every player (or enough of them) reported; with no prediction at all it failed."""
+        if batch.total_predictions == 0:
+            why = (
+                f"batch {batch.batch_id} of {state.game_date} produced no predictions "
+                f"({batch.completed_players}/{batch.expected_players} players reported; every "
+                "prediction system failed, was skipped with its circuit open, or none is enabled "
+                "in the workers' registry)"
+            )
+            return await self._fail(state, batch, "no_predictions", why)
+        return await self._end(state, batch, reason, None)
+
+    async def _fail(
+        self, state: DateState, batch: BatchState, reason: FailureReason, why: str
+    ) -> BatchState:
+        return await self._end(state, batch, reason, why)
+
+    async def _end(
+        self, state: DateState, batch: BatchState, reason: str, failure: str | None
+    ) -> BatchState:
         now = self._clock.now()
         done = batch.model_copy(
-            update={"status": "complete", "completed_at": now, "completion_reason": reason}
+            update={
+                "status": "complete" if failure is None else "failed",
+                "completed_at": now,
+                "completion_reason": reason,
+                "failure": failure,
+            }
         )
         state = state.model_copy(
             update={"current": done, "completed": (*state.completed, batch.batch_id)[-50:]}
         )
         self._save(state)
-        status = "success" if done.completed_players >= done.expected_players else "partial"
+        if failure is not None:
+            status = "failed"
+        elif done.completed_players >= done.expected_players:
+            status = "success"
+        else:
+            status = "partial"
         completion = PhaseCompletion.model_validate(
             {
                 "processor_name": PROCESSOR,
@@ -466,6 +634,8 @@ class Coordinator:
                 "correlation_id": done.batch_id,
                 "timestamp": now,
                 "duration_seconds": max(0.0, (now - done.started_at).total_seconds()),
+                "error_message": None if failure is None else failure[:1000],
+                "error_type": None if failure is None else reason,
                 "metadata": {
                     "expected_players": done.expected_players,
                     "completed_players": done.completed_players,
@@ -478,6 +648,9 @@ class Coordinator:
         )
         await self._publisher.send(TopicName.PHASE_COMPLETIONS, completion.key, encode(completion))
         self.stats.completions += 1
+        if failure is not None:
+            log.error("prediction batch %s failed (%s): %s", done.batch_id, reason, failure)
+            return done
         log.info(
             "prediction batch %s complete (%s): %d/%d players, %d predictions",
             done.batch_id,
@@ -537,7 +710,12 @@ class Coordinator:
         return game_date < now.date() - self.retention
 
     def _expire(self, state: DateState) -> None:
-        prefixes = tuple(f"{batch_id}|" for batch_id in state.completed)
+        # Markers are keyed {date}|{batch}|{player}; {batch}|{player} ones were written before
+        # the date was part of the key and are dropped with their date too.
+        prefixes = (
+            f"{state.game_date.isoformat()}|",
+            *(f"{batch_id}|" for batch_id in state.completed),
+        )
         for key in [k for k in list(self._players.keys()) if str(k).startswith(prefixes)]:
             del self._players[key]
         del self._batches[state.game_date.isoformat()]
@@ -559,7 +737,7 @@ class Coordinator:
             alerted = (
                 running.stalled_at is not None and running.stalled_at >= running.last_progress_at
             )
-            if idle and not alerted:
+            if (idle and not alerted) or now >= self._deadline_of(running):
                 due.append(state.game_date)
         return due
 
@@ -607,10 +785,11 @@ class Coordinator:
         """Start a batch (``POST /coordinator/start``); a running one raises (HTTP 409)."""
         state = self.date_state(game_date)
         running = state.running if state is not None else None
-        if running is not None:
+        if running is not None and self._clock.now() < self._deadline_of(running):
             raise BatchAlreadyRunningError(
                 f"already running: batch {running.batch_id} of {game_date} "
-                f"({running.completed_players}/{running.expected_players} players done)"
+                f"({running.completed_players}/{running.expected_players} players done); "
+                f"it ends by {self._deadline_of(running).isoformat()} at the latest"
             )
         command = make_command(
             "start",

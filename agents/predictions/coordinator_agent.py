@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -34,7 +35,7 @@ def install(ctx: AppContext, source: SlateSource) -> Coordinator:
         default=None,
         partitions=settings.topic_partitions,
         schema=schema,
-        help="Per (batch_id, player): predictions reported done (dedups re-sent requests).",
+        help="Per (game_date, batch_id, player): predictions reported done (dedups re-sends).",
     )
     coordinator = Coordinator(
         registry=ctx.registry,
@@ -46,6 +47,7 @@ def install(ctx: AppContext, source: SlateSource) -> Coordinator:
         source=source,
         clock=ctx.clock,
         max_message_bytes=settings.max_message_bytes,
+        batch_deadline=timedelta(seconds=settings.prediction_batch_deadline_seconds),
     )
 
     @ctx.app.agent(ctx.topics[TopicName.PREDICTION_PROGRESS], name="prediction_coordinator")  # type: ignore[untyped-decorator]

@@ -38,6 +38,8 @@ class PhaseSummary(_Model):
     first_completion_at: datetime | None = None
     deadline: datetime | None = None
     trigger: dict[str, JsonValue] | None = None
+    #: Why the validation gate rejected the phase's latest completion (None: it did not).
+    rejected: str | None = None
 
 
 class DateSummary(_Model):
@@ -92,7 +94,9 @@ class StatusSummary(_Model):
 
 # --- where a phase stands ------------------------------------------------------------------
 
-PhaseState = Literal["triggered", "done", "waiting", "failed", "not_started", "nothing_expected"]
+PhaseState = Literal[
+    "triggered", "rejected", "done", "waiting", "failed", "not_started", "nothing_expected"
+]
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,17 @@ class PhaseCondition:
 
 
 def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
-    """Triggered, done, waiting on whom (failed if one of them failed), or not started."""
+    """Triggered, rejected by the validation gate, done, waiting on whom (failed if one of them
+    failed), or not started."""
     if phase.trigger is not None:
         reason = phase.trigger.get("reason", "?")
         headline = f"triggered phase {phase.phase + 1} ({reason})"
         if phase.missing:
             headline += f" without {', '.join(phase.missing)}"
         return PhaseCondition("triggered", headline, None)
+    if phase.rejected is not None:
+        headline = f"rejected by the validation gate: {phase.rejected}"
+        return PhaseCondition("rejected", headline, None)
     if not phase.expected:
         return PhaseCondition("nothing_expected", "no processors expected", None)
     if not phase.missing:

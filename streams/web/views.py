@@ -31,6 +31,7 @@ from streams.registry import Registry
 from streams.topics import TopicName
 from streams.web.audit import audit_record
 from streams.web.auth import ApiKeys, presented_key
+from streams.web.gate_status import gate_rejection
 from streams.web.health import ReadinessCheck
 from streams.web.metrics import CONTENT_TYPE_LATEST, LagSnapshot, Metrics
 from streams.web.openapi import openapi_document
@@ -375,6 +376,7 @@ def phase_status(
                 "first_completion_at": _iso(state.first_completion_at),
                 "deadline": deadline,
                 "trigger": state.trigger.model_dump(mode="json") if state.trigger else None,
+                "rejected": gate_rejection(spec, state),
                 "completed_at": _iso(entry.completed_at),
                 "duration_seconds": entry.duration_seconds,
                 "sla_due_at": _iso(entry.sla_due_at) if zone is not None else None,

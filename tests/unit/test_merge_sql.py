@@ -16,6 +16,7 @@ from sinks.merge_sql import (
     STAGING_SCHEMA,
     check_partitions,
     float_partitions,
+    latest_view_sql,
     merge_sql,
     partition_by_expressions,
 )
@@ -63,3 +64,12 @@ def test_merge_shape() -> None:
 def test_table_ids_are_checked() -> None:
     with pytest.raises(ValueError, match="plain table id"):
         merge_sql("p.d.t` WHERE 1=1 --", "p.d.s")
+
+
+def test_latest_view_partitions_by_the_date_only_and_keeps_whole_batches() -> None:
+    view = latest_view_sql("p.d.player_prop_predictions")
+    assert partition_by_expressions(view) == ["game_date"]
+    check_partitions(view, PREDICTION_SCHEMA)
+    assert "JOIN latest L ON T.game_date = L.game_date AND T.batch_id = L.batch_id" in view
+    with pytest.raises(ValueError, match="plain table id"):
+        latest_view_sql("p.d.t` --")

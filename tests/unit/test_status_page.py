@@ -67,6 +67,12 @@ def phase(number: int, **fields: Any) -> PhaseSummary:
             None,
         ),
         ({"done": ["a", "b"], "missing": []}, "done", "done (2/2)", None),
+        (
+            {"done": ["a", "b"], "missing": [], "rejected": "5 predictions < minimum 10"},
+            "rejected",
+            "rejected by the validation gate: 5 predictions < minimum 10",
+            None,
+        ),
         ({"expected": [], "missing": []}, "nothing_expected", "no processors expected", None),
         ({}, "not_started", "not started (2 expected)", None),
         (

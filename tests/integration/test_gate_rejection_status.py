@@ -1,0 +1,67 @@
+"""A phase-5 completion the validation gate rejects, through a running worker: ``GET /status``
+and ``phaseflow status`` show phase 5 REJECTED with the gate's reason, not DONE."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from streams.local.worker_process import WorkerProcess
+from streams.publish import CompletionPublisher
+from streams.settings import Settings
+from streams.simulation import make_completion
+from streams.status import run_status
+from streams.topics import ensure_topics
+from tests.fixtures.polling import poll
+
+pytestmark = pytest.mark.integration
+
+GAME_DATE = (datetime.now(ZoneInfo("America/New_York")) - timedelta(days=1)).date()
+THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
+REASON = "5 predictions < minimum 10"
+
+
+async def test_phase_5_rejected_by_the_gate_is_rejected_in_status(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    settings = make_settings()
+    await ensure_topics(settings)
+    worker = start_worker(settings)
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    async with CompletionPublisher(settings) as publisher:
+        await publisher.publish(
+            make_completion("prediction_coordinator", GAME_DATE, 5, metadata=THIN)
+        )
+
+    phase5: dict[str, Any] = {}
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{settings.web_port}") as http:
+
+        async def rejected() -> bool:
+            nonlocal phase5
+            async with http.get("/status", params={"date": GAME_DATE.isoformat()}) as response:
+                assert response.status == 200, await response.text()
+                body = await response.json()
+            phases = [p for day in body["dates"] for p in day["phases"] if p["phase"] == 5]
+            phase5 = phases[0] if phases else {}
+            return bool(phase5.get("rejected"))
+
+        await poll(rejected, "phase 5 rejected in GET /status", give_up_after=60.0)
+    assert phase5["missing"] == []
+    assert phase5["trigger"] is None
+    assert REASON in phase5["rejected"]
+
+    out = io.StringIO()
+    url = f"http://127.0.0.1:{settings.web_port}"
+    code = await asyncio.to_thread(run_status, settings, game_date=GAME_DATE, url=url, out=out)
+    assert code == 0, out.getvalue()
+    [row] = [line for line in out.getvalue().splitlines() if line.startswith("5 ")]
+    assert row.split()[2] == "REJECTED", row
+    assert f"rejected by the validation gate: {REASON}" in row
