@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from aiokafka import AIOKafkaClient
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
+from streams.clock import Clock, SystemClock
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ def probe_transactional_id(settings: Settings) -> str:
     return f"{settings.app_id}-capability-probe"
 
 
-async def probe_broker(settings: Settings, *, answer_within: float = 30.0) -> BrokerCapabilities:
+async def probe_broker(
+    settings: Settings, *, answer_within: float = 30.0, clock: Clock | None = None
+) -> BrokerCapabilities:
     """Ask the broker of ``settings`` what it supports (see the module docstring)."""
     client = AIOKafkaClient(
         bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(answer_within * 1000)
@@ -68,18 +71,21 @@ async def probe_broker(settings: Settings, *, answer_within: float = 30.0) -> Br
         raise BrokerProbeError(
             f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}"
         ) from None
+    clock = clock or SystemClock()
+    give_up_at = clock.now() + timedelta(seconds=answer_within)
     try:
-        deadline = time.monotonic() + answer_within
-        idempotent = await _ask(
+        idempotent = await ask_until_final(
             "idempotent producer",
             lambda: _init_producer_id(client, client.get_random_node(), None),
-            deadline,
+            clock=clock,
+            give_up_at=give_up_at,
         )
         transactional_id = probe_transactional_id(settings)
-        transactions = await _ask(
+        transactions = await ask_until_final(
             "transactions",
             lambda: _init_transactional_id(client, transactional_id),
-            deadline,
+            clock=clock,
+            give_up_at=give_up_at,
         )
     finally:
         await client.close()
@@ -99,15 +105,24 @@ async def _init_transactional_id(client: Any, transactional_id: str) -> int:
     return await _init_producer_id(client, coordinator, transactional_id)
 
 
-async def _ask(what: str, request: Callable[[], Awaitable[int]], deadline: float) -> Capability:
-    """Send ``request`` until the broker answers for good; retriable answers are retried."""
-    last: object = None
+async def ask_until_final(
+    what: str,
+    request: Callable[[], Awaitable[int]],
+    *,
+    clock: Clock,
+    give_up_at: datetime,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Capability:
+    """Send ``request`` (it returns a Kafka error code) until the broker answers for good:
+    0 means supported, a non-retriable error unsupported; retriable answers are asked again
+    until ``give_up_at``, then :class:`BrokerProbeError`."""
     while True:
+        last: object
         try:
             code = await request()
         except kafka_errors.KafkaError as error:
             if not error.retriable:
-                return Capability(supported=False, detail=f"{type(error).__name__}")
+                return Capability(supported=False, detail=type(error).__name__)
             last = error
         else:
             if code == 0:
@@ -118,7 +133,7 @@ async def _ask(what: str, request: Callable[[], Awaitable[int]], deadline: float
                     supported=False, detail=f"InitProducerId answered {error_type.__name__}"
                 )
             last = error_type.__name__
-        if time.monotonic() >= deadline:
+        if clock.now() >= give_up_at:
             raise BrokerProbeError(f"the broker gave no final answer about {what}: {last}")
         log.debug("broker probe (%s): retrying after %s", what, last)
-        await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+        await pause(_RETRY_PAUSE_SECONDS)

@@ -3,6 +3,8 @@ idempotence from the broker's capabilities) and 503 for dependency failures in w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,14 @@ from aiokafka.errors import KafkaConnectionError, UnknownError
 from google.api_core.exceptions import ServiceUnavailable
 
 from streams.app import build_app
-from streams.broker_probe import BrokerCapabilities, Capability, probe_transactional_id
+from streams.broker_probe import (
+    BrokerCapabilities,
+    BrokerProbeError,
+    Capability,
+    ask_until_final,
+    probe_transactional_id,
+)
+from streams.clock import ManualClock
 from streams.delivery import DeliverySettingError, resolve_delivery
 from streams.deployment import identity_line
 from streams.settings import Settings, settings_table, settings_to_env
@@ -201,3 +210,70 @@ async def test_a_bug_still_answers_500(tmp_path: Path) -> None:
     status, body = await post_rerun(tmp_path, AttributeError("a bug"))
     assert status == 500
     assert body["error"] == "internal error (logged on the worker)"
+
+
+# --- the probe's answers -----------------------------------------------------------------------
+
+
+def answers(*codes: int | BaseException) -> Callable[[], Awaitable[int]]:
+    """A request returning these error codes (or raising these errors) in turn."""
+    pending = list(codes)
+
+    async def request() -> int:
+        answer = pending.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    return request
+
+
+def manual_time() -> tuple[ManualClock, Callable[[float], Awaitable[None]]]:
+    clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
+
+    async def pause(seconds: float) -> None:
+        clock.advance(timedelta(seconds=seconds))
+
+    return clock, pause
+
+
+async def test_the_probe_retries_a_loading_coordinator_then_takes_the_answer() -> None:
+    clock, pause = manual_time()
+    # 14 COORDINATOR_LOAD_IN_PROGRESS, 15 COORDINATOR_NOT_AVAILABLE, then a producer id.
+    found = await ask_until_final(
+        "transactions",
+        answers(14, KafkaConnectionError("reset"), 15, 0),
+        clock=clock,
+        give_up_at=clock.now() + timedelta(seconds=30),
+        pause=pause,
+    )
+    assert found == Capability(supported=True, detail="InitProducerId answered a producer id")
+
+
+@pytest.mark.parametrize(
+    ("answer", "detail"),
+    [
+        (-1, "InitProducerId answered UnknownError"),  # Tansu 0.6
+        (35, "InitProducerId answered UnsupportedVersionError"),
+        (UnknownError(), "UnknownError"),
+    ],
+)
+async def test_a_final_refusal_means_unsupported(answer: int | BaseException, detail: str) -> None:
+    clock, pause = manual_time()
+    found = await ask_until_final(
+        "transactions", answers(answer), clock=clock, give_up_at=clock.now(), pause=pause
+    )
+    assert found == Capability(supported=False, detail=detail)
+
+
+async def test_no_final_answer_in_time_fails_the_probe_instead_of_guessing() -> None:
+    clock, pause = manual_time()
+    with pytest.raises(BrokerProbeError, match="about transactions: GroupCoordinatorNotAvailableError"):
+        await ask_until_final(
+            "transactions",
+            answers(*[15] * 100),
+            clock=clock,
+            give_up_at=clock.now() + timedelta(seconds=5),
+            pause=pause,
+        )
+    assert clock.now() == datetime(2026, 3, 1, 0, 0, 5, tzinfo=UTC)
