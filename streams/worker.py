@@ -38,10 +38,10 @@ async def delivery_for(settings: Settings) -> Delivery:
 
 
 def run_worker(settings: Settings) -> None:
-    """Create missing topics, ask the broker what it supports, then run the Faust worker until
-    SIGINT/SIGTERM. A setting the broker cannot honour exits 2 with one line naming it."""
+    """Ask the broker what it supports, create missing topics, then run the Faust worker until
+    SIGINT/SIGTERM. A setting the broker cannot honour exits 2 with one line naming it, before
+    anything is created."""
     log.info("%s", identity_line(settings))
-    asyncio.run(ensure_topics(settings))
     try:
         delivery = asyncio.run(delivery_for(settings))
     except DeliverySettingError as error:
@@ -51,6 +51,8 @@ def run_worker(settings: Settings) -> None:
         _fail(str(error), EXIT_BROKER_UNAVAILABLE)
         return
     resolved = delivery.settings
+    # After the probe: a setting the broker cannot honour leaves nothing behind on the cluster.
+    asyncio.run(ensure_topics(resolved))
     log.info(
         "processing guarantee %s, idempotent producers %s (%s)",
         resolved.processing_guarantee,

@@ -178,6 +178,7 @@ async def test_an_explicit_setting_the_broker_cannot_honour_exits_2_naming_it(
             assert last.startswith("phaseflow worker: "), done.stderr
             assert f"PHASEFLOW_{setting.upper()}=" in last
             assert "Traceback" not in done.stderr
+            assert not await all_topics(settings), "refused, yet it created topics"
 
 
 async def test_defaults_on_the_embedded_broker_send_deadline_triggers_and_api_reruns(
