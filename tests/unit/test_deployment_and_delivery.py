@@ -27,8 +27,11 @@ from streams.clock import ManualClock
 from streams.delivery import DeliverySettingError, resolve_delivery
 from streams.deployment import identity_line
 from streams.settings import Settings, settings_table, settings_to_env
+from streams.status import format_status
 from streams.web.dependency_errors import dependency_failure
+from streams.web.status_summary import StatusSummary
 from streams.web.views import RerunsView
+from tests.unit.test_status_page import full_summary
 
 KAFKA = BrokerCapabilities(
     idempotent_producer=Capability(supported=True, detail="InitProducerId answered a producer id"),
@@ -268,7 +271,9 @@ async def test_a_final_refusal_means_unsupported(answer: int | BaseException, de
 
 async def test_no_final_answer_in_time_fails_the_probe_instead_of_guessing() -> None:
     clock, pause = manual_time()
-    with pytest.raises(BrokerProbeError, match="about transactions: GroupCoordinatorNotAvailableError"):
+    with pytest.raises(
+        BrokerProbeError, match="about transactions: GroupCoordinatorNotAvailableError"
+    ):
         await ask_until_final(
             "transactions",
             answers(*[15] * 100),
@@ -277,3 +282,26 @@ async def test_no_final_answer_in_time_fails_the_probe_instead_of_guessing() -> 
             pause=pause,
         )
     assert clock.now() == datetime(2026, 3, 1, 0, 0, 5, tzinfo=UTC)
+
+
+# --- what the user sees ------------------------------------------------------------------------
+
+
+def test_status_shows_the_identity_and_the_resolved_guarantee(tmp_path: Path) -> None:
+    delivery = resolve_delivery(Settings(topic_prefix="league-b", data_dir=tmp_path), KAFKA)
+    ctx = build_app(delivery.settings, delivery=delivery)
+    assert ctx.app.conf.processing_guarantee.value == "exactly_once"
+    body = ctx.components["http_api"].status_summary(None)
+    assert body["deployment"] == {
+        "app_id": "league-b",
+        "app_id_source": "derived from PHASEFLOW_TOPIC_PREFIX",
+        "topic_prefix": "league-b",
+        "processing_guarantee": "exactly_once",
+        "idempotent_producer": True,
+        "guarantee_reason": delivery.reason,
+    }
+    text = format_status(StatusSummary.model_validate({**full_summary(), **body}))
+    assert text.splitlines()[1] == (
+        "deployment league-b (derived from PHASEFLOW_TOPIC_PREFIX); exactly_once, idempotent "
+        f"producers on ({delivery.reason})"
+    )
