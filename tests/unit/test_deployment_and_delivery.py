@@ -21,11 +21,13 @@ from streams.broker_probe import (
     BrokerProbeError,
     Capability,
     ask_until_final,
+    probe_broker,
     probe_transactional_id,
 )
 from streams.clock import ManualClock
 from streams.delivery import DeliverySettingError, resolve_delivery
 from streams.deployment import identity_line
+from streams.local.ports import free_port
 from streams.settings import Settings, settings_table, settings_to_env
 from streams.status import format_status
 from streams.web.dependency_errors import dependency_failure
@@ -305,3 +307,10 @@ def test_status_shows_the_identity_and_the_resolved_guarantee(tmp_path: Path) ->
         "deployment league-b (derived from PHASEFLOW_TOPIC_PREFIX); exactly_once, idempotent "
         f"producers on ({delivery.reason})"
     )
+
+
+async def test_an_unreachable_broker_fails_the_probe_with_one_line() -> None:
+    port = free_port()  # nothing listens there
+    settings = Settings(broker_url=f"kafka://127.0.0.1:{port}")
+    with pytest.raises(BrokerProbeError, match=f"cannot reach the broker at 127.0.0.1:{port}"):
+        await probe_broker(settings, answer_within=5)
