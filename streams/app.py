@@ -125,10 +125,9 @@ def build_app(
 ) -> AppContext:
     """A fresh Faust app for ``settings`` with every feature installed; nothing is started.
 
-    ``delivery`` is what the worker resolved from the broker; its settings are the ones used.
+    ``delivery`` is what the worker resolved from the broker (``settings`` is then
+    ``delivery.settings``); it is kept for ``GET /status``.
     """
-    if delivery is not None:
-        settings = delivery.settings
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
     app = _faust_app(settings)

@@ -260,14 +260,16 @@ class HttpApi:
 
 
 def deployment_summary(ctx: AppContext) -> dict[str, object]:
-    """Who this worker is on the cluster and which guarantee it runs (README "Deployments")."""
+    """Who this worker is on the cluster and which guarantee it runs (docs/deployment.md)."""
     delivery = ctx.delivery
     settings = delivery.settings if delivery is not None else ctx.settings
     return {
         **identity_summary(settings),
         "processing_guarantee": settings.faust_processing_guarantee,
         "idempotent_producer": settings.idempotent_producer,
-        "guarantee_reason": delivery.reason if delivery is not None else "not probed",
+        "guarantee_reason": delivery.reason
+        if delivery is not None
+        else "not probed: the app was built without asking the broker",
     }
 
 
