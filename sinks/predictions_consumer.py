@@ -116,7 +116,7 @@ class SinkRunner(AsyncService, Generic[E]):
             self._producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.bootstrap_servers,
                 acks="all",
-                enable_idempotence=self.settings.producer_idempotence,
+                enable_idempotence=self.settings.idempotent_producer,
             )
             await self._producer.start()
             await self.sink.start()

@@ -16,6 +16,7 @@ from agents import predictions, readiness_agent
 from sinks import install as prediction_sink
 from streams.clock import Clock, clock_for
 from streams.codecs import register_orjson_codec
+from streams.delivery import Delivery
 from streams.faust_recovery import use_broker_highwaters_for_recovery
 from streams.lifecycle import AsyncService
 from streams.monitoring import install as lag_install
@@ -78,6 +79,9 @@ class AppContext:
     publisher: FaustPublisher
     #: Sends from timers and HTTP handlers (see streams.side_producer for why they differ).
     side_publisher: SideProducer
+    #: The guarantee and idempotence the worker resolved from the broker (streams.delivery);
+    #: None for an app built without asking the broker (in-process tests).
+    delivery: Delivery | None = None
     components: dict[str, Any] = field(default_factory=dict)
     #: Services that publish through ``side_publisher``: stopped (their work finished) before it.
     side_publisher_users: list[AsyncService] = field(default_factory=list)
@@ -92,7 +96,7 @@ def _faust_app(settings: Settings) -> Any:
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
-        processing_guarantee=settings.processing_guarantee,
+        processing_guarantee=settings.faust_processing_guarantee,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
@@ -117,8 +121,13 @@ def build_app(
     *,
     registry: Registry | None = None,
     clock: Clock | None = None,
+    delivery: Delivery | None = None,
 ) -> AppContext:
-    """A fresh Faust app for ``settings`` with every feature installed; nothing is started."""
+    """A fresh Faust app for ``settings`` with every feature installed; nothing is started.
+
+    ``delivery`` is what the worker resolved from the broker (``settings`` is then
+    ``delivery.settings``); it is kept for ``GET /status``.
+    """
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
     app = _faust_app(settings)
@@ -141,6 +150,7 @@ def build_app(
         topics=topics,
         publisher=FaustPublisher(topics, pinned=TRANSACTIONAL_OUTPUTS),
         side_publisher=SideProducer(settings),
+        delivery=delivery,
     )
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]

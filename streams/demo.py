@@ -161,7 +161,6 @@ def run_demo(*, timeout: float = 180.0) -> int:
             bigquery_endpoint=emulator.endpoint,
             data_dir=Path(workdir) / "worker",
             web_port=free_port(),
-            producer_idempotence=False,  # Tansu has no idempotent producer
             # Tansu holds each group join for half the session timeout (60 s by default).
             broker_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
             broker_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],

@@ -278,7 +278,7 @@ async def replay_command(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
-        enable_idempotence=settings.producer_idempotence,
+        enable_idempotence=settings.idempotent_producer,
         request_timeout_ms=30_000,
     )
     await producer.start()

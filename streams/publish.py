@@ -34,7 +34,7 @@ class CompletionPublisher(AsyncService):
     ) -> None:
         self._settings = settings
         self._topic = settings.topic(TopicName.PHASE_COMPLETIONS)
-        idempotent = settings.producer_idempotence if idempotent is None else idempotent
+        idempotent = settings.idempotent_producer if idempotent is None else idempotent
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
             acks="all",

@@ -29,8 +29,12 @@ class Settings(BaseSettings):
         "phaseflow", description="Prefix of every topic: `{prefix}.phase-completions` etc."
     )
     app_id: str = Field(
-        "phaseflow",
-        description="Faust app id: the consumer group and the prefix of changelog topics.",
+        default_factory=lambda data: data["topic_prefix"],
+        description=(
+            "Deployment identity: the Faust app id, i.e. the consumer groups and the prefix of "
+            "changelog, leader and repartition topics and of transactional ids. Unset: the topic "
+            "prefix, so two deployments with different prefixes share nothing on one cluster."
+        ),
     )
     registry_path: Path | None = Field(
         None, description="Pipeline registry (TOML). Unset: the default registry shipped inside."
@@ -87,13 +91,20 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of topics phaseflow creates."
     )
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once",
-        description="`exactly_once` uses Kafka transactions (Apache Kafka; not Tansu).",
+    processing_guarantee: Literal["auto", "at_least_once", "exactly_once"] = Field(
+        "auto",
+        description=(
+            "`auto`: the worker asks the broker at start and runs `exactly_once` (Kafka "
+            "transactions) where transactions work, `at_least_once` otherwise (Tansu). An "
+            "explicit `exactly_once` on a broker without transactions stops the worker (exit 2)."
+        ),
     )
-    producer_idempotence: bool = Field(
-        default=True,
-        description="Idempotent producers (Apache Kafka); false on brokers without them (Tansu).",
+    producer_idempotence: Literal["auto"] | bool = Field(
+        "auto",
+        description=(
+            "Idempotent producers. `auto`: the worker uses them where the broker has them "
+            "(Apache Kafka, not Tansu); `true` on a broker without them stops the worker (exit 2)."
+        ),
     )
     broker_session_timeout_seconds: float = Field(
         10.0,
@@ -205,6 +216,22 @@ class Settings(BaseSettings):
         )
 
     @property
+    def idempotent_producer(self) -> bool:
+        """Whether producers ask for idempotence. The worker resolves ``auto`` from the broker
+        before it makes a producer (streams.delivery); a command that does not ask the broker
+        (``publish``, ``dlq replay``) treats ``auto`` as off, which every broker accepts."""
+        return self.producer_idempotence is True
+
+    @property
+    def faust_processing_guarantee(self) -> Literal["at_least_once", "exactly_once"]:
+        """The guarantee the Faust app runs. The worker resolves ``auto`` from the broker before
+        it builds the app; an app built without that (in-process tests) gets at_least_once,
+        the guarantee every broker gives."""
+        if self.processing_guarantee == "exactly_once":
+            return "exactly_once"
+        return "at_least_once"
+
+    @property
     def prediction_workers_group(self) -> str:
         """The prediction workers' consumer group (agents/predictions/request_consumer.py)."""
         return f"{self.app_id}.prediction-workers"
@@ -224,7 +251,9 @@ def settings_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.default
-        if isinstance(default, tuple) and not default:
+        if field.default_factory is not None:
+            shown = "(derived)"
+        elif isinstance(default, tuple) and not default:
             shown = "(none)"
         elif default is None:
             shown = "(unset)"
@@ -237,10 +266,12 @@ def settings_table() -> str:
 def settings_to_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (``phaseflow worker``) load ``settings``."""
     env: dict[str, str] = {}
-    for name in Settings.model_fields:
+    for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
         if value is None:
             continue
+        if field.default_factory is not None and name not in settings.model_fields_set:
+            continue  # derived (app_id from the prefix): the child derives it the same way
         if isinstance(value, tuple):
             text = ",".join(
                 item.get_secret_value() if isinstance(item, SecretStr) else str(item)

@@ -32,7 +32,7 @@ class SideProducer(AsyncService):
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self._settings.bootstrap_servers,
                     acks="all",
-                    enable_idempotence=self._settings.producer_idempotence,
+                    enable_idempotence=self._settings.idempotent_producer,
                     request_timeout_ms=30_000,
                 )
                 try:

@@ -11,9 +11,9 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from streams.dlq import format_age
 from streams.settings import Settings
@@ -73,6 +73,8 @@ def format_status(summary: StatusSummary) -> str:
     """Phases of each date in ``summary``, then lag, dead letters and recent alerts."""
     now = summary.generated_at
     lines = [f"as of {now:%Y-%m-%d %H:%M:%S %Z}; pipeline date {summary.today.isoformat()}"]
+    if summary.deployment is not None:
+        lines.append(_deployment_line(summary.deployment))
     for day in summary.dates:
         lines += ["", f"GAME DATE {day.game_date.isoformat()}"]
         rows = []
@@ -113,6 +115,16 @@ def format_status(summary: StatusSummary) -> str:
             ],
         )
     return "\n".join(lines)
+
+
+def _deployment_line(deployment: Mapping[str, Any]) -> str:
+    """Which deployment answered and the guarantee it runs (docs/deployment.md)."""
+    idempotence = "on" if deployment.get("idempotent_producer") else "off"
+    return (
+        f"deployment {deployment.get('app_id')} ({deployment.get('app_id_source')}); "
+        f"{deployment.get('processing_guarantee')}, idempotent producers {idempotence} "
+        f"({deployment.get('guarantee_reason')})"
+    )
 
 
 def _lag_lines(groups: list[GroupLag] | None) -> list[str]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import faust
 
 from streams.app import build_app
+from streams.broker_probe import BrokerProbeError, probe_broker
+from streams.delivery import Delivery, DeliverySettingError, resolve_delivery
+from streams.deployment import identity_line
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -17,12 +21,45 @@ log = logging.getLogger(__name__)
 # Printed once the worker owns its partitions and has replayed its tables; test harnesses and
 # the demo wait for it instead of sleeping.
 READY_LINE = "phaseflow worker ready"
+#: Exit status for a setting the broker cannot honour (as for other configuration errors).
+EXIT_BAD_SETTING = 2
+#: Exit status when the broker could not be asked at all.
+EXIT_BROKER_UNAVAILABLE = 1
+
+
+def _fail(message: str, status: int) -> None:
+    print(f"phaseflow worker: {message}", file=sys.stderr, flush=True)  # noqa: T201
+    raise SystemExit(status)
+
+
+async def delivery_for(settings: Settings) -> Delivery:
+    """Ask the broker what it supports and resolve the ``auto`` settings against it."""
+    return resolve_delivery(settings, await probe_broker(settings))
 
 
 def run_worker(settings: Settings) -> None:
-    """Create missing topics, then run the Faust worker until SIGINT/SIGTERM."""
-    asyncio.run(ensure_topics(settings))
-    built = build_app(settings)
+    """Ask the broker what it supports, create missing topics, then run the Faust worker until
+    SIGINT/SIGTERM. A setting the broker cannot honour exits 2 with one line naming it, before
+    anything is created."""
+    log.info("%s", identity_line(settings))
+    try:
+        delivery = asyncio.run(delivery_for(settings))
+    except DeliverySettingError as error:
+        _fail(str(error), EXIT_BAD_SETTING)
+        return
+    except BrokerProbeError as error:
+        _fail(str(error), EXIT_BROKER_UNAVAILABLE)
+        return
+    resolved = delivery.settings
+    # After the probe: a setting the broker cannot honour leaves nothing behind on the cluster.
+    asyncio.run(ensure_topics(resolved))
+    log.info(
+        "processing guarantee %s, idempotent producers %s (%s)",
+        resolved.processing_guarantee,
+        "on" if resolved.idempotent_producer else "off",
+        delivery.reason,
+    )
+    built = build_app(resolved, delivery=delivery)
     app = built.app
 
     @app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]

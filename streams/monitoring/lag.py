@@ -151,7 +151,7 @@ class KafkaAlertPublisher(AsyncService):
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._settings.bootstrap_servers,
                 acks="all",
-                enable_idempotence=self._settings.producer_idempotence,
+                enable_idempotence=self._settings.idempotent_producer,
                 **self._options,
             )
             await producer.start()

@@ -104,7 +104,8 @@ def openapi_document() -> dict[str, Any]:
     ]
     summary_path = _open(
         "Status summary: phases of recent dates, lag per group with recent samples, dead "
-        "letters, recent alerts (what `GET /` and `phaseflow status` show).",
+        "letters, recent alerts (what `GET /` and `phaseflow status` show), the worker's "
+        "deployment identity and processing guarantee.",
         "Summary.",
         400,
     )

@@ -90,6 +90,8 @@ class StatusSummary(_Model):
     lag: list[GroupLag] | None
     dead_letters: DeadLetterSummary | None
     alerts: list[AlertLine] | None
+    #: Identity and guarantee of the worker (GET /status only; absent from older workers).
+    deployment: dict[str, Any] | None = None
 
 
 # --- where a phase stands ------------------------------------------------------------------

@@ -27,10 +27,12 @@ from agents.phase_timing import date_timing, sla_breached
 from agents.readiness_state import PhaseState
 from models.codec import EventDecodeError, decode, encode
 from models.events import GameDate, Identifier, Phase, PhaseCompletion, RerunRequest, Text
+from streams.deployment import identity_summary
 from streams.registry import Registry
 from streams.topics import TopicName
 from streams.web.audit import audit_record
 from streams.web.auth import ApiKeys, presented_key
+from streams.web.dependency_errors import dependency_failure
 from streams.web.gate_status import gate_rejection
 from streams.web.health import ReadinessCheck
 from streams.web.metrics import CONTENT_TYPE_LATEST, LagSnapshot, Metrics
@@ -243,7 +245,7 @@ class HttpApi:
         now = self.ctx.clock.now()
         today = self.today()
         components = self.ctx.components
-        return build_summary(
+        summary = build_summary(
             now=now,
             today=today,
             dates=dates,
@@ -254,6 +256,22 @@ class HttpApi:
             letters=components.get("dead_letters"),
             alerts=components.get("recent_alerts"),
         )
+        summary["deployment"] = deployment_summary(self.ctx)
+        return summary
+
+
+def deployment_summary(ctx: AppContext) -> dict[str, object]:
+    """Who this worker is on the cluster and which guarantee it runs (docs/deployment.md)."""
+    delivery = ctx.delivery
+    settings = delivery.settings if delivery is not None else ctx.settings
+    return {
+        **identity_summary(settings),
+        "processing_guarantee": settings.faust_processing_guarantee,
+        "idempotent_producer": settings.idempotent_producer,
+        "guarantee_reason": delivery.reason
+        if delivery is not None
+        else "not probed: the app was built without asking the broker",
+    }
 
 
 def lag_snapshot(ctx: AppContext) -> LagSnapshot | None:
@@ -275,9 +293,14 @@ class ApiView(View):
             response = await super().dispatch(request)
         except HttpError as error:
             response = error.response
-        except Exception:
-            log.exception("%s %s failed", request.method, self.view_path)
-            response = error_response(500, "internal error (logged on the worker)")
+        except Exception as error:
+            reason = dependency_failure(error)
+            if reason is None:
+                log.exception("%s %s failed", request.method, self.view_path)
+                response = error_response(500, "internal error (logged on the worker)")
+            else:
+                log.warning("%s %s: %s", request.method, self.view_path, reason)
+                response = error_response(503, reason)
         self.api.metrics.http_requests.labels(
             route=self.view_path, status=str(response.status)
         ).inc()

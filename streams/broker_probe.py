@@ -1,0 +1,139 @@
+"""What the broker supports, asked once at worker start: idempotent producers, transactions.
+
+Both start with an ``InitProducerId`` request: without a transactional id for an idempotent
+producer, with one (sent to the transaction coordinator) for transactions. That is the first
+request every idempotent or transactional producer of the worker sends (the side producer, the
+sink's, the lag monitor's, Faust's transactional producers), so the answer here is the answer
+they would get. Tansu 0.6 answers both with ``UnknownError``; Apache Kafka with a producer id.
+Retriable answers (a coordinator still loading) are retried for ``answer_within`` seconds; if
+the broker still has no answer then, the probe fails instead of guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from aiokafka import AIOKafkaClient
+from aiokafka import errors as kafka_errors
+from aiokafka.protocol.transaction import InitProducerIdRequest
+
+from streams.clock import Clock, SystemClock
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Coordinator type of FindCoordinator for transactional ids (0 is consumer groups).
+_TRANSACTION_COORDINATOR: Final = 1
+_PROBE_TRANSACTION_TIMEOUT_MS: Final = 10_000
+_RETRY_PAUSE_SECONDS: Final = 0.5
+
+
+class BrokerProbeError(Exception):
+    """The broker did not say what it supports before the probe's timeout."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One capability: whether it works and, if not, what the broker answered."""
+
+    supported: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class BrokerCapabilities:
+    idempotent_producer: Capability
+    transactions: Capability
+
+
+def probe_transactional_id(settings: Settings) -> str:
+    """The probe's transactional id: inside the deployment's namespace like Faust's own."""
+    return f"{settings.app_id}-capability-probe"
+
+
+async def probe_broker(
+    settings: Settings, *, answer_within: float = 30.0, clock: Clock | None = None
+) -> BrokerCapabilities:
+    """Ask the broker of ``settings`` what it supports (see the module docstring)."""
+    client = AIOKafkaClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(answer_within * 1000)
+    )
+    try:
+        async with asyncio.timeout(answer_within):
+            await client.bootstrap()
+    except (TimeoutError, kafka_errors.KafkaError) as error:
+        await client.close()
+        raise BrokerProbeError(
+            f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}"
+        ) from None
+    clock = clock or SystemClock()
+    give_up_at = clock.now() + timedelta(seconds=answer_within)
+    try:
+        idempotent = await ask_until_final(
+            "idempotent producer",
+            lambda: _init_producer_id(client, client.get_random_node(), None),
+            clock=clock,
+            give_up_at=give_up_at,
+        )
+        transactional_id = probe_transactional_id(settings)
+        transactions = await ask_until_final(
+            "transactions",
+            lambda: _init_transactional_id(client, transactional_id),
+            clock=clock,
+            give_up_at=give_up_at,
+        )
+    finally:
+        await client.close()
+    return BrokerCapabilities(idempotent_producer=idempotent, transactions=transactions)
+
+
+async def _init_producer_id(client: Any, node: Any, transactional_id: str | None) -> int:
+    response = await client.send(
+        node, InitProducerIdRequest(transactional_id, _PROBE_TRANSACTION_TIMEOUT_MS)
+    )
+    code: int = response.error_code
+    return code
+
+
+async def _init_transactional_id(client: Any, transactional_id: str) -> int:
+    coordinator = await client.coordinator_lookup(_TRANSACTION_COORDINATOR, transactional_id)
+    return await _init_producer_id(client, coordinator, transactional_id)
+
+
+async def ask_until_final(
+    what: str,
+    request: Callable[[], Awaitable[int]],
+    *,
+    clock: Clock,
+    give_up_at: datetime,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Capability:
+    """Send ``request`` (it returns a Kafka error code) until the broker answers for good:
+    0 means supported, a non-retriable error unsupported; retriable answers are asked again
+    until ``give_up_at``, then :class:`BrokerProbeError`."""
+    while True:
+        last: object
+        try:
+            code = await request()
+        except kafka_errors.KafkaError as error:
+            if not error.retriable:
+                return Capability(supported=False, detail=type(error).__name__)
+            last = error
+        else:
+            if code == 0:
+                return Capability(supported=True, detail="InitProducerId answered a producer id")
+            error_type = kafka_errors.for_code(code)
+            if not error_type.retriable:
+                return Capability(
+                    supported=False, detail=f"InitProducerId answered {error_type.__name__}"
+                )
+            last = error_type.__name__
+        if clock.now() >= give_up_at:
+            raise BrokerProbeError(f"the broker gave no final answer about {what}: {last}")
+        log.debug("broker probe (%s): retrying after %s", what, last)
+        await pause(_RETRY_PAUSE_SECONDS)
