@@ -80,6 +80,11 @@ class PhaseState(BaseModel):
     sla_breached_at: datetime | None = None
     #: Wall-clock time of the last write; retention counts idle time from here.
     updated_at: datetime | None = None
+    #: When the one phase_stalled alert was raised (see agents.stalls).
+    stall_alerted_at: datetime | None = None
+    #: Fingerprint of the registry this state was last evaluated under; another one at start
+    #: (a registry change) makes the timer ask for a fresh evaluation of the date.
+    registry_digest: str | None = None
 
     @staticmethod
     def table_key(game_date: date, phase: int) -> str:
@@ -118,7 +123,7 @@ class PhaseState(BaseModel):
         return cls.model_validate(value)
 
 
-TickKind = Literal["deadline", "rerun", "cleanup", "expire", "sla"]
+TickKind = Literal["deadline", "rerun", "cleanup", "expire", "sla", "stall", "evaluate"]
 
 
 class ReadinessTick(BaseModel):

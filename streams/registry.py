@@ -184,6 +184,10 @@ class PhaseSpec(_Spec):
     sla: LocalTime | None = None
     #: A completion this much slower than the processor's rolling median raises an alert.
     slowdown_pct: Annotated[float, Strict(), Field(gt=0)] = 40
+    #: Overrides the registry's ``stall_after`` for this phase (see agents.stalls).
+    stall_after: Duration | None = None
+    #: True: fires without waiting for phase ``phase - 1`` to have fired (see agents.phase_order).
+    independent: Annotated[bool, Strict()] = False
 
     @property
     def required(self) -> frozenset[str]:
@@ -213,6 +217,9 @@ class Registry(_Spec):
     """The whole registry file."""
 
     retention_days: Annotated[int, Strict(), Field(ge=1)] = 7
+    #: A gated phase holding state that has not fired this long after it started raises one
+    #: ``phase_stalled`` alert (per-phase ``stall_after`` overrides it).
+    stall_after: Duration = timedelta(hours=6)
     rerun: RerunSpec = RerunSpec()
     cleanup: CleanupSpec = CleanupSpec()
     slowdown: SlowdownSpec = SlowdownSpec()
@@ -228,6 +235,11 @@ class Registry(_Spec):
         raise PhaseNotConfiguredError(
             f"phase {number!r} is not in the registry (declared: {declared})"
         )
+
+    def stall_after_for(self, number: int) -> timedelta:
+        """How long phase ``number`` may hold state without firing before it counts as stalled."""
+        own = self.phase(number).stall_after
+        return self.stall_after if own is None else own
 
     def has_phase(self, number: int) -> bool:
         """Whether the registry declares phase ``number``."""
