@@ -38,6 +38,10 @@ class PhaseSummary(_Model):
     first_completion_at: datetime | None = None
     deadline: datetime | None = None
     trigger: dict[str, JsonValue] | None = None
+    #: The earlier phase that has to fire first (phase order); None when not held.
+    held_by_phase: int | None = None
+    #: When its phase_stalled alert was raised.
+    stalled_at: datetime | None = None
 
 
 class DateSummary(_Model):
@@ -111,6 +115,14 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
         if phase.missing:
             headline += f" without {', '.join(phase.missing)}"
         return PhaseCondition("triggered", headline, None)
+    if phase.held_by_phase is not None:
+        headline = (
+            f"held until phase {phase.held_by_phase} fires "
+            f"({len(phase.done)}/{len(phase.expected)} done)"
+        )
+        if phase.stalled_at is not None:
+            headline += "; stalled"
+        return PhaseCondition("waiting", headline, None)
     if not phase.expected:
         return PhaseCondition("nothing_expected", "no processors expected", None)
     if not phase.missing:
@@ -121,6 +133,8 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
     headline = f"waiting on {', '.join(phase.missing)}"
     if failed:
         headline += f" (failed: {', '.join(failed)})"
+    if phase.stalled_at is not None:
+        headline += "; stalled"
     return PhaseCondition(
         "failed" if failed else "waiting", headline, deadline_text(phase.deadline, now)
     )

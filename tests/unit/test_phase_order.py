@@ -6,6 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from streams.registry import parse_registry
+from streams.web.status_summary import PhaseSummary, phase_condition
+from streams.web.views import phase_status
 from tests.unit.readiness_harness import GAME_DATE, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
@@ -74,3 +76,31 @@ async def test_a_manual_phase_five_run_does_not_fire_phase_six_when_phase_three_
     stalled = {a.subject: a.message for a in h.publisher.alerts() if a.kind == "phase_stalled"}
     assert "phase 4 has not fired" in stalled[f"{GAME_DATE.isoformat()}:phase_5"]
     assert "missing" in stalled[f"{GAME_DATE.isoformat()}:phase_3"]
+
+
+async def test_status_shows_phase_five_held_by_phase_four_and_stalled() -> None:
+    h = Harness()
+    for name in PHASE2:
+        await h.complete(name, 2)
+    for name in PHASE3:
+        await h.complete(name, 3, status="failed")
+    await h.complete("prediction_coordinator", 5, metadata=GOOD)
+    await h.advance(timedelta(hours=6))
+    today = h.processor.today()
+    phases = {p["phase"]: p for p in phase_status(h.registry, h.table, GAME_DATE, today)}
+    assert phases[5]["held_by_phase"] == 4
+    condition = phase_condition(PhaseSummary.model_validate(phases[5]), h.clock.now())
+    assert (condition.state, condition.headline) == (
+        "waiting",
+        "held until phase 4 fires (1/1 done); stalled",
+    )
+    assert phases[3]["held_by_phase"] is None  # phase 2 fired; phase 3 waits on its processors
+
+
+async def test_a_trigger_after_a_timeout_upstream_says_so() -> None:
+    h = Harness()
+    await h.fire_upstream_of(4)
+    await h.complete(PHASE4[0], 4)
+    [trigger] = await h.advance(timedelta(hours=4))
+    assert (trigger.phase, trigger.reason) == (5, "timeout")
+    assert trigger.upstream == {"2": "ready", "3": "ready", "4": "timeout"}
