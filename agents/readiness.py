@@ -29,6 +29,7 @@ from agents.readiness_state import (
     TickKind,
     TriggerLedgerEntry,
 )
+from agents.rearm import is_rerun_completion, rearmed, refire_due, with_refire_scheduled
 from agents.rules import Decision, evaluate_deadline, evaluate_ready, gate_failure, next_deadline
 from agents.slowdown import DurationWindow, judge
 from agents.stalls import (
@@ -163,7 +164,10 @@ class ReadinessProcessor:
             return []
         outbox = Outbox(now)
         self._judge_duration(completion, outbox)
+        rerun_of_fired = is_rerun_completion(state, completion)
         state = _with_completion(state, completion, dedup_id)
+        if rerun_of_fired:
+            state = with_refire_scheduled(state, now, self._registry.rerun.backoff)
         state = self._after_completion(state, completion, outbox)
         state = self._evaluate(state, outbox)
         self._save_all(state, outbox)
@@ -233,14 +237,14 @@ class ReadinessProcessor:
     def _evaluate(self, state: PhaseState, outbox: Outbox) -> PhaseState:
         """Ready rule, deadlines, validation gate: fire the next phase at most once."""
         spec = self._registry.phase(state.phase)
-        if state.trigger is not None or not spec.gated:
+        if state.trigger is not None and refire_due(state, outbox.now):
+            return self._refire(state, outbox)
+        # No deadline while held by phase order: the predecessor's trigger re-evaluates this
+        # phase, and a hold that lasts raises a phase_stalled alert (agents.stalls).
+        if state.trigger is not None or not spec.gated or self._blocked_by(state) is not None:
             return state.model_copy(update={"deadline_at": None})
         if not self._registry.has_phase(state.phase + 1):
             return state
-        if self._blocked_by(state) is not None:
-            # No deadline while held: the predecessor's trigger re-evaluates this phase, and a
-            # hold that lasts raises a phase_stalled alert (agents.stalls).
-            return state.model_copy(update={"deadline_at": None})
         now = outbox.now
         expected = spec.expected_processors(state.game_date, self.today())
         decision = evaluate_ready(spec, state, expected) or evaluate_deadline(
@@ -258,8 +262,28 @@ class ReadinessProcessor:
             return state.model_copy(update={"deadline_at": next_deadline(spec, state, now)})
         return self._fire(state, decision, outbox)
 
-    def _fire(self, state: PhaseState, decision: Decision, outbox: Outbox) -> PhaseState:
+    def _refire(self, state: PhaseState, outbox: Outbox) -> PhaseState:
+        """A rerun of this phase after it fired: fire the next phase again (agents.rearm)."""
+        assert state.trigger is not None  # noqa: S101 -- only a fired phase re-fires
+        spec = self._registry.phase(state.phase)
+        expected = spec.expected_processors(state.game_date, self.today())
+        done = state.done()
+        decision = Decision(
+            "rerun", "rerun", tuple(sorted(done & expected)), tuple(sorted(expected - done))
+        )
+        state = state.model_copy(update={"refire_due_at": None})
+        if spec.validation is not None and (why := gate_failure(spec.validation, state)):
+            return self._reject_at_gate(state, why, outbox)
+        history = (*state.previous_triggers, state.trigger)
+        state = state.model_copy(update={"previous_triggers": history})
+        return self._fire(state, decision, outbox, nonce=f"round-{len(history)}")
+
+    def _fire(
+        self, state: PhaseState, decision: Decision, outbox: Outbox, *, nonce: str = ""
+    ) -> PhaseState:
         next_phase = state.phase + 1
+        if not nonce and state.round:
+            nonce = f"armed-{state.round}"  # a re-armed phase fires again under a new id
         trigger = PhaseTrigger(
             game_date=state.game_date,
             phase=next_phase,
@@ -267,7 +291,7 @@ class ReadinessProcessor:
             rule=decision.rule,
             completed=list(decision.completed),
             missing=list(decision.missing),
-            trigger_id=PhaseTrigger.make_id(state.game_date, next_phase, decision.reason),
+            trigger_id=PhaseTrigger.make_id(state.game_date, next_phase, decision.reason, nonce),
             triggered_at=outbox.now,
             correlation_id=f"{state.game_date.isoformat()}:{next_phase}",
             upstream={
@@ -519,7 +543,7 @@ class ReadinessProcessor:
         kinds: list[TickKind] = []
         if state.registry_digest != self._digest:
             kinds.append("evaluate")
-        if state.deadline_at is not None and state.deadline_at <= now:
+        if (state.deadline_at is not None and state.deadline_at <= now) or refire_due(state, now):
             kinds.append("deadline")
         if state.due_reruns(now):
             kinds.append("rerun")
@@ -682,7 +706,9 @@ class ReadinessProcessor:
                 started = self.state(trigger.game_date, trigger.phase) or PhaseState(
                     game_date=trigger.game_date, phase=trigger.phase
                 )
-                if started.started_at is None:
+                if trigger.reason == "rerun" and (started.processors or started.trigger):
+                    self._save(rearmed(started, trigger.triggered_at))
+                elif started.started_at is None:
                     self._save(started.model_copy(update={"started_at": trigger.triggered_at}))
 
     async def _send(self, outbox: Outbox) -> None:

@@ -82,6 +82,12 @@ class PhaseState(BaseModel):
     updated_at: datetime | None = None
     #: When the one phase_stalled alert was raised (see agents.stalls).
     stall_alerted_at: datetime | None = None
+    #: A rerun of this phase after it fired: when its next phase fires again (agents.rearm).
+    refire_due_at: datetime | None = None
+    #: Triggers of earlier rounds (a re-fire moves the current one here).
+    previous_triggers: tuple[TriggerLedgerEntry, ...] = ()
+    #: 0, then one more each time a re-fire of the previous phase re-armed this one.
+    round: int = 0
     #: Fingerprint of the registry this state was last evaluated under; another one at start
     #: (a registry change) makes the timer ask for a fresh evaluation of the date.
     registry_digest: str | None = None

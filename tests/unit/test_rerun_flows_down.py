@@ -1,0 +1,75 @@
+"""A rerun of phase N after it fired fires phase N + 1 again and re-arms it (issue 11 item 6)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.unit.readiness_harness import GAME_DATE, Harness
+
+PHASE3 = [
+    "player_game_summary",
+    "team_defense_game_summary",
+    "team_offense_game_summary",
+    "upcoming_player_game_context",
+    "upcoming_team_game_context",
+]
+PHASE4 = [
+    "team_defense_zone_analysis",
+    "player_shot_zone_analysis",
+    "player_composite_factors",
+    "player_daily_cache",
+    "ml_feature_store",
+]
+GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 1760}
+THIN = {"expected_players": 450, "completed_players": 20, "total_predictions": 5}
+
+
+async def whole_day(h: Harness) -> None:
+    await h.fire_upstream_of(5)
+    [trigger] = await h.complete("prediction_coordinator", 5, metadata=GOOD)
+    assert trigger.phase == 6
+    h.publisher.sent.clear()
+
+
+async def test_a_phase_four_rerun_fires_phase_five_once_after_the_last_fresh_completion() -> None:
+    h = Harness()
+    await whole_day(h)
+    for name in PHASE4:
+        h.clock.advance(timedelta(minutes=1))
+        assert await h.complete(name, 4) == []
+    assert await h.advance(timedelta(minutes=4)) == []  # backoff (5m) after the last one
+    [refire] = await h.advance(timedelta(minutes=1))
+    assert (refire.phase, refire.reason, refire.rule) == (5, "rerun", "rerun")
+    assert await h.advance(timedelta(hours=1)) == []  # once
+    phase5 = h.processor.state(GAME_DATE, 5)
+    assert phase5 is not None
+    assert (phase5.processors, phase5.trigger, phase5.round) == ({}, None, 1)
+    assert [t.reason for t in phase5.previous_triggers] == ["ready"]
+    # The fresh batch reports: phase 6 fires again, under a new id.
+    [again] = await h.complete("prediction_coordinator", 5, metadata=GOOD)
+    assert (again.phase, again.reason) == (6, "ready")
+    ids = {t.trigger_id for t in h.publisher.triggers()}
+    assert len(ids) == 2
+
+
+async def test_a_straggler_after_a_majority_trigger_is_not_a_rerun() -> None:
+    h = Harness()
+    await h.fire_upstream_of(3)
+    for name in [
+        "player_game_summary",
+        "upcoming_player_game_context",
+        "team_defense_game_summary",
+    ]:
+        await h.complete(name, 3)
+    assert [t.phase for t in h.publisher.triggers()] == [4]
+    await h.complete("team_offense_game_summary", 3)  # was missing when phase 3 fired
+    assert await h.advance(timedelta(hours=1)) == []
+
+
+async def test_a_rerun_of_phase_five_below_the_gate_does_not_refire_phase_six() -> None:
+    h = Harness()
+    await whole_day(h)
+    await h.complete("prediction_coordinator", 5, metadata=THIN)
+    assert await h.advance(timedelta(minutes=10)) == []
+    [alert] = h.publisher.alerts()
+    assert alert.kind == "validation_failed"
