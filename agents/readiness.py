@@ -706,7 +706,8 @@ class ReadinessProcessor:
                 started = self.state(trigger.game_date, trigger.phase) or PhaseState(
                     game_date=trigger.game_date, phase=trigger.phase
                 )
-                if trigger.reason == "rerun" and (started.processors or started.trigger):
+                repeat = bool(state.round or state.previous_triggers)
+                if repeat and (started.processors or started.trigger):
                     self._save(rearmed(started, trigger.triggered_at))
                 elif started.started_at is None:
                     self._save(started.model_copy(update={"started_at": trigger.triggered_at}))

@@ -10,6 +10,8 @@
   started phase: that phase's earlier trigger goes to its history and its completions are
   forgotten (dedup ids are kept), so it fires *its* next phase again only once its processors
   have reported on the fresh input, and its deadlines and stall alert count from the re-fire.
+  A re-armed phase firing (a repeat round) re-arms its own next phase the same way, so one
+  rerun at the top flows through every later phase, each on its predecessor's fresh output.
 
 Pure functions of states and times; the readiness processor calls them.
 """

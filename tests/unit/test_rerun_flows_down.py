@@ -73,3 +73,19 @@ async def test_a_rerun_of_phase_five_below_the_gate_does_not_refire_phase_six() 
     assert await h.advance(timedelta(minutes=10)) == []
     [alert] = h.publisher.alerts()
     assert alert.kind == "validation_failed"
+
+
+async def test_a_phase_three_rerun_flows_through_phases_four_five_and_six() -> None:
+    h = Harness()
+    await whole_day(h)
+    for name in PHASE3:
+        await h.complete(name, 3)  # the whole phase rerun
+    [four] = await h.advance(timedelta(minutes=5))
+    assert (four.phase, four.reason) == (4, "rerun")
+    for name in PHASE4:  # phase 4, re-armed, runs on the fresh input
+        await h.complete(name, 4)
+    five = [t for t in h.publisher.triggers() if t.phase == 5]
+    assert [(t.reason, t.upstream["3"]) for t in five] == [("ready", "rerun")]
+    [six] = await h.complete("prediction_coordinator", 5, metadata=GOOD)
+    assert (six.phase, six.reason) == (6, "ready")
+    assert len({t.trigger_id for t in h.publisher.triggers()}) == 3
