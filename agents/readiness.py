@@ -454,11 +454,12 @@ class ReadinessProcessor:
             states = self._cleanup(tick.game_date, states, outbox)
         for state in states:
             current = self._with_start_from_table(state)
-            updated = self._evaluate(self._send_due_reruns(current, outbox), outbox)
-            updated = self._check_stall(updated, outbox)
+            evaluated = self._evaluate(self._send_due_reruns(current, outbox), outbox)
+            # The stall alert and its reruns are bookkeeping: retention still sees the date idle.
+            updated = self._check_stall(evaluated, outbox)
             previous = before.get(state.phase)
             if updated != previous or tick.kind == "evaluate":
-                self._save_all(updated, outbox, touch=_is_activity(previous, updated))
+                self._save_all(updated, outbox, touch=_is_activity(previous, evaluated))
         self._raise_sla_breaches(tick.game_date, outbox)
         await self._send(outbox)
         return outbox.triggers
@@ -491,14 +492,14 @@ class ReadinessProcessor:
         )
         if not stall_due(self._registry, state, expected, outbox.now):
             return state
-        raise_stall(
-            self._registry,
-            state,
-            outbox,
-            missing=self._missing(state),
-            blocked_by=self._blocked_by(state),
-        )
+        missing, blocked_by = self._missing(state), self._blocked_by(state)
+        raise_stall(self._registry, state, outbox, missing=missing, blocked_by=blocked_by)
         log.warning("phase %s of %s stalled", state.phase, state.game_date)
+        if blocked_by is None:  # held by order: the earlier phase has its own stall and reruns
+            for name in missing:
+                state = self._schedule_rerun(
+                    state, name, "missing_at_deadline", outbox, immediate=True
+                )
         return state.model_copy(update={"stall_alerted_at": outbox.now})
 
     def due_ticks(self) -> list[ReadinessTick]:

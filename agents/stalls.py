@@ -6,7 +6,8 @@ turns the answers into alerts; nothing here does I/O or reads a clock of its own
 - A gated phase that holds state and has not finished ``stall_after`` (registry-level, per-phase
   override) after it started raises one ``phase_stalled`` alert, whatever its age: the cleanup
   scan only looks back ``lookback_days``, and phases without tiers or ``max_wait`` have no
-  deadline of their own.
+  deadline of their own. Its missing processors get one rerun request each (unless it is held
+  by phase order: then the earlier phase is the one to fix).
 - Such a phase whose state expires (idle for ``retention_days``) raises a critical
   ``phase_stalled`` alert instead of vanishing with an INFO line.
 - State of a phase the registry no longer declares (an orphan) is reported once with an

@@ -44,9 +44,12 @@ async def test_a_stuck_phase_older_than_lookback_raises_one_stall_alert() -> Non
     assert alert.subject == "2026-03-10:phase_2"
     assert "missing p2_nbacom_boxscores" in alert.message
     assert "phaseflow rerun --date 2026-03-10 --phase 2" in alert.message
+    [rerun] = h.publisher.reruns()  # and the missing processor is asked to run again, once
+    assert (rerun.processor_name, rerun.reason) == ("p2_nbacom_boxscores", "missing_at_deadline")
     for _ in range(24):
         await h.advance(timedelta(hours=1))
     assert len(stalls(h)) == 1  # once per (date, phase)
+    assert len(h.publisher.reruns()) == 1
     assert h.publisher.triggers() == []
 
 
@@ -75,8 +78,8 @@ async def test_expiry_of_a_never_fired_phase_is_a_critical_alert_not_an_info_lin
     h = Harness(now=NOW)
     await stuck_phase2(h)
     with caplog.at_level(logging.INFO, logger="agents.readiness"):
-        for _ in range(8):
-            await h.advance(timedelta(days=1))
+        for _ in range(8 * 24):
+            await h.advance(timedelta(hours=1))
     assert h.table == {}
     first_stall, expired = stalls(h)
     assert first_stall.severity == "warning"
