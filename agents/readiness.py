@@ -453,7 +453,7 @@ class ReadinessProcessor:
         if tick.kind == "cleanup":
             states = self._cleanup(tick.game_date, states, outbox)
         for state in states:
-            current = self._with_start_from_table(state)
+            current = self._fresh(state, before.get(state.phase))
             evaluated = self._evaluate(self._send_due_reruns(current, outbox), outbox)
             # The stall alert and its reruns are bookkeeping: retention still sees the date idle.
             updated = self._check_stall(evaluated, outbox)
@@ -472,15 +472,13 @@ class ReadinessProcessor:
             if (state := self.state(game_date, phase)) is not None
         ]
 
-    def _with_start_from_table(self, state: PhaseState) -> PhaseState:
-        """A predecessor that fired earlier in this tick marked this phase started in the table;
-        keep that mark in the copy this tick goes on with."""
-        if state.started_at is not None:
-            return state
+    def _fresh(self, state: PhaseState, before: PhaseState | None) -> PhaseState:
+        """The stored state when a predecessor that fired earlier in this tick wrote it (marked
+        it started, or re-armed it); else this tick's own copy."""
         stored = self.state(state.game_date, state.phase)
-        if stored is None or stored.started_at is None:
-            return state
-        return state.model_copy(update={"started_at": stored.started_at})
+        if stored is not None and stored != before:
+            return stored
+        return state
 
     def _missing(self, state: PhaseState) -> list[str]:
         spec = self._registry.phase(state.phase)

@@ -89,3 +89,16 @@ async def test_a_phase_three_rerun_flows_through_phases_four_five_and_six() -> N
     [six] = await h.complete("prediction_coordinator", 5, metadata=GOOD)
     assert (six.phase, six.reason) == (6, "ready")
     assert len({t.trigger_id for t in h.publisher.triggers()}) == 3
+
+
+async def test_a_re_fire_in_a_tick_is_not_undone_by_the_next_phases_stale_copy() -> None:
+    h = Harness()
+    await whole_day(h)
+    await h.complete("prediction_coordinator", 5, status="failed")  # a rerun due in 5 min
+    for name in PHASE4:
+        await h.complete(name, 4)  # a re-fire of phase 5 due in 5 min too
+    [refire] = await h.advance(timedelta(minutes=5))
+    assert (refire.phase, refire.reason) == (5, "rerun")
+    phase5 = h.processor.state(GAME_DATE, 5)
+    assert phase5 is not None
+    assert (phase5.trigger, phase5.round, phase5.reruns) == (None, 1, {})
