@@ -307,6 +307,7 @@ class ReadinessProcessor:
             reason=trigger.reason,
             rule=trigger.rule,
             triggered_at=trigger.triggered_at,
+            upstream=trigger.upstream,
         )
         log.info(
             "phase %s of %s started: %s (%s)",

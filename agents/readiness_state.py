@@ -40,6 +40,8 @@ class TriggerLedgerEntry(BaseModel):
     reason: str
     rule: str
     triggered_at: datetime
+    #: The trigger's ``upstream``: each earlier gated phase -> how it finished.
+    upstream: dict[str, str] = Field(default_factory=dict)
 
 
 class RerunRecord(BaseModel):

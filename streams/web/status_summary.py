@@ -114,6 +114,12 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
         headline = f"triggered phase {phase.phase + 1} ({reason})"
         if phase.missing:
             headline += f" without {', '.join(phase.missing)}"
+        upstream = phase.trigger.get("upstream")
+        if isinstance(upstream, dict):
+            # What the started phase runs on, when it is not a plain chain of ready triggers.
+            unusual = [f"{n} {how}" for n, how in sorted(upstream.items()) if how != "ready"]
+            if unusual:
+                headline += f"; upstream: {', '.join(unusual)}"
         return PhaseCondition("triggered", headline, None)
     if phase.held_by_phase is not None:
         headline = (

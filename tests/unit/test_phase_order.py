@@ -104,3 +104,18 @@ async def test_a_trigger_after_a_timeout_upstream_says_so() -> None:
     [trigger] = await h.advance(timedelta(hours=4))
     assert (trigger.phase, trigger.reason) == (5, "timeout")
     assert trigger.upstream == {"2": "ready", "3": "ready", "4": "timeout"}
+
+
+async def test_status_of_a_triggered_phase_names_upstream_phases_that_were_not_ready() -> None:
+    h = Harness()
+    await h.fire_upstream_of(4)
+    await h.complete(PHASE4[0], 4)
+    await h.advance(timedelta(hours=4))  # phase 4 fires phase 5 by max_wait
+    await h.complete("prediction_coordinator", 5, metadata=GOOD)
+    phases = {
+        p["phase"]: p for p in phase_status(h.registry, h.table, GAME_DATE, h.processor.today())
+    }
+    upstream = phases[5]["trigger"]["upstream"]
+    assert upstream == {"2": "ready", "3": "ready", "4": "timeout", "5": "ready"}
+    condition = phase_condition(PhaseSummary.model_validate(phases[5]), h.clock.now())
+    assert condition.headline == "triggered phase 6 (ready); upstream: 4 timeout"
