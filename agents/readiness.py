@@ -308,6 +308,7 @@ class ReadinessProcessor:
             rule=trigger.rule,
             triggered_at=trigger.triggered_at,
             upstream=trigger.upstream,
+            completed=tuple(trigger.completed),
         )
         log.info(
             "phase %s of %s started: %s (%s)",

@@ -42,6 +42,8 @@ class TriggerLedgerEntry(BaseModel):
     triggered_at: datetime
     #: The trigger's ``upstream``: each earlier gated phase -> how it finished.
     upstream: dict[str, str] = Field(default_factory=dict)
+    #: Processors that counted when it fired: a later completion of one of them is a rerun.
+    completed: tuple[str, ...] = ()
 
 
 class RerunRecord(BaseModel):

@@ -29,15 +29,20 @@ if TYPE_CHECKING:
 
 
 def is_rerun_completion(before: PhaseState, completion: PhaseCompletion) -> bool:
-    """``completion`` re-reports a processor that had counted when ``before`` fired."""
-    if before.trigger is None or not completion.is_done:
+    """``completion`` re-reports a processor that had counted when ``before`` fired.
+
+    Judged by the trigger's ``completed`` list (no clock involved); a ledger written before
+    that list was kept falls back to "done before the trigger" by the completion timestamps.
+    """
+    trigger = before.trigger
+    if trigger is None or not completion.is_done:
         return False
     previous = before.processors.get(completion.processor_name)
-    return (
-        previous is not None
-        and previous.status in DONE_STATUSES
-        and previous.first_completed_at <= before.trigger.triggered_at
-    )
+    if previous is None or previous.status not in DONE_STATUSES:
+        return False
+    if trigger.completed:
+        return completion.processor_name in trigger.completed
+    return previous.first_completed_at <= trigger.triggered_at
 
 
 def with_refire_scheduled(state: PhaseState, now: datetime, settle: timedelta) -> PhaseState:

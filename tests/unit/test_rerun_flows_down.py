@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.unit.readiness_harness import GAME_DATE, Harness
+from models.codec import encode
+from streams.simulation import make_completion
+from tests.unit.readiness_harness import GAME_DATE, ORIGIN, Harness
 
 PHASE3 = [
     "player_game_summary",
@@ -102,3 +104,18 @@ async def test_a_re_fire_in_a_tick_is_not_undone_by_the_next_phases_stale_copy()
     phase5 = h.processor.state(GAME_DATE, 5)
     assert phase5 is not None
     assert (phase5.trigger, phase5.round, phase5.reruns) == (None, 1, {})
+
+
+async def test_a_rerun_is_recognised_by_who_counted_not_by_a_publishers_clock() -> None:
+    h = Harness()
+    await h.fire_upstream_of(4)
+    ahead = h.clock.now() + timedelta(minutes=30)  # the phase-4 hosts' clocks run fast
+    for name in PHASE4:
+        event = make_completion(name, GAME_DATE, 4, at=ahead)
+        await h.processor.handle(encode(event), ORIGIN)
+    assert [t.phase for t in h.publisher.triggers()] == [5]
+    h.clock.advance(timedelta(minutes=1))
+    rerun = make_completion(PHASE4[0], GAME_DATE, 4, at=ahead + timedelta(minutes=1))
+    await h.processor.handle(encode(rerun), ORIGIN)
+    [refire] = await h.advance(timedelta(minutes=5))
+    assert (refire.phase, refire.reason) == (5, "rerun")
