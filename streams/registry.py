@@ -17,7 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from models.phases import FIRST_PHASE, LAST_PHASE
@@ -89,7 +97,14 @@ def _name(value: object) -> str:
     )
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise PydanticCustomError("duration", "must be longer than 0s")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 LocalTime = Annotated[time, BeforeValidator(_local_time)]
 Name = Annotated[str, BeforeValidator(_name)]
 Percent = Annotated[float, Strict(), Field(ge=0, le=100)]
@@ -185,7 +200,7 @@ class PhaseSpec(_Spec):
     #: A completion this much slower than the processor's rolling median raises an alert.
     slowdown_pct: Annotated[float, Strict(), Field(gt=0)] = 40
     #: Overrides the registry's ``stall_after`` for this phase (see agents.stalls).
-    stall_after: Duration | None = None
+    stall_after: PositiveDuration | None = None
     #: True: fires without waiting for phase ``phase - 1`` to have fired (see agents.phase_order).
     independent: Annotated[bool, Strict()] = False
 
@@ -219,7 +234,7 @@ class Registry(_Spec):
     retention_days: Annotated[int, Strict(), Field(ge=1)] = 7
     #: A gated phase holding state that has not fired this long after it started raises one
     #: ``phase_stalled`` alert (per-phase ``stall_after`` overrides it).
-    stall_after: Duration = timedelta(hours=6)
+    stall_after: PositiveDuration = timedelta(hours=6)
     rerun: RerunSpec = RerunSpec()
     cleanup: CleanupSpec = CleanupSpec()
     slowdown: SlowdownSpec = SlowdownSpec()

@@ -11,7 +11,7 @@ import pytest
 
 from models.codec import encode
 from models.events import Alert
-from streams.registry import Registry, parse_registry
+from streams.registry import Registry, RegistryError, parse_registry
 from tests.unit.readiness_harness import ORIGIN, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
@@ -138,3 +138,29 @@ async def test_orphan_state_of_an_undeclared_phase_is_reported_bounded_and_expir
     assert "2026-03-14:6" in restarted.table
     await restarted.advance(timedelta(days=7))
     assert restarted.table == {}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'stall_after = "6h"',
+            'stall_after = "0s"',
+            "test.toml: stall_after: must be longer than 0s",
+        ),
+        (
+            'name = "raw"\n',
+            'name = "raw"\nstall_after = "0s"\n',
+            "test.toml: phases[1].stall_after: must be longer than 0s",
+        ),
+    ],
+)
+def test_a_zero_stall_after_is_refused_at_start(old: str, new: str, message: str) -> None:
+    with pytest.raises(RegistryError) as error:
+        registry(DEFAULT_TOML.replace(old, new))
+    assert str(error.value) == message
+
+
+def test_the_default_registry_stalls_after_six_hours_everywhere() -> None:
+    default = registry()
+    assert {default.stall_after_for(spec.phase) for spec in default.phases} == {timedelta(hours=6)}
