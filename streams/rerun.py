@@ -153,6 +153,9 @@ async def rerun_command(
     except RerunPlanError as error:
         out.write(f"error: {error}\n")
         return 2
+    if phase_timeout is not None and phase_timeout <= timedelta(0):
+        out.write("error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n")
+        return 2
     out.write(f"{len(requests)} rerun request(s)\n")
     every_phase = phase is None and processor is None
     first = first_gated_phase(registry)

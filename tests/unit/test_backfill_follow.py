@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from models.events import PhaseTrigger
 from streams.backfill import follow_phases
 from streams.registry import load_registry
+from streams.rerun import rerun_command
+from streams.settings import Settings
 
 DATES = [date(2026, 3, 1), date(2026, 3, 2)]
 AT = datetime(2026, 3, 20, 14, 0, tzinfo=UTC)
@@ -86,4 +88,23 @@ async def test_a_phase_that_does_not_start_ends_the_command_with_exit_1_naming_t
     assert out.getvalue().splitlines()[-1] == (
         "error: phase 4 did not start within 1 min for 2026-03-02; later phases were not "
         "followed (phaseflow status --date 2026-03-02 shows what it waits for)"
+    )
+
+
+async def test_a_phase_timeout_of_zero_is_refused_before_anything_is_sent() -> None:
+    out = io.StringIO()
+    code = await rerun_command(
+        Settings(),
+        start=DATES[0],
+        end=DATES[1],
+        phase=None,
+        processor=None,
+        attempt=1,
+        dry_run=False,
+        out=out,
+        phase_timeout=timedelta(0),
+    )
+    assert code == 2
+    assert out.getvalue() == (
+        "error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n"
     )
