@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from agents.envelope import Origin, dead_letter
 from agents.outbox import Outbox
+from agents.phase_order import blocking_phase, upstream_states
 from agents.phase_timing import DateTiming, PhaseTiming, date_timing, sla_breached
 from agents.publisher import Publisher
 from agents.readiness_state import (
@@ -28,10 +29,21 @@ from agents.readiness_state import (
     TickKind,
     TriggerLedgerEntry,
 )
+from agents.rearm import is_rerun_completion, rearmed, refire_due, with_refire_scheduled
 from agents.rules import Decision, evaluate_deadline, evaluate_ready, gate_failure, next_deadline
 from agents.slowdown import DurationWindow, judge
+from agents.stalls import (
+    is_declared,
+    is_finished,
+    raise_expired_unfinished,
+    raise_orphan,
+    raise_stall,
+    registry_digest,
+    stall_due,
+)
 from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion, PhaseTrigger
+from models.phases import FIRST_PHASE, LAST_PHASE
 from streams.clock import Clock
 from streams.registry import PhaseSpec, Registry
 from streams.topics import TopicName
@@ -68,6 +80,10 @@ class ReadinessProcessor:
         self._ticks_sent: dict[tuple[date, str], datetime] = {}
         # id(stored dict) -> (that dict, the state it was dumped from); see _decoded.
         self._last_written: dict[int, tuple[Any, PhaseState]] = {}
+        # States written under another registry are evaluated again (see agents.stalls).
+        self._digest = registry_digest(registry)
+        # Orphan states (phase no longer declared) this worker reported since it started.
+        self._orphans_reported: set[str] = set()
 
     # --- time -------------------------------------------------------------------------------
 
@@ -118,8 +134,11 @@ class ReadinessProcessor:
             return cached[1]
         return PhaseState.from_table(stored)
 
-    def _save(self, state: PhaseState) -> None:
-        state = state.model_copy(update={"updated_at": self._clock.now()})
+    def _save(self, state: PhaseState, *, touch: bool = True) -> None:
+        """Write ``state``; ``touch=False`` for bookkeeping (a stall alert, a re-evaluation
+        stamp) that must not count as activity, so retention still sees the state idle."""
+        updated_at = self._clock.now() if touch or state.updated_at is None else state.updated_at
+        state = state.model_copy(update={"updated_at": updated_at, "registry_digest": self._digest})
         stored = state.to_table()
         previous = self._table.get(state.key)
         if previous is not None:
@@ -145,10 +164,14 @@ class ReadinessProcessor:
             return []
         outbox = Outbox(now)
         self._judge_duration(completion, outbox)
+        rerun_of_fired = is_rerun_completion(state, completion)
         state = _with_completion(state, completion, dedup_id)
+        if rerun_of_fired:
+            state = with_refire_scheduled(state, now, self._registry.rerun.backoff)
         state = self._after_completion(state, completion, outbox)
         state = self._evaluate(state, outbox)
         self._save_all(state, outbox)
+        self._release_successors(state, outbox)
         await self._send(outbox)
         return outbox.triggers
 
@@ -214,7 +237,11 @@ class ReadinessProcessor:
     def _evaluate(self, state: PhaseState, outbox: Outbox) -> PhaseState:
         """Ready rule, deadlines, validation gate: fire the next phase at most once."""
         spec = self._registry.phase(state.phase)
-        if state.trigger is not None or not spec.gated:
+        if state.trigger is not None and refire_due(state, outbox.now):
+            return self._refire(state, outbox)
+        # No deadline while held by phase order: the predecessor's trigger re-evaluates this
+        # phase, and a hold that lasts raises a phase_stalled alert (agents.stalls).
+        if state.trigger is not None or not spec.gated or self._blocked_by(state) is not None:
             return state.model_copy(update={"deadline_at": None})
         if not self._registry.has_phase(state.phase + 1):
             return state
@@ -235,8 +262,28 @@ class ReadinessProcessor:
             return state.model_copy(update={"deadline_at": next_deadline(spec, state, now)})
         return self._fire(state, decision, outbox)
 
-    def _fire(self, state: PhaseState, decision: Decision, outbox: Outbox) -> PhaseState:
+    def _refire(self, state: PhaseState, outbox: Outbox) -> PhaseState:
+        """A rerun of this phase after it fired: fire the next phase again (agents.rearm)."""
+        assert state.trigger is not None  # noqa: S101 -- only a fired phase re-fires
+        spec = self._registry.phase(state.phase)
+        expected = spec.expected_processors(state.game_date, self.today())
+        done = state.done()
+        decision = Decision(
+            "rerun", "rerun", tuple(sorted(done & expected)), tuple(sorted(expected - done))
+        )
+        state = state.model_copy(update={"refire_due_at": None})
+        if spec.validation is not None and (why := gate_failure(spec.validation, state)):
+            return self._reject_at_gate(state, why, outbox)
+        history = (*state.previous_triggers, state.trigger)
+        state = state.model_copy(update={"previous_triggers": history})
+        return self._fire(state, decision, outbox, nonce=f"round-{len(history)}")
+
+    def _fire(
+        self, state: PhaseState, decision: Decision, outbox: Outbox, *, nonce: str = ""
+    ) -> PhaseState:
         next_phase = state.phase + 1
+        if not nonce and state.round:
+            nonce = f"armed-{state.round}"  # a re-armed phase fires again under a new id
         trigger = PhaseTrigger(
             game_date=state.game_date,
             phase=next_phase,
@@ -244,9 +291,15 @@ class ReadinessProcessor:
             rule=decision.rule,
             completed=list(decision.completed),
             missing=list(decision.missing),
-            trigger_id=PhaseTrigger.make_id(state.game_date, next_phase, decision.reason),
+            trigger_id=PhaseTrigger.make_id(state.game_date, next_phase, decision.reason, nonce),
             triggered_at=outbox.now,
             correlation_id=f"{state.game_date.isoformat()}:{next_phase}",
+            upstream={
+                **upstream_states(
+                    self._registry, state.phase, lambda n: self.state(state.game_date, n)
+                ),
+                str(state.phase): decision.reason,
+            },
         )
         outbox.trigger(trigger)
         ledger = TriggerLedgerEntry(
@@ -254,6 +307,8 @@ class ReadinessProcessor:
             reason=trigger.reason,
             rule=trigger.rule,
             triggered_at=trigger.triggered_at,
+            upstream=trigger.upstream,
+            completed=tuple(trigger.completed),
         )
         log.info(
             "phase %s of %s started: %s (%s)",
@@ -263,6 +318,24 @@ class ReadinessProcessor:
             decision.rule,
         )
         return state.model_copy(update={"trigger": ledger, "deadline_at": None})
+
+    def _blocked_by(self, state: PhaseState) -> int | None:
+        """The earlier phase that must fire first (agents.phase_order), or None."""
+        predecessor = self.state(state.game_date, state.phase - 1)
+        return blocking_phase(self._registry, state, predecessor)
+
+    def _release_successors(self, state: PhaseState, outbox: Outbox) -> None:
+        """A phase that just fired lets the next one fire too if it was only held by order."""
+        while state.trigger is not None and any(
+            t.game_date == state.game_date and t.phase == state.phase + 1 for t in outbox.triggers
+        ):
+            successor = self.state(state.game_date, state.phase + 1)
+            if successor is None or successor.trigger is not None:
+                return
+            updated = self._evaluate(successor, outbox)
+            if updated != successor:
+                self._save_all(updated, outbox)
+            state = updated
 
     def _on_deadline(
         self, spec: PhaseSpec, state: PhaseState, decision: Decision, outbox: Outbox
@@ -358,7 +431,7 @@ class ReadinessProcessor:
     # --- ticks ------------------------------------------------------------------------------
 
     async def handle_tick(self, raw: bytes, origin: Origin) -> list[PhaseTrigger]:
-        """Re-evaluate one date: deadlines, due reruns, cleanup, expiry."""
+        """Re-evaluate one date: deadlines, due reruns, cleanup, stalls, expiry."""
         try:
             tick = decode(ReadinessTick, raw, max_bytes=self._max_message_bytes)
         except EventDecodeError as error:
@@ -366,29 +439,78 @@ class ReadinessProcessor:
             return []
         self._ticks_sent.pop((tick.game_date, tick.kind), None)
         outbox = Outbox(self._clock.now())
-        states = [
-            state
-            for spec in self._registry.phases
-            if (state := self.state(tick.game_date, spec.phase)) is not None
-        ]
+        held = self._held_states(tick.game_date)
+        orphans = [state for state in held if not is_declared(self._registry, state)]
+        states = [state for state in held if is_declared(self._registry, state)]
         if tick.kind == "expire":
-            self._expire([state for state in states if self._expired(state)])
+            self._expire([state for state in held if self._expired(state)], outbox)
+            await self._send(outbox)
             return []
+        for orphan in orphans:
+            if orphan.key not in self._orphans_reported:
+                self._orphans_reported.add(orphan.key)
+                raise_orphan(self._registry, orphan, outbox)
+                log.warning("readiness state %s is of an undeclared phase", orphan.key)
         before = {state.phase: state for state in states}
         if tick.kind == "cleanup":
             states = self._cleanup(tick.game_date, states, outbox)
         for state in states:
-            updated = self._evaluate(self._send_due_reruns(state, outbox), outbox)
-            if updated != before.get(state.phase):
-                self._save_all(updated, outbox)
+            current = self._fresh(state, before.get(state.phase))
+            evaluated = self._evaluate(self._send_due_reruns(current, outbox), outbox)
+            # The stall alert and its reruns are bookkeeping: retention still sees the date idle.
+            updated = self._check_stall(evaluated, outbox)
+            previous = before.get(state.phase)
+            if updated != previous or tick.kind == "evaluate":
+                self._save_all(updated, outbox, touch=_is_activity(previous, evaluated))
         self._raise_sla_breaches(tick.game_date, outbox)
         await self._send(outbox)
         return outbox.triggers
 
+    def _held_states(self, game_date: date) -> list[PhaseState]:
+        """Every state of the date in phase order, declared or not (orphans expire too)."""
+        return [
+            state
+            for phase in range(FIRST_PHASE, LAST_PHASE + 1)
+            if (state := self.state(game_date, phase)) is not None
+        ]
+
+    def _fresh(self, state: PhaseState, before: PhaseState | None) -> PhaseState:
+        """The stored state when a predecessor that fired earlier in this tick wrote it (marked
+        it started, or re-armed it); else this tick's own copy."""
+        stored = self.state(state.game_date, state.phase)
+        if stored is not None and stored != before:
+            return stored
+        return state
+
+    def _missing(self, state: PhaseState) -> list[str]:
+        spec = self._registry.phase(state.phase)
+        return sorted(spec.expected_processors(state.game_date, self.today()) - state.done())
+
+    def _check_stall(self, state: PhaseState, outbox: Outbox) -> PhaseState:
+        expected = self._registry.phase(state.phase).expected_processors(
+            state.game_date, self.today()
+        )
+        if not stall_due(self._registry, state, expected, outbox.now):
+            return state
+        missing, blocked_by = self._missing(state), self._blocked_by(state)
+        raise_stall(self._registry, state, outbox, missing=missing, blocked_by=blocked_by)
+        log.warning("phase %s of %s stalled", state.phase, state.game_date)
+        if blocked_by is None:  # held by order: the earlier phase has its own stall and reruns
+            for name in missing:
+                state = self._schedule_rerun(
+                    state, name, "missing_at_deadline", outbox, immediate=True
+                )
+        return state.model_copy(update={"stall_alerted_at": outbox.now})
+
     def due_ticks(self) -> list[ReadinessTick]:
-        """Ticks the timer should send now, at most one per (date, kind) in flight."""
+        """Ticks the timer should send now, at most one per (date, kind) in flight.
+
+        A state of an undeclared phase only ever asks for ``evaluate`` (reported once per start)
+        and ``expire``: it has no rules to run, so it must not ask again and again.
+        """
         now = self._clock.now()
-        lookback = self.today() - timedelta(days=self._registry.cleanup.lookback_days)
+        today = self.today()
+        lookback = today - timedelta(days=self._registry.cleanup.lookback_days)
         wanted: dict[tuple[date, TickKind], None] = {}
         by_date: dict[date, dict[int, PhaseState]] = {}
         for state in self.states():
@@ -396,13 +518,13 @@ class ReadinessProcessor:
             if self._expired(state):
                 wanted[(day, "expire")] = None
                 continue
+            if not is_declared(self._registry, state):
+                if state.key not in self._orphans_reported:
+                    wanted[(day, "evaluate")] = None
+                continue
             by_date.setdefault(day, {})[state.phase] = state
-            if state.deadline_at is not None and state.deadline_at <= now:
-                wanted[(day, "deadline")] = None
-            if state.due_reruns(now):
-                wanted[(day, "rerun")] = None
-            if day >= lookback and self._cleanup_due(state, now):
-                wanted[(day, "cleanup")] = None
+            for kind in self._kinds_due(state, now, today, lookback):
+                wanted[(day, kind)] = None
         for day, states in by_date.items():
             if self._sla_breaches(day, states, now):
                 wanted[(day, "sla")] = None
@@ -414,6 +536,24 @@ class ReadinessProcessor:
             self._ticks_sent[(day, kind)] = now
             ticks.append(ReadinessTick(game_date=day, kind=kind, issued_at=now))
         return ticks
+
+    def _kinds_due(
+        self, state: PhaseState, now: datetime, today: date, lookback: date
+    ) -> list[TickKind]:
+        """What one declared, live state asks the timer for."""
+        kinds: list[TickKind] = []
+        if state.registry_digest != self._digest:
+            kinds.append("evaluate")
+        if (state.deadline_at is not None and state.deadline_at <= now) or refire_due(state, now):
+            kinds.append("deadline")
+        if state.due_reruns(now):
+            kinds.append("rerun")
+        if state.game_date >= lookback and self._cleanup_due(state, now):
+            kinds.append("cleanup")
+        expected = self._registry.phase(state.phase).expected_processors(state.game_date, today)
+        if stall_due(self._registry, state, expected, now):
+            kinds.append("stall")
+        return kinds
 
     async def send_due_ticks(self, publisher: Publisher) -> int:
         """The timer's job: send every due tick to the partition that owns its date."""
@@ -497,6 +637,8 @@ class ReadinessProcessor:
                 continue
             if state.trigger is None and state.deadline_at is not None:
                 continue  # its tier/max_wait deadline handles what is missing, once
+            if state.trigger is None and self._blocked_by(state) is not None:
+                continue  # held by phase order: its inputs are not there yet
             expected = spec.expected_processors(game_date, today)
             expected_total += len(expected)
             missing += [(state, name) for name in sorted(expected - state.done())]
@@ -525,29 +667,50 @@ class ReadinessProcessor:
                 )
         return [state.model_copy(update={"cleanup_at": now}) for state in by_phase.values()]
 
-    def _expire(self, states: list[PhaseState]) -> None:
+    def _expire(self, states: list[PhaseState], outbox: Outbox) -> None:
+        """Drop idle states; a gated phase that never finished goes with a critical alert."""
         for state in states:
             stored = self._table.pop(state.key, None)
             self._last_written.pop(id(stored), None)
-            log.info(
-                "readiness state %s expired (idle for over %d days)",
-                state.key,
-                self._registry.retention_days,
-            )
+            self._orphans_reported.discard(state.key)
+            days = self._registry.retention_days
+            if not is_declared(self._registry, state):
+                log.warning("readiness state %s of an undeclared phase expired", state.key)
+                continue
+            spec = self._registry.phase(state.phase)
+            expected = spec.expected_processors(state.game_date, self.today())
+            if spec.gated and not is_finished(self._registry, state, expected):
+                raise_expired_unfinished(
+                    self._registry,
+                    state,
+                    outbox,
+                    missing=self._missing(state),
+                    blocked_by=self._blocked_by(state),
+                )
+                log.warning(
+                    "readiness state %s expired unfinished (idle for over %d days)",
+                    state.key,
+                    days,
+                )
+                continue
+            log.info("readiness state %s expired (idle for over %d days)", state.key, days)
 
     # --- output -----------------------------------------------------------------------------
 
-    def _save_all(self, state: PhaseState, outbox: Outbox) -> None:
+    def _save_all(self, state: PhaseState, outbox: Outbox, *, touch: bool = True) -> None:
         """Write the state; a fired trigger also marks the started phase (cleanup waits from
         there). The ledger is written before the trigger is sent: if the send is lost to a
         crash, the replayed input re-sends the same trigger_id instead of leaving it stuck."""
-        self._save(state)
+        self._save(state, touch=touch)
         for trigger in outbox.triggers:
             if trigger.game_date == state.game_date and trigger.phase == state.phase + 1:
                 started = self.state(trigger.game_date, trigger.phase) or PhaseState(
                     game_date=trigger.game_date, phase=trigger.phase
                 )
-                if started.started_at is None:
+                repeat = bool(state.round or state.previous_triggers)
+                if repeat and (started.processors or started.trigger):
+                    self._save(rearmed(started, trigger.triggered_at))
+                elif started.started_at is None:
                     self._save(started.model_copy(update={"started_at": trigger.triggered_at}))
 
     async def _send(self, outbox: Outbox) -> None:
@@ -562,6 +725,18 @@ class ReadinessProcessor:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
         )
+
+
+#: State fields whose change is bookkeeping, not pipeline activity (retention ignores them).
+_BOOKKEEPING = frozenset({"stall_alerted_at", "registry_digest", "updated_at"})
+
+
+def _is_activity(before: PhaseState | None, after: PhaseState) -> bool:
+    if before is None:
+        return True
+    return before.model_dump(exclude=set(_BOOKKEEPING)) != after.model_dump(
+        exclude=set(_BOOKKEEPING)
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

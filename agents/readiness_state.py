@@ -40,6 +40,10 @@ class TriggerLedgerEntry(BaseModel):
     reason: str
     rule: str
     triggered_at: datetime
+    #: The trigger's ``upstream``: each earlier gated phase -> how it finished.
+    upstream: dict[str, str] = Field(default_factory=dict)
+    #: Processors that counted when it fired: a later completion of one of them is a rerun.
+    completed: tuple[str, ...] = ()
 
 
 class RerunRecord(BaseModel):
@@ -80,6 +84,17 @@ class PhaseState(BaseModel):
     sla_breached_at: datetime | None = None
     #: Wall-clock time of the last write; retention counts idle time from here.
     updated_at: datetime | None = None
+    #: When the one phase_stalled alert was raised (see agents.stalls).
+    stall_alerted_at: datetime | None = None
+    #: A rerun of this phase after it fired: when its next phase fires again (agents.rearm).
+    refire_due_at: datetime | None = None
+    #: Triggers of earlier rounds (a re-fire moves the current one here).
+    previous_triggers: tuple[TriggerLedgerEntry, ...] = ()
+    #: 0, then one more each time a re-fire of the previous phase re-armed this one.
+    round: int = 0
+    #: Fingerprint of the registry this state was last evaluated under; another one at start
+    #: (a registry change) makes the timer ask for a fresh evaluation of the date.
+    registry_digest: str | None = None
 
     @staticmethod
     def table_key(game_date: date, phase: int) -> str:
@@ -118,7 +133,7 @@ class PhaseState(BaseModel):
         return cls.model_validate(value)
 
 
-TickKind = Literal["deadline", "rerun", "cleanup", "expire", "sla"]
+TickKind = Literal["deadline", "rerun", "cleanup", "expire", "sla", "stall", "evaluate"]
 
 
 class ReadinessTick(BaseModel):

@@ -234,6 +234,8 @@ AlertKind = Literal[
     "sla_breach",
     "circuit_open",
     "processor_slowdown",
+    "phase_stalled",
+    "orphan_state",
 ]
 Severity = Literal["info", "warning", "critical"]
 Recommendation = Literal["OVER", "UNDER", "PASS", "NO_LINE"]
@@ -338,6 +340,9 @@ class PhaseTrigger(Event):
     trigger_id: Text
     triggered_at: Timestamp
     correlation_id: str | None = None
+    #: Each gated phase before ``phase`` -> its trigger's reason, or ``not_fired`` (upstream of
+    #: an ``independent`` phase); see agents.phase_order.
+    upstream: dict[str, str] = Field(default_factory=dict)
 
     @property
     def key(self) -> str:

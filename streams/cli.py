@@ -139,6 +139,18 @@ def _add_operations_commands(commands: Any) -> None:
     rerun.add_argument("--processor", help="only this processor")
     rerun.add_argument("--attempt", type=int, default=1, help="ask again on purpose: 2, 3, ...")
     rerun.add_argument("--dry-run", action="store_true", help="show the requests, send none")
+    rerun.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=60.0,
+        metavar="MINUTES",
+        help="every gated phase: how long to wait for each later phase to start (default 60)",
+    )
+    rerun.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="every gated phase: send the first phase's reruns and return, without following",
+    )
     dlq = commands.add_parser("dlq", help="list or replay dead letters")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     for name, text in (("list", "show dead letters"), ("replay", "send them back, once")):
@@ -254,6 +266,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             processor=args.processor,
             attempt=args.attempt,
             dry_run=args.dry_run,
+            phase_timeout=None if args.no_follow else timedelta(minutes=args.phase_timeout),
         )
     if args.command == "dlq":
         from streams.dlq import LetterFilter, run_dlq

@@ -18,7 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from models.phases import FIRST_PHASE, LAST_PHASE
@@ -91,7 +99,14 @@ def _name(value: object) -> str:
     )
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise PydanticCustomError("duration", "must be longer than 0s")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 LocalTime = Annotated[time, BeforeValidator(_local_time)]
 Name = Annotated[str, BeforeValidator(_name)]
 Percent = Annotated[float, Strict(), Field(ge=0, le=100)]
@@ -186,6 +201,10 @@ class PhaseSpec(_Spec):
     sla: LocalTime | None = None
     #: A completion this much slower than the processor's rolling median raises an alert.
     slowdown_pct: Annotated[float, Strict(), Field(gt=0)] = 40
+    #: Overrides the registry's ``stall_after`` for this phase (see agents.stalls).
+    stall_after: PositiveDuration | None = None
+    #: True: fires without waiting for phase ``phase - 1`` to have fired (see agents.phase_order).
+    independent: Annotated[bool, Strict()] = False
 
     @property
     def required(self) -> frozenset[str]:
@@ -215,6 +234,9 @@ class Registry(_Spec):
     """The whole registry file."""
 
     retention_days: Annotated[int, Strict(), Field(ge=1)] = 7
+    #: A gated phase holding state that has not fired this long after it started raises one
+    #: ``phase_stalled`` alert (per-phase ``stall_after`` overrides it).
+    stall_after: PositiveDuration = timedelta(hours=6)
     rerun: RerunSpec = RerunSpec()
     cleanup: CleanupSpec = CleanupSpec()
     slowdown: SlowdownSpec = SlowdownSpec()
@@ -230,6 +252,11 @@ class Registry(_Spec):
         raise PhaseNotConfiguredError(
             f"phase {number!r} is not in the registry (declared: {declared})"
         )
+
+    def stall_after_for(self, number: int) -> timedelta:
+        """How long phase ``number`` may hold state without firing before it counts as stalled."""
+        own = self.phase(number).stall_after
+        return self.stall_after if own is None else own
 
     def has_phase(self, number: int) -> bool:
         """Whether the registry declares phase ``number``."""

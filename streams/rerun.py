@@ -1,6 +1,9 @@
 """``phaseflow rerun``: RerunRequests for one processor, a phase, or every gated phase.
 
-Over one date the reason is ``manual``; over a date range (``--to``) it is ``backfill``. Which
+Over one date the reason is ``manual``; over a date range (``--to``) it is ``backfill``. Every
+gated phase (no ``--phase``/``--processor``) means phase by phase: only the first gated phase's
+processors get requests, each later phase starts from its predecessor's fresh trigger, and the
+command follows the triggers until the last phase started (streams.backfill). Which
 processors a phase expects on a date comes from the registry (mode-aware, as the readiness
 agent judges it: pre-game dates expect only the same-day processors).
 
@@ -22,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from models.codec import encode
 from models.events import RerunRequest
+from streams.backfill import TriggerFollower, follow_phases, followed_phases
 from streams.progress import ProgressBar
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
@@ -30,6 +34,8 @@ from streams.topics import TopicName
 
 #: A longer range is almost certainly a typo (one season is ~250 days).
 MAX_DAYS: Final = 400
+#: How long a backfill waits for each later phase to start on every date.
+DEFAULT_PHASE_TIMEOUT: Final = timedelta(minutes=60)
 
 
 class RerunPlanError(ValueError):
@@ -73,7 +79,8 @@ def plan_reruns(
             raise RerunPlanError(f"phase {phase} is not in the registry")
         phases = [phase]
     else:
-        phases = [spec.phase for spec in registry.phases if spec.gated]
+        # Phase by phase: later phases start from their triggers (streams.backfill).
+        phases = [first_gated_phase(registry)]
     requests: list[RerunRequest] = []
     for game_date in dates:
         for number in phases:
@@ -99,6 +106,10 @@ def plan_reruns(
     return requests
 
 
+def first_gated_phase(registry: Registry) -> int:
+    return min(spec.phase for spec in registry.phases if spec.gated)
+
+
 def describe(requests: Sequence[RerunRequest], limit: int = 20) -> str:
     lines = [
         f"{r.game_date} phase {r.phase} {r.processor_name} ({r.reason}, attempt {r.attempt})"
@@ -121,7 +132,10 @@ async def rerun_command(
     out: TextIO,
     registry: Registry | None = None,
     requested_by: str = "cli",
+    phase_timeout: timedelta | None = DEFAULT_PHASE_TIMEOUT,
 ) -> int:
+    """Publish the planned requests; over every gated phase, then follow the later phases'
+    triggers (``phase_timeout`` per phase; None: do not follow)."""
     registry = registry or load_registry(settings.registry_path)
     now = datetime.now(ZoneInfo(settings.pipeline_timezone))
     try:
@@ -139,10 +153,37 @@ async def rerun_command(
     except RerunPlanError as error:
         out.write(f"error: {error}\n")
         return 2
+    if phase_timeout is not None and phase_timeout <= timedelta(0):
+        out.write("error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n")
+        return 2
     out.write(f"{len(requests)} rerun request(s)\n")
+    every_phase = phase is None and processor is None
+    first = first_gated_phase(registry)
+    if every_phase:
+        later = followed_phases(registry, first)
+        out.write(
+            f"phase {first} first; phases {', '.join(map(str, later))} start from their "
+            "triggers, one after the other\n"
+        )
     if dry_run:
         out.write(describe(requests) + "\ndry run: nothing sent\n")
         return 0
+    if not every_phase or phase_timeout is None:
+        await _publish(settings, requests, out)
+        return 0
+    async with TriggerFollower(settings) as reader:  # positioned before anything is sent
+        await _publish(settings, requests, out)
+        return await follow_phases(
+            registry,
+            first=first,
+            dates=date_range(start, end),
+            read=reader.read,
+            phase_timeout=phase_timeout,
+            out=out,
+        )
+
+
+async def _publish(settings: Settings, requests: Sequence[RerunRequest], out: TextIO) -> None:
     bar = ProgressBar(len(requests), out, label="publishing")
     async with SideProducer(settings) as producer:
         for request in requests:
@@ -150,7 +191,6 @@ async def rerun_command(
             bar.advance()
     bar.finish()
     out.write(f"published {len(requests)} rerun request(s)\n")
-    return 0
 
 
 def run_rerun(
@@ -163,6 +203,7 @@ def run_rerun(
     attempt: int = 1,
     dry_run: bool = False,
     out: TextIO | None = None,
+    phase_timeout: timedelta | None = DEFAULT_PHASE_TIMEOUT,
 ) -> int:
     """``phaseflow rerun``."""
     return asyncio.run(
@@ -175,5 +216,6 @@ def run_rerun(
             attempt=attempt,
             dry_run=dry_run,
             out=out or sys.stdout,
+            phase_timeout=phase_timeout,
         )
     )

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -36,12 +36,20 @@ log = logging.getLogger(__name__)
 def command_for(
     topic: TopicName, raw: bytes, clock: Clock, retention: timedelta
 ) -> CoordinatorCommand | None:
-    """The start command a trigger or rerun request asks for, or None (not ours, old or bad)."""
+    """The start command a trigger or rerun request asks for, or None (not ours, stale or bad).
+
+    Staleness is the age of the *record* (``triggered_at`` / ``requested_at``), never the age of
+    its game date: a backfill of a date older than ``retention_days`` is published now and runs;
+    what is skipped is history replayed from the compacted triggers topic by a fresh consumer
+    group, and that skip is logged.
+    """
     now = clock.now()
     try:
         if topic == TopicName.PHASE_TRIGGERS:
             trigger = decode(PhaseTrigger, raw)
-            if trigger.phase != PHASE or trigger.game_date < now.date() - retention:
+            if trigger.phase != PHASE or _stale(
+                trigger.triggered_at, now, retention, f"trigger {trigger.trigger_id}"
+            ):
                 return None
             return make_command(
                 "start",
@@ -56,7 +64,9 @@ def command_for(
         # Not this listener's to dead-letter: the topic's producers are phaseflow's own agents.
         log.warning("ignored an unreadable record on %s: %s", topic, error.reason)
         return None
-    if rerun.processor_name != PROCESSOR or rerun.game_date < now.date() - retention:
+    if rerun.processor_name != PROCESSOR or _stale(
+        rerun.requested_at, now, retention, f"rerun request {rerun.request_id}"
+    ):
         return None
     return make_command(
         "start",
@@ -66,6 +76,19 @@ def command_for(
         requested_by=f"rerun:{rerun.reason}",
         command=stable_id("rerun", rerun.request_id),
     )
+
+
+def _stale(published_at: datetime, now: datetime, retention: timedelta, what: str) -> bool:
+    """Published longer than ``retention`` ago: a replay of history, not a request to act on."""
+    if now - published_at <= retention:
+        return False
+    log.info(
+        "skipped %s: published %s, more than retention_days (%d) ago",
+        what,
+        published_at.isoformat(),
+        retention.days,
+    )
+    return True
 
 
 def install(ctx: AppContext) -> None:

@@ -40,6 +40,10 @@ class PhaseSummary(_Model):
     trigger: dict[str, JsonValue] | None = None
     #: Why the validation gate rejected the phase's latest completion (None: it did not).
     rejected: str | None = None
+    #: The earlier phase that has to fire first (phase order); None when not held.
+    held_by_phase: int | None = None
+    #: When its phase_stalled alert was raised.
+    stalled_at: datetime | None = None
 
 
 class DateSummary(_Model):
@@ -117,10 +121,24 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
         headline = f"triggered phase {phase.phase + 1} ({reason})"
         if phase.missing:
             headline += f" without {', '.join(phase.missing)}"
+        upstream = phase.trigger.get("upstream")
+        if isinstance(upstream, dict):
+            # What the started phase runs on, when it is not a plain chain of ready triggers.
+            unusual = [f"{n} {how}" for n, how in sorted(upstream.items()) if how != "ready"]
+            if unusual:
+                headline += f"; upstream: {', '.join(unusual)}"
         return PhaseCondition("triggered", headline, None)
     if phase.rejected is not None:
         headline = f"rejected by the validation gate: {phase.rejected}"
         return PhaseCondition("rejected", headline, None)
+    if phase.held_by_phase is not None:
+        headline = (
+            f"held until phase {phase.held_by_phase} fires "
+            f"({len(phase.done)}/{len(phase.expected)} done)"
+        )
+        if phase.stalled_at is not None:
+            headline += "; stalled"
+        return PhaseCondition("waiting", headline, None)
     if not phase.expected:
         return PhaseCondition("nothing_expected", "no processors expected", None)
     if not phase.missing:
@@ -131,6 +149,8 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
     headline = f"waiting on {', '.join(phase.missing)}"
     if failed:
         headline += f" (failed: {', '.join(failed)})"
+    if phase.stalled_at is not None:
+        headline += "; stalled"
     return PhaseCondition(
         "failed" if failed else "waiting", headline, deadline_text(phase.deadline, now)
     )

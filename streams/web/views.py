@@ -23,6 +23,7 @@ from aiohttp import web
 from faust.web import View
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 
+from agents.phase_order import blocking_phase
 from agents.phase_timing import date_timing, sla_breached
 from agents.readiness_state import PhaseState
 from models.codec import EventDecodeError, decode, encode
@@ -405,9 +406,19 @@ def phase_status(
                 "sla_due_at": _iso(entry.sla_due_at) if zone is not None else None,
                 "sla_breached": missed or state.sla_breached_at is not None,
                 "sla_breached_at": _iso(state.sla_breached_at),
+                "held_by_phase": _held_by(registry, state, states),
+                "stalled_at": _iso(state.stall_alerted_at),
             }
         )
     return phases
+
+
+def _held_by(registry: Registry, state: PhaseState, states: Mapping[int, PhaseState]) -> int | None:
+    """The earlier phase that must fire before this one may (agents.phase_order); shown for a
+    phase that has completions and has not fired."""
+    if state.trigger is not None or not state.processors or not registry.phase(state.phase).gated:
+        return None
+    return blocking_phase(registry, state, states.get(state.phase - 1))
 
 
 def date_latency(

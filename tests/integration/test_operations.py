@@ -234,6 +234,7 @@ async def test_rerun_publishes_the_planned_requests_and_a_dry_run_none(
             attempt=1,
             dry_run=False,
             out=out,
+            phase_timeout=None,  # no worker here to fire the later phases
         )
         assert code == 0
         assert "published" in out.getvalue()

@@ -29,7 +29,7 @@ from streams.side_producer import SideProducer
 from streams.topics import TopicName, ensure_topics
 from tests.fixtures.prediction_keys import expected_prediction_keys
 
-# Recent: the trigger listener ignores dates past the registry retention (7 days).
+# Any date runs (an old one too: tests/integration/test_old_date_predictions.py); today here.
 DAY = datetime.now(UTC).date()
 PLAYERS = 450
 BATCH = 100

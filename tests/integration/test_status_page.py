@@ -61,7 +61,8 @@ PHASE4_FIRST = ["player_daily_cache", "ml_feature_store"]
 
 async def _seed(settings: Settings) -> None:
     """GAME_DATE: phases 1-2 complete, phase 3 two of five and one failure. EARLIER_DATE: two
-    phase-4 completions (a max_wait deadline). One unreadable completion (a dead letter)."""
+    phase-4 completions, held until phase 3 fires (phase order). One unreadable completion (a
+    dead letter)."""
     registry = load_registry(settings.registry_path)
     today = datetime.now(ZONE).date()
     async with CompletionPublisher(settings) as publisher:
@@ -175,7 +176,7 @@ def _look_at_the_page(
         assert f"failed: {PHASE3_FAILED}" in cells[3][1]
         state, text = _cells(driver, EARLIER_DATE.isoformat())[4]
         assert state == "waiting"
-        assert "deadline in 3h" in text
+        assert "held until phase 3 fires (2/5 done)" in text
         assert "1 not replayed" in _text(driver, "#dead-letters")
         assert "dlq" in _text(driver, "#alerts")
         assert group in _text(driver, f'#lag tr[data-group="{group}"]')

@@ -82,6 +82,16 @@ class Harness:
         )
         return await self.processor.handle(encode(event), ORIGIN)
 
+    async def fire_upstream_of(self, phase: int, *, game_date: date = GAME_DATE) -> None:
+        """Complete every gated phase before ``phase`` (phase order: ``phase`` may then fire),
+        then forget what that sent, so a test sees only what its own phase does."""
+        for spec in self.registry.phases:
+            if spec.gated and spec.phase < phase:
+                today = self.processor.today()
+                for name in sorted(spec.expected_processors(game_date, today)):
+                    await self.complete(name, spec.phase, game_date=game_date)
+        self.publisher.sent.clear()
+
     async def tick(self) -> list[PhaseTrigger]:
         """What the timer and the agent do together: send due ticks, then handle them."""
         fired: list[PhaseTrigger] = []

@@ -26,6 +26,7 @@ MINUTE = timedelta(minutes=1)
 
 async def test_all_five_before_the_first_tier_is_ready_not_timeout() -> None:
     h = Harness()
+    await h.fire_upstream_of(4)
     for name in PHASE4:
         await h.complete(name, 4)
     [trigger] = h.publisher.triggers()
@@ -35,6 +36,7 @@ async def test_all_five_before_the_first_tier_is_ready_not_timeout() -> None:
 
 async def test_four_of_five_fire_at_one_hour_with_tier_two() -> None:
     h = Harness()
+    await h.fire_upstream_of(4)
     for name in PHASE4[:4]:
         await h.complete(name, 4)
     assert await h.advance(29 * MINUTE) == []
@@ -56,6 +58,7 @@ async def test_four_of_five_fire_at_one_hour_with_tier_two() -> None:
 
 async def test_three_of_five_fire_at_two_hours_and_one_at_max_wait() -> None:
     h = Harness()
+    await h.fire_upstream_of(4)
     for name in PHASE4[:3]:
         await h.complete(name, 4)
     assert await h.advance(timedelta(hours=2) - MINUTE) == []
@@ -63,6 +66,7 @@ async def test_three_of_five_fire_at_two_hours_and_one_at_max_wait() -> None:
     assert trigger.rule == "tier_3_3_of_5"
 
     h = Harness()
+    await h.fire_upstream_of(4)
     await h.complete(PHASE4[0], 4)
     assert await h.advance(timedelta(hours=4) - MINUTE) == []
     [trigger] = await h.advance(MINUTE)
@@ -72,6 +76,7 @@ async def test_three_of_five_fire_at_two_hours_and_one_at_max_wait() -> None:
 
 async def test_deadline_is_measured_from_the_first_completion() -> None:
     h = Harness()
+    await h.fire_upstream_of(4)
     await h.complete(PHASE4[0], 4)
     h.clock.advance(timedelta(minutes=50))
     for name in PHASE4[1:4]:
@@ -82,6 +87,7 @@ async def test_deadline_is_measured_from_the_first_completion() -> None:
 
 async def test_deadline_survives_a_restart_and_fires_once() -> None:
     first = Harness()
+    await first.fire_upstream_of(4)
     for name in PHASE4[:4]:
         await first.complete(name, 4)
     stored = dict(first.table)  # what the changelog would restore
@@ -97,6 +103,7 @@ async def test_four_hours_across_spring_forward_is_four_real_hours() -> None:
     # 2026-03-08 02:00 EST -> 03:00 EDT in America/New_York.
     start = datetime(2026, 3, 8, 5, 30, tzinfo=UTC)  # 00:30 EST
     h = Harness(now=start)
+    await h.fire_upstream_of(4, game_date=date(2026, 3, 7))
     await h.complete(PHASE4[0], 4, game_date=date(2026, 3, 7))
     assert await h.advance(timedelta(hours=4) - timedelta(seconds=1)) == []
     [trigger] = await h.advance(timedelta(seconds=1))
@@ -108,6 +115,7 @@ async def test_four_hours_across_fall_back_is_four_real_hours() -> None:
     # 2026-11-01 02:00 EDT -> 01:00 EST.
     start = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)  # 00:30 EDT
     h = Harness(now=start)
+    await h.fire_upstream_of(4, game_date=date(2026, 10, 31))
     await h.complete(PHASE4[0], 4, game_date=date(2026, 10, 31))
     assert await h.advance(timedelta(hours=4) - timedelta(seconds=1)) == []
     [trigger] = await h.advance(timedelta(seconds=1))
@@ -178,6 +186,7 @@ GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 
 
 async def test_validation_gate_blocks_phase_six_until_predictions_suffice() -> None:
     h = Harness()
+    await h.fire_upstream_of(5)
     thin = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
     assert await h.complete("prediction_coordinator", 5, metadata=thin) == []
     [alert] = h.publisher.alerts()

@@ -97,6 +97,9 @@ async def test_failed_status_is_not_done(
 async def test_critical_plus_majority_overnight(
     processor: ReadinessProcessor, publisher: RecordingPublisher
 ) -> None:
+    for name in PHASE2_REQUIRED:  # phase order: phase 3 fires once phase 2 has
+        await feed(processor, name, 2)
+    publisher.sent.clear()
     await feed(processor, "player_game_summary", 3)
     await feed(processor, "upcoming_player_game_context", 3)
     assert publisher.triggers() == []  # critical done, but 2/5 = 40 % < 60 %
@@ -119,6 +122,9 @@ async def test_same_day_phase3_waits_only_for_pregame_processor(
         pipeline_timezone="America/New_York",
         max_message_bytes=10_000,
     )
+    for name in PHASE2_REQUIRED:  # phase order: phase 3 fires once phase 2 has
+        await feed(processor, name, 2)
+    publisher.sent.clear()
     await feed(processor, "upcoming_player_game_context", 3)
     [trigger] = publisher.triggers()
     assert trigger.phase == 4
