@@ -113,6 +113,23 @@ class PhaseCondition:
     deadline: str | None
 
 
+def _blocked_condition(phase: PhaseSummary) -> PhaseCondition | None:
+    """Not triggered for a reason other than missing processors: the validation gate rejected
+    it, or phase order holds it behind an earlier phase."""
+    if phase.rejected is not None:
+        headline = f"rejected by the validation gate: {phase.rejected}"
+        return PhaseCondition("rejected", headline, None)
+    if phase.held_by_phase is not None:
+        headline = (
+            f"held until phase {phase.held_by_phase} fires "
+            f"({len(phase.done)}/{len(phase.expected)} done)"
+        )
+        if phase.stalled_at is not None:
+            headline += "; stalled"
+        return PhaseCondition("waiting", headline, None)
+    return None
+
+
 def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
     """Triggered, rejected by the validation gate, done, waiting on whom (failed if one of them
     failed), or not started."""
@@ -128,17 +145,9 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
             if unusual:
                 headline += f"; upstream: {', '.join(unusual)}"
         return PhaseCondition("triggered", headline, None)
-    if phase.rejected is not None:
-        headline = f"rejected by the validation gate: {phase.rejected}"
-        return PhaseCondition("rejected", headline, None)
-    if phase.held_by_phase is not None:
-        headline = (
-            f"held until phase {phase.held_by_phase} fires "
-            f"({len(phase.done)}/{len(phase.expected)} done)"
-        )
-        if phase.stalled_at is not None:
-            headline += "; stalled"
-        return PhaseCondition("waiting", headline, None)
+    blocked = _blocked_condition(phase)
+    if blocked is not None:
+        return blocked
     if not phase.expected:
         return PhaseCondition("nothing_expected", "no processors expected", None)
     if not phase.missing:

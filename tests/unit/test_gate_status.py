@@ -33,6 +33,7 @@ def summary_of(h: Harness) -> StatusSummary:
 
 async def test_a_gate_rejection_is_rejected_with_the_reason_until_a_good_completion() -> None:
     h = Harness()
+    await h.fire_upstream_of(5)  # phase order: phase 5 is judged once phase 4 fired
     await h.complete("prediction_coordinator", 5, metadata=THIN)
     entry = phase5(h)
     assert entry["missing"] == []  # the processor reported success ...
@@ -59,6 +60,7 @@ async def test_a_gate_rejection_is_rejected_with_the_reason_until_a_good_complet
 
 async def test_a_failed_rerun_after_a_rejection_is_failed_not_rejected() -> None:
     h = Harness()
+    await h.fire_upstream_of(5)  # phase order: phase 5 is judged once phase 4 fired
     await h.complete("prediction_coordinator", 5, metadata=THIN)
     await h.complete("prediction_coordinator", 5, status="failed")
     assert phase5(h)["rejected"] is None
