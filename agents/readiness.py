@@ -15,6 +15,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agents.envelope import Origin, dead_letter
+from agents.intake import (
+    DropReason,
+    IntakeCounter,
+    NoCounter,
+    Received,
+    identity,
+    merged_record,
+    receive,
+)
 from agents.outbox import Outbox
 from agents.phase_timing import DateTiming, PhaseTiming, date_timing, sla_breached
 from agents.publisher import Publisher
@@ -22,13 +31,19 @@ from agents.readiness_state import (
     GATE_FIELDS,
     MAX_SEEN_IDS,
     PhaseState,
-    ProcessorRecord,
     ReadinessTick,
     RerunRecord,
     TickKind,
     TriggerLedgerEntry,
 )
-from agents.rules import Decision, evaluate_deadline, evaluate_ready, gate_failure, next_deadline
+from agents.rules import (
+    Decision,
+    evaluate_deadline,
+    evaluate_ready,
+    first_deadline,
+    gate_failure,
+    next_deadline,
+)
 from agents.slowdown import DurationWindow, judge
 from models.codec import EventDecodeError, decode, encode
 from models.events import PhaseCompletion, PhaseTrigger
@@ -56,6 +71,8 @@ class ReadinessProcessor:
         pipeline_timezone: str,
         max_message_bytes: int,
         durations: MutableMapping[str, Any] | None = None,
+        future_tolerance: timedelta = timedelta(minutes=5),
+        intake_counter: IntakeCounter | None = None,
     ) -> None:
         self._registry = registry
         self._table = table
@@ -65,6 +82,9 @@ class ReadinessProcessor:
         self._clock = clock
         self._zone = ZoneInfo(pipeline_timezone)
         self._max_message_bytes = max_message_bytes
+        #: How far a publisher's timestamp may be ahead of the receive time before it is clamped.
+        self._future_tolerance = future_tolerance
+        self._intake: IntakeCounter = intake_counter or NoCounter()
         self._ticks_sent: dict[tuple[date, str], datetime] = {}
         # id(stored dict) -> (that dict, the state it was dumped from); see _decoded.
         self._last_written: dict[int, tuple[Any, PhaseState]] = {}
@@ -129,8 +149,13 @@ class ReadinessProcessor:
 
     # --- completions ------------------------------------------------------------------------
 
-    async def handle(self, raw: bytes, origin: Origin) -> list[PhaseTrigger]:
-        """Process one raw completion record; return the triggers it fired."""
+    async def handle(
+        self, raw: bytes, origin: Origin, *, record_time: datetime | None = None
+    ) -> list[PhaseTrigger]:
+        """Process one raw completion record; return the triggers it fired.
+
+        ``record_time`` is the record's timestamp (when the broker took it); it decides the
+        receive time that deadlines are measured from (agents.intake)."""
         try:
             completion = self._validate(raw)
         except EventDecodeError as error:
@@ -139,15 +164,30 @@ class ReadinessProcessor:
         now = self._clock.now()
         game_date, phase = completion.game_date, completion.phase
         state = self.state(game_date, phase) or PhaseState(game_date=game_date, phase=phase)
-        dedup_id = completion.dedup_id
-        if state.has_seen(dedup_id):
-            log.debug("duplicate completion %s for %s ignored", dedup_id, state.key)
+        key = identity(completion)
+        if state.has_seen(key):
+            log.debug("duplicate completion %s for %s dropped", key, state.key)
+            self._intake.dropped("duplicate")
             return []
+        received = receive(
+            completion, record_time=record_time, now=now, tolerance=self._future_tolerance
+        )
+        if received.clamped_by is not None:
+            self._intake.clamped()
         outbox = Outbox(now)
-        self._judge_duration(completion, outbox)
-        state = _with_completion(state, completion, dedup_id)
+        self._judge_duration(received.completion, outbox)
+        state, dropped = _with_completion(state, received, key)
+        if dropped is not None:
+            log.info(
+                "%s reported failed for %s after it was done; its done status stands",
+                completion.processor_name,
+                state.key,
+            )
+            self._intake.dropped(dropped)
         state = self._after_completion(state, completion, outbox)
-        state = self._evaluate(state, outbox)
+        # Deadlines are decided on ticks only: a tick for the date comes after the completions
+        # already on its partition, so a backlog read late cannot time out a phase it completes.
+        state = self._evaluate(state, outbox, decide_deadlines=False)
         self._save_all(state, outbox)
         await self._send(outbox)
         return outbox.triggers
@@ -211,8 +251,13 @@ class ReadinessProcessor:
 
     # --- decisions --------------------------------------------------------------------------
 
-    def _evaluate(self, state: PhaseState, outbox: Outbox) -> PhaseState:
-        """Ready rule, deadlines, validation gate: fire the next phase at most once."""
+    def _evaluate(
+        self, state: PhaseState, outbox: Outbox, *, decide_deadlines: bool = True
+    ) -> PhaseState:
+        """Ready rule, deadlines, validation gate: fire the next phase at most once.
+
+        Without ``decide_deadlines`` (a completion) only the ready rule is applied and a passed
+        deadline is left for the next tick (``deadline_at`` then asks the timer for one)."""
         spec = self._registry.phase(state.phase)
         if state.trigger is not None or not spec.gated:
             return state.model_copy(update={"deadline_at": None})
@@ -220,9 +265,11 @@ class ReadinessProcessor:
             return state
         now = outbox.now
         expected = spec.expected_processors(state.game_date, self.today())
-        decision = evaluate_ready(spec, state, expected) or evaluate_deadline(
-            spec, state, expected, now
-        )
+        decision = evaluate_ready(spec, state, expected)
+        if decision is None and not decide_deadlines:
+            return state.model_copy(update={"deadline_at": first_deadline(spec, state)})
+        if decision is None:
+            decision = evaluate_deadline(spec, state, expected, now)
         if decision is not None and decision.reason == "timeout":
             state = self._on_deadline(spec, state, decision, outbox)
             if spec.on_deadline == "alert":
@@ -568,35 +615,20 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: str) -> PhaseState:
-    previous = state.processors.get(completion.processor_name)
-    at = completion.timestamp
-    gate = {
-        name: value
-        for name in GATE_FIELDS
-        if isinstance(value := completion.metadata.get(name), int) and not isinstance(value, bool)
-    }
-    record = ProcessorRecord(
-        status=completion.status,
-        record_count=completion.record_count,
-        first_completed_at=min(previous.first_completed_at, at) if previous else at,
-        last_completed_at=max(previous.last_completed_at, at) if previous else at,
-        attempts=previous.attempts + 1 if previous else 1,
-        last_execution_id=dedup_id,
-        gate=gate,
-    )
-    # A late, older event must not overwrite a newer status (events may arrive reordered).
-    if previous is not None and at < previous.last_completed_at:
-        record = previous.model_copy(
-            update={"attempts": record.attempts, "first_completed_at": record.first_completed_at}
-        )
+def _with_completion(
+    state: PhaseState, received: Received, key: str
+) -> tuple[PhaseState, DropReason | None]:
+    name = received.completion.processor_name
+    record, dropped = merged_record(state.processors.get(name), received, key)
+    at = received.received_at
     first = state.first_completion_at
     last = state.last_completion_at
-    return state.model_copy(
+    updated = state.model_copy(
         update={
-            "processors": {**state.processors, completion.processor_name: record},
-            "seen_ids": (*state.seen_ids, dedup_id)[-MAX_SEEN_IDS:],
+            "processors": {**state.processors, name: record},
+            "seen_ids": (*state.seen_ids, key)[-MAX_SEEN_IDS:],
             "first_completion_at": min(first, at) if first else at,
             "last_completion_at": max(last, at) if last else at,
         }
     )
+    return updated, dropped

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
 
 from agents.envelope import Origin
+from agents.intake import DropReason
 from agents.publisher import Publisher
 from agents.readiness import ReadinessProcessor
 from models.events import PhaseTrigger
@@ -37,6 +39,26 @@ class _CountingPublisher:
             except (orjson.JSONDecodeError, AttributeError):
                 error_type = "unknown"
             self._metrics.dead_letters.labels(error_type=error_type).inc()
+
+
+class IntakeMetrics:
+    """Intake's counts on ``/metrics``: dropped completions by reason, clamped timestamps."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def dropped(self, reason: DropReason) -> None:
+        self._metrics.completions_dropped.labels(reason=reason).inc()
+
+    def clamped(self) -> None:
+        self._metrics.timestamps_clamped.inc()
+
+
+def record_time(timestamp: float | None) -> datetime | None:
+    """A consumed record's timestamp (Faust: seconds since the epoch) as a UTC instant."""
+    if timestamp is None or timestamp <= 0:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def observe_phase_duration(
@@ -77,6 +99,8 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
         durations=durations,
+        future_tolerance=timedelta(seconds=settings.future_timestamp_tolerance_seconds),
+        intake_counter=IntakeMetrics(metrics),
     )
     completions = settings.topic(TopicName.PHASE_COMPLETIONS)
     # One agent reads completions and ticks: both are keyed by game date, so a date's events
@@ -98,7 +122,9 @@ def install(ctx: AppContext) -> ReadinessProcessor:
             origin = Origin(message.topic, message.partition, message.offset, message.key)
             metrics.events_in.labels(topic=message.topic).inc()
             if message.topic == completions:
-                fired = await processor.handle(message.value or b"", origin)
+                fired = await processor.handle(
+                    message.value or b"", origin, record_time=record_time(message.timestamp)
+                )
             else:
                 fired = await processor.handle_tick(message.value or b"", origin)
             for trigger in fired:

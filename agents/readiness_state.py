@@ -27,7 +27,10 @@ class ProcessorRecord(BaseModel):
     first_completed_at: datetime
     last_completed_at: datetime
     attempts: int = 1
+    #: Dedup key (agents.intake.identity) of the completion whose status is recorded.
     last_execution_id: str
+    #: When phaseflow received that completion (None in states written before it was kept).
+    last_received_at: datetime | None = None
     gate: dict[str, int] = Field(default_factory=dict)
 
 
@@ -62,7 +65,10 @@ class PhaseState(BaseModel):
     game_date: date
     phase: int
     processors: dict[str, ProcessorRecord] = Field(default_factory=dict)
+    #: Dedup keys of the completions taken (agents.intake.identity), the newest MAX_SEEN_IDS.
     seen_ids: tuple[str, ...] = ()
+    #: When phaseflow received the phase's first and latest completion (receive time, not the
+    #: publisher's timestamp): deadlines are measured from the first.
     first_completion_at: datetime | None = None
     last_completion_at: datetime | None = None
     #: When the previous phase's trigger started this one (cleanup waits from here).

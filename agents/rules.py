@@ -52,7 +52,8 @@ def evaluate_ready(spec: PhaseSpec, state: PhaseState, expected: frozenset[str])
 
 
 def deadlines(spec: PhaseSpec, state: PhaseState) -> list[datetime]:
-    """Every tier and max_wait deadline of the phase, measured from its first completion."""
+    """Every tier and max_wait deadline of the phase, measured from when phaseflow received its
+    first completion (never from a publisher's timestamp)."""
     anchor = state.first_completion_at
     if anchor is None:
         return []
@@ -60,6 +61,11 @@ def deadlines(spec: PhaseSpec, state: PhaseState) -> list[datetime]:
     if spec.max_wait is not None:
         moments.append(anchor + spec.max_wait)
     return sorted(moments)
+
+
+def first_deadline(spec: PhaseSpec, state: PhaseState) -> datetime | None:
+    """The earliest deadline, passed or not: after a completion, the tick that decides it."""
+    return next(iter(deadlines(spec, state)), None)
 
 
 def next_deadline(spec: PhaseSpec, state: PhaseState, now: datetime) -> datetime | None:
