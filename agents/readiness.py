@@ -31,11 +31,13 @@ from agents.readiness_state import (
     GATE_FIELDS,
     MAX_SEEN_IDS,
     PhaseState,
+    ProcessorRecord,
     ReadinessTick,
     RerunRecord,
     TickKind,
     TriggerLedgerEntry,
 )
+from agents.reruns import RerunStep, cancel_pending, release_due, request_rerun
 from agents.rules import (
     Decision,
     evaluate_deadline,
@@ -216,9 +218,11 @@ class ReadinessProcessor:
         name = completion.processor_name
         current = state.processors[name]
         if current.status == "failed":
-            return self._schedule_rerun(state, name, "failed", outbox, immediate=False)
-        if current.status in ("success", "partial") and name in state.reruns:
-            rerun = state.reruns[name].model_copy(update={"next_due_at": None, "next_reason": None})
+            return self._schedule_rerun(state, name, "failed", outbox)
+        pending = state.reruns.get(name)
+        # A gate rerun stays scheduled: the gate, not the status, says whether it is needed.
+        if current.status in ("success", "partial") and pending and not _for_gate(pending):
+            rerun = cancel_pending(pending)
             return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
         return state
 
@@ -326,80 +330,85 @@ class ReadinessProcessor:
             details={"rule": decision.rule, "missing": list(decision.missing)},
         )
         for name in decision.missing:
-            state = self._schedule_rerun(state, name, "missing_at_deadline", outbox, immediate=True)
+            state = self._schedule_rerun(state, name, "missing_at_deadline", outbox)
         return state.model_copy(update={"deadline_handled": True})
 
     def _reject_at_gate(self, state: PhaseState, why: str, outbox: Outbox) -> PhaseState:
-        """Validation failed: no trigger, one alert and a rerun per rejected completion."""
-        latest = max(state.processors.values(), key=lambda record: record.last_completed_at)
+        """Validation failed: no trigger; per rejected completion a rerun through the budget and
+        one alert for what was decided (nothing new while a rerun is already scheduled)."""
+        latest = max(state.processors.values(), key=_received_order)
         if state.gate_rejected_id == latest.last_execution_id:
             return state
-        outbox.alert(
-            "validation_failed",
-            f"{state.game_date.isoformat()}:phase_{state.phase}",
-            f"phase {state.phase} of {state.game_date} failed validation: {why}; "
-            f"phase {state.phase + 1} not started",
-            severity="critical",
-            details={name: latest.gate.get(name, 0) for name in GATE_FIELDS},
-        )
+        steps: list[RerunStep] = []
         for name in sorted(state.processors):
-            state = self._schedule_rerun(state, name, "validation_failed", outbox, immediate=True)
+            state, step = self._request_rerun(state, name, "validation_failed", outbox)
+            steps.append(step)
+        decided = [step for step in steps if step.action in ("send", "scheduled")]
+        if decided:
+            outbox.alert(
+                "validation_failed",
+                f"{state.game_date.isoformat()}:phase_{state.phase}",
+                f"phase {state.phase} of {state.game_date} failed validation: {why}; "
+                f"phase {state.phase + 1} not started; {_rerun_outcome(decided)}",
+                severity="critical",
+                details={name: latest.gate.get(name, 0) for name in GATE_FIELDS},
+            )
+        else:
+            log.info(
+                "phase %s of %s failed validation again (%s); a rerun is already scheduled or "
+                "the circuit is open, no new alert",
+                state.phase,
+                state.game_date,
+                why,
+            )
         return state.model_copy(
             update={"gate_rejected_id": latest.last_execution_id, "deadline_at": None}
         )
 
-    # --- reruns -----------------------------------------------------------------------------
+    # --- reruns (every path through one budget: agents.reruns) ------------------------------
 
     def _schedule_rerun(
-        self, state: PhaseState, name: str, reason: str, outbox: Outbox, *, immediate: bool
+        self, state: PhaseState, name: str, reason: str, outbox: Outbox
     ) -> PhaseState:
-        """Request a rerun now, or after the backoff; past the attempt cap, one alert."""
-        policy = self._registry.rerun
-        rerun = state.reruns.get(name, RerunRecord())
-        if rerun.requested >= policy.max_attempts:
-            if not rerun.circuit_open:
-                outbox.alert(
-                    "circuit_open",
-                    f"{state.game_date.isoformat()}:{state.phase}:{name}",
-                    f"{name} ({state.game_date}, phase {state.phase}) still not done after "
-                    f"{rerun.requested} rerun(s); no more automatic reruns",
-                    severity="critical",
-                    details={"attempts": rerun.requested, "reason": reason},
-                )
-                rerun = rerun.model_copy(
-                    update={"circuit_open": True, "next_due_at": None, "next_reason": None}
-                )
-        elif immediate:
-            outbox.rerun(
-                state.game_date, state.phase, name, reason=reason, attempt=rerun.requested + 1
+        """Ask the rerun budget for a rerun of ``name``; send it, schedule it or open the
+        circuit as it says."""
+        return self._request_rerun(state, name, reason, outbox)[0]
+
+    def _request_rerun(
+        self, state: PhaseState, name: str, reason: str, outbox: Outbox
+    ) -> tuple[PhaseState, RerunStep]:
+        record = state.reruns.get(name, RerunRecord())
+        step = request_rerun(record, self._registry.rerun, reason, outbox.now)
+        return self._apply_rerun(state, name, reason, step, outbox), step
+
+    def _apply_rerun(
+        self, state: PhaseState, name: str, reason: str, step: RerunStep, outbox: Outbox
+    ) -> PhaseState:
+        if step.action == "send":
+            outbox.rerun(state.game_date, state.phase, name, reason=reason, attempt=step.attempt)
+        elif step.action == "circuit_opened":
+            attempts = step.record.requested
+            outbox.alert(
+                "circuit_open",
+                f"{state.game_date.isoformat()}:{state.phase}:{name}",
+                f"{name} ({state.game_date}, phase {state.phase}) still not done after "
+                f"{attempts} rerun(s); no more automatic reruns",
+                severity="critical",
+                details={"attempts": attempts, "reason": reason},
             )
-            rerun = rerun.model_copy(
-                update={
-                    "requested": rerun.requested + 1,
-                    "last_requested_at": outbox.now,
-                    "next_due_at": None,
-                    "next_reason": None,
-                }
-            )
-        elif rerun.next_due_at is None:
-            # Exponential backoff: backoff, 2x, 4x ... per attempt already made.
-            delay = policy.backoff * (2**rerun.requested)
-            rerun = rerun.model_copy(
-                update={"next_due_at": outbox.now + delay, "next_reason": reason}
-            )
-        return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
+        return state.model_copy(update={"reruns": {**state.reruns, name: step.record}})
 
     def _send_due_reruns(self, state: PhaseState, outbox: Outbox) -> PhaseState:
         done = state.done()
         for name in state.due_reruns(outbox.now):
-            reason = state.reruns[name].next_reason or "failed"
-            if name in done:
-                rerun = state.reruns[name].model_copy(
-                    update={"next_due_at": None, "next_reason": None}
+            record = state.reruns[name]
+            if state.trigger is not None if _for_gate(record) else name in done:
+                state = state.model_copy(
+                    update={"reruns": {**state.reruns, name: cancel_pending(record)}}
                 )
-                state = state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
                 continue
-            state = self._schedule_rerun(state, name, reason, outbox, immediate=True)
+            step = release_due(record, self._registry.rerun, outbox.now)
+            state = self._apply_rerun(state, name, record.next_reason or "failed", step, outbox)
         return state
 
     # --- ticks ------------------------------------------------------------------------------
@@ -567,9 +576,7 @@ class ReadinessProcessor:
                     or (rerun.last_requested_at and now - rerun.last_requested_at < interval)
                 ):
                     continue  # one is scheduled, or one was requested recently
-                by_phase[state.phase] = self._schedule_rerun(
-                    current, name, "cleanup", outbox, immediate=True
-                )
+                by_phase[state.phase] = self._schedule_rerun(current, name, "cleanup", outbox)
         return [state.model_copy(update={"cleanup_at": now}) for state in by_phase.values()]
 
     def _expire(self, states: list[PhaseState]) -> None:
@@ -609,6 +616,24 @@ class ReadinessProcessor:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", origin.topic, origin.partition, origin.offset, error
         )
+
+
+def _for_gate(record: RerunRecord) -> bool:
+    """The pending rerun was asked for by the validation gate."""
+    return record.next_reason == "validation_failed"
+
+
+def _received_order(record: ProcessorRecord) -> datetime:
+    """A processor's latest completion by receive time (older states: its timestamp)."""
+    return record.last_received_at or record.last_completed_at
+
+
+def _rerun_outcome(steps: list[RerunStep]) -> str:
+    """What the budget decided, for an alert: sent now, or when it goes out."""
+    if all(step.action == "send" for step in steps):
+        return "rerun requested"
+    due = min(step.due_at for step in steps if step.due_at is not None)
+    return f"rerun scheduled for {due.isoformat()} (rerun backoff)"
 
 
 def _iso(value: datetime | None) -> str | None:
