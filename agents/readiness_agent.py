@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
+from faust.types import TP
 
+from agents.backlog import CompletionBacklog
 from agents.envelope import Origin
 from agents.intake import DropReason
 from agents.publisher import Publisher
 from agents.readiness import ReadinessProcessor
 from models.events import PhaseTrigger
+from streams.clock import SystemClock
 from streams.topics import TopicName
 from streams.web.collectors import PhaseTimingCollector
 from streams.web.metrics import Metrics, metrics_for
@@ -115,6 +118,20 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         partitions=settings.topic_partitions,
     )
 
+    def completions_end(partition: int) -> int | None:
+        """The completions partition's end offset from the consumer's last fetch (read
+        committed under exactly_once), None while unknown or not assigned here."""
+        try:
+            end = ctx.app.consumer.highwater(TP(completions, partition))
+        except AssertionError:  # aiokafka: "Partition is not assigned"
+            return None
+        return end if isinstance(end, int) and end >= 0 else None
+
+    # Ticks wait for the completions already on the broker (agents.backlog). The hold is about
+    # fetch timing, so a sped-up pipeline clock (soak runs) must not shorten it.
+    wall = ctx.clock if settings.clock_speed == 1.0 else SystemClock()
+    backlog = CompletionBacklog(completions_end, wall)
+
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]
     async def readiness(stream: Any) -> None:
         async for event in stream.events():
@@ -125,6 +142,9 @@ def install(ctx: AppContext) -> ReadinessProcessor:
                 fired = await processor.handle(
                     message.value or b"", origin, record_time=record_time(message.timestamp)
                 )
+                backlog.processed(message.partition, message.offset)
+            elif backlog.holds(message.partition):
+                continue  # the timer sends the tick again (TICK_RESEND_AFTER)
             else:
                 fired = await processor.handle_tick(message.value or b"", origin)
             for trigger in fired:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -19,9 +20,11 @@ from aiokafka import AIOKafkaProducer
 from models.codec import encode
 from models.events import Alert, PhaseTrigger, RerunRequest
 from streams.local.worker_process import WorkerProcess
+from streams.publish import CompletionPublisher
 from streams.settings import Settings
 from streams.simulation import TopicReader, TriggerReader, make_completion
 from streams.topics import TopicName, ensure_topics
+from tests.integration.test_readiness_faults import wait_until_committed
 
 PHASE4 = [
     "team_defense_zone_analysis",
@@ -107,3 +110,45 @@ async def test_a_backlog_read_late_completes_phases_and_times_out_only_the_missi
     async with http.get("/metrics") as response:
         metrics = await response.text()
     assert "phaseflow_completion_timestamps_clamped_total 1.0" in metrics
+
+
+RESTART_DEADLINE = """
+retention_days = 30
+[[phases]]
+phase = 3
+name = "analytics"
+processors = ["a", "b", "c", "d", "e"]
+max_wait = "8s"
+[[phases]]
+phase = 4
+name = "precompute"
+processors = ["x"]
+"""
+
+
+async def test_a_backlog_after_a_restart_is_read_before_the_passed_deadline_is_decided(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    registry_path = tmp_path / "pipeline.toml"
+    registry_path.write_text(RESTART_DEADLINE)
+    settings = make_settings(registry_path=registry_path, readiness_tick_seconds=0.2)
+    await ensure_topics(settings)
+    worker = start_worker(settings)
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    async with CompletionPublisher(settings) as publisher:
+        await publisher.publish(make_completion("a", ALL_DONE, 3))
+        await wait_until_committed(settings)
+        worker.kill()  # its state (first completion, max_wait deadline) is in the changelog
+        for name in ("b", "c", "d", "e"):  # received well before the deadline
+            await publisher.publish(make_completion(name, ALL_DONE, 3))
+    await asyncio.sleep(10)  # the 8 s max_wait passes while no worker runs
+    worker.start()
+    async with TriggerReader(settings) as reader:
+        triggers = await reader.read_until(
+            lambda found: len(found) >= 1, give_up_after=90, quiet_for=3
+        )
+    assert [(t.phase, t.reason, t.rule, t.missing) for t in triggers] == [
+        (4, "ready", "all_complete", [])
+    ]
