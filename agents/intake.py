@@ -52,9 +52,8 @@ class NoCounter:
 
 
 def identity(completion: PhaseCompletion) -> str:
-    """The dedup key: ``processor/execution_id/status``, or the content hash without a run id."""
-    if completion.execution_id:
-        return f"{completion.processor_name}/{completion.execution_id}/{completion.status}"
+    """The dedup key: ``processor/execution_id/status``, or the content hash without a run id
+    (``PhaseCompletion.dedup_id``, which the HTTP API also returns)."""
     return completion.dedup_id
 
 
