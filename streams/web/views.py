@@ -380,6 +380,16 @@ def phase_status(
                 "sla_due_at": _iso(entry.sla_due_at) if zone is not None else None,
                 "sla_breached": missed or state.sla_breached_at is not None,
                 "sla_breached_at": _iso(state.sla_breached_at),
+                # Automatic reruns per processor: attempts made, the next one scheduled, circuit.
+                "reruns": {
+                    name: {
+                        "requested": rerun.requested,
+                        "next_due_at": _iso(rerun.next_due_at),
+                        "next_reason": rerun.next_reason,
+                        "circuit_open": rerun.circuit_open,
+                    }
+                    for name, rerun in sorted(state.reruns.items())
+                },
             }
         )
     return phases

@@ -10,6 +10,7 @@ from agents.reruns import release_due, request_rerun
 from models.codec import encode
 from streams.registry import load_registry, parse_registry
 from streams.simulation import make_completion
+from streams.web.views import phase_status
 from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
@@ -116,3 +117,19 @@ def test_past_the_attempt_cap_the_circuit_opens_once() -> None:
     assert opened.action == "circuit_opened"
     again = request_rerun(opened.record, policy, "failed", NOW + timedelta(hours=2))
     assert (again.action, again.is_new) == ("circuit_open", False)
+
+
+async def test_status_shows_the_scheduled_rerun_and_the_attempts_made() -> None:
+    h = Harness()
+    await reject(h)
+    await reject(h)
+    phases = phase_status(h.registry, h.table, GAME_DATE, h.processor.today())
+    [phase5] = [p for p in phases if p["phase"] == 5]
+    assert phase5["reruns"] == {
+        "prediction_coordinator": {
+            "requested": 1,
+            "next_due_at": "2026-03-11T09:05:00+00:00",
+            "next_reason": "validation_failed",
+            "circuit_open": False,
+        }
+    }
