@@ -4,7 +4,8 @@ The completions are on the broker before the worker starts, with record timestam
 old (as if the worker had been down since the processors finished): a phase whose processors all
 reported completes (``ready``), not ``timeout``; a phase missing one times out on the tick with
 only that one missing. A completion stamped six hours ahead is clamped and cannot move its
-phase's deadline.
+phase's deadline. Three processors sharing one workflow run id all count; a re-sent one is
+dropped and counted.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ PHASE4 = [
 ALL_DONE = date(2026, 2, 1)
 ONE_MISSING = date(2026, 2, 2)
 FUTURE_STAMP = date(2026, 2, 3)
+SHARED_RUN = date(2026, 2, 4)
 
 
 async def publish_backlog(settings: Settings, finished_at: datetime) -> None:
@@ -61,6 +63,15 @@ async def publish_backlog(settings: Settings, finished_at: datetime) -> None:
         await producer.send_and_wait(
             topic, value=encode(ahead), key=FUTURE_STAMP.isoformat().encode()
         )
+        # Three processors of one workflow run, the last one re-sent (a duplicate).
+        shared = [
+            make_completion(name, SHARED_RUN, 2, execution_id="workflow-run-42")
+            for name in ("p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores")
+        ]
+        for event in [*shared, shared[-1]]:
+            await producer.send_and_wait(
+                topic, value=encode(event), key=SHARED_RUN.isoformat().encode()
+            )
     finally:
         await producer.stop()
 
@@ -82,11 +93,13 @@ async def test_a_backlog_read_late_completes_phases_and_times_out_only_the_missi
     await asyncio.to_thread(worker.wait_ready, 120.0)
     async with TriggerReader(settings) as reader:
         triggers = await reader.read_until(
-            lambda found: len(found) >= 2, give_up_after=60, quiet_for=3
+            lambda found: len(found) >= 3, give_up_after=60, quiet_for=3
         )
+    assert len(triggers) == 3, triggers
     assert by_date(triggers) == {
         ALL_DONE: ("ready", "all_complete", []),
         ONE_MISSING: ("timeout", "tier_2_4_of_5", ["ml_feature_store"]),
+        SHARED_RUN: ("ready", "all_complete", []),
     }
     async with TopicReader(settings, TopicName.ALERTS, Alert) as alerts_reader:
         alerts = await alerts_reader.read_until(bool, give_up_after=10, quiet_for=2)
@@ -110,6 +123,7 @@ async def test_a_backlog_read_late_completes_phases_and_times_out_only_the_missi
     async with http.get("/metrics") as response:
         metrics = await response.text()
     assert "phaseflow_completion_timestamps_clamped_total 1.0" in metrics
+    assert 'phaseflow_completions_dropped_total{reason="duplicate"} 1.0' in metrics
 
 
 RESTART_DEADLINE = """
