@@ -127,9 +127,12 @@ def install(ctx: AppContext) -> ReadinessProcessor:
             return None
         return end if isinstance(end, int) and end >= 0 else None
 
-    # Ticks wait for the completions already on the broker (agents.backlog). The hold is about
-    # fetch timing, so a sped-up pipeline clock (soak runs) must not shorten it.
-    wall = ctx.clock if settings.clock_speed == 1.0 else SystemClock()
+    # Record timestamps are wall time. A sped-up clock (PHASEFLOW_CLOCK_SPEED, soak runs) lives
+    # on another time line, so there the worker's own clock is the receive time; and the tick
+    # hold, which is about fetch timing, runs on the wall clock.
+    on_wall_time = isinstance(ctx.clock, SystemClock)
+    wall = ctx.clock if on_wall_time else SystemClock()
+    # Ticks wait for the completions already on the broker (agents.backlog).
     backlog = CompletionBacklog(completions_end, wall)
 
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]
@@ -139,9 +142,8 @@ def install(ctx: AppContext) -> ReadinessProcessor:
             origin = Origin(message.topic, message.partition, message.offset, message.key)
             metrics.events_in.labels(topic=message.topic).inc()
             if message.topic == completions:
-                fired = await processor.handle(
-                    message.value or b"", origin, record_time=record_time(message.timestamp)
-                )
+                received = record_time(message.timestamp) if on_wall_time else None
+                fired = await processor.handle(message.value or b"", origin, record_time=received)
                 backlog.processed(message.partition, message.offset)
             elif backlog.holds(message.partition):
                 continue  # the timer sends the tick again (TICK_RESEND_AFTER)
