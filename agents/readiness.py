@@ -527,7 +527,7 @@ class ReadinessProcessor:
 
     def _cleanup_due(self, state: PhaseState, now: datetime) -> bool:
         interval = self._registry.cleanup.interval
-        since = state.cleanup_at or state.started_at or state.first_completion_at
+        since = state.cleanup_at or state.started_at or state.received_since
         return since is not None and now - since >= interval
 
     def _cleanup(
@@ -548,7 +548,7 @@ class ReadinessProcessor:
         expected_total = 0
         for state in by_phase.values():
             spec = self._registry.phase(state.phase)
-            started = state.started_at or state.first_completion_at
+            started = state.started_at or state.received_since
             if not spec.gated or started is None or now - started < interval:
                 continue
             if state.trigger is None and state.deadline_at is not None:
@@ -645,15 +645,16 @@ def _with_completion(
 ) -> tuple[PhaseState, DropReason | None]:
     name = received.completion.processor_name
     record, dropped = merged_record(state.processors.get(name), received, key)
-    at = received.received_at
-    first = state.first_completion_at
-    last = state.last_completion_at
+    at = received.completion.timestamp
+    first, last = state.first_completion_at, state.last_completion_at
+    came = state.first_received_at
     updated = state.model_copy(
         update={
             "processors": {**state.processors, name: record},
             "seen_ids": (*state.seen_ids, key)[-MAX_SEEN_IDS:],
             "first_completion_at": min(first, at) if first else at,
             "last_completion_at": max(last, at) if last else at,
+            "first_received_at": min(came, received.received_at) if came else received.received_at,
         }
     )
     return updated, dropped

@@ -57,9 +57,14 @@ class IntakeMetrics:
         self._metrics.timestamps_clamped.inc()
 
 
-def record_time(timestamp: float | None) -> datetime | None:
-    """A consumed record's timestamp (Faust: seconds since the epoch) as a UTC instant."""
-    if timestamp is None or timestamp <= 0:
+#: Kafka's timestamp type of a record the broker stamped when appending it (LogAppendTime).
+LOG_APPEND_TIME = 1
+
+
+def record_time(timestamp: float | None, timestamp_type: int | None) -> datetime | None:
+    """When the broker appended a consumed record (Faust: seconds since the epoch), as a UTC
+    instant; None for a record its producer stamped (CreateTime: the publisher's clock)."""
+    if timestamp_type != LOG_APPEND_TIME or timestamp is None or timestamp <= 0:
         return None
     return datetime.fromtimestamp(timestamp, UTC)
 
@@ -142,7 +147,9 @@ def install(ctx: AppContext) -> ReadinessProcessor:
             origin = Origin(message.topic, message.partition, message.offset, message.key)
             metrics.events_in.labels(topic=message.topic).inc()
             if message.topic == completions:
-                received = record_time(message.timestamp) if on_wall_time else None
+                received = (
+                    record_time(message.timestamp, message.timestamp_type) if on_wall_time else None
+                )
                 fired = await processor.handle(message.value or b"", origin, record_time=received)
                 backlog.processed(message.partition, message.offset)
             elif backlog.holds(message.partition):

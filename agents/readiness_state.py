@@ -67,10 +67,12 @@ class PhaseState(BaseModel):
     processors: dict[str, ProcessorRecord] = Field(default_factory=dict)
     #: Dedup keys of the completions taken (agents.intake.identity), the newest MAX_SEEN_IDS.
     seen_ids: tuple[str, ...] = ()
-    #: When phaseflow received the phase's first and latest completion (receive time, not the
-    #: publisher's timestamp): deadlines are measured from the first.
+    #: The earliest and latest completion ``timestamp`` (the publishers', clamped when too far
+    #: ahead; agents.intake): latency and SLA.
     first_completion_at: datetime | None = None
     last_completion_at: datetime | None = None
+    #: When phaseflow received the phase's first completion: deadlines are measured from here.
+    first_received_at: datetime | None = None
     #: When the previous phase's trigger started this one (cleanup waits from here).
     started_at: datetime | None = None
     trigger: TriggerLedgerEntry | None = None
@@ -94,6 +96,12 @@ class PhaseState(BaseModel):
     @property
     def key(self) -> str:
         return self.table_key(self.game_date, self.phase)
+
+    @property
+    def received_since(self) -> datetime | None:
+        """Where deadlines and cleanup count from: the first receive time (states written before
+        it was kept: the first completion's timestamp)."""
+        return self.first_received_at or self.first_completion_at
 
     def done(self) -> frozenset[str]:
         """Processors whose latest completion counts as done."""

@@ -54,7 +54,7 @@ def evaluate_ready(spec: PhaseSpec, state: PhaseState, expected: frozenset[str])
 def deadlines(spec: PhaseSpec, state: PhaseState) -> list[datetime]:
     """Every tier and max_wait deadline of the phase, measured from when phaseflow received its
     first completion (never from a publisher's timestamp)."""
-    anchor = state.first_completion_at
+    anchor = state.received_since
     if anchor is None:
         return []
     moments = [anchor + tier.after for tier in spec.tiers]
@@ -78,7 +78,7 @@ def evaluate_deadline(
 ) -> Decision | None:
     """The ``timeout`` decision at ``now``: the first passed tier whose minimum is met, else
     ``max_wait`` once it passed; None while no deadline applies."""
-    anchor = state.first_completion_at
+    anchor = state.received_since
     if anchor is None or not expected:
         return None
     completed, missing = _split(state, expected)

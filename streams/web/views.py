@@ -360,8 +360,8 @@ def phase_status(
         expected = spec.expected_processors(game_date, today)
         done = state.done()
         deadline = (
-            (state.first_completion_at + spec.max_wait).isoformat()
-            if state.first_completion_at is not None and spec.max_wait is not None
+            (state.received_since + spec.max_wait).isoformat()
+            if state.received_since is not None and spec.max_wait is not None
             else None
         )
         phases.append(

@@ -9,7 +9,7 @@ from typing import Any
 
 from agents.intake import DropReason, IntakeCounter
 from agents.readiness import ReadinessProcessor
-from agents.readiness_agent import IntakeMetrics, record_time
+from agents.readiness_agent import LOG_APPEND_TIME, IntakeMetrics, record_time
 from models.codec import encode
 from streams.simulation import make_completion
 from streams.web.metrics import Metrics
@@ -182,7 +182,8 @@ async def test_a_timestamp_within_the_tolerance_is_kept() -> None:
     state = h.processor.state(GAME_DATE, 4)
     assert state is not None
     assert state.processors[PHASE4[0]].last_completed_at == ahead
-    assert state.first_completion_at == h.clock.now()
+    assert state.first_completion_at == ahead  # latency and SLA keep the publisher's stamp
+    assert state.first_received_at == h.clock.now()  # deadlines count from here
     assert counts.clamped_count == 0
 
 
@@ -215,7 +216,7 @@ async def test_the_record_time_anchors_the_deadline() -> None:
         await send(h, name, 4)
     state = h.processor.state(GAME_DATE, 4)
     assert state is not None
-    assert state.first_completion_at == received
+    assert state.first_received_at == received
     [trigger] = await h.advance(30 * MINUTE)  # one hour after the broker took it
     assert trigger.rule == "tier_2_4_of_5"
 
@@ -225,7 +226,7 @@ async def test_a_record_time_ahead_of_the_worker_clock_is_bounded_by_it() -> Non
     await send(h, PHASE4[0], 4, record_time=h.clock.now() + timedelta(hours=5))
     state = h.processor.state(GAME_DATE, 4)
     assert state is not None
-    assert state.first_completion_at == h.clock.now()
+    assert state.first_received_at == h.clock.now()
 
 
 # --- item: catching up after an outage ------------------------------------------------------
@@ -279,7 +280,9 @@ async def test_dropped_and_clamped_completions_show_on_metrics() -> None:
     assert "phaseflow_completion_timestamps_clamped_total 1.0" in text
 
 
-def test_a_records_timestamp_becomes_its_receive_time() -> None:
-    assert record_time(1_773_219_600.5) == datetime(2026, 3, 11, 9, 0, 0, 500_000, tzinfo=UTC)
-    assert record_time(None) is None
-    assert record_time(-1.0) is None
+def test_the_brokers_append_time_becomes_the_receive_time() -> None:
+    appended = record_time(1_773_219_600.5, LOG_APPEND_TIME)
+    assert appended == datetime(2026, 3, 11, 9, 0, 0, 500_000, tzinfo=UTC)
+    assert record_time(1_773_219_600.5, 0) is None  # CreateTime: the producer's clock
+    assert record_time(None, LOG_APPEND_TIME) is None
+    assert record_time(-1.0, LOG_APPEND_TIME) is None
