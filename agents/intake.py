@@ -8,10 +8,10 @@ Rules (docs/operations.md, "Completion intake"):
   completion without ``execution_id`` is identified by the hash of processor, date, status and
   timestamp (``PhaseCompletion.dedup_id``). A completion whose identity was seen before is a
   duplicate: dropped and counted.
-* **Receive time** decides deadlines: the record's timestamp (when the broker took it), never
-  later than the worker's clock; the worker's clock when the record has none. A publisher's
-  ``timestamp`` more than the tolerance ahead of the receive time is clamped to the receive time,
-  logged and counted.
+* **Receive time** decides deadlines: when the broker appended the record (LogAppendTime),
+  never later than the worker's clock; the worker's clock for a record its producer stamped. A
+  publisher's ``timestamp`` more than the tolerance ahead of the receive time is clamped to the
+  receive time, logged and counted.
 * **Status order** is the order phaseflow received the completions, never their timestamps: a
   processor's newest status replaces the recorded one, except that ``failed`` never replaces a
   done status (``success``/``partial``): the data of the successful run exists.

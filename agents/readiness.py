@@ -156,8 +156,8 @@ class ReadinessProcessor:
     ) -> list[PhaseTrigger]:
         """Process one raw completion record; return the triggers it fired.
 
-        ``record_time`` is the record's timestamp (when the broker took it); it decides the
-        receive time that deadlines are measured from (agents.intake)."""
+        ``record_time`` is when the broker appended the record (None: unknown, the worker's
+        clock decides); it is the receive time deadlines are measured from (agents.intake)."""
         try:
             completion = self._validate(raw)
         except EventDecodeError as error:
