@@ -133,3 +133,41 @@ async def test_status_shows_the_scheduled_rerun_and_the_attempts_made() -> None:
             "circuit_open": False,
         }
     }
+
+
+SLOW_BACKOFF = """
+[rerun]
+max_attempts = 3
+backoff = "30m"
+[cleanup]
+interval = "10m"
+[[phases]]
+phase = 2
+name = "raw"
+processors = ["r"]
+[[phases]]
+phase = 3
+name = "analytics"
+processors = ["a"]
+[[phases]]
+phase = 4
+name = "precompute"
+processors = ["x"]
+"""
+
+
+async def test_cleanup_reruns_keep_the_backoff_too() -> None:
+    h = Harness(parse_registry(SLOW_BACKOFF, source="slow.toml"))
+    await h.complete("r", 2)  # phase 3 starts; "a" never reports
+    await h.advance(10 * MINUTE)
+    assert [(r.processor_name, r.reason, r.attempt) for r in h.publisher.reruns()] == [
+        ("a", "cleanup", 1)
+    ]
+    await h.advance(10 * MINUTE)  # the next scan, 10 min after attempt 1: backoff is 30 min
+    await h.advance(10 * MINUTE)
+    assert len(h.publisher.reruns()) == 1
+    await h.advance(10 * MINUTE)  # 30 min after attempt 1
+    assert [(r.reason, r.attempt) for r in h.publisher.reruns()] == [
+        ("cleanup", 1),
+        ("cleanup", 2),
+    ]
