@@ -15,6 +15,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agents.envelope import Origin, dead_letter
+from agents.intake import (
+    DropReason,
+    IntakeCounter,
+    NoCounter,
+    Received,
+    identity,
+    merged_record,
+    receive,
+)
 from agents.outbox import Outbox
 from agents.phase_order import blocking_phase, upstream_states
 from agents.phase_timing import DateTiming, PhaseTiming, date_timing, sla_breached
@@ -30,7 +39,15 @@ from agents.readiness_state import (
     TriggerLedgerEntry,
 )
 from agents.rearm import is_rerun_completion, rearmed, refire_due, with_refire_scheduled
-from agents.rules import Decision, evaluate_deadline, evaluate_ready, gate_failure, next_deadline
+from agents.reruns import RerunStep, cancel_pending, release_due, request_rerun
+from agents.rules import (
+    Decision,
+    evaluate_deadline,
+    evaluate_ready,
+    first_deadline,
+    gate_failure,
+    next_deadline,
+)
 from agents.slowdown import DurationWindow, judge
 from agents.stalls import (
     is_declared,
@@ -68,6 +85,8 @@ class ReadinessProcessor:
         pipeline_timezone: str,
         max_message_bytes: int,
         durations: MutableMapping[str, Any] | None = None,
+        future_tolerance: timedelta = timedelta(minutes=5),
+        intake_counter: IntakeCounter | None = None,
     ) -> None:
         self._registry = registry
         self._table = table
@@ -77,6 +96,9 @@ class ReadinessProcessor:
         self._clock = clock
         self._zone = ZoneInfo(pipeline_timezone)
         self._max_message_bytes = max_message_bytes
+        #: How far a publisher's timestamp may be ahead of the receive time before it is clamped.
+        self._future_tolerance = future_tolerance
+        self._intake: IntakeCounter = intake_counter or NoCounter()
         self._ticks_sent: dict[tuple[date, str], datetime] = {}
         # id(stored dict) -> (that dict, the state it was dumped from); see _decoded.
         self._last_written: dict[int, tuple[Any, PhaseState]] = {}
@@ -148,8 +170,13 @@ class ReadinessProcessor:
 
     # --- completions ------------------------------------------------------------------------
 
-    async def handle(self, raw: bytes, origin: Origin) -> list[PhaseTrigger]:
-        """Process one raw completion record; return the triggers it fired."""
+    async def handle(
+        self, raw: bytes, origin: Origin, *, record_time: datetime | None = None
+    ) -> list[PhaseTrigger]:
+        """Process one raw completion record; return the triggers it fired.
+
+        ``record_time`` is when the broker appended the record (None: unknown, the worker's
+        clock decides); it is the receive time deadlines are measured from (agents.intake)."""
         try:
             completion = self._validate(raw)
         except EventDecodeError as error:
@@ -158,18 +185,33 @@ class ReadinessProcessor:
         now = self._clock.now()
         game_date, phase = completion.game_date, completion.phase
         state = self.state(game_date, phase) or PhaseState(game_date=game_date, phase=phase)
-        dedup_id = completion.dedup_id
-        if state.has_seen(dedup_id):
-            log.debug("duplicate completion %s for %s ignored", dedup_id, state.key)
+        key = identity(completion)
+        if state.has_seen(key):
+            log.debug("duplicate completion %s for %s dropped", key, state.key)
+            self._intake.dropped("duplicate")
             return []
+        received = receive(
+            completion, record_time=record_time, now=now, tolerance=self._future_tolerance
+        )
+        if received.clamped_by is not None:
+            self._intake.clamped()
         outbox = Outbox(now)
-        self._judge_duration(completion, outbox)
+        self._judge_duration(received.completion, outbox)
         rerun_of_fired = is_rerun_completion(state, completion)
-        state = _with_completion(state, completion, dedup_id)
+        state, dropped = _with_completion(state, received, key)
+        if dropped is not None:
+            log.info(
+                "%s reported failed for %s after it was done; its done status stands",
+                completion.processor_name,
+                state.key,
+            )
+            self._intake.dropped(dropped)
         if rerun_of_fired:
             state = with_refire_scheduled(state, now, self._registry.rerun.backoff)
         state = self._after_completion(state, completion, outbox)
-        state = self._evaluate(state, outbox)
+        # Deadlines are decided on ticks only: a tick for the date comes after the completions
+        # already on its partition, so a backlog read late cannot time out a phase it completes.
+        state = self._evaluate(state, outbox, decide_deadlines=False)
         self._save_all(state, outbox)
         self._release_successors(state, outbox)
         await self._send(outbox)
@@ -199,9 +241,11 @@ class ReadinessProcessor:
         name = completion.processor_name
         current = state.processors[name]
         if current.status == "failed":
-            return self._schedule_rerun(state, name, "failed", outbox, immediate=False)
-        if current.status in ("success", "partial") and name in state.reruns:
-            rerun = state.reruns[name].model_copy(update={"next_due_at": None, "next_reason": None})
+            return self._schedule_rerun(state, name, "failed", outbox)
+        pending = state.reruns.get(name)
+        # A gate rerun stays scheduled: the gate, not the status, says whether it is needed.
+        if current.status in ("success", "partial") and pending and not _for_gate(pending):
+            rerun = cancel_pending(pending)
             return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
         return state
 
@@ -234,8 +278,13 @@ class ReadinessProcessor:
 
     # --- decisions --------------------------------------------------------------------------
 
-    def _evaluate(self, state: PhaseState, outbox: Outbox) -> PhaseState:
-        """Ready rule, deadlines, validation gate: fire the next phase at most once."""
+    def _evaluate(
+        self, state: PhaseState, outbox: Outbox, *, decide_deadlines: bool = True
+    ) -> PhaseState:
+        """Ready rule, deadlines, validation gate: fire the next phase at most once.
+
+        Without ``decide_deadlines`` (a completion) only the ready rule is applied and a passed
+        deadline is left for the next tick (``deadline_at`` then asks the timer for one)."""
         spec = self._registry.phase(state.phase)
         if state.trigger is not None and refire_due(state, outbox.now):
             return self._refire(state, outbox)
@@ -245,11 +294,20 @@ class ReadinessProcessor:
             return state.model_copy(update={"deadline_at": None})
         if not self._registry.has_phase(state.phase + 1):
             return state
+        return self._decide(spec, state, outbox, decide_deadlines=decide_deadlines)
+
+    def _decide(
+        self, spec: PhaseSpec, state: PhaseState, outbox: Outbox, *, decide_deadlines: bool
+    ) -> PhaseState:
+        """A phase free to fire: the ready rule, then (on ticks) its deadlines, then the
+        validation gate."""
         now = outbox.now
         expected = spec.expected_processors(state.game_date, self.today())
-        decision = evaluate_ready(spec, state, expected) or evaluate_deadline(
-            spec, state, expected, now
-        )
+        decision = evaluate_ready(spec, state, expected)
+        if decision is None and not decide_deadlines:
+            return state.model_copy(update={"deadline_at": first_deadline(spec, state)})
+        if decision is None:
+            decision = evaluate_deadline(spec, state, expected, now)
         if decision is not None and decision.reason == "timeout":
             state = self._on_deadline(spec, state, decision, outbox)
             if spec.on_deadline == "alert":
@@ -352,80 +410,85 @@ class ReadinessProcessor:
             details={"rule": decision.rule, "missing": list(decision.missing)},
         )
         for name in decision.missing:
-            state = self._schedule_rerun(state, name, "missing_at_deadline", outbox, immediate=True)
+            state = self._schedule_rerun(state, name, "missing_at_deadline", outbox)
         return state.model_copy(update={"deadline_handled": True})
 
     def _reject_at_gate(self, state: PhaseState, why: str, outbox: Outbox) -> PhaseState:
-        """Validation failed: no trigger, one alert and a rerun per rejected completion."""
-        latest = max(state.processors.values(), key=lambda record: record.last_completed_at)
+        """Validation failed: no trigger; per rejected completion a rerun through the budget and
+        one alert for what was decided (nothing new while a rerun is already scheduled)."""
+        latest = max(state.processors.values(), key=_received_order)
         if state.gate_rejected_id == latest.last_execution_id:
             return state
-        outbox.alert(
-            "validation_failed",
-            f"{state.game_date.isoformat()}:phase_{state.phase}",
-            f"phase {state.phase} of {state.game_date} failed validation: {why}; "
-            f"phase {state.phase + 1} not started",
-            severity="critical",
-            details={name: latest.gate.get(name, 0) for name in GATE_FIELDS},
-        )
+        steps: list[RerunStep] = []
         for name in sorted(state.processors):
-            state = self._schedule_rerun(state, name, "validation_failed", outbox, immediate=True)
+            state, step = self._request_rerun(state, name, "validation_failed", outbox)
+            steps.append(step)
+        decided = [step for step in steps if step.action in ("send", "scheduled")]
+        if decided:
+            outbox.alert(
+                "validation_failed",
+                f"{state.game_date.isoformat()}:phase_{state.phase}",
+                f"phase {state.phase} of {state.game_date} failed validation: {why}; "
+                f"phase {state.phase + 1} not started; {_rerun_outcome(decided)}",
+                severity="critical",
+                details={name: latest.gate.get(name, 0) for name in GATE_FIELDS},
+            )
+        else:
+            log.info(
+                "phase %s of %s failed validation again (%s); a rerun is already scheduled or "
+                "the circuit is open, no new alert",
+                state.phase,
+                state.game_date,
+                why,
+            )
         return state.model_copy(
             update={"gate_rejected_id": latest.last_execution_id, "deadline_at": None}
         )
 
-    # --- reruns -----------------------------------------------------------------------------
+    # --- reruns (every path through one budget: agents.reruns) ------------------------------
 
     def _schedule_rerun(
-        self, state: PhaseState, name: str, reason: str, outbox: Outbox, *, immediate: bool
+        self, state: PhaseState, name: str, reason: str, outbox: Outbox
     ) -> PhaseState:
-        """Request a rerun now, or after the backoff; past the attempt cap, one alert."""
-        policy = self._registry.rerun
-        rerun = state.reruns.get(name, RerunRecord())
-        if rerun.requested >= policy.max_attempts:
-            if not rerun.circuit_open:
-                outbox.alert(
-                    "circuit_open",
-                    f"{state.game_date.isoformat()}:{state.phase}:{name}",
-                    f"{name} ({state.game_date}, phase {state.phase}) still not done after "
-                    f"{rerun.requested} rerun(s); no more automatic reruns",
-                    severity="critical",
-                    details={"attempts": rerun.requested, "reason": reason},
-                )
-                rerun = rerun.model_copy(
-                    update={"circuit_open": True, "next_due_at": None, "next_reason": None}
-                )
-        elif immediate:
-            outbox.rerun(
-                state.game_date, state.phase, name, reason=reason, attempt=rerun.requested + 1
+        """Ask the rerun budget for a rerun of ``name``; send it, schedule it or open the
+        circuit as it says."""
+        return self._request_rerun(state, name, reason, outbox)[0]
+
+    def _request_rerun(
+        self, state: PhaseState, name: str, reason: str, outbox: Outbox
+    ) -> tuple[PhaseState, RerunStep]:
+        record = state.reruns.get(name, RerunRecord())
+        step = request_rerun(record, self._registry.rerun, reason, outbox.now)
+        return self._apply_rerun(state, name, reason, step, outbox), step
+
+    def _apply_rerun(
+        self, state: PhaseState, name: str, reason: str, step: RerunStep, outbox: Outbox
+    ) -> PhaseState:
+        if step.action == "send":
+            outbox.rerun(state.game_date, state.phase, name, reason=reason, attempt=step.attempt)
+        elif step.action == "circuit_opened":
+            attempts = step.record.requested
+            outbox.alert(
+                "circuit_open",
+                f"{state.game_date.isoformat()}:{state.phase}:{name}",
+                f"{name} ({state.game_date}, phase {state.phase}) still not done after "
+                f"{attempts} rerun(s); no more automatic reruns",
+                severity="critical",
+                details={"attempts": attempts, "reason": reason},
             )
-            rerun = rerun.model_copy(
-                update={
-                    "requested": rerun.requested + 1,
-                    "last_requested_at": outbox.now,
-                    "next_due_at": None,
-                    "next_reason": None,
-                }
-            )
-        elif rerun.next_due_at is None:
-            # Exponential backoff: backoff, 2x, 4x ... per attempt already made.
-            delay = policy.backoff * (2**rerun.requested)
-            rerun = rerun.model_copy(
-                update={"next_due_at": outbox.now + delay, "next_reason": reason}
-            )
-        return state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
+        return state.model_copy(update={"reruns": {**state.reruns, name: step.record}})
 
     def _send_due_reruns(self, state: PhaseState, outbox: Outbox) -> PhaseState:
         done = state.done()
         for name in state.due_reruns(outbox.now):
-            reason = state.reruns[name].next_reason or "failed"
-            if name in done:
-                rerun = state.reruns[name].model_copy(
-                    update={"next_due_at": None, "next_reason": None}
+            record = state.reruns[name]
+            if state.trigger is not None if _for_gate(record) else name in done:
+                state = state.model_copy(
+                    update={"reruns": {**state.reruns, name: cancel_pending(record)}}
                 )
-                state = state.model_copy(update={"reruns": {**state.reruns, name: rerun}})
                 continue
-            state = self._schedule_rerun(state, name, reason, outbox, immediate=True)
+            step = release_due(record, self._registry.rerun, outbox.now)
+            state = self._apply_rerun(state, name, record.next_reason or "failed", step, outbox)
         return state
 
     # --- ticks ------------------------------------------------------------------------------
@@ -497,9 +560,7 @@ class ReadinessProcessor:
         log.warning("phase %s of %s stalled", state.phase, state.game_date)
         if blocked_by is None:  # held by order: the earlier phase has its own stall and reruns
             for name in missing:
-                state = self._schedule_rerun(
-                    state, name, "missing_at_deadline", outbox, immediate=True
-                )
+                state = self._schedule_rerun(state, name, "missing_at_deadline", outbox)
         return state.model_copy(update={"stall_alerted_at": outbox.now})
 
     def due_ticks(self) -> list[ReadinessTick]:
@@ -611,7 +672,7 @@ class ReadinessProcessor:
 
     def _cleanup_due(self, state: PhaseState, now: datetime) -> bool:
         interval = self._registry.cleanup.interval
-        since = state.cleanup_at or state.started_at or state.first_completion_at
+        since = state.cleanup_at or state.started_at or state.received_since
         return since is not None and now - since >= interval
 
     def _cleanup(
@@ -632,7 +693,7 @@ class ReadinessProcessor:
         expected_total = 0
         for state in by_phase.values():
             spec = self._registry.phase(state.phase)
-            started = state.started_at or state.first_completion_at
+            started = state.started_at or state.received_since
             if not spec.gated or started is None or now - started < interval:
                 continue
             if state.trigger is None and state.deadline_at is not None:
@@ -662,9 +723,7 @@ class ReadinessProcessor:
                     or (rerun.last_requested_at and now - rerun.last_requested_at < interval)
                 ):
                     continue  # one is scheduled, or one was requested recently
-                by_phase[state.phase] = self._schedule_rerun(
-                    current, name, "cleanup", outbox, immediate=True
-                )
+                by_phase[state.phase] = self._schedule_rerun(current, name, "cleanup", outbox)
         return [state.model_copy(update={"cleanup_at": now}) for state in by_phase.values()]
 
     def _expire(self, states: list[PhaseState], outbox: Outbox) -> None:
@@ -739,39 +798,43 @@ def _is_activity(before: PhaseState | None, after: PhaseState) -> bool:
     )
 
 
+def _for_gate(record: RerunRecord) -> bool:
+    """The pending rerun was asked for by the validation gate."""
+    return record.next_reason == "validation_failed"
+
+
+def _received_order(record: ProcessorRecord) -> datetime:
+    """A processor's latest completion by receive time (older states: its timestamp)."""
+    return record.last_received_at or record.last_completed_at
+
+
+def _rerun_outcome(steps: list[RerunStep]) -> str:
+    """What the budget decided, for an alert: sent now, or when it goes out."""
+    if all(step.action == "send" for step in steps):
+        return "rerun requested"
+    due = min(step.due_at for step in steps if step.due_at is not None)
+    return f"rerun scheduled for {due.isoformat()} (rerun backoff)"
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _with_completion(state: PhaseState, completion: PhaseCompletion, dedup_id: str) -> PhaseState:
-    previous = state.processors.get(completion.processor_name)
-    at = completion.timestamp
-    gate = {
-        name: value
-        for name in GATE_FIELDS
-        if isinstance(value := completion.metadata.get(name), int) and not isinstance(value, bool)
-    }
-    record = ProcessorRecord(
-        status=completion.status,
-        record_count=completion.record_count,
-        first_completed_at=min(previous.first_completed_at, at) if previous else at,
-        last_completed_at=max(previous.last_completed_at, at) if previous else at,
-        attempts=previous.attempts + 1 if previous else 1,
-        last_execution_id=dedup_id,
-        gate=gate,
-    )
-    # A late, older event must not overwrite a newer status (events may arrive reordered).
-    if previous is not None and at < previous.last_completed_at:
-        record = previous.model_copy(
-            update={"attempts": record.attempts, "first_completed_at": record.first_completed_at}
-        )
-    first = state.first_completion_at
-    last = state.last_completion_at
-    return state.model_copy(
+def _with_completion(
+    state: PhaseState, received: Received, key: str
+) -> tuple[PhaseState, DropReason | None]:
+    name = received.completion.processor_name
+    record, dropped = merged_record(state.processors.get(name), received, key)
+    at = received.completion.timestamp
+    first, last = state.first_completion_at, state.last_completion_at
+    came = state.first_received_at
+    updated = state.model_copy(
         update={
-            "processors": {**state.processors, completion.processor_name: record},
-            "seen_ids": (*state.seen_ids, dedup_id)[-MAX_SEEN_IDS:],
+            "processors": {**state.processors, name: record},
+            "seen_ids": (*state.seen_ids, key)[-MAX_SEEN_IDS:],
             "first_completion_at": min(first, at) if first else at,
             "last_completion_at": max(last, at) if last else at,
+            "first_received_at": min(came, received.received_at) if came else received.received_at,
         }
     )
+    return updated, dropped

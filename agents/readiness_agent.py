@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
+from faust.types import TP
 
+from agents.backlog import CompletionBacklog
 from agents.envelope import Origin
+from agents.intake import DropReason
 from agents.publisher import Publisher
 from agents.readiness import ReadinessProcessor
 from models.events import PhaseTrigger
+from streams.clock import SystemClock
 from streams.topics import TopicName
 from streams.web.collectors import PhaseTimingCollector
 from streams.web.metrics import Metrics, metrics_for
@@ -37,6 +42,31 @@ class _CountingPublisher:
             except (orjson.JSONDecodeError, AttributeError):
                 error_type = "unknown"
             self._metrics.dead_letters.labels(error_type=error_type).inc()
+
+
+class IntakeMetrics:
+    """Intake's counts on ``/metrics``: dropped completions by reason, clamped timestamps."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def dropped(self, reason: DropReason) -> None:
+        self._metrics.completions_dropped.labels(reason=reason).inc()
+
+    def clamped(self) -> None:
+        self._metrics.timestamps_clamped.inc()
+
+
+#: Kafka's timestamp type of a record the broker stamped when appending it (LogAppendTime).
+LOG_APPEND_TIME = 1
+
+
+def record_time(timestamp: float | None, timestamp_type: int | None) -> datetime | None:
+    """When the broker appended a consumed record (Faust: seconds since the epoch), as a UTC
+    instant; None for a record its producer stamped (CreateTime: the publisher's clock)."""
+    if timestamp_type != LOG_APPEND_TIME or timestamp is None or timestamp <= 0:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def observe_phase_duration(
@@ -77,6 +107,8 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
         durations=durations,
+        future_tolerance=timedelta(seconds=settings.future_timestamp_tolerance_seconds),
+        intake_counter=IntakeMetrics(metrics),
     )
     completions = settings.topic(TopicName.PHASE_COMPLETIONS)
     # One agent reads completions and ticks: both are keyed by game date, so a date's events
@@ -91,6 +123,23 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         partitions=settings.topic_partitions,
     )
 
+    def completions_end(partition: int) -> int | None:
+        """The completions partition's end offset from the consumer's last fetch (read
+        committed under exactly_once), None while unknown or not assigned here."""
+        try:
+            end = ctx.app.consumer.highwater(TP(completions, partition))
+        except AssertionError:  # aiokafka: "Partition is not assigned"
+            return None
+        return end if isinstance(end, int) and end >= 0 else None
+
+    # Record timestamps are wall time. A sped-up clock (PHASEFLOW_CLOCK_SPEED, soak runs) lives
+    # on another time line, so there the worker's own clock is the receive time; and the tick
+    # hold, which is about fetch timing, runs on the wall clock.
+    on_wall_time = isinstance(ctx.clock, SystemClock)
+    wall = ctx.clock if on_wall_time else SystemClock()
+    # Ticks wait for the completions already on the broker (agents.backlog).
+    backlog = CompletionBacklog(completions_end, wall)
+
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]
     async def readiness(stream: Any) -> None:
         async for event in stream.events():
@@ -98,7 +147,13 @@ def install(ctx: AppContext) -> ReadinessProcessor:
             origin = Origin(message.topic, message.partition, message.offset, message.key)
             metrics.events_in.labels(topic=message.topic).inc()
             if message.topic == completions:
-                fired = await processor.handle(message.value or b"", origin)
+                received = (
+                    record_time(message.timestamp, message.timestamp_type) if on_wall_time else None
+                )
+                fired = await processor.handle(message.value or b"", origin, record_time=received)
+                backlog.processed(message.partition, message.offset)
+            elif backlog.holds(message.partition):
+                continue  # the timer sends the tick again (TICK_RESEND_AFTER)
             else:
                 fired = await processor.handle_tick(message.value or b"", origin)
             for trigger in fired:

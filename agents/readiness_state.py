@@ -27,7 +27,10 @@ class ProcessorRecord(BaseModel):
     first_completed_at: datetime
     last_completed_at: datetime
     attempts: int = 1
+    #: Dedup key (agents.intake.identity) of the completion whose status is recorded.
     last_execution_id: str
+    #: When phaseflow received that completion (None in states written before it was kept).
+    last_received_at: datetime | None = None
     gate: dict[str, int] = Field(default_factory=dict)
 
 
@@ -66,9 +69,14 @@ class PhaseState(BaseModel):
     game_date: date
     phase: int
     processors: dict[str, ProcessorRecord] = Field(default_factory=dict)
+    #: Dedup keys of the completions taken (agents.intake.identity), the newest MAX_SEEN_IDS.
     seen_ids: tuple[str, ...] = ()
+    #: The earliest and latest completion ``timestamp`` (the publishers', clamped when too far
+    #: ahead; agents.intake): latency and SLA.
     first_completion_at: datetime | None = None
     last_completion_at: datetime | None = None
+    #: When phaseflow received the phase's first completion: deadlines are measured from here.
+    first_received_at: datetime | None = None
     #: When the previous phase's trigger started this one (cleanup waits from here).
     started_at: datetime | None = None
     trigger: TriggerLedgerEntry | None = None
@@ -103,6 +111,12 @@ class PhaseState(BaseModel):
     @property
     def key(self) -> str:
         return self.table_key(self.game_date, self.phase)
+
+    @property
+    def received_since(self) -> datetime | None:
+        """Where deadlines and cleanup count from: the first receive time (states written before
+        it was kept: the first completion's timestamp)."""
+        return self.first_received_at or self.first_completion_at
 
     def done(self) -> frozenset[str]:
         """Processors whose latest completion counts as done."""

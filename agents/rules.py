@@ -52,14 +52,20 @@ def evaluate_ready(spec: PhaseSpec, state: PhaseState, expected: frozenset[str])
 
 
 def deadlines(spec: PhaseSpec, state: PhaseState) -> list[datetime]:
-    """Every tier and max_wait deadline of the phase, measured from its first completion."""
-    anchor = state.first_completion_at
+    """Every tier and max_wait deadline of the phase, measured from when phaseflow received its
+    first completion (never from a publisher's timestamp)."""
+    anchor = state.received_since
     if anchor is None:
         return []
     moments = [anchor + tier.after for tier in spec.tiers]
     if spec.max_wait is not None:
         moments.append(anchor + spec.max_wait)
     return sorted(moments)
+
+
+def first_deadline(spec: PhaseSpec, state: PhaseState) -> datetime | None:
+    """The earliest deadline, passed or not: after a completion, the tick that decides it."""
+    return next(iter(deadlines(spec, state)), None)
 
 
 def next_deadline(spec: PhaseSpec, state: PhaseState, now: datetime) -> datetime | None:
@@ -72,7 +78,7 @@ def evaluate_deadline(
 ) -> Decision | None:
     """The ``timeout`` decision at ``now``: the first passed tier whose minimum is met, else
     ``max_wait`` once it passed; None while no deadline applies."""
-    anchor = state.first_completion_at
+    anchor = state.received_since
     if anchor is None or not expected:
         return None
     completed, missing = _split(state, expected)

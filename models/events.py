@@ -310,13 +310,15 @@ class PhaseCompletion(Event):
 
     @property
     def dedup_id(self) -> str:
-        """Identity for deduplication: ``execution_id``, or a hash when the publisher sent none.
+        """Identity for deduplication: ``processor/execution_id/status`` (processors may share
+        a workflow run id, and one run may report ``failed`` and then ``success``), or a hash
+        when the publisher sent no ``execution_id``.
 
         The hash covers processor, date, status and the timestamp in UTC (so ``Z`` and ``+00:00``
         spellings of one instant agree): sha256, first 32 hex characters.
         """
         if self.execution_id:
-            return self.execution_id
+            return f"{self.processor_name}/{self.execution_id}/{self.status}"
         basis = "|".join(
             (
                 self.processor_name,

@@ -331,7 +331,9 @@ def _implemented_systems(known_systems: Collection[str] | None) -> Collection[st
 
 def _error(source: str, problems: list[str]) -> RegistryError:
     # One line per problem, each with the file name, so a fix-all pass needs one run.
-    return RegistryError("\n".join(f"{source}: {problem}" for problem in problems))
+    # A key may itself hold a line break (TOML quoted keys): escaped, it stays one line.
+    lines = (problem.replace("\r", "\\r").replace("\n", "\\n") for problem in problems)
+    return RegistryError("\n".join(f"{source}: {line}" for line in lines))
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     readiness_tick_seconds: float = Field(
         1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
     )
+    future_timestamp_tolerance_seconds: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "A completion stamped further than this ahead of when it was received is clamped to "
+            "its receive time (logged, counted); deadlines never use the publisher's timestamp."
+        ),
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger event payloads are dead-lettered as oversized."
     )

@@ -81,11 +81,14 @@ CATALOG: tuple[TopicSpec, ...] = (
         value="ReadinessTick (internal)",
         retention=timedelta(days=1),
     ),
+    # The broker stamps each completion with its own clock when it appends it: the readiness
+    # agent measures deadlines from that receive time, never from a publisher's clock.
     TopicSpec(
         TopicName.PHASE_COMPLETIONS,
         key="game_date",
         value="PhaseCompletion",
         retention=timedelta(days=14),
+        extra_config={"message.timestamp.type": "LogAppendTime"},
     ),
     TopicSpec(
         TopicName.PHASE_TRIGGERS,

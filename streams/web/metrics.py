@@ -84,6 +84,19 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.completions_dropped = Counter(
+            "phaseflow_completions_dropped",
+            "Completions that changed nothing: duplicate (same processor, execution_id and "
+            "status seen before) or failed_after_done (a failure after the processor was done).",
+            ["reason"],
+            registry=r,
+        )
+        self.timestamps_clamped = Counter(
+            "phaseflow_completion_timestamps_clamped",
+            "Completions stamped further in the future than the tolerance; clamped to their "
+            "receive time.",
+            registry=r,
+        )
         self.table_entries = Gauge(
             "phaseflow_table_entries",
             "Entries this worker holds per table (its partitions); retention keeps it bounded.",

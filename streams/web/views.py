@@ -385,8 +385,8 @@ def phase_status(
         expected = spec.expected_processors(game_date, today)
         done = state.done()
         deadline = (
-            (state.first_completion_at + spec.max_wait).isoformat()
-            if state.first_completion_at is not None and spec.max_wait is not None
+            (state.received_since + spec.max_wait).isoformat()
+            if state.received_since is not None and spec.max_wait is not None
             else None
         )
         phases.append(
@@ -408,6 +408,16 @@ def phase_status(
                 "sla_breached_at": _iso(state.sla_breached_at),
                 "held_by_phase": _held_by(registry, state, states),
                 "stalled_at": _iso(state.stall_alerted_at),
+                # Automatic reruns per processor: attempts made, the next one scheduled, circuit.
+                "reruns": {
+                    name: {
+                        "requested": rerun.requested,
+                        "next_due_at": _iso(rerun.next_due_at),
+                        "next_reason": rerun.next_reason,
+                        "circuit_open": rerun.circuit_open,
+                    }
+                    for name, rerun in sorted(state.reruns.items())
+                },
             }
         )
     return phases

@@ -244,8 +244,12 @@ def test_completion_is_frozen() -> None:
         event.status = "failed"  # type: ignore[misc]
 
 
-def test_dedup_id_is_the_execution_id() -> None:
-    assert PhaseCompletion.model_validate(completion()).dedup_id == "exec-1"
+def test_dedup_id_is_processor_run_and_status() -> None:
+    event = PhaseCompletion.model_validate(completion())
+    assert event.dedup_id == f"{event.processor_name}/exec-1/success"
+    failed = PhaseCompletion.model_validate(completion(status="failed"))
+    other = PhaseCompletion.model_validate(completion(processor_name="team_defense_game_summary"))
+    assert len({event.dedup_id, failed.dedup_id, other.dedup_id}) == 3
 
 
 def test_dedup_id_without_execution_id_is_a_stable_hash() -> None:

@@ -1,0 +1,126 @@
+"""Completion intake: which run a completion belongs to, when phaseflow received it, and how a
+new status of a processor combines with the one recorded.
+
+Rules (docs/operations.md, "Completion intake"):
+
+* **Identity** of a completion is ``(processor_name, execution_id, status)``: several processors
+  may share one workflow run id, and one run may report ``failed`` and then ``success``. A
+  completion without ``execution_id`` is identified by the hash of processor, date, status and
+  timestamp (``PhaseCompletion.dedup_id``). A completion whose identity was seen before is a
+  duplicate: dropped and counted.
+* **Receive time** decides deadlines: when the broker appended the record (LogAppendTime),
+  never later than the worker's clock; the worker's clock for a record its producer stamped. A
+  publisher's ``timestamp`` more than the tolerance ahead of the receive time is clamped to the
+  receive time, logged and counted.
+* **Status order** is the order phaseflow received the completions, never their timestamps: a
+  processor's newest status replaces the recorded one, except that ``failed`` never replaces a
+  done status (``success``/``partial``): the data of the successful run exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from agents.readiness_state import DONE_STATUSES, GATE_FIELDS, ProcessorRecord
+from models.events import PhaseCompletion
+
+log = logging.getLogger(__name__)
+
+#: Why a completion changed nothing: seen before, or a failure after the processor was done.
+DropReason = Literal["duplicate", "failed_after_done"]
+
+
+class IntakeCounter(Protocol):
+    """Where intake counts what it dropped or corrected (``/metrics`` in the service)."""
+
+    def dropped(self, reason: DropReason) -> None: ...
+
+    def clamped(self) -> None: ...
+
+
+class NoCounter:
+    """Counts nothing: for code paths that run without metrics (tests, tools)."""
+
+    def dropped(self, reason: DropReason) -> None:
+        del reason
+
+    def clamped(self) -> None:
+        pass
+
+
+def identity(completion: PhaseCompletion) -> str:
+    """The dedup key: ``processor/execution_id/status``, or the content hash without a run id
+    (``PhaseCompletion.dedup_id``, which the HTTP API also returns)."""
+    return completion.dedup_id
+
+
+@dataclass(frozen=True)
+class Received:
+    """A completion as phaseflow takes it: its timestamp bounded, and when it arrived."""
+
+    completion: PhaseCompletion
+    received_at: datetime
+    #: How far ahead of the receive time the publisher's timestamp was, when it was clamped.
+    clamped_by: timedelta | None = None
+
+
+def receive(
+    completion: PhaseCompletion,
+    *,
+    record_time: datetime | None,
+    now: datetime,
+    tolerance: timedelta,
+) -> Received:
+    """Decide the receive time and clamp a timestamp too far in the future."""
+    received_at = now if record_time is None else min(record_time, now)
+    ahead = completion.timestamp - received_at
+    if ahead <= tolerance:
+        return Received(completion, received_at)
+    log.warning(
+        "completion of %s for %s is stamped %s, %s ahead of its receive time %s (tolerance %s): "
+        "clamped to the receive time",
+        completion.processor_name,
+        completion.game_date,
+        completion.timestamp.isoformat(),
+        ahead,
+        received_at.isoformat(),
+        tolerance,
+    )
+    clamped = completion.model_copy(update={"timestamp": received_at})
+    return Received(clamped, received_at, clamped_by=ahead)
+
+
+def merged_record(
+    previous: ProcessorRecord | None, received: Received, key: str
+) -> tuple[ProcessorRecord, DropReason | None]:
+    """The processor's record after ``received``; the reason when its status was not taken."""
+    completion = received.completion
+    at = completion.timestamp
+    gate = {
+        name: value
+        for name in GATE_FIELDS
+        if isinstance(value := completion.metadata.get(name), int) and not isinstance(value, bool)
+    }
+    record = ProcessorRecord(
+        status=completion.status,
+        record_count=completion.record_count,
+        first_completed_at=min(previous.first_completed_at, at) if previous else at,
+        last_completed_at=max(previous.last_completed_at, at) if previous else at,
+        attempts=previous.attempts + 1 if previous else 1,
+        last_execution_id=key,
+        last_received_at=received.received_at,
+        gate=gate,
+    )
+    if previous is not None and completion.status == "failed" and previous.status in DONE_STATUSES:
+        kept = previous.model_copy(
+            update={
+                "attempts": record.attempts,
+                "first_completed_at": record.first_completed_at,
+                "last_completed_at": record.last_completed_at,
+            }
+        )
+        return kept, "failed_after_done"
+    return record, None
