@@ -91,6 +91,16 @@ def _add_operations_commands(commands: Any) -> None:
         sub.add_argument("--limit", type=int, help="at most this many (oldest first)")
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be sent")
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="also send letters already replayed and replays that failed again "
+                "(one per lineage)",
+            )
+        else:
+            sub.add_argument(
+                "--full", action="store_true", help="whole error text and each letter's lineage"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one return per command
@@ -172,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one retu
             action=args.dlq_command,
             selection=selection,
             dry_run=getattr(args, "dry_run", False),
+            force=getattr(args, "force", False),
+            full=getattr(args, "full", False),
         )
     return 2
 
