@@ -11,7 +11,8 @@ Faust ends a recovery in one of two methods, each given the generation it recove
 ``Recovery.on_recovery_completed`` (tables restored) and ``Recovery._resume_streams`` (no tables
 to restore). :func:`record_finished_recoveries` wraps both (once per process, like
 streams/faust_recovery.py) to remember that generation on the recovery object, if it is still
-the consumer's when the method returns (otherwise Faust itself abandoned it: a newer rebalance).
+the consumer's when the method returns (otherwise Faust itself abandoned it: a newer rebalance),
+and to call what :func:`when_tables_recovered` registered.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 #: Attribute on Faust's Recovery object: the consumer generation recovery last finished for.
 _RECOVERED: Final = "_phaseflow_recovered_generation"
 _WRAPPED: Final = "_phaseflow_records_generation"
+#: Attribute on the Faust app: callbacks of :func:`when_tables_recovered`.
+_LISTENERS: Final = "_phaseflow_on_tables_recovered"
 
 RecoveryEnd = Callable[..., Awaitable[None]]
 
@@ -42,6 +45,8 @@ def recording(end: RecoveryEnd) -> RecoveryEnd:
         if generation_id == self.app.consumer_generation_id:
             setattr(self, _RECOVERED, generation_id)
             log.info("tables recovered for consumer generation %d", generation_id)
+            for listener in getattr(self.app, _LISTENERS, ()):
+                listener(generation_id)
 
     setattr(finished, _WRAPPED, True)
     return finished
@@ -54,6 +59,17 @@ def record_finished_recoveries() -> None:
         method = getattr(recovery_class, name)
         if not getattr(method, _WRAPPED, False):
             setattr(recovery_class, name, recording(method))
+
+
+def when_tables_recovered(app: Any, listener: Callable[[int], None]) -> None:
+    """Call ``listener(generation)`` each time ``app`` finished recovering its tables for its
+    current assignment (the moment ``GET /ready`` stops naming recovery)."""
+    record_finished_recoveries()
+    listeners: list[Callable[[int], None]] | None = getattr(app, _LISTENERS, None)
+    if listeners is None:
+        listeners = []
+        setattr(app, _LISTENERS, listeners)
+    listeners.append(listener)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """``GET /ready`` says 503 until the worker's tables are restored from their changelogs.
 
 A worker is started on a changelog holding many records, so its table recovery takes a while;
-``/ready`` is sampled all along, and every 200 must come after the worker printed its recovery
-line (``phaseflow worker ready``, printed when Faust's changelog reading for the assignment is
-done). Before, ``/ready`` answered 200 as soon as partitions were assigned.
+``/ready`` is sampled all along, and every 200 must come after Faust logged the end of that
+recovery (``Worker ready``, the last step of its recovery). Before, ``/ready`` answered 200 as
+soon as partitions were assigned, and during a reload of tables in a running worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,19 +22,25 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.slowdown import DurationWindow
 from streams.app import build_app
+from streams.local.ports import free_port
 from streams.local.worker_process import WorkerProcess
 from streams.settings import Settings
 from streams.topics import ensure_topics
+from tests.fixtures.polling import poll
 
+#: What Faust logs as the last step of a recovery (after which /ready may say 200); and when
+#: it starts reading changelogs.
+RECOVERY_DONE = "[^---Recovery]: Worker ready"
+RESTORE_BEGUN = "[^---Recovery]: Restoring state from changelog topics"
 #: Changelog records to restore: enough for a recovery of seconds on a loaded machine.
-RECORDS = 60_000
+RECORDS = 30_000
 
 
 @dataclass(frozen=True)
 class Sample:
     status: int | None  # None: no answer (the web server not up yet)
     reasons: tuple[str, ...]
-    recovered: bool  # the worker's recovery line was in its log right after the answer
+    recovered: bool  # RECOVERY_DONE was in the worker's log right after the answer
 
 
 async def _fill_durations_changelog(settings: Settings) -> str:
@@ -75,12 +82,25 @@ async def _fill_durations_changelog(settings: Settings) -> str:
     return changelog
 
 
+def _log_count(worker: WorkerProcess, line: str) -> int:
+    if not worker.log_path.exists():
+        return 0
+    return worker.log_path.read_text(errors="replace").count(line)
+
+
 async def _sample_until_ready(
-    settings: Settings, worker: WorkerProcess, *, after: int, give_up_after: float
+    settings: Settings,
+    worker: WorkerProcess,
+    *,
+    after: int,
+    give_up_after: float,
+    until_503_first: bool = False,
 ) -> list[Sample]:
-    """``/ready`` every 0.1 s until it answers 200; each answer with whether the worker had
-    printed more than ``after`` recovery lines by then."""
+    """``/ready`` every 0.1 s until it answers 200 (``until_503_first``: a 200 after a 503);
+    each answer with whether the worker had printed more than ``after`` recovery lines by
+    then."""
     samples: list[Sample] = []
+    seen_503 = not until_503_first
     deadline = time.monotonic() + give_up_after
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -94,9 +114,10 @@ async def _sample_until_ready(
                     reasons = tuple(body["reasons"])
             except (aiohttp.ClientError, TimeoutError):
                 pass
-            recovered = await asyncio.to_thread(worker.ready_count) > after
+            recovered = await asyncio.to_thread(_log_count, worker, RECOVERY_DONE) > after
             samples.append(Sample(status, reasons, recovered))
-            if status == 200:
+            seen_503 = seen_503 or status == 503
+            if status == 200 and seen_503:
                 return samples
             await asyncio.sleep(0.1)
     raise AssertionError(f"/ready never said 200; last: {samples[-1:]}\n{worker.tail()}")
@@ -118,3 +139,79 @@ async def test_ready_waits_for_table_recovery_at_start(
     waiting = [s for s in samples if s.status == 503 and any("table" in r for r in s.reasons)]
     assert waiting, f"/ready never named table recovery as the reason: {samples}"
     assert "filler" not in worker.tail(200)  # nothing read the restored entries
+
+
+@dataclass(frozen=True)
+class RestartSample:
+    status: int | None
+    restores_begun: int  # Faust's log line when it starts reading changelogs
+    restores_done: int  # RECOVERY_DONE lines
+
+
+async def _sample_restores(
+    settings: Settings, worker: WorkerProcess, into: list[RestartSample]
+) -> None:
+    """``/ready`` every 0.1 s, each answer with the worker's restore counts right after it."""
+    timeout = aiohttp.ClientTimeout(total=3)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        while True:
+            status: int | None = None
+            try:
+                async with http.get(f"http://127.0.0.1:{settings.web_port}/ready") as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            log = await asyncio.to_thread(worker.log_path.read_text, errors="replace")
+            into.append(RestartSample(status, log.count(RESTORE_BEGUN), log.count(RECOVERY_DONE)))
+            await asyncio.sleep(0.1)
+
+
+async def test_ready_waits_for_a_reload_of_tables_in_a_running_worker(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """A running worker whose tables were recovered once (Faust's ``recovery.completed`` stays
+    set) gets partitions back from a second worker that leaves, and restores their changelogs
+    from the start (the memory store keeps no offsets): 503 until that reload is done."""
+    settings = make_settings()
+    await ensure_topics(settings)
+    await _fill_durations_changelog(settings)
+    first = start_worker(settings)
+    await asyncio.to_thread(first.wait_ready, 240.0)
+    second = start_worker(settings.model_copy(update={"web_port": free_port()}))
+    await asyncio.to_thread(second.wait_ready, 240.0)
+    await poll(
+        lambda: asyncio.to_thread(lambda: first.ready_count() >= 2),
+        "the first worker's rebalance after the second joined",
+        give_up_after=120,
+    )
+    samples: list[RestartSample] = []
+    sampler = asyncio.create_task(_sample_restores(settings, first, samples))
+    try:
+        await poll(lambda: _async(bool(samples)), "a first /ready sample", give_up_after=30)
+        before = samples[-1]
+        await asyncio.to_thread(second.stop)
+
+        async def reloaded_and_ready() -> bool:
+            last = samples[-1]
+            return last.status == 200 and last.restores_done > before.restores_done
+
+        await poll(reloaded_and_ready, "tables reloaded and /ready 200", give_up_after=240)
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    after = samples[samples.index(before) :]
+
+    def reloading(sample: RestartSample) -> bool:
+        """A restore begun since ``before`` that the worker has not announced done."""
+        begun = sample.restores_begun - before.restores_begun
+        return begun > 0 and begun > sample.restores_done - before.restores_done
+
+    assert any(reloading(s) for s in after), f"no reload was observed: {after}"
+    early = [s for s in after if s.status == 200 and reloading(s)]
+    assert not early, f"/ready said 200 while tables were reloading: {early}"
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -13,6 +13,7 @@ from streams.recovery_progress import (
     record_finished_recoveries,
     recording,
     recovery_state,
+    when_tables_recovered,
 )
 from streams.web.health import ReadinessCheck
 
@@ -74,6 +75,19 @@ async def test_a_finished_recovery_is_recorded_only_for_the_generation_still_cur
     await finished(recovery, generation_id=5)
     assert recovery.ended == [4, 5]
     assert recovery._phaseflow_recovered_generation == 4  # type: ignore[attr-defined]
+
+
+async def test_listeners_hear_of_each_recovery_of_the_current_generation() -> None:
+    async def end(self: FakeRecovery, generation_id: int = 0) -> None:
+        self.ended.append(generation_id)
+
+    app = FakeApp(consumer_generation_id=7)
+    heard: list[int] = []
+    when_tables_recovered(app, heard.append)
+    finished = recording(end)
+    await finished(FakeRecovery(app), 6)  # abandoned: a newer generation is current
+    await finished(FakeRecovery(app), 7)
+    assert heard == [7]
 
 
 def test_recording_is_installed_on_faust_once() -> None:
