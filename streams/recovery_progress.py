@@ -46,7 +46,10 @@ def recording(end: RecoveryEnd) -> RecoveryEnd:
             setattr(self, _RECOVERED, generation_id)
             log.info("tables recovered for consumer generation %d", generation_id)
             for listener in getattr(self.app, _LISTENERS, ()):
-                listener(generation_id)
+                try:
+                    listener(generation_id)
+                except Exception:  # a listener must not fail Faust's recovery
+                    log.exception("a tables-recovered listener failed")
 
     setattr(finished, _WRAPPED, True)
     return finished
