@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 # .cache/). `make test PHASEFLOW_TEST_BROKER=tansu` uses the embedded broker instead.
 PHASEFLOW_TEST_BROKER ?= kafka
 PYTEST_ARGS ?=
+# `make kafka PORT=19092 DATA_DIR=.kafka-data`: another port; a data directory kept across
+# stop/start (default: a temporary one deleted on stop).
+PORT ?= 9092
+DATA_DIR ?=
 
 .PHONY: setup demo test test-unit lint format typecheck check docs kafka clean
 
@@ -44,7 +48,7 @@ docs: setup
 	$(BIN)/python scripts/update_settings_table.py
 
 kafka: setup
-	scripts/kafka-local run --port 9092
+	scripts/kafka-local run --port $(PORT) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

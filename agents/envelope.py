@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Final
 
 from models.events import DeadLetter
+
+#: Header ``phaseflow dlq replay`` puts on each record it sends back: the id of the letter it
+#: replays. A replayed record that fails again names it in its new letter's ``replay_of``, so
+#: the next replay can tell a failed replay from a new failure.
+REPLAY_OF_HEADER: Final = "phaseflow-replay-of"
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,32 @@ class Origin:
     partition: int
     offset: int
     key: bytes | None
+    replay_of: str | None = None  # the REPLAY_OF_HEADER of the record, if any
+
+    @classmethod
+    def of(cls, record: Any) -> Origin:
+        """The origin of an aiokafka ``ConsumerRecord`` or a Faust ``Message`` (both carry
+        topic, partition, offset, key and headers)."""
+        return cls(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            replay_of_header(record.headers),
+        )
+
+
+def replay_of_header(
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None,
+) -> str | None:
+    """The REPLAY_OF_HEADER value of a record's headers (a list of pairs or a mapping)."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for name, value in pairs:
+        if name == REPLAY_OF_HEADER and value:
+            return value.decode("utf-8", errors="replace")
+    return None
 
 
 def dead_letter(
@@ -39,4 +72,5 @@ def dead_letter(
         error_type=error_type,
         attempts=attempts,
         failed_at=failed_at,
+        replay_of=origin.replay_of,
     )

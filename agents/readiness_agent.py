@@ -144,7 +144,7 @@ def install(ctx: AppContext) -> ReadinessProcessor:
     async def readiness(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            origin = Origin(message.topic, message.partition, message.offset, message.key)
+            origin = Origin.of(message)
             metrics.events_in.labels(topic=message.topic).inc()
             if message.topic == completions:
                 received = (

@@ -405,6 +405,9 @@ class DeadLetter(Event):
 
     ``value`` is the original payload in standard base64 so any bytes survive JSON; ``key`` is the
     original key as text (phaseflow's keys are UTF-8; other bytes are replaced, see :meth:`wrap`).
+    ``replay_of`` is set when the record that failed was sent by ``phaseflow dlq replay``: the id
+    (``{dead_letters_topic}:{partition}:{offset}``) of the letter that replay sent. Letters
+    written before it existed have none.
     """
 
     source_topic: Text
@@ -416,6 +419,7 @@ class DeadLetter(Event):
     error_type: Text
     attempts: Count = 1
     failed_at: Timestamp
+    replay_of: Text | None = None
 
     @model_validator(mode="after")
     def _value_is_base64(self) -> DeadLetter:
@@ -445,6 +449,7 @@ class DeadLetter(Event):
         error_type: str,
         failed_at: datetime,
         attempts: int = 1,
+        replay_of: str | None = None,
     ) -> DeadLetter:
         """Build a dead letter from the raw key and value of a consumed message."""
         key_text = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
@@ -458,6 +463,7 @@ class DeadLetter(Event):
             error_type=error_type,
             attempts=attempts,
             failed_at=failed_at,
+            replay_of=replay_of,
         )
 
 

@@ -52,6 +52,7 @@ class _Tracked(Generic[E]):
     raw: bytes | None
     key: bytes | None
     row: E | None
+    replay_of: str | None = None  # the record's replay header, for a later dead letter
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -217,7 +218,7 @@ class SinkRunner(AsyncService, Generic[E]):
                     self.event_type, record.value, max_bytes=self.settings.max_message_bytes
                 )
             except EventDecodeError as exc:
-                origin = Origin(record.topic, record.partition, record.offset, record.key)
+                origin = Origin.of(record)
                 await self._send_dead_letter(origin, record.value, exc.reason, exc.error_type)
                 self._tracked.append(
                     _Tracked(self.sink.last_seq, tp, record.offset, None, record.key, None)
@@ -228,7 +229,17 @@ class SinkRunner(AsyncService, Generic[E]):
                 seq = self.sink.add(row)
             except SinkBackpressureError:
                 return  # keep the record; the partitions get paused until the sink has room
-            self._tracked.append(_Tracked(seq, tp, record.offset, record.value, record.key, row))
+            self._tracked.append(
+                _Tracked(
+                    seq,
+                    tp,
+                    record.offset,
+                    record.value,
+                    record.key,
+                    row,
+                    Origin.of(record).replay_of,
+                )
+            )
             self._backlog.popleft()
 
     async def _commit(
@@ -293,7 +304,9 @@ class SinkRunner(AsyncService, Generic[E]):
         """The sink's callback for a row BigQuery will never accept."""
         for entry in self._tracked:
             if entry.row is row and entry.raw is not None:
-                origin = Origin(entry.tp.topic, entry.tp.partition, entry.offset, entry.key)
+                origin = Origin(
+                    entry.tp.topic, entry.tp.partition, entry.offset, entry.key, entry.replay_of
+                )
                 await self._send_dead_letter(origin, entry.raw, reason, "bigquery_rejected")
                 return
         # Not from this runner's partitions any more (rebalanced): keep the row as we have it.

@@ -161,6 +161,16 @@ def _add_operations_commands(commands: Any) -> None:
         sub.add_argument("--limit", type=_positive_int, help="at most this many (oldest first)")
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be sent")
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="also send letters already replayed and replays that failed again "
+                "(one per lineage)",
+            )
+        else:
+            sub.add_argument(
+                "--full", action="store_true", help="whole error text and each letter's lineage"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,6 +287,8 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             action=args.dlq_command,
             selection=selection,
             dry_run=getattr(args, "dry_run", False),
+            force=getattr(args, "force", False),
+            full=getattr(args, "full", False),
         )
     return EXIT_BAD_INPUT
 

@@ -8,6 +8,12 @@ coordinates of the *original* record). ``replay`` reads the ledger first and ski
 lists, so a second replay of the same letters sends nothing; two letters of the same original
 record (a record dead-lettered twice after a crash) are replayed once.
 
+Lineage: each replayed record carries the header ``phaseflow-replay-of`` with the id
+``{dead_letters_topic}:{partition}:{offset}`` of the letter it replays; if it fails again, its new
+letter records that id in ``replay_of``. Such a letter is a replay that failed again, not a new
+failure: ``replay`` skips it (the cause is evidently not fixed) unless ``--force``, and then sends
+one letter per lineage (the newest), so repeated replays never grow the topic by themselves.
+
 The replay and its ledger record are two sends, not one transaction: if the command dies
 between them, the next replay sends that one record again (at least once). Completions are
 deduplicated by ``execution_id`` downstream, so a re-sent completion still counts once.
@@ -29,6 +35,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from agents.envelope import REPLAY_OF_HEADER
 from models.codec import EventDecodeError, decode
 from models.events import DeadLetter
 from streams.progress import ProgressBar
@@ -68,11 +75,18 @@ class Letter:
     partition: int  # of the dead-letters topic
     offset: int
     letter: DeadLetter
+    topic: str = "dead-letters"  # the dead-letters topic's full name
 
     @property
     def ledger_key(self) -> str:
         """Identity of the *original* record: ``{source_topic}:{partition}:{offset}``."""
         return ledger_key(self.letter)
+
+    @property
+    def letter_id(self) -> str:
+        """Identity of this letter: ``{dead_letters_topic}:{partition}:{offset}``, what a replay
+        of it carries in its header and a failed replay's letter in ``replay_of``."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 def ledger_key(letter: DeadLetter) -> str:
@@ -108,15 +122,80 @@ class LetterFilter:
 
 
 def unreplayed(letters: Sequence[Letter], replayed: set[str]) -> list[Letter]:
-    """Letters whose original record is not in the ledger, one per original record."""
+    """Letters whose original record is not in the ledger, one per original record; replays
+    that failed again are not among them (see :func:`failed_again`)."""
     seen = set(replayed)
     out: list[Letter] = []
     for item in letters:
-        if item.ledger_key in seen:
+        if item.ledger_key in seen or item.letter.replay_of is not None:
             continue
         seen.add(item.ledger_key)
         out.append(item)
     return out
+
+
+class Lineage:
+    """Which letters are one record replayed and failed again: letters linked by
+    ``replay_of``, and letters of the same original record, share a lineage key."""
+
+    def __init__(self, letters: Sequence[Letter]) -> None:
+        self._by_id = {item.letter_id: item for item in letters}
+
+    def chain(self, item: Letter) -> list[str]:
+        """Letter ids from the first failure to ``item``; a first id whose letter is gone
+        (retention) is still named."""
+        ids = [item.letter_id]
+        current: Letter | None = item
+        while current is not None and current.letter.replay_of is not None:
+            parent_id = current.letter.replay_of
+            if parent_id in ids:  # a cycle cannot be written by replay; stop rather than loop
+                break
+            ids.append(parent_id)
+            current = self._by_id.get(parent_id)
+        return ids[::-1]
+
+    def key(self, item: Letter) -> str:
+        """The original record of the first letter of the chain, or the first id if gone."""
+        first = self._by_id.get(self.chain(item)[0])
+        return first.ledger_key if first is not None else self.chain(item)[0]
+
+
+def failed_again(letters: Sequence[Letter], replayed: set[str]) -> list[Letter]:
+    """Replays that failed again and were not force-replayed since: the newest letter of each
+    such lineage."""
+    lineage = Lineage(letters)
+    newest = _newest_per_lineage(letters, lineage)
+    return [
+        item
+        for item in newest
+        if item.letter.replay_of is not None and item.ledger_key not in replayed
+    ]
+
+
+def _newest_per_lineage(letters: Sequence[Letter], lineage: Lineage) -> list[Letter]:
+    newest: dict[str, Letter] = {}
+    for item in letters:
+        key = lineage.key(item)
+        known = newest.get(key)
+        if known is None or (item.letter.failed_at, item.offset) > (
+            known.letter.failed_at,
+            known.offset,
+        ):
+            newest[key] = item
+    return sorted(
+        newest.values(), key=lambda item: (item.letter.failed_at, item.partition, item.offset)
+    )
+
+
+def to_replay(
+    letters: Sequence[Letter], replayed: set[str], *, force: bool, everything: Sequence[Letter]
+) -> list[Letter]:
+    """What ``replay`` sends from the selected ``letters``: without ``force`` the letters not
+    replayed (never a replay that failed again); with ``force`` the newest selected letter of
+    each lineage, replayed or not. ``everything`` (all letters of the topic) links lineages."""
+    if not force:
+        return unreplayed(letters, replayed)
+    return _newest_per_lineage(letters, Lineage(everything))
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -168,7 +247,7 @@ async def read_letters(settings: Settings) -> tuple[list[Letter], int]:
         except EventDecodeError:
             unreadable += 1
             continue
-        letters.append(Letter(record.partition, record.offset, letter))
+        letters.append(Letter(record.partition, record.offset, letter, record.topic))
     return letters, unreadable
 
 
@@ -189,36 +268,74 @@ def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_letters(letters: Sequence[Letter], replayed: set[str], now: datetime) -> str:
-    header = ("FAILED_AT", "AGE", "SOURCE", "KEY", "ERROR_TYPE", "REPLAYED", "ERROR")
-    cells = [header]
+def _short_id(letter_id: str, item: Letter) -> str:
+    """``[partition]@offset`` for a letter of the same dead-letters topic, else the full id."""
+    parts = letter_id.rsplit(":", 2)
+    if len(parts) == 3 and parts[0] == item.topic:
+        return f"[{parts[1]}]@{parts[2]}"
+    return letter_id
+
+
+def _replayed_cell(item: Letter, replayed: set[str]) -> str:
+    if item.ledger_key in replayed:
+        return "yes"
+    return "failed again" if item.letter.replay_of is not None else "no"
+
+
+def format_letters(
+    letters: Sequence[Letter],
+    replayed: set[str],
+    now: datetime,
+    *,
+    full: bool = False,
+    lineage: Lineage | None = None,
+) -> str:
+    """One row per letter. ``full``: the whole error and the lineage (every letter id from the
+    first failure to this one) instead of the letter it replays."""
+    lineage = lineage or Lineage(letters)
+    last = "LINEAGE" if full else "REPLAY_OF"
+    header = ("FAILED_AT", "AGE", "LETTER", "SOURCE", "KEY", "ERROR_TYPE", "REPLAYED", last)
+    cells = [(*header, "ERROR")]
     for item in letters:
         letter = item.letter
+        if full:
+            link = " > ".join(_short_id(letter_id, item) for letter_id in lineage.chain(item))
+        else:
+            link = _short_id(letter.replay_of, item) if letter.replay_of is not None else "-"
+        error = " ".join(letter.error.split())
         cells.append(
             (
                 letter.failed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 format_age(now - letter.failed_at),
+                f"[{item.partition}]@{item.offset}",
                 f"{letter.source_topic}[{letter.partition}]@{letter.offset}",
                 letter.key if letter.key is not None else "-",
                 letter.error_type,
-                "yes" if item.ledger_key in replayed else "no",
-                _truncate(letter.error, _ERROR_WIDTH),
+                _replayed_cell(item, replayed),
+                link,
+                error if full else _truncate(error, _ERROR_WIDTH),
             )
         )
     return "\n".join(aligned_rows(cells))
 
 
 def summary(letters: Sequence[Letter], replayed: set[str], now: datetime) -> str:
-    """``N dead letters, M not replayed; oldest not replayed: AGE``."""
+    """``N dead letters, M not replayed[, K replays failed again (...)]; oldest not replayed:
+    AGE``."""
     pending = unreplayed(letters, replayed)
     line = f"{len(letters)} dead letter(s), {len(pending)} not replayed"
+    again = failed_again(letters, replayed)
+    if again:
+        line += f", {len(again)} replay(s) failed again (replay skips them unless --force)"
     if pending:
         oldest = min(item.letter.failed_at for item in pending)
         line += f"; oldest not replayed: {format_age(now - oldest)}"
     return line
 
 
-async def list_command(settings: Settings, selection: LetterFilter, *, out: TextIO) -> int:
+async def list_command(
+    settings: Settings, selection: LetterFilter, *, out: TextIO, full: bool = False
+) -> int:
     # Catalog topics only: reading a missing topic could auto-create it with broker defaults
     # (the ledger must be compacted).
     await ensure_topics(settings)
@@ -226,7 +343,8 @@ async def list_command(settings: Settings, selection: LetterFilter, *, out: Text
     replayed = await read_ledger(settings)
     now = datetime.now(UTC)
     chosen = selection.select(letters, now=now, prefix=settings.topic_prefix)
-    out.write(format_letters(chosen, replayed, now) + "\n")
+    lineage = Lineage(letters)  # all letters: a filtered-out first failure still links
+    out.write(format_letters(chosen, replayed, now, full=full, lineage=lineage) + "\n")
     out.write(summary(chosen, replayed, now) + "\n")
     if unreadable:
         out.write(f"({unreadable} record(s) on the topic are not readable dead letters)\n")
@@ -242,6 +360,8 @@ def _ledger_value(item: Letter, settings: Settings, replayed_at: datetime, targe
             "dead_letter_partition": item.partition,
             "dead_letter_offset": item.offset,
             "dead_letters_topic": settings.topic(TopicName.DEAD_LETTERS),
+            "letter_id": item.letter_id,
+            "replay_of": item.letter.replay_of,
             "replayed_to_partition": target.partition,
             "replayed_to_offset": target.offset,
             "replayed_at": replayed_at.isoformat(),
@@ -249,8 +369,35 @@ def _ledger_value(item: Letter, settings: Settings, replayed_at: datetime, targe
     )
 
 
+def replay_plan(
+    letters: Sequence[Letter], matching: Sequence[Letter], replayed: set[str], *, force: bool
+) -> tuple[list[Letter], str]:
+    """The letters to send (before ``--limit``) and the line saying what was left out."""
+    if force:
+        todo = to_replay(matching, replayed, force=True, everything=letters)
+        return todo, (
+            f"{len(matching)} matching dead letter(s): --force, one per lineage "
+            f"(the newest), {len(matching) - len(todo)} older letter(s) of the same record(s)"
+        )
+    todo = unreplayed(matching, replayed)
+    fresh = [item for item in matching if item.letter.replay_of is None]
+    again = len(matching) - len(fresh)
+    skipped = len(fresh) - len(unreplayed(fresh, set()))  # duplicates of one record
+    already = len(unreplayed(fresh, set())) - len(todo)
+    return todo, (
+        f"{len(matching)} matching dead letter(s): {already} already replayed, "
+        f"{again} failed again after a replay (--force sends them), "
+        f"{skipped} duplicate(s)"
+    )
+
+
 async def replay_command(
-    settings: Settings, selection: LetterFilter, *, dry_run: bool, out: TextIO
+    settings: Settings,
+    selection: LetterFilter,
+    *,
+    dry_run: bool,
+    out: TextIO,
+    force: bool = False,
 ) -> int:
     await ensure_topics(settings)  # the ledger topic exists even on older deployments
     letters, _ = await read_letters(settings)
@@ -260,17 +407,12 @@ async def replay_command(
     matching = LetterFilter(selection.topic, selection.reason, selection.older_than).select(
         letters, now=now, prefix=settings.topic_prefix
     )
-    todo = unreplayed(matching, replayed)
+    todo, accounting = replay_plan(letters, matching, replayed, force=force)
     if selection.limit is not None:
         todo = todo[: selection.limit]
-    skipped = len(matching) - len(unreplayed(matching, set()))  # duplicates of one record
-    already = len(unreplayed(matching, set())) - len(unreplayed(matching, replayed))
-    out.write(
-        f"{len(matching)} matching dead letter(s): {already} already replayed, "
-        f"{skipped} duplicate(s), {len(todo)} to replay\n"
-    )
+    out.write(f"{accounting}, {len(todo)} to replay\n")
     if dry_run:
-        out.write(format_letters(todo, replayed, now) + "\n")
+        out.write(format_letters(todo, replayed, now, lineage=Lineage(letters)) + "\n")
         out.write("dry run: nothing sent\n")
         return 0
     if not todo:
@@ -289,7 +431,10 @@ async def replay_command(
             letter = item.letter
             key = letter.key.encode("utf-8") if letter.key is not None else None
             target = await producer.send_and_wait(
-                letter.source_topic, value=letter.value_bytes, key=key
+                letter.source_topic,
+                value=letter.value_bytes,
+                key=key,
+                headers=[(REPLAY_OF_HEADER, item.letter_id.encode("utf-8"))],
             )
             await producer.send_and_wait(
                 ledger,
@@ -310,13 +455,17 @@ def run_dlq(
     action: str,
     selection: LetterFilter,
     dry_run: bool = False,
+    force: bool = False,
+    full: bool = False,
     out: TextIO | None = None,
 ) -> int:
     """``phaseflow dlq list|replay``."""
     stream = out or sys.stdout
     if action == "list":
-        return asyncio.run(list_command(settings, selection, out=stream))
-    return asyncio.run(replay_command(settings, selection, dry_run=dry_run, out=stream))
+        return asyncio.run(list_command(settings, selection, out=stream, full=full))
+    return asyncio.run(
+        replay_command(settings, selection, dry_run=dry_run, out=stream, force=force)
+    )
 
 
 # --- the worker's view: count and age of the oldest letter not replayed (DESIGN section 8) ---

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any
 
 import faust
 
@@ -13,13 +12,15 @@ from streams.app import build_app
 from streams.broker_probe import BrokerProbeError, probe_broker
 from streams.delivery import Delivery, DeliverySettingError, resolve_delivery
 from streams.deployment import identity_line
+from streams.recovery_progress import when_tables_recovered
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-# Printed once the worker owns its partitions and has replayed its tables; test harnesses and
-# the demo wait for it instead of sleeping.
+# Printed once the worker owns its partitions and has replayed its tables (after every
+# rebalance, when /ready stops naming recovery); test harnesses and the demo wait for it instead
+# of sleeping.
 READY_LINE = "phaseflow worker ready"
 #: Exit status for a setting the broker cannot honour (as for other configuration errors).
 EXIT_BAD_SETTING = 2
@@ -62,11 +63,12 @@ def run_worker(settings: Settings) -> None:
     built = build_app(resolved, delivery=delivery)
     app = built.app
 
-    @app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
-    async def _announce(_sender: Any, **_: Any) -> None:
+    def _announce(_generation: int) -> None:
         assigned = len(app.consumer.assignment())
         # print, not log: the line must reach stdout whatever the log configuration.
         print(f"{READY_LINE} partitions={assigned}", flush=True)  # noqa: T201
+
+    when_tables_recovered(app, _announce)
 
     worker = faust.Worker(
         app,

@@ -54,7 +54,7 @@ def install(ctx: AppContext, source: SlateSource) -> Coordinator:
     async def progress(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            origin = Origin(message.topic, message.partition, message.offset, message.key)
+            origin = Origin.of(message)
             await coordinator.handle(message.value or b"", origin)
 
     @ctx.app.timer(interval=settings.coordinator_tick_seconds)  # type: ignore[untyped-decorator]

@@ -197,7 +197,7 @@ class PredictionRequestConsumer(AsyncService):
         items = [
             (
                 record.value or b"",
-                Origin(record.topic, record.partition, record.offset, record.key),
+                Origin.of(record),
             )
             for record in records
         ]

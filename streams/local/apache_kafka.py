@@ -1,11 +1,13 @@
 """Apache Kafka (KRaft, one process as broker and controller) run from its Maven jars, no Docker.
 
 The jars are resolved once with Maven from ``kafka-pom.xml`` into ``<cache>/kafka-<version>/libs``
-and reused; every ``start()`` formats a fresh temporary data directory. ``restart()`` and
-``kill()`` keep the data directory and the ports, so a test can crash and bring back "the same"
-broker.
+and reused. Without a ``data_dir`` every ``start()`` formats a fresh temporary data directory that
+``stop()`` deletes. With a ``data_dir`` the broker's data and log live there and are kept: the
+first start formats it, later starts reuse it (same cluster, same topics, same controller port;
+the client port may change). ``restart()`` and ``kill()`` keep the data directory and the ports,
+so a test can crash and bring back "the same" broker.
 
-CLI: ``python -m streams.local.apache_kafka fetch|run [--port P] [--version V]``
+CLI: ``python -m streams.local.apache_kafka fetch|run [--port P] [--data-dir D] [--version V]``
 (``scripts/kafka-local`` wraps it).
 """
 
@@ -39,6 +41,7 @@ _POM = _HERE / "kafka-pom.xml"
 _LOG_CONFIG = _HERE / "log4j2.properties"
 _COMPLETE_MARKER = ".complete"
 _HEAP = ("-Xms256m", "-Xmx512m")
+_PROPERTIES = "server.properties"
 
 
 def libs_dir(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
@@ -96,6 +99,19 @@ def fetch(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
     return libs
 
 
+def _stored_ports(properties: Path) -> tuple[int, int]:
+    """(client port, controller port) of a data directory formatted earlier."""
+    values = dict(line.split("=", 1) for line in properties.read_text().splitlines() if "=" in line)
+    try:
+        client = int(values["advertised.listeners"].rpartition(":")[2])
+        controller = int(values["controller.quorum.bootstrap.servers"].rpartition(":")[2])
+    except (KeyError, ValueError) as error:
+        raise BrokerError(
+            f"{properties} is not a broker configuration this launcher wrote"
+        ) from error
+    return client, controller
+
+
 def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
     props = {
         "process.roles": "broker,controller",
@@ -144,10 +160,13 @@ class ApacheKafka(LocalBroker):
         cache: Path | None = None,
         start_timeout: float = 60.0,
         stop_grace: float = 20.0,
+        data_dir: Path | None = None,
     ) -> None:
         self.version = version
         self._cache = cache
         self._requested_port = port
+        # A data directory the caller chose is theirs: kept on stop. None: a temporary one.
+        self._kept_data_dir = data_dir.resolve() if data_dir is not None else None
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self._port: int | None = None
@@ -202,17 +221,33 @@ class ApacheKafka(LocalBroker):
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def keeps_data(self) -> bool:
+        """True when ``stop()`` leaves the data directory (and its log) in place."""
+        return self._kept_data_dir is not None
+
     def start(self) -> Self:
-        """Fetch jars if needed, format a fresh data dir, launch, wait for real metadata."""
+        """Fetch jars if needed, format a fresh data dir (or reuse the kept one), launch, wait
+        for real metadata."""
         if self._child is not None and self._child.alive():
             return self
+        # A refused data directory is reported before minutes of downloading jars.
+        formatted = self._kept_data_dir is not None and _check_data_dir(self._kept_data_dir)
         fetch(self.version, self._cache)
-        self._data_dir = Path(tempfile.mkdtemp(prefix="phaseflow-kafka-"))
-        self._port = self._requested_port or free_port()
-        self._controller_port = free_port()
-        properties = self._data_dir / "server.properties"
+        if self._kept_data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="phaseflow-kafka-"))
+        else:
+            self._data_dir = self._kept_data_dir
+        properties = self._data_dir / _PROPERTIES
+        if formatted:
+            stored_port, self._controller_port = _stored_ports(properties)
+            self._port = self._requested_port or stored_port
+        else:
+            self._port = self._requested_port or free_port()
+            self._controller_port = free_port()
         properties.write_text(_server_properties(self._data_dir, self._port, self._controller_port))
-        self._format(properties)
+        if not formatted:
+            self._format(properties)
         self._launch()
         return self
 
@@ -230,11 +265,12 @@ class ApacheKafka(LocalBroker):
             self._child.kill()
 
     def stop(self) -> None:
-        """Stop (SIGTERM, then SIGKILL after the grace period) and delete the data. Idempotent."""
+        """Stop (SIGTERM, then SIGKILL after the grace period) and delete the data unless it is
+        a kept ``data_dir``. Idempotent."""
         if self._child is not None:
             self._child.terminate(self.stop_grace)
             self._child = None
-        if self._data_dir is not None:
+        if self._data_dir is not None and not self.keeps_data:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
         self._port = None
@@ -279,7 +315,7 @@ class ApacheKafka(LocalBroker):
             raise BrokerError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
 
     def _launch(self) -> None:
-        properties = self.data_dir / "server.properties"
+        properties = self.data_dir / _PROPERTIES
         require_free("127.0.0.1", self.port, f"cannot start {self.kind}")
         self._child = ChildProcess("kafka", self.log_path)
         self._child.spawn(self._java_argv("kafka.Kafka", str(properties)), cwd=self.data_dir)
@@ -298,6 +334,22 @@ class ApacheKafka(LocalBroker):
                 f"Kafka {self.version} on {self.bootstrap} {state} within "
                 f"{time.monotonic() - started:.0f} s; log {self.log_path}:\n{tail}"
             )
+
+
+def _check_data_dir(data_dir: Path) -> bool:
+    """True when ``data_dir`` holds a broker this launcher formatted; False when it is new or
+    empty. Anything else is refused rather than formatted over."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise BrokerError(f"--data-dir {data_dir} is a file, not a directory")
+    if (data_dir / _PROPERTIES).is_file() and (data_dir / "kraft-logs").is_dir():
+        return True
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise BrokerError(
+            f"--data-dir {data_dir} is not empty and holds no broker started by kafka-local; "
+            "choose an empty or new directory"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return False
 
 
 def _java() -> str:
@@ -321,7 +373,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="kafka-local", description="Apache Kafka (KRaft) from Maven jars, no Docker."
     )
     parser.add_argument("command", choices=["fetch", "run"])
-    parser.add_argument("--port", type=int, default=None, help="client port (default: free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="client port (default: the kept data dir's, else a free one)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the broker's data and log here across stop/start (default: a temporary "
+        "directory deleted on stop)",
+    )
     parser.add_argument("--version", default=DEFAULT_VERSION, help="Kafka version")
     return parser.parse_args(argv)
 
@@ -339,23 +403,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     # set explicitly because a shell's background job inherits it ignored.
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    kafka = ApacheKafka(port=args.port, version=args.version)
+    kafka = ApacheKafka(port=args.port, version=args.version, data_dir=args.data_dir)
+    started = False
     try:
         kafka.start()
+        started = True
+        kept = "kept on stop" if kafka.keeps_data else "deleted on stop"
         sys.stdout.write(
             f"Kafka {args.version} ready: {kafka.url} (bootstrap {kafka.bootstrap})\n"
-            f"log: {kafka.log_path}\nCtrl-C stops it.\n"
+            f"data: {kafka.data_dir} ({kept})\nlog: {kafka.log_path}\nCtrl-C stops it.\n"
         )
         sys.stdout.flush()
         while kafka.alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
+    except BrokerError as error:
+        sys.stderr.write(f"kafka-local: {error}\n")
+        return 2
     else:
         sys.stdout.write(f"Kafka exited:\n{kafka.log_tail()}\n")
         return 1
     finally:
         kafka.stop()
+        if started and kafka.keeps_data:
+            sys.stdout.write(f"data and log kept in {args.data_dir}\n")
 
 
 if __name__ == "__main__":

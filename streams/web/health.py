@@ -1,4 +1,5 @@
-"""Liveness and readiness: is the broker reachable, are partitions assigned, is lag bounded."""
+"""Liveness and readiness: is the broker reachable, are partitions assigned and their tables
+recovered, is lag bounded."""
 
 from __future__ import annotations
 
@@ -55,13 +56,18 @@ class ReadyReport:
 
 
 class ReadinessCheck:
-    """Combines the three conditions of ``GET /ready``; every input is injectable."""
+    """Combines the four conditions of ``GET /ready``; every input is injectable.
+
+    ``recovery_pending`` says why the tables are not recovered for the current assignment (see
+    streams/recovery_progress.py), or None once they are.
+    """
 
     def __init__(
         self,
         *,
         probe: Callable[[], Awaitable[None]],
         assigned_partitions: Callable[[], int],
+        recovery_pending: Callable[[], str | None],
         lag: Callable[[], LagSnapshot | None],
         max_lag_messages: int,
         clock: Callable[[], float] = time.monotonic,
@@ -69,6 +75,7 @@ class ReadinessCheck:
     ) -> None:
         self._probe = probe
         self._assigned = assigned_partitions
+        self._recovery_pending = recovery_pending
         self._lag = lag
         self._max_lag = max_lag_messages
         self._clock = clock
@@ -98,6 +105,10 @@ class ReadinessCheck:
             reasons.append(f"broker unreachable ({broker_error})")
         if self._assigned() == 0:
             reasons.append("no partitions assigned (starting or rebalancing)")
+        else:
+            pending = self._recovery_pending()
+            if pending is not None:
+                reasons.append(pending)
         snapshot = self._lag()
         total = sum(snapshot.values()) if snapshot is not None else None
         if total is not None and total > self._max_lag:

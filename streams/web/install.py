@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from streams.recovery_progress import record_finished_recoveries, recovery_state
 from streams.web.auth import ApiKeys
 from streams.web.health import ReadinessCheck, probe_broker
 from streams.web.metrics import metrics_for
@@ -23,9 +24,11 @@ def install(ctx: AppContext) -> HttpApi:
     def assigned_partitions() -> int:
         return len(app.consumer.assignment())
 
+    record_finished_recoveries()
     readiness = ReadinessCheck(
         probe=lambda: probe_broker(settings.bootstrap_servers),
         assigned_partitions=assigned_partitions,
+        recovery_pending=lambda: recovery_state(app).pending(),
         lag=lambda: lag_snapshot(ctx),
         max_lag_messages=settings.ready_max_lag_messages,
     )

@@ -122,10 +122,12 @@ def test_list_table_and_summary() -> None:
     assert lines[0].split() == [
         "FAILED_AT",
         "AGE",
+        "LETTER",
         "SOURCE",
         "KEY",
         "ERROR_TYPE",
         "REPLAYED",
+        "REPLAY_OF",
         "ERROR",
     ]
     assert "pf.phase-completions[0]@1" in lines[1]

@@ -33,6 +33,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()  # as aiokafka's ConsumerRecord
 
 
 def records(tp: TopicPartition, offsets: range) -> list[Record]:

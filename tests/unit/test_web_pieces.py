@@ -186,6 +186,7 @@ async def test_ready_combines_broker_partitions_and_lag_and_caches_the_probe() -
     check = ReadinessCheck(
         probe=probe,
         assigned_partitions=lambda: assigned[0],
+        recovery_pending=lambda: None,
         lag=lambda: lag,
         max_lag_messages=100,
         clock=clock,
