@@ -15,6 +15,7 @@ import pytest
 
 from streams.local.worker_process import WorkerProcess
 from streams.publish import CompletionPublisher
+from streams.registry import load_registry
 from streams.settings import Settings
 from streams.simulation import make_completion
 from streams.status import run_status
@@ -36,7 +37,15 @@ async def test_phase_5_rejected_by_the_gate_is_rejected_in_status(
     await ensure_topics(settings)
     worker = start_worker(settings)
     await asyncio.to_thread(worker.wait_ready, 120.0)
+    registry = load_registry(settings.registry_path)
+    today = datetime.now(ZoneInfo(settings.pipeline_timezone)).date()
     async with CompletionPublisher(settings) as publisher:
+        # Phase order: phase 5 is judged once phase 4 fired, so the upstream phases succeed
+        # first (same date, same partition: read in this order).
+        for spec in registry.phases:
+            if spec.gated and spec.phase < 5:
+                for name in sorted(spec.expected_processors(GAME_DATE, today)):
+                    await publisher.publish(make_completion(name, GAME_DATE, spec.phase))
         await publisher.publish(
             make_completion("prediction_coordinator", GAME_DATE, 5, metadata=THIN)
         )
