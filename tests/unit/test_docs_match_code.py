@@ -1,4 +1,4 @@
-"""The README and docker-compose.yml describe the settings the code really has."""
+"""docs/settings.md, the README and docker-compose.yml describe the settings the code really has."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from streams.settings import Settings, env_var, settings_table
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_readme_settings_table_is_generated_from_the_model() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_settings_doc_table_is_generated_from_the_model() -> None:
+    settings_doc = (ROOT / "docs" / "settings.md").read_text()
     match = re.search(
-        r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", readme, re.S
+        r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", settings_doc, re.S
     )
-    assert match, "README lost its settings-table markers"
+    assert match, "docs/settings.md lost its settings-table markers"
     assert match.group(1) == settings_table(), (
-        "README settings table is stale: regenerate it from streams.settings.settings_table()"
+        "docs/settings.md settings table is stale: run scripts/update_settings_table.py"
     )
 
 
