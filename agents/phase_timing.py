@@ -1,4 +1,6 @@
-"""When each phase of a game date started and completed, its latency and its SLA (DESIGN section 8).
+"""When each phase of a game date started and completed, its latency and its SLA.
+
+What operators see of it: docs/operations.md.
 
 Pure functions of readiness state, so the status view, the metrics and the readiness agent all
 agree, and tests need no clock but the one they pass in.

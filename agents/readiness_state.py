@@ -13,7 +13,7 @@ MAX_SEEN_IDS = 512
 
 DONE_STATUSES = frozenset({"success", "partial"})
 
-#: Phase-5 completion metadata the validation gate reads (DESIGN section 1).
+#: Phase-5 completion metadata the validation gate reads (docs/contract.md#phasecompletion).
 GATE_FIELDS = ("expected_players", "completed_players", "total_predictions")
 
 

@@ -1,4 +1,4 @@
-"""Processor slowdown (DESIGN section 8): a run's ``duration_seconds`` against that processor's
+"""Processor slowdown (docs/operations.md): a run's ``duration_seconds`` against that processor's
 rolling median of recent successful runs.
 
 A :class:`DurationWindow` per processor holds the newest ``window`` durations; it is kept in a

@@ -1,1 +1,1 @@
-"""Event schemas of the phaseflow contract (DESIGN.md sections 3 and 5) and their codec."""
+"""Event schemas of the phaseflow contract (docs/contract.md#events) and their codec."""

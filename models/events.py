@@ -1,4 +1,4 @@
-"""Event models of the phaseflow contract (DESIGN sections 2, 3 and 5).
+"""Event models of the phaseflow contract (docs/contract.md#events).
 
 All models are frozen pydantic v2 models. Field names follow the production completion messages so
 existing publishers work unchanged. Validation is strict about types (``"5"`` is not a record count,
@@ -12,8 +12,9 @@ Conventions:
 * Enumerations are ``Literal`` string types; their allowed values are exported as tuples
   (e.g. :data:`COMPLETION_STATUSES`) for callers and tests.
 * Unknown fields never fail: PhaseCompletion keeps them in ``metadata``, the others ignore them.
-* Topic keys (DESIGN section 2) come from each model's ``key`` property; ids that must survive a
-  retry unchanged come from the ``make_id`` class methods (uuid5, so a retry yields the same id).
+* Topic keys (docs/contract.md#topics) come from each model's ``key`` property; ids that must
+  survive a retry unchanged come from the ``make_id`` class methods (uuid5, so a retry yields
+  the same id).
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ Severity = Literal["info", "warning", "critical"]
 Recommendation = Literal["OVER", "UNDER", "PASS", "NO_LINE"]
 
 COMPLETION_STATUSES: Final[tuple[str, ...]] = get_args(CompletionStatus)
-#: Statuses that count a processor as done for the trigger rules (DESIGN section 1).
+#: Statuses that count a processor as done for the trigger rules.
 DONE_STATUSES: Final = frozenset({"success", "partial"})
 TRIGGER_REASONS: Final[tuple[str, ...]] = get_args(TriggerReason)
 RERUN_REASONS: Final[tuple[str, ...]] = get_args(RerunReason)
@@ -264,7 +265,7 @@ class Event(BaseModel):
 
 
 class PhaseCompletion(Event):
-    """A processor finished its work for a game date (DESIGN section 3)."""
+    """A processor finished its work for a game date."""
 
     processor_name: Identifier
     game_date: GameDate
@@ -362,7 +363,7 @@ class PhaseTrigger(Event):
 
 
 class RerunRequest(Event):
-    """Ask a processor to run again for a game date (DESIGN section 3)."""
+    """Ask a processor to run again for a game date."""
 
     game_date: GameDate
     phase: Phase
@@ -385,7 +386,7 @@ class RerunRequest(Event):
 
 
 class Alert(Event):
-    """Something an operator should look at (DESIGN sections 3 and 8)."""
+    """Something an operator should look at."""
 
     kind: AlertKind
     severity: Severity
@@ -401,7 +402,7 @@ class Alert(Event):
 
 
 class DeadLetter(Event):
-    """A message that could not be processed, with why (DESIGN section 3).
+    """A message that could not be processed, with why.
 
     ``value`` is the original payload in standard base64 so any bytes survive JSON; ``key`` is the
     original key as text (phaseflow's keys are UTF-8; other bytes are replaced, see :meth:`wrap`).
@@ -468,7 +469,7 @@ class DeadLetter(Event):
 
 
 class PredictionRequest(Event):
-    """One player to predict, published by the coordinator to the workers (DESIGN section 5).
+    """One player to predict, published by the coordinator to the workers.
 
     ``line_values`` are the player's current points lines (exact decimals, possibly several from
     different books); empty means no line is posted yet (workers answer ``NO_LINE``).
@@ -495,7 +496,7 @@ class PredictionRequest(Event):
 
 
 class Prediction(Event):
-    """One system's prediction for one player and line (DESIGN section 5).
+    """One system's prediction for one player and line.
 
     ``current_points_line`` is a :class:`~decimal.Decimal` and is never rounded. It is read from a
     JSON string (exact) or a JSON number (exact for any line written with up to 15 significant

@@ -1,4 +1,6 @@
-"""The six pipeline phases: numbers, names and the spellings publishers use (DESIGN section 1).
+"""The six pipeline phases: numbers, names and the spellings publishers use.
+
+The contract side: docs/contract.md#phases.
 
 Phases are plain ints 1-6 everywhere inside phaseflow. The production publishers send strings such
 as ``"phase_3_analytics"``; :func:`parse_phase` is the one place that maps every accepted spelling
@@ -12,7 +14,7 @@ from typing import Final
 FIRST_PHASE: Final = 1
 LAST_PHASE: Final = 6
 
-#: Short names, as in DESIGN section 1 and the registry's ``name`` field.
+#: Short names, as in docs/contract.md#phases and the registry's ``name`` field.
 PHASE_NAMES: Final[dict[int, str]] = {
     1: "scrapers",
     2: "raw",

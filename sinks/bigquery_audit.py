@@ -1,4 +1,4 @@
-"""The audit trail in BigQuery: ``{prefix}.audit`` into table ``audit_log`` (DESIGN section 6).
+"""The audit trail in BigQuery: ``{prefix}.audit`` into table ``audit_log`` (docs/operations.md).
 
 Every accepted mutating HTTP call is published to the audit topic before it acts
 (:mod:`streams.web.audit`); this sink copies those records into ``audit_log`` in the settings'

@@ -1,4 +1,6 @@
-"""The BigQuery sink for predictions (DESIGN section 5): staging inserts, then one MERGE per flush.
+"""The BigQuery sink for predictions: staging inserts, then one MERGE per flush.
+
+Described in docs/bigquery-sink.md.
 
 A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
 ``max_batch_rows`` of the predictions buffered by then, so a backlog goes in one):

@@ -1,4 +1,4 @@
-"""Schemas and SQL of the prediction sink (DESIGN section 5), kept apart so they can be tested
+"""Schemas and SQL of the prediction sink (docs/bigquery-sink.md), kept apart so they can be tested
 without BigQuery.
 
 The key of ``player_prop_predictions`` is ``(game_date, player_lookup, system_id, line_key)``.

@@ -1,4 +1,6 @@
-"""The ``"orjson"`` Faust codec: topic values are UTF-8 JSON written by orjson (DESIGN section 2).
+"""The ``"orjson"`` Faust codec: topic values are UTF-8 JSON written by orjson.
+
+The wire format is part of the contract (docs/contract.md#topics).
 
 Faust hands codecs plain Python structures (a Record's ``to_representation()``, or whatever an agent
 sends), so this codec only has to turn those into bytes and back. Event models are validated by

@@ -468,7 +468,7 @@ def run_dlq(
     )
 
 
-# --- the worker's view: count and age of the oldest letter not replayed (DESIGN section 8) ---
+# --- the worker's view: count and age of the oldest letter not replayed ---
 
 
 class DeadLetterTracker(TopicFollower):

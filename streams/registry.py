@@ -1,6 +1,6 @@
 """The pipeline registry: which processors make up each phase and when a phase counts as complete.
 
-The registry is data (DESIGN section 1, "Registry format"): one TOML file, parsed with ``tomllib``
+The registry is data (docs/contract.md#registry-format): one TOML file, parsed with ``tomllib``
 into frozen pydantic models. Every threshold used anywhere comes from here. Loading fails fast and
 says where: ``RegistryError("pipeline.toml: phases[3].tiers[1].after: '1x' is not a duration like
 '90s', '30m', '4h'")``. List positions in those paths count from 0, in file order.
@@ -165,7 +165,7 @@ class SlowdownSpec(_Spec):
 
 
 class SystemSpec(_Spec):
-    """A prediction system and its circuit breaker (DESIGN section 5)."""
+    """A prediction system and its circuit breaker."""
 
     system_id: Name
     enabled: Annotated[bool, Strict()] = True
@@ -218,7 +218,7 @@ class PhaseSpec(_Spec):
     def expected_processors(self, game_date: date, today: date) -> frozenset[str]:
         """The processors whose completion this phase waits for on ``game_date``.
 
-        Mode-aware (DESIGN section 1): for a same-day or future date only ``same_day_processors``
+        Mode-aware: for a same-day or future date only ``same_day_processors``
         (when set); for past dates ("overnight") every non-optional processor.
         """
         if self.is_pre_game(game_date, today):

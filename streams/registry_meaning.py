@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from streams.registry import PhaseSpec, Registry
 
-#: The phase the prediction coordinator runs (DESIGN section 5): it needs enabled systems.
+#: The phase the prediction coordinator runs: it needs enabled systems.
 PREDICTIONS_PHASE: Final = 5
 
 

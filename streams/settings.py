@@ -12,7 +12,7 @@ ENV_PREFIX = "PHASEFLOW_"
 
 
 class Settings(BaseSettings):
-    """Frozen, typed service configuration (DESIGN "Settings")."""
+    """Frozen, typed service configuration (docs/settings.md)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

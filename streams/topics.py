@@ -1,4 +1,4 @@
-"""The topic catalog (DESIGN section 2): every topic declared once, created when missing."""
+"""The topic catalog (docs/contract.md#topics): every topic declared once, created when missing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The prediction path (DESIGN section 5): coordinator, workers, systems, history loading.
+"""The prediction path (docs/predictions.md): coordinator, workers, systems, history loading.
 
 ``install(ctx)`` is the app feature: it wires the coordinator (``ctx.components["coordinator"]``),
 the trigger listener and the workers into the Faust app, sharing one lazily built BigQuery client.

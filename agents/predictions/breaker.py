@@ -1,4 +1,4 @@
-"""A circuit breaker per prediction system (DESIGN section 5).
+"""A circuit breaker per prediction system (docs/predictions.md).
 
 ``closed``: calls go through; ``threshold`` consecutive failures open it. ``open``: calls are
 refused (and counted) until ``cooldown`` has passed. ``half_open``: one trial call goes through;

@@ -1,4 +1,4 @@
-"""Batched history loading with a TTL feature cache (DESIGN section 5).
+"""Batched history loading with a TTL feature cache (docs/predictions.md).
 
 ``HistoryLoader.load(players, before)`` answers for many players with ONE parameterized query per
 chunk (``WHERE player_lookup IN UNNEST(@players)`` and ``ROW_NUMBER() OVER (PARTITION BY

@@ -1,4 +1,4 @@
-"""Monitoring (DESIGN section 8): consumer lag so far."""
+"""Monitoring (docs/lag-monitor.md): consumer lag so far."""
 
 from streams.monitoring.lag import (
     KafkaAlertPublisher,

@@ -1,4 +1,4 @@
-"""The consumer-lag monitor (DESIGN section 8) and the ``phaseflow lag`` command.
+"""The consumer-lag monitor (docs/lag-monitor.md) and the ``phaseflow lag`` command.
 
 :class:`LagMonitor` samples the watched groups every ``lag_sample_interval_seconds``, keeps a
 window of ``lag_window_seconds`` per partition (:mod:`streams.monitoring.lag_status` decides

@@ -1,4 +1,4 @@
-"""The worker's HTTP API (DESIGN section 6), served by Faust's web server.
+"""The worker's HTTP API (docs/http-api.md), served by Faust's web server.
 
 ``install.install(ctx)`` registers every endpoint; the other modules are plain pieces (keys,
 rate limits, audit records, metrics, readiness checks, the OpenAPI document) that are tested

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def install(ctx: AppContext) -> HttpApi:
-    """Register every endpoint of DESIGN section 6; return the shared :class:`HttpApi`."""
+    """Register every endpoint of docs/http-api.md; return the shared :class:`HttpApi`."""
     settings = ctx.settings
     app = ctx.app
     metrics = metrics_for(ctx)

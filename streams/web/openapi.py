@@ -123,7 +123,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "phaseflow worker API",
             "version": "1",
-            "description": "DESIGN section 6. Mutating calls need an API key and are audited.",
+            "description": "docs/http-api.md. Mutating calls need an API key and are audited.",
         },
         "paths": {
             "/coordinator/start": _mutating(

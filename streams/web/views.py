@@ -1,4 +1,4 @@
-"""The endpoints of DESIGN section 6 as Faust web views.
+"""The endpoints of docs/http-api.md as Faust web views.
 
 Every view answers JSON (``/metrics``: the Prometheus text format). Errors are
 ``{"error": <sentence>, "field": <field or null>}``. Mutating calls go through
@@ -594,7 +594,7 @@ class CoordinatorCompleteView(_CoordinatorView):
     action = "complete"
 
 
-#: Path -> view, in the order of DESIGN section 6.
+#: Path -> view, in the order of docs/http-api.md.
 ROUTES: Final[tuple[tuple[str, type[ApiView]], ...]] = (
     ("/coordinator/start", CoordinatorStartView),
     ("/coordinator/complete", CoordinatorCompleteView),

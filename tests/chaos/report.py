@@ -1,6 +1,6 @@
 """Recovery times the fault tests measure: a table at the end of the run, and a JSON file.
 
-The README's "Failure modes and recovery" numbers come from ``.cache/chaos-report.json``,
+The numbers in docs/failure-modes.md come from ``.cache/chaos-report.json``,
 written by ``PHASEFLOW_TEST_BROKER=kafka .venv/bin/pytest -m chaos``.
 """
 

@@ -1,9 +1,9 @@
 """The BigQuery emulator harness, exercised with the real google-cloud-bigquery client.
 
-These pin down what the prediction sink (DESIGN 5) relies on: a day-partitioned table with a
-NUMERIC line, batched streaming inserts, `IN UNNEST(@players)`, and a staging-table MERGE that
-keeps the latest `created_at` per key. The emulator runs on DuckDB: BigQuery-only errors (e.g.
-PARTITION BY a FLOAT64 expression) do not show up here.
+These pin down what the prediction sink (docs/bigquery-sink.md) relies on: a day-partitioned
+table with a NUMERIC line, batched streaming inserts, `IN UNNEST(@players)`, and a staging-table
+MERGE that keeps the latest `created_at` per key. The emulator runs on DuckDB: BigQuery-only
+errors (e.g. PARTITION BY a FLOAT64 expression) do not show up here.
 
 What the emulator does with timeouts and retries (bqemulator 1.4.0, google-cloud-bigquery 3.47):
 - A query runs to completion inside the `jobs.insert` request; the job comes back DONE, so

@@ -1,4 +1,4 @@
-"""The worker's HTTP API (DESIGN section 6) against a real worker process and broker."""
+"""The worker's HTTP API (docs/http-api.md) against a real worker process and broker."""
 
 from __future__ import annotations
 

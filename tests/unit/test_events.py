@@ -1,4 +1,4 @@
-"""Event models: every validation rule of DESIGN sections 3 and 5, keys and ids."""
+"""Event models: every validation rule of docs/contract.md#events, keys and ids."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Phase latency, end-to-end latency and SLA breaches on a virtual clock (DESIGN section 8)."""
+"""Phase latency, end-to-end latency and SLA breaches on a virtual clock."""
 
 from __future__ import annotations
 

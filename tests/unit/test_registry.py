@@ -1,4 +1,4 @@
-"""The pipeline registry: the shipped default matches DESIGN section 1; bad files fail with the
+"""The pipeline registry: the shipped default is the documented pipeline; bad files fail with the
 file, the field and the problem."""
 
 from __future__ import annotations
