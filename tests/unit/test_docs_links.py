@@ -63,6 +63,21 @@ def test_no_source_cites_a_design_document_outside_the_repository() -> None:
     assert not citing, "cite docs/contract.md or state the rule instead:\n" + "\n".join(citing)
 
 
+def test_every_docs_page_is_reachable_from_the_readme() -> None:
+    reached = {README}
+    frontier = [README]
+    while frontier:
+        page = frontier.pop()
+        for link in links(page):
+            path_part = link.target.partition("#")[0]
+            target = (page.parent / path_part).resolve()
+            if path_part.endswith(".md") and target.is_file() and target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    unreached = [page.name for page in DOCS if page not in reached]
+    assert not unreached, f"no link from README.md leads to: {', '.join(unreached)}"
+
+
 def test_readme_links_the_contract_and_the_measurement_pages() -> None:
     targets = {link.target.partition("#")[0] for link in links(README)}
     assert {
