@@ -123,8 +123,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "phaseflow worker API",
             "version": "1",
-            "description": "Reference: docs/http-api.md in the phaseflow repository. Mutating calls "
-            "need an API key and are audited.",
+            "description": "Reference: docs/http-api.md in the phaseflow repository. Mutating "
+            "calls need an API key and are audited.",
         },
         "paths": {
             "/coordinator/start": _mutating(
