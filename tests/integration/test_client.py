@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from models.codec import decode
@@ -17,6 +21,7 @@ from streams.simulation import TriggerReader, make_completion
 from streams.topics import TopicName, ensure_topics
 from tests.fixtures.brokers import Broker
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 GAME_DATE = date(2026, 1, 15)
 PHASE2_REQUIRED = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores"]
 
@@ -87,3 +92,29 @@ async def test_a_worker_fires_the_next_phase_from_client_published_completions(
         )
     assert [(t.game_date, t.phase, t.reason) for t in triggers] == [(GAME_DATE, 3, "ready")]
     assert sorted(triggers[0].completed) == sorted(PHASE2_REQUIRED)
+
+
+def readme_example() -> str:
+    """The Python block of the README section "Publishing completions from a processor"."""
+    section = README.read_text().split("## Publishing completions from a processor", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.DOTALL)
+    assert found is not None, "the README section has no python example"
+    return found.group(1)
+
+
+async def test_the_readme_example_publishes_as_documented(
+    broker: Broker, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    await ensure_topics(settings)
+    monkeypatch.setenv("PHASEFLOW_BROKER_URL", broker.url)
+    monkeypatch.setenv("PHASEFLOW_TOPIC_PREFIX", settings.topic_prefix)
+    example: dict[str, Any] = {}
+    exec(compile(readme_example(), str(README), "exec"), example)  # noqa: S102 -- our README
+    await example["report_done"]("readme-run", 412)
+    topic = settings.topic(TopicName.PHASE_COMPLETIONS)
+    [record] = await read_records(broker.bootstrap, topic, want=1)
+    assert record.key == b"2026-01-15"
+    assert record.value is not None
+    event = decode(PhaseCompletion, record.value)
+    assert (event.execution_id, event.record_count, event.phase) == ("readme-run", 412, 2)
