@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.events import PhaseCompletion
+from streams import publish as publish_command
 from streams.broker_probe import BrokerProbeError
 from streams.client import (
     BrokerUnavailableError,
@@ -84,8 +85,12 @@ def test_the_client_reads_the_workers_variables(monkeypatch: pytest.MonkeyPatch)
     assert CompletionPublisher(worker).topic == publisher.topic
 
 
-def test_client_settings_default_to_the_local_broker_and_are_frozen() -> None:
-    client = ClientSettings(_env_file=None)
+def test_client_settings_default_to_the_local_broker_and_are_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("BROKER_URL", "TOPIC_PREFIX", "PRODUCER_IDEMPOTENCE"):
+        monkeypatch.delenv(f"PHASEFLOW_{name}", raising=False)
+    client = ClientSettings()
     assert (client.bootstrap_servers, client.topic_prefix, client.producer_idempotence) == (
         "127.0.0.1:9092",
         "phaseflow",
@@ -93,6 +98,10 @@ def test_client_settings_default_to_the_local_broker_and_are_frozen() -> None:
     )
     with pytest.raises(ValidationError):
         client.topic_prefix = "other"  # type: ignore[misc]
+
+
+def test_phaseflow_publish_sends_through_the_client() -> None:
+    assert publish_command.CompletionPublisher is CompletionPublisher  # one way to publish
 
 
 def test_a_valid_mapping_becomes_the_completion_keyed_by_its_date() -> None:
