@@ -111,7 +111,7 @@ async def test_the_readme_example_publishes_as_documented(
     monkeypatch.setenv("PHASEFLOW_TOPIC_PREFIX", settings.topic_prefix)
     example: dict[str, Any] = {}
     exec(compile(readme_example(), str(README), "exec"), example)  # noqa: S102 -- our README
-    await example["report_done"]("readme-run", 412)
+    await example["report_done"]("p2_odds_game_lines", "2026-01-15", 2, "readme-run", 412)
     topic = settings.topic(TopicName.PHASE_COMPLETIONS)
     [record] = await read_records(broker.bootstrap, topic, want=1)
     assert record.key == b"2026-01-15"
