@@ -16,14 +16,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiokafka import AIOKafkaClient
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from streams.clock import Clock, SystemClock
-from streams.settings import Settings
+
+if TYPE_CHECKING:  # the completion client probes too and must not import the worker's Settings
+    from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,7 @@ async def probe_broker(
     settings: Settings, *, answer_within: float = 30.0, clock: Clock | None = None
 ) -> BrokerCapabilities:
     """Ask the broker of ``settings`` what it supports (see the module docstring)."""
-    client = AIOKafkaClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(answer_within * 1000)
-    )
-    try:
-        async with asyncio.timeout(answer_within):
-            await client.bootstrap()
-    except (TimeoutError, kafka_errors.KafkaError) as error:
-        await client.close()
-        raise BrokerProbeError(
-            f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}"
-        ) from None
+    client = await _bootstrapped_client(settings.bootstrap_servers, answer_within)
     clock = clock or SystemClock()
     give_up_at = clock.now() + timedelta(seconds=answer_within)
     try:
@@ -90,6 +82,38 @@ async def probe_broker(
     finally:
         await client.close()
     return BrokerCapabilities(idempotent_producer=idempotent, transactions=transactions)
+
+
+async def probe_idempotent_producer(
+    bootstrap_servers: str, *, answer_within: float = 30.0, clock: Clock | None = None
+) -> Capability:
+    """Only the idempotent-producer half of :func:`probe_broker` (the completion client's)."""
+    client = await _bootstrapped_client(bootstrap_servers, answer_within)
+    clock = clock or SystemClock()
+    try:
+        return await ask_until_final(
+            "idempotent producer",
+            lambda: _init_producer_id(client, client.get_random_node(), None),
+            clock=clock,
+            give_up_at=clock.now() + timedelta(seconds=answer_within),
+        )
+    finally:
+        await client.close()
+
+
+async def _bootstrapped_client(bootstrap_servers: str, answer_within: float) -> AIOKafkaClient:
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(answer_within * 1000)
+    )
+    try:
+        async with asyncio.timeout(answer_within):
+            await client.bootstrap()
+    except (TimeoutError, kafka_errors.KafkaError) as error:
+        await client.close()
+        raise BrokerProbeError(
+            f"cannot reach the broker at {bootstrap_servers}: {error!r}"
+        ) from None
+    return client
 
 
 async def _init_producer_id(client: Any, node: Any, transactional_id: str | None) -> int:

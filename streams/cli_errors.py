@@ -21,6 +21,12 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from models.phases import UnknownPhaseError
+from streams.client import (
+    BrokerUnavailableError,
+    CompletionNotPublishedError,
+    IdempotenceUnavailableError,
+    InvalidCompletionError,
+)
 from streams.registry import PhaseNotConfiguredError, RegistryError
 from streams.settings import Settings, env_var
 
@@ -102,8 +108,10 @@ def _explain_one(  # noqa: PLR0911 -- one return per known kind
 ) -> CliError | None:
     if isinstance(error, CliError):
         return error
-    if isinstance(error, RegistryError):
+    if isinstance(error, (RegistryError, IdempotenceUnavailableError, InvalidCompletionError)):
         return BadInputError(str(error))
+    if isinstance(error, (BrokerUnavailableError, CompletionNotPublishedError)):
+        return ServiceUnavailableError(str(error))  # the client's errors are one line already
     if isinstance(error, (PhaseNotConfiguredError, UnknownPhaseError)):
         return BadInputError(str(error))
     if isinstance(error, ValidationError):

@@ -1,9 +1,5 @@
-"""A small async client for processors: publish PhaseCompletion events.
-
-Retried publishes never double-count: every completion carries an ``execution_id`` and the
-readiness agent drops ids it has seen. Where the broker supports it (Apache Kafka) the producer
-is also idempotent, so the broker itself drops retried batches.
-"""
+"""``phaseflow publish``: check one completion from the command line, then send it with the
+processors' client (streams.client, whose ``CompletionPublisher`` is re-exported here)."""
 
 from __future__ import annotations
 
@@ -11,65 +7,23 @@ import asyncio
 import difflib
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
-from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from models.codec import encode
 from models.events import PhaseCompletion
 from streams.cli_errors import BadInputError
-from streams.lifecycle import AsyncService
+from streams.client import CompletionPublisher
 from streams.reachability import require_broker
 from streams.registry import Registry, load_registry
 from streams.settings import Settings
-from streams.topics import TopicName
 
-
-class CompletionPublisher(AsyncService):
-    """Publishes completions to ``{prefix}.phase-completions``, keyed by game date."""
-
-    def __init__(
-        self, settings: Settings, *, idempotent: bool | None = None, **producer_options: Any
-    ) -> None:
-        self._settings = settings
-        self._topic = settings.topic(TopicName.PHASE_COMPLETIONS)
-        idempotent = settings.idempotent_producer if idempotent is None else idempotent
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            acks="all",
-            enable_idempotence=idempotent,
-            request_timeout_ms=30_000,
-            retry_backoff_ms=200,
-            **producer_options,
-        )
-        self._started = False
-
-    async def start(self) -> None:
-        if not self._started:
-            try:
-                await self._producer.start()
-            except BaseException:
-                # A producer whose start failed still holds its client; closing it here keeps
-                # the failure to the caller's one error instead of an "Unclosed" report at exit.
-                await self._producer.stop()
-                raise
-            self._started = True
-
-    async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._producer.stop()
-
-    async def publish(self, completion: PhaseCompletion) -> None:
-        """Send one completion and wait until the broker acknowledged it."""
-        await self._producer.send_and_wait(
-            self._topic, value=encode(completion), key=completion.key.encode("utf-8")
-        )
-
-    async def publish_raw(self, key: bytes | None, value: bytes) -> None:
-        """Send bytes as they are (tests and replays of dead letters)."""
-        await self._producer.send_and_wait(self._topic, value=value, key=key)
+__all__ = [
+    "CompletionPublisher",
+    "completion_from_cli",
+    "publish_from_cli",
+    "registry_problem",
+]
 
 
 #: The ``phaseflow publish`` option that sets each PhaseCompletion field.

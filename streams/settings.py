@@ -6,28 +6,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
-ENV_PREFIX = "PHASEFLOW_"
+from streams.broker_connection import ENV_PREFIX, BrokerConnectionSettings, Idempotence
 
 
-class Settings(BaseSettings):
-    """Frozen, typed service configuration (docs/settings.md)."""
+class Settings(BrokerConnectionSettings):
+    """Frozen, typed service configuration (docs/settings.md).
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        frozen=True,
-        extra="ignore",
-        case_sensitive=False,
-    )
+    ``broker_url`` and ``topic_prefix`` (the first two fields) come from
+    :class:`BrokerConnectionSettings`, which the processors' client shares.
+    """
 
-    broker_url: str = Field(
-        "kafka://127.0.0.1:9092",
-        description="Kafka bootstrap servers, `kafka://host:port` (several joined by `;`).",
-    )
-    topic_prefix: str = Field(
-        "phaseflow", description="Prefix of every topic: `{prefix}.phase-completions` etc."
-    )
     app_id: str = Field(
         default_factory=lambda data: data["topic_prefix"],
         description=(
@@ -99,7 +89,7 @@ class Settings(BaseSettings):
             "explicit `exactly_once` on a broker without transactions stops the worker (exit 2)."
         ),
     )
-    producer_idempotence: Literal["auto"] | bool = Field(
+    producer_idempotence: Idempotence = Field(
         "auto",
         description=(
             "Idempotent producers. `auto`: the worker uses them where the broker has them "
@@ -209,25 +199,12 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("broker_url")
-    @classmethod
-    def _broker_scheme(cls, value: str) -> str:
-        if "://" not in value:
-            return f"kafka://{value}"
-        return value
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """The broker URL as aiokafka wants it: `host:port[,host:port]`."""
-        return ",".join(
-            part.split("://", 1)[-1] for part in self.broker_url.replace(";", ",").split(",")
-        )
-
     @property
     def idempotent_producer(self) -> bool:
         """Whether producers ask for idempotence. The worker resolves ``auto`` from the broker
-        before it makes a producer (streams.delivery); a command that does not ask the broker
-        (``publish``, ``dlq replay``) treats ``auto`` as off, which every broker accepts."""
+        before it makes a producer (streams.delivery), the completion client (streams.client)
+        when it starts; a command that does not ask the broker (``dlq replay``) treats ``auto``
+        as off, which every broker accepts."""
         return self.producer_idempotence is True
 
     @property
@@ -243,10 +220,6 @@ class Settings(BaseSettings):
     def prediction_workers_group(self) -> str:
         """The prediction workers' consumer group (agents/predictions/request_consumer.py)."""
         return f"{self.app_id}.prediction-workers"
-
-    def topic(self, name: str) -> str:
-        """The full name of a catalog topic, e.g. ``topic("phase-triggers")``."""
-        return f"{self.topic_prefix}.{name}"
 
 
 def env_var(field_name: str) -> str:

@@ -6,32 +6,19 @@ import logging
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams import topic_names
 from streams.lifecycle import AsyncService
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-class TopicName(StrEnum):
-    """Catalog names; the full name is ``{settings.topic_prefix}.{name}``."""
-
-    PHASE_COMPLETIONS = "phase-completions"
-    PHASE_TRIGGERS = "phase-triggers"
-    RERUN_REQUESTS = "rerun-requests"
-    PREDICTION_REQUESTS = "prediction-requests"
-    PREDICTIONS = "predictions"
-    ALERTS = "alerts"
-    DEAD_LETTERS = "dead-letters"
-    AUDIT = "audit"
-    READINESS_TICKS = "readiness-ticks"
-    PREDICTION_PROGRESS = "prediction-progress"
-    DEAD_LETTER_REPLAYS = "dead-letter-replays"
+#: The catalog's names (defined in streams.topic_names, which light clients import alone).
+TopicName = topic_names.TopicName
 
 
 def _ms(delta: timedelta) -> str:

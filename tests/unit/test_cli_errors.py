@@ -27,6 +27,7 @@ from streams.cli_errors import (
     load_settings,
     run_command,
 )
+from streams.client import BrokerUnavailableError
 from streams.lifecycle import AsyncService
 from streams.local.ports import free_port
 from streams.publish import CompletionPublisher, publish_from_cli, registry_problem
@@ -262,9 +263,21 @@ def test_registry_check_of_a_good_file_says_what_it_declares(
 # --- a failed start leaves nothing open ------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [CompletionPublisher, SideProducer])
+def _publisher_without_probe(settings: Settings) -> AsyncService:
+    """The completion client with idempotence off: its producer's own start fails."""
+    return CompletionPublisher(settings.model_copy(update={"producer_idempotence": False}))
+
+
+@pytest.mark.parametrize(
+    ("make", "failure"),
+    [
+        (CompletionPublisher, BrokerUnavailableError),  # its idempotence probe fails first
+        (_publisher_without_probe, BrokerUnavailableError),
+        (SideProducer, KafkaConnectionError),
+    ],
+)
 async def test_a_producer_whose_start_failed_is_closed(
-    make: Callable[[Settings], AsyncService], down: Settings
+    make: Callable[[Settings], AsyncService], failure: type[Exception], down: Settings
 ) -> None:
     reports: list[str] = []
     loop = asyncio.get_running_loop()
@@ -272,7 +285,7 @@ async def test_a_producer_whose_start_failed_is_closed(
     loop.set_exception_handler(lambda _loop, context: reports.append(context["message"]))
     try:
         service = make(down)
-        with pytest.raises(KafkaConnectionError):
+        with pytest.raises(failure):
             await service.start()
         del service
         gc.collect()
