@@ -41,6 +41,7 @@ processors = ["r1", "r2", "r3"]
 [[phases]]
 phase = 3
 name = "analytics"
+independent = true  # judged without waiting for phase 2 (phase order is not what this tests)
 processors = ["a", "b", "c", "d", "e"]
 tiers = [{ after = "4s", min_complete = 5 }, { after = "6s", min_complete = 4 }]
 max_wait = "8s"

@@ -19,7 +19,8 @@ def _make_kafka_command(*variables: str) -> str:
     if make is None:
         pytest.skip("make is not installed")
     done = subprocess.run(
-        [make, "-n", "-o", ".venv/bin/.installed", "kafka", *variables],
+        # --no-print-directory: run from `make test`, make would add "Leaving directory" lines.
+        [make, "--no-print-directory", "-n", "-o", ".venv/bin/.installed", "kafka", *variables],
         cwd=REPO,
         capture_output=True,
         text=True,
