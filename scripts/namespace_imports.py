@@ -26,16 +26,20 @@ What it rewrites (in .py, .md, .toml, .yml/.yaml, Dockerfile, Makefile and scrip
   such as "the sinks. Then" and attributes such as ``ctx.agents.x`` stay as they are;
 * ``resources.files("streams")`` -> ``resources.files("phaseflow.streams")``.
 
-File system paths (``streams/pipeline.toml``) are left alone: the folders do not move.
+File system paths (``streams/pipeline.toml``) are left alone: the folders do not move. A file
+that shows old names on purpose (this script's test, docs/packaging.md) says
+``namespace_imports: skip`` in a comment.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -48,6 +52,7 @@ _TEXT_NAMES = {"Dockerfile", "Makefile", "kafka-local"}
 _SKIPPED_DIRS = {".git", ".venv", ".cache", "build", "dist", NAMESPACE, "__pycache__"}
 _SKIPPED_DIR_PREFIXES = (".",)
 _THIS_FILE = Path(__file__).resolve()
+SKIP_MARKER = "namespace_imports: skip"
 
 
 def module_names(repo: Path, package: str) -> set[str]:
@@ -110,9 +115,88 @@ def stale_files(repo: Path) -> Iterator[tuple[Path, str]]:
     pattern = _module_pattern(repo)
     for path in candidate_files(repo):
         text = path.read_text(encoding="utf-8")
+        if SKIP_MARKER in text:
+            continue
         updated = rewrite(text, pattern)
+        if path.suffix == ".py":
+            updated = wrap_long_lines(updated)
         if updated != text:
             yield path, updated
+
+
+LINE_LIMIT = 100
+
+
+def _docstring_lines(text: str) -> set[int]:
+    """1-based numbers of the lines inside triple-quoted strings (docstrings, mostly)."""
+    lines: set[int] = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.STRING and token.string.endswith(('"""', "'''")):
+                lines.update(range(token.start[0], token.end[0] + 1))
+    except (tokenize.TokenError, SyntaxError):
+        return set()
+    return lines
+
+
+_QUOTES = ('"""', "'''")
+_BULLETS = ("* ", "- ")
+_NOT_A_CONTINUATION = (*_BULLETS, ":", ">>>", "#", "```", *_QUOTES)
+
+
+def _prefix(line: str, *, in_docstring: bool) -> str | None:
+    """The part a continuation line repeats: comment marker or docstring indentation."""
+    comment = re.match(r"\s*#:? ", line)
+    if comment:
+        return comment.group(0)
+    return re.match(r"\s*", line).group(0) if in_docstring else None  # type: ignore[union-attr]
+
+
+def wrap_long_lines(text: str, limit: int = LINE_LIMIT) -> str:
+    """Reflow comment and docstring lines the longer names pushed past ``limit``.
+
+    A line naming ``phaseflow.`` that is too long keeps the words that fit; the rest moves to the
+    start of the next line when that line continues the same paragraph (same comment prefix or
+    docstring indentation, not blank, not a new list item), which may push that one over in turn;
+    otherwise to a new line. Code lines are left to ``ruff format``.
+    """
+    docstring_lines = _docstring_lines(text)
+    lines = [(line, number in docstring_lines) for number, line in enumerate(text.split("\n"), 1)]
+    index = 0
+    grown = False  # the previous line pushed words into this one
+    while index < len(lines):
+        line, in_docstring = lines[index]
+        prefix = _prefix(line, in_docstring=in_docstring)
+        if len(line) <= limit or prefix is None or not (grown or f"{NAMESPACE}." in line):
+            index, grown = index + 1, False
+            continue
+        divider = re.fullmatch(r"(.*\S)( -{3,})", line)
+        if divider:  # "# --- section ------": fewer dashes
+            lines[index] = (line[:limit], in_docstring)
+            index, grown = index + 1, False
+            continue
+        cut = line.rfind(" ", len(prefix) + 1, limit + 1)
+        if cut <= len(prefix):
+            index, grown = index + 1, False
+            continue
+        head, rest = line[:cut].rstrip(), line[cut + 1 :]
+        lines[index] = (head, in_docstring)
+        if line[len(prefix) :].startswith(_BULLETS):  # a list item's lines hang under its text
+            prefix += "  "
+        following = lines[index + 1] if index + 1 < len(lines) else None
+        if (
+            following is not None
+            and not head.rstrip().endswith(_QUOTES)
+            and not rest.rstrip().endswith(_QUOTES)
+            and _prefix(following[0], in_docstring=following[1]) == prefix
+            and following[0][len(prefix) :].strip()
+            and not following[0][len(prefix) :].startswith(_NOT_A_CONTINUATION)
+        ):
+            lines[index + 1] = (f"{prefix}{rest} {following[0][len(prefix) :]}", following[1])
+        else:
+            lines.insert(index + 1, (prefix + rest, in_docstring))
+        index, grown = index + 1, True
+    return "\n".join(line for line, _ in lines)
 
 
 def _tidy(paths: Iterable[Path]) -> None:
