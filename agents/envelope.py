@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from models.events import DeadLetter
+from phaseflow.models.events import DeadLetter
 
 #: Header ``phaseflow dlq replay`` puts on each record it sends back: the id of the letter it
 #: replays. A replayed record that fails again names it in its new letter's ``replay_of``, so

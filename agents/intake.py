@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from agents.readiness_state import DONE_STATUSES, GATE_FIELDS, ProcessorRecord
-from models.events import PhaseCompletion
+from phaseflow.agents.readiness_state import DONE_STATUSES, GATE_FIELDS, ProcessorRecord
+from phaseflow.models.events import PhaseCompletion
 
 log = logging.getLogger(__name__)
 

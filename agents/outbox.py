@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from models.codec import encode
-from models.events import Alert, PhaseTrigger, RerunRequest
-from streams.topics import TopicName
+from phaseflow.models.codec import encode
+from phaseflow.models.events import Alert, PhaseTrigger, RerunRequest
+from phaseflow.streams.topics import TopicName
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from agents.readiness_state import PhaseState
-    from streams.registry import Registry
+    from phaseflow.agents.readiness_state import PhaseState
+    from phaseflow.streams.registry import Registry
 
 
 def waits_for_predecessor(registry: Registry, phase: int) -> bool:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from agents.readiness_state import PhaseState
-from streams.registry import PhaseSpec, Registry
+from phaseflow.agents.readiness_state import PhaseState
+from phaseflow.streams.registry import PhaseSpec, Registry
 
 
 @dataclass(frozen=True)

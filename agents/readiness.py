@@ -1,9 +1,9 @@
 """Readiness orchestration: record completions per (game_date, phase) and fire the next phase.
 
 ``ReadinessProcessor`` owns every decision and is testable with a plain dict as its table, a
-list as its publisher and a manual clock. The Faust wiring is in ``agents.readiness_agent``:
-completions and timer ticks arrive there in stream context and are handed to ``handle`` and
-``handle_tick``; the timer asks ``due_ticks`` what to send.
+list as its publisher and a manual clock. The Faust wiring is in
+``phaseflow.agents.readiness_agent``: completions and timer ticks arrive there in stream context and
+are handed to ``handle`` and ``handle_tick``; the timer asks ``due_ticks`` what to send.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agents.envelope import Origin, dead_letter
-from agents.intake import (
+from phaseflow.agents.envelope import Origin, dead_letter
+from phaseflow.agents.intake import (
     DropReason,
     IntakeCounter,
     NoCounter,
@@ -24,11 +24,11 @@ from agents.intake import (
     merged_record,
     receive,
 )
-from agents.outbox import Outbox
-from agents.phase_order import blocking_phase, upstream_states
-from agents.phase_timing import DateTiming, PhaseTiming, date_timing, sla_breached
-from agents.publisher import Publisher
-from agents.readiness_state import (
+from phaseflow.agents.outbox import Outbox
+from phaseflow.agents.phase_order import blocking_phase, upstream_states
+from phaseflow.agents.phase_timing import DateTiming, PhaseTiming, date_timing, sla_breached
+from phaseflow.agents.publisher import Publisher
+from phaseflow.agents.readiness_state import (
     GATE_FIELDS,
     MAX_SEEN_IDS,
     PhaseState,
@@ -38,9 +38,9 @@ from agents.readiness_state import (
     TickKind,
     TriggerLedgerEntry,
 )
-from agents.rearm import is_rerun_completion, rearmed, refire_due, with_refire_scheduled
-from agents.reruns import RerunStep, cancel_pending, release_due, request_rerun
-from agents.rules import (
+from phaseflow.agents.rearm import is_rerun_completion, rearmed, refire_due, with_refire_scheduled
+from phaseflow.agents.reruns import RerunStep, cancel_pending, release_due, request_rerun
+from phaseflow.agents.rules import (
     Decision,
     evaluate_deadline,
     evaluate_ready,
@@ -48,8 +48,8 @@ from agents.rules import (
     gate_failure,
     next_deadline,
 )
-from agents.slowdown import DurationWindow, judge
-from agents.stalls import (
+from phaseflow.agents.slowdown import DurationWindow, judge
+from phaseflow.agents.stalls import (
     is_declared,
     is_finished,
     raise_expired_unfinished,
@@ -58,12 +58,12 @@ from agents.stalls import (
     registry_digest,
     stall_due,
 )
-from models.codec import EventDecodeError, decode, encode
-from models.events import PhaseCompletion, PhaseTrigger
-from models.phases import FIRST_PHASE, LAST_PHASE
-from streams.clock import Clock
-from streams.registry import PhaseSpec, Registry
-from streams.topics import TopicName
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import PhaseCompletion, PhaseTrigger
+from phaseflow.models.phases import FIRST_PHASE, LAST_PHASE
+from phaseflow.streams.clock import Clock
+from phaseflow.streams.registry import PhaseSpec, Registry
+from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ReadinessProcessor:
         self._ticks_sent: dict[tuple[date, str], datetime] = {}
         # id(stored dict) -> (that dict, the state it was dumped from); see _decoded.
         self._last_written: dict[int, tuple[Any, PhaseState]] = {}
-        # States written under another registry are evaluated again (see agents.stalls).
+        # States written under another registry are evaluated again (see phaseflow.agents.stalls).
         self._digest = registry_digest(registry)
         # Orphan states (phase no longer declared) this worker reported since it started.
         self._orphans_reported: set[str] = set()
@@ -176,7 +176,8 @@ class ReadinessProcessor:
         """Process one raw completion record; return the triggers it fired.
 
         ``record_time`` is when the broker appended the record (None: unknown, the worker's
-        clock decides); it is the receive time deadlines are measured from (agents.intake)."""
+        clock decides); it is the receive time deadlines are measured from
+        (phaseflow.agents.intake)."""
         try:
             completion = self._validate(raw)
         except EventDecodeError as error:
@@ -289,7 +290,7 @@ class ReadinessProcessor:
         if state.trigger is not None and refire_due(state, outbox.now):
             return self._refire(state, outbox)
         # No deadline while held by phase order: the predecessor's trigger re-evaluates this
-        # phase, and a hold that lasts raises a phase_stalled alert (agents.stalls).
+        # phase, and a hold that lasts raises a phase_stalled alert (phaseflow.agents.stalls).
         if state.trigger is not None or not spec.gated or self._blocked_by(state) is not None:
             return state.model_copy(update={"deadline_at": None})
         if not self._registry.has_phase(state.phase + 1):
@@ -321,7 +322,8 @@ class ReadinessProcessor:
         return self._fire(state, decision, outbox)
 
     def _refire(self, state: PhaseState, outbox: Outbox) -> PhaseState:
-        """A rerun of this phase after it fired: fire the next phase again (agents.rearm)."""
+        """A rerun of this phase after it fired: fire the next phase again
+        (phaseflow.agents.rearm)."""
         assert state.trigger is not None  # noqa: S101 -- only a fired phase re-fires
         spec = self._registry.phase(state.phase)
         expected = spec.expected_processors(state.game_date, self.today())
@@ -378,7 +380,7 @@ class ReadinessProcessor:
         return state.model_copy(update={"trigger": ledger, "deadline_at": None})
 
     def _blocked_by(self, state: PhaseState) -> int | None:
-        """The earlier phase that must fire first (agents.phase_order), or None."""
+        """The earlier phase that must fire first (phaseflow.agents.phase_order), or None."""
         predecessor = self.state(state.game_date, state.phase - 1)
         return blocking_phase(self._registry, state, predecessor)
 
@@ -445,7 +447,7 @@ class ReadinessProcessor:
             update={"gate_rejected_id": latest.last_execution_id, "deadline_at": None}
         )
 
-    # --- reruns (every path through one budget: agents.reruns) ------------------------------
+    # --- reruns (every path through one budget: phaseflow.agents.reruns) --------------------------
 
     def _schedule_rerun(
         self, state: PhaseState, name: str, reason: str, outbox: Outbox

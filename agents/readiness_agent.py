@@ -10,19 +10,19 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.backlog import CompletionBacklog
-from agents.envelope import Origin
-from agents.intake import DropReason
-from agents.publisher import Publisher
-from agents.readiness import ReadinessProcessor
-from models.events import PhaseTrigger
-from streams.clock import SystemClock
-from streams.topics import TopicName
-from streams.web.collectors import PhaseTimingCollector
-from streams.web.metrics import Metrics, metrics_for
+from phaseflow.agents.backlog import CompletionBacklog
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.intake import DropReason
+from phaseflow.agents.publisher import Publisher
+from phaseflow.agents.readiness import ReadinessProcessor
+from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.clock import SystemClock
+from phaseflow.streams.topics import TopicName
+from phaseflow.streams.web.collectors import PhaseTimingCollector
+from phaseflow.streams.web.metrics import Metrics, metrics_for
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def install(ctx: AppContext) -> ReadinessProcessor:
     # hold, which is about fetch timing, runs on the wall clock.
     on_wall_time = isinstance(ctx.clock, SystemClock)
     wall = ctx.clock if on_wall_time else SystemClock()
-    # Ticks wait for the completions already on the broker (agents.backlog).
+    # Ticks wait for the completions already on the broker (phaseflow.agents.backlog).
     backlog = CompletionBacklog(completions_end, wall)
 
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]

@@ -27,7 +27,7 @@ class ProcessorRecord(BaseModel):
     first_completed_at: datetime
     last_completed_at: datetime
     attempts: int = 1
-    #: Dedup key (agents.intake.identity) of the completion whose status is recorded.
+    #: Dedup key (phaseflow.agents.intake.identity) of the completion whose status is recorded.
     last_execution_id: str
     #: When phaseflow received that completion (None in states written before it was kept).
     last_received_at: datetime | None = None
@@ -69,10 +69,11 @@ class PhaseState(BaseModel):
     game_date: date
     phase: int
     processors: dict[str, ProcessorRecord] = Field(default_factory=dict)
-    #: Dedup keys of the completions taken (agents.intake.identity), the newest MAX_SEEN_IDS.
+    #: Dedup keys of the completions taken (phaseflow.agents.intake.identity), the newest
+    #: MAX_SEEN_IDS.
     seen_ids: tuple[str, ...] = ()
     #: The earliest and latest completion ``timestamp`` (the publishers', clamped when too far
-    #: ahead; agents.intake): latency and SLA.
+    #: ahead; phaseflow.agents.intake): latency and SLA.
     first_completion_at: datetime | None = None
     last_completion_at: datetime | None = None
     #: When phaseflow received the phase's first completion: deadlines are measured from here.
@@ -88,13 +89,14 @@ class PhaseState(BaseModel):
     #: Dedup id of the completion the validation gate last rejected (alert once per attempt).
     gate_rejected_id: str | None = None
     cleanup_at: datetime | None = None
-    #: When the sla_breach alert was raised (once per phase; see agents.phase_timing).
+    #: When the sla_breach alert was raised (once per phase; see phaseflow.agents.phase_timing).
     sla_breached_at: datetime | None = None
     #: Wall-clock time of the last write; retention counts idle time from here.
     updated_at: datetime | None = None
-    #: When the one phase_stalled alert was raised (see agents.stalls).
+    #: When the one phase_stalled alert was raised (see phaseflow.agents.stalls).
     stall_alerted_at: datetime | None = None
-    #: A rerun of this phase after it fired: when its next phase fires again (agents.rearm).
+    #: A rerun of this phase after it fired: when its next phase fires again
+    #: (phaseflow.agents.rearm).
     refire_due_at: datetime | None = None
     #: Triggers of earlier rounds (a re-fire moves the current one here).
     previous_triggers: tuple[TriggerLedgerEntry, ...] = ()

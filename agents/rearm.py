@@ -21,11 +21,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from agents.readiness_state import DONE_STATUSES
+from phaseflow.agents.readiness_state import DONE_STATUSES
 
 if TYPE_CHECKING:
-    from agents.readiness_state import PhaseState
-    from models.events import PhaseCompletion
+    from phaseflow.agents.readiness_state import PhaseState
+    from phaseflow.models.events import PhaseCompletion
 
 
 def is_rerun_completion(before: PhaseState, completion: PhaseCompletion) -> bool:

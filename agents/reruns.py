@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from agents.readiness_state import RerunRecord
+from phaseflow.agents.readiness_state import RerunRecord
 
 if TYPE_CHECKING:
-    from streams.registry import RerunSpec
+    from phaseflow.streams.registry import RerunSpec
 
 #: What a request came to: a rerun to send now, one scheduled for later, nothing new because one
 #: is pending or the circuit is already open, or the circuit opened by this request.

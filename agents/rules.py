@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from agents.readiness_state import GATE_FIELDS
+from phaseflow.agents.readiness_state import GATE_FIELDS
 
 if TYPE_CHECKING:
-    from agents.readiness_state import PhaseState
-    from streams.registry import PhaseSpec, ValidationSpec
+    from phaseflow.agents.readiness_state import PhaseState
+    from phaseflow.streams.registry import PhaseSpec, ValidationSpec
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.registry import SlowdownSpec
+from phaseflow.streams.registry import SlowdownSpec
 
 
 class DurationWindow(BaseModel):

@@ -20,12 +20,12 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from agents.rules import evaluate_ready
+from phaseflow.agents.rules import evaluate_ready
 
 if TYPE_CHECKING:
-    from agents.outbox import Outbox
-    from agents.readiness_state import PhaseState
-    from streams.registry import Registry
+    from phaseflow.agents.outbox import Outbox
+    from phaseflow.agents.readiness_state import PhaseState
+    from phaseflow.streams.registry import Registry
 
 
 def registry_digest(registry: Registry) -> str:

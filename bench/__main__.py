@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Final
 
 from bench.services import BROKER_KIND_ENV, bench_bigquery
-from streams.text_table import aligned_rows
+from phaseflow.streams.text_table import aligned_rows
 
 #: Module names under bench/, in the order they run.
 BENCHMARKS: Final = ("readiness", "history_loading", "sink", "predictions_e2e")
@@ -36,12 +36,12 @@ def _broker(kind: str) -> Iterator[tuple[str, str]]:
         yield external, os.environ.get(BROKER_KIND_ENV, "external")
         return
     if kind == "kafka":
-        from streams.local.apache_kafka import ApacheKafka
+        from phaseflow.streams.local.apache_kafka import ApacheKafka
 
         with ApacheKafka() as kafka:
             yield kafka.url, "kafka"
         return
-    from streams.local.tansu import TansuBroker
+    from phaseflow.streams.local.tansu import TansuBroker
 
     with TansuBroker() as tansu:
         yield tansu.url, "tansu"

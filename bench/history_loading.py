@@ -1,8 +1,8 @@
 """Benchmark: history for 450 players, one query per player vs batched (HistoryLoader).
 
 Runs with no arguments: starts an ephemeral BigQuery emulator (unless
-``PHASEFLOW_BIGQUERY_ENDPOINT`` is set), seeds a 450-player slate (``streams.seed``), then loads
-each player's last 60 games (a) with one parameterized query per player, sequentially, as a
+``PHASEFLOW_BIGQUERY_ENDPOINT`` is set), seeds a 450-player slate (``phaseflow.streams.seed``), then
+loads each player's last 60 games (a) with one parameterized query per player, sequentially, as a
 naive worker would, and (b) with ``HistoryLoader`` (``IN UNNEST(@players)`` + ``ROW_NUMBER``, one
 query per batch of ``prediction_batch_size`` players), checks both return the same games, and
 (c) re-requests everything within the cache TTL. The machine is shared and its load swings, so
@@ -25,15 +25,15 @@ from typing import Any, Final
 
 from google.cloud import bigquery
 
-from agents.predictions.bq import QueryRunner
-from agents.predictions.features import GameLog
-from agents.predictions.history import HistoryLoader
-from agents.predictions.tables import GAME_SUMMARY, table_ref
-from sinks.bigquery_client import make_bigquery_client
-from streams.clock import SystemClock
-from streams.local.bigquery_emulator import BigQueryEmulator
-from streams.seed import seed
-from streams.settings import Settings
+from phaseflow.agents.predictions.bq import QueryRunner
+from phaseflow.agents.predictions.features import GameLog
+from phaseflow.agents.predictions.history import HistoryLoader
+from phaseflow.agents.predictions.tables import GAME_SUMMARY, table_ref
+from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.clock import SystemClock
+from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
 
 DAY: Final = date(2026, 1, 15)
 PLAYERS: Final = 450

@@ -33,22 +33,22 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer
 from google.cloud import bigquery
 
-from agents.predictions.coordinator import PROCESSOR
-from agents.predictions.messages import make_command
-from agents.predictions.systems import enabled_systems
-from agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMING_CONTEXT
 from bench.services import bench_bigquery, bench_broker, worker_settings
-from models.codec import EventDecodeError, decode, encode
-from models.events import PhaseCompletion
-from sinks.bigquery_client import ensure_dataset, make_bigquery_client
-from sinks.merge_sql import TARGET_TABLE
-from sinks.retry import library_retry
-from streams.local.worker_process import WorkerProcess
-from streams.registry import load_registry
-from streams.seed import SeedData, ensure_tables, generate, insert_rows
-from streams.settings import Settings
-from streams.side_producer import SideProducer
-from streams.topics import TopicName, ensure_topics
+from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.messages import make_command
+from phaseflow.agents.predictions.systems import enabled_systems
+from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMING_CONTEXT
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.seed import SeedData, ensure_tables, generate, insert_rows
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 PROJECT: Final = "bench-e2e"
 PLAYERS: Final = 450

@@ -31,13 +31,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.services import bench_broker, worker_settings
-from models.codec import encode
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.registry import load_registry
-from streams.settings import Settings, settings_to_env
-from streams.simulation import TriggerReader, make_completion, phase_completions
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.codec import encode
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.settings import Settings, settings_to_env
+from phaseflow.streams.simulation import TriggerReader, make_completion, phase_completions
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 EVENTS: Final = 40_000
 LATENCY_SAMPLES: Final = 100

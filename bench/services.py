@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from streams.local.ports import free_port
-from streams.settings import Settings
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.settings import Settings
 
 #: Set by ``python -m bench`` next to ``PHASEFLOW_BROKER_URL``: which kind of broker that is.
 BROKER_KIND_ENV: Final = "PHASEFLOW_BENCH_BROKER_KIND"
@@ -56,7 +56,7 @@ def bench_broker() -> Iterator[BenchBroker]:
         extra = tansu_settings() if kind == "tansu" else {}
         yield BenchBroker(url=external, kind=kind, settings=extra)
         return
-    from streams.local.tansu import TansuBroker
+    from phaseflow.streams.local.tansu import TansuBroker
 
     with TansuBroker() as tansu:
         yield BenchBroker(url=tansu.url, kind="tansu", settings=tansu_settings())
@@ -64,7 +64,7 @@ def bench_broker() -> Iterator[BenchBroker]:
 
 def tansu_settings() -> dict[str, Any]:
     """Tansu has no idempotent producer and holds joins for half the session timeout."""
-    from streams.local.tansu import TANSU_FAUST_TUNING
+    from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING
 
     return {
         "producer_idempotence": False,
@@ -80,7 +80,7 @@ def bench_bigquery(project: str) -> Iterator[str]:
     if external:
         yield external
         return
-    from streams.local.bigquery_emulator import BigQueryEmulator
+    from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 
     with BigQueryEmulator(project) as emulator:
         yield emulator.endpoint

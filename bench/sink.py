@@ -2,9 +2,9 @@
 
 Runs with no arguments: starts an ephemeral BigQuery emulator (unless
 ``PHASEFLOW_BIGQUERY_ENDPOINT`` is set), then (a) pushes 11,250 predictions (450 players x
-5 systems x 5 lines) through :class:`sinks.bigquery_predictions.PredictionSink` (staging inserts
-of 500 rows + one MERGE per flush) and counts what landed, (b) writes the same rows the way the
-sink does but without it (staging inserts of 500 rows one after the other, then ONE MERGE of
+5 systems x 5 lines) through :class:`phaseflow.sinks.bigquery_predictions.PredictionSink` (staging
+inserts of 500 rows + one MERGE per flush) and counts what landed, (b) writes the same rows the way
+the sink does but without it (staging inserts of 500 rows one after the other, then ONE MERGE of
 all of them: the floor the sink's own overhead is measured against), and (c) inserts a 300-row
 sample one ``insert_rows_json`` request per row, as a naive writer would, in three slices around
 (a) and (b). Reports rows/s for all three, side by side, on the same emulator. No broker is
@@ -25,13 +25,13 @@ from typing import Any, Final
 
 from google.cloud import bigquery
 
-from models.events import Prediction
-from sinks.bigquery_client import ensure_dataset, make_bigquery_client
-from sinks.bigquery_predictions import MAX_ROWS_PER_INSERT, PredictionSink, prediction_row
-from sinks.merge_sql import PREDICTION_SCHEMA, merge_sql
-from sinks.retry import library_retry
-from streams.local.bigquery_emulator import BigQueryEmulator
-from streams.settings import Settings
+from phaseflow.models.events import Prediction
+from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.bigquery_predictions import MAX_ROWS_PER_INSERT, PredictionSink, prediction_row
+from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, merge_sql
+from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from phaseflow.streams.settings import Settings
 
 PROJECT: Final = "bench-sink"
 DAY: Final = date(2026, 1, 15)

@@ -38,16 +38,16 @@ from zoneinfo import ZoneInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.services import bench_bigquery, bench_broker, worker_settings
-from models.events import PhaseCompletion
-from sinks.bigquery_client import make_bigquery_client
-from streams.clock import AcceleratedClock
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.registry import DEFAULT_REGISTRY, load_registry
-from streams.seed import seed
-from streams.settings import Settings
-from streams.simulation import TriggerReader, make_completion
-from streams.topics import ensure_topics
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.clock import AcceleratedClock
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import DEFAULT_REGISTRY, load_registry
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import TriggerReader, make_completion
+from phaseflow.streams.topics import ensure_topics
 
 PROJECT: Final = "bench-soak"
 RETENTION_DAYS: Final = 2
@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         tempfile.TemporaryDirectory() as workdir,
     ):
         registry_path = Path(workdir) / "pipeline.toml"
-        default = resources.files("streams").joinpath(DEFAULT_REGISTRY).read_text()
+        default = resources.files("phaseflow.streams").joinpath(DEFAULT_REGISTRY).read_text()
         registry_path.write_text(
             default.replace("retention_days = 7", f"retention_days = {RETENTION_DAYS}", 1)
         )

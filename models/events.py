@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from models.phases import UnknownPhaseError, parse_phase
+from phaseflow.models.phases import UnknownPhaseError, parse_phase
 
 #: Namespace of every deterministic id phaseflow makes (uuid5).
 ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "https://phaseflow.invalid/ids")
@@ -344,7 +344,7 @@ class PhaseTrigger(Event):
     triggered_at: Timestamp
     correlation_id: str | None = None
     #: Each gated phase before ``phase`` -> its trigger's reason, or ``not_fired`` (upstream of
-    #: an ``independent`` phase); see agents.phase_order.
+    #: an ``independent`` phase); see phaseflow.agents.phase_order.
     upstream: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -500,8 +500,8 @@ class Prediction(Event):
 
     ``current_points_line`` is a :class:`~decimal.Decimal` and is never rounded. It is read from a
     JSON string (exact) or a JSON number (exact for any line written with up to 15 significant
-    digits), and :func:`models.codec.encode` writes it as a JSON *string* so no consumer parses it
-    into a binary float. It may be absent only when ``recommendation`` is ``NO_LINE``.
+    digits), and :func:`phaseflow.models.codec.encode` writes it as a JSON *string* so no consumer
+    parses it into a binary float. It may be absent only when ``recommendation`` is ``NO_LINE``.
     """
 
     prediction_id: Text

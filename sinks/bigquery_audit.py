@@ -1,14 +1,14 @@
 """The audit trail in BigQuery: ``{prefix}.audit`` into table ``audit_log`` (docs/operations.md).
 
 Every accepted mutating HTTP call is published to the audit topic before it acts
-(:mod:`streams.web.audit`); this sink copies those records into ``audit_log`` in the settings'
-dataset, so the trail can be queried next to the data and outlives the topic's retention.
+(:mod:`phaseflow.streams.web.audit`); this sink copies those records into ``audit_log`` in the
+settings' dataset, so the trail can be queried next to the data and outlives the topic's retention.
 
 A flush is one parameterised ``MERGE`` on ``audit_id`` that inserts the records not stored yet:
 re-delivered records and retried flushes change nothing. There is no staging table: the trail is
 a handful of rows per minute, well within one query's parameters. A failed flush keeps its batch
-and :class:`~sinks.base.BufferedSink` retries it with backoff; offsets are committed only after
-the MERGE (:class:`~sinks.predictions_consumer.SinkRunner`).
+and :class:`~phaseflow.sinks.base.BufferedSink` retries it with backoff; offsets are committed only
+after the MERGE (:class:`~phaseflow.sinks.predictions_consumer.SinkRunner`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import orjson
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from sinks.base import Batch, BufferedSink, SinkMetrics
-from sinks.bigquery_client import ensure_dataset, make_bigquery_client
-from sinks.predictions_consumer import SinkRunner
-from sinks.retry import library_retry
-from streams.settings import Settings
-from streams.topics import TopicName
-from streams.web.audit import AuditRecord
+from phaseflow.sinks.base import Batch, BufferedSink, SinkMetrics
+from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.predictions_consumer import SinkRunner
+from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
+from phaseflow.streams.web.audit import AuditRecord
 
 log = logging.getLogger(__name__)
 

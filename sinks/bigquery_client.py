@@ -7,7 +7,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from streams.settings import Settings
+from phaseflow.streams.settings import Settings
 
 
 def make_bigquery_client(settings: Settings) -> bigquery.Client:

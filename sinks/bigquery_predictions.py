@@ -12,15 +12,15 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
    flush id on purpose: a prediction re-delivered in a later flush must not be dropped as a copy
    of a row whose flush never merged. Rows BigQuery rejects as invalid go to dead letters.
 2. One ``MERGE`` from this flush's staged rows (``WHERE flush_id = @flush_id``) into
-   ``player_prop_predictions``; see :mod:`sinks.merge_sql`. A MERGE BigQuery refuses (400) is
-   retried with the batch; once it has been refused ``isolate_after_rejections`` times, the
+   ``player_prop_predictions``; see :mod:`phaseflow.sinks.merge_sql`. A MERGE BigQuery refuses (400)
+   is retried with the batch; once it has been refused ``isolate_after_rejections`` times, the
    sink bisects the flush (MERGEs of halves, by ``staged_seq``) down to the rows that cannot be
    merged, dead-letters those and merges the rest, so one bad row cannot block every later
    batch. It first checks that a MERGE of no rows goes through: if even that is refused, the
    statement or the tables are at fault, not the rows, and nothing is dead-lettered.
    Rows carry their ``batch_id``; the view ``player_prop_predictions_latest`` (created with the
    tables) keeps, per date, only the latest batch's rows, so lines or players a rerun no longer
-   predicts drop out of it (see :func:`sinks.merge_sql.latest_view_sql`).
+   predicts drop out of it (see :func:`phaseflow.sinks.merge_sql.latest_view_sql`).
 3. Staged rows are deleted later, in a periodic cleanup of rows older than
    ``staging_retention_seconds`` (real BigQuery refuses DML on rows still in the streaming buffer,
    about 30 minutes, so deleting right after the MERGE would fail there).
@@ -45,10 +45,10 @@ from asyncio_throttle.throttler import Throttler
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from models.events import Prediction
-from sinks.base import Batch, BufferedSink, Entry, SinkMetrics
-from sinks.bigquery_client import ensure_dataset, make_bigquery_client
-from sinks.merge_sql import (
+from phaseflow.models.events import Prediction
+from phaseflow.sinks.base import Batch, BufferedSink, Entry, SinkMetrics
+from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.merge_sql import (
     LATEST_VIEW,
     PREDICTION_SCHEMA,
     STAGING_SCHEMA,
@@ -59,8 +59,8 @@ from sinks.merge_sql import (
     latest_view_sql,
     merge_sql,
 )
-from sinks.retry import TRANSIENT_REASONS, RetryPolicy, is_transient, library_retry
-from streams.settings import Settings
+from phaseflow.sinks.retry import TRANSIENT_REASONS, RetryPolicy, is_transient, library_retry
+from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

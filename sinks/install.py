@@ -1,8 +1,8 @@
 """``install(ctx)``: the BigQuery prediction sink (and the audit trail's, the same way, see
-:mod:`sinks.bigquery_audit`) runs inside the worker.
+:mod:`phaseflow.sinks.bigquery_audit`) runs inside the worker.
 
-The feature starts a :class:`~sinks.predictions_consumer.PredictionSinkRunner` (its own consumer
-group, commits only after the MERGE) once the app has started, and stops it on
+The feature starts a :class:`~phaseflow.sinks.predictions_consumer.PredictionSinkRunner` (its own
+consumer group, commits only after the MERGE) once the app has started, and stops it on
 ``app.on_before_shutdown`` (SIGTERM/SIGINT): the runner stops consuming, flushes what it buffered,
 commits those offsets and closes. A runner that cannot start (broker or BigQuery unreachable,
 no credentials) is logged and retried with a backoff (1 s doubling to 60 s); the worker itself
@@ -21,14 +21,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from sinks.base import SinkMetrics
-from sinks.bigquery_audit import audit_sink_runner
-from sinks.predictions_consumer import PredictionSinkRunner, SinkRunner
-from streams.settings import Settings
-from streams.web.metrics import Metrics, metrics_for
+from phaseflow.sinks.base import SinkMetrics
+from phaseflow.sinks.bigquery_audit import audit_sink_runner
+from phaseflow.sinks.predictions_consumer import PredictionSinkRunner, SinkRunner
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.web.metrics import Metrics, metrics_for
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 log = logging.getLogger(__name__)
 

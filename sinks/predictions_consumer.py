@@ -1,13 +1,14 @@
 """Feeds ``{prefix}.predictions`` into the BigQuery sink, committing offsets only after the MERGE.
 
-:class:`SinkRunner` does this for any topic of events and any :class:`~sinks.base.BufferedSink`
-of them (the audit trail uses it too); :class:`PredictionSinkRunner` is the predictions' one.
-The runner is its own consumer group (manual commits, ``read_committed``). For every record it
-consumes it remembers ``(sink sequence number, partition, offset)``; it commits a partition's
-offset only once the sink's :attr:`~sinks.base.BufferedSink.durable_seq` has passed every row up to
-it, i.e. once the MERGE holding those rows succeeded. A crash or an outage therefore re-delivers
-uncommitted predictions, and the MERGE (latest ``created_at`` per key wins, re-runs are no-ops)
-makes the re-delivery harmless: nothing lost, nothing doubled.
+:class:`SinkRunner` does this for any topic of events and any
+:class:`~phaseflow.sinks.base.BufferedSink` of them (the audit trail uses it too);
+:class:`PredictionSinkRunner` is the predictions' one. The runner is its own consumer group (manual
+commits, ``read_committed``). For every record it consumes it remembers ``(sink sequence number,
+partition, offset)``; it commits a partition's offset only once the sink's
+:attr:`~phaseflow.sinks.base.BufferedSink.durable_seq` has passed every row up to it, i.e. once the
+MERGE holding those rows succeeded. A crash or an outage therefore re-delivers uncommitted
+predictions, and the MERGE (latest ``created_at`` per key wins, re-runs are no-ops) makes the
+re-delivery harmless: nothing lost, nothing doubled.
 
 Undecodable records go to ``{prefix}.dead-letters`` (original bytes, reason) and never stop the
 stream. When the sink's buffer is full (BigQuery down), the runner pauses its partitions and keeps
@@ -27,14 +28,14 @@ from typing import Any, Final, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from agents.envelope import Origin, dead_letter
-from models.codec import EventDecodeError, decode, encode
-from models.events import Event, Prediction
-from sinks.base import BufferedSink, SinkBackpressureError, SinkFlushError, SinkMetrics
-from sinks.bigquery_predictions import PredictionSink
-from streams.lifecycle import AsyncService
-from streams.settings import Settings
-from streams.topics import TopicName
+from phaseflow.agents.envelope import Origin, dead_letter
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import Event, Prediction
+from phaseflow.sinks.base import BufferedSink, SinkBackpressureError, SinkFlushError, SinkMetrics
+from phaseflow.sinks.bigquery_predictions import PredictionSink
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 

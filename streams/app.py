@@ -12,19 +12,19 @@ from typing import Any
 
 import faust
 
-from agents import predictions, readiness_agent
-from sinks import install as prediction_sink
-from streams.clock import Clock, clock_for
-from streams.codecs import register_orjson_codec
-from streams.delivery import Delivery
-from streams.faust_recovery import use_broker_highwaters_for_recovery
-from streams.lifecycle import AsyncService
-from streams.monitoring import install as lag_install
-from streams.registry import Registry, load_registry
-from streams.settings import Settings
-from streams.side_producer import SideProducer
-from streams.topics import CATALOG, TopicName
-from streams.web import install as web_install
+from phaseflow.agents import predictions, readiness_agent
+from phaseflow.sinks import install as prediction_sink
+from phaseflow.streams.clock import Clock, clock_for
+from phaseflow.streams.codecs import register_orjson_codec
+from phaseflow.streams.delivery import Delivery
+from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.monitoring import install as lag_install
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
+from phaseflow.streams.topics import CATALOG, TopicName
+from phaseflow.streams.web import install as web_install
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,12 @@ class AppContext:
     topics: dict[TopicName, Any]
     #: Sends from stream processing: part of the consumed record's transaction (exactly_once).
     publisher: FaustPublisher
-    #: Sends from timers and HTTP handlers (see streams.side_producer for why they differ).
+    #: Sends from timers and HTTP handlers (see phaseflow.streams.side_producer for why they
+    #: differ).
     side_publisher: SideProducer
-    #: The guarantee and idempotence the worker resolved from the broker (streams.delivery);
-    #: None for an app built without asking the broker (in-process tests).
+    #: The guarantee and idempotence the worker resolved from the broker
+    #: (phaseflow.streams.delivery); None for an app built without asking the broker (in-process
+    #: tests).
     delivery: Delivery | None = None
     components: dict[str, Any] = field(default_factory=dict)
     #: Services that publish through ``side_publisher``: stopped (their work finished) before it.

@@ -3,9 +3,9 @@
 Sending the reruns of phases 2-6 at the same moment ran phase N + 1 on the output phase N had
 *before* its rerun. A rerun now asks only the first gated phase's processors to run again; the
 readiness agent fires each later phase from its predecessor's fresh completions (a rerun of a
-fired phase re-fires the next one and re-arms it, see agents.rearm), and this command follows
-the triggers topic, printing each phase as it starts for every date, until the last phase has
-started everywhere. A phase that does not start within ``--phase-timeout`` for some date ends
+fired phase re-fires the next one and re-arms it, see phaseflow.agents.rearm), and this command
+follows the triggers topic, printing each phase as it starts for every date, until the last phase
+has started everywhere. A phase that does not start within ``--phase-timeout`` for some date ends
 the command with exit code 1, naming the dates (and ``phaseflow status`` to see why).
 """
 
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TextIO
 
-from models.codec import decode
-from models.events import PhaseTrigger
-from streams.lifecycle import AsyncService
-from streams.registry import Registry
-from streams.settings import Settings
-from streams.topics import TopicName, committed_reader
+from phaseflow.models.codec import decode
+from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.registry import Registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName, committed_reader
 
 #: Reads the triggers that arrived within ``wait_seconds`` (possibly none).
 ReadTriggers = Callable[[float], Awaitable[list[PhaseTrigger]]]

@@ -1,9 +1,10 @@
 """How to reach the Kafka cluster: the settings every phaseflow Kafka client shares.
 
-The worker's :class:`streams.settings.Settings` and the processors' :class:`streams.client.
-ClientSettings` both extend :class:`BrokerConnectionSettings`, so a connection setting (the
-Kafka security settings of TLS/SASL belong here when they come) is declared once and read from
-the same ``PHASEFLOW_*`` variable by both. This module imports only pydantic-settings.
+The worker's :class:`phaseflow.streams.settings.Settings` and the processors'
+:class:`phaseflow.streams.client. ClientSettings` both extend :class:`BrokerConnectionSettings`, so
+a connection setting (the Kafka security settings of TLS/SASL belong here when they come) is
+declared once and read from the same ``PHASEFLOW_*`` variable by both. This module imports only
+pydantic-settings.
 """
 
 from __future__ import annotations

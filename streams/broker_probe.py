@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaClient
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
-from streams.clock import Clock, SystemClock
+from phaseflow.streams.clock import Clock, SystemClock
 
 if TYPE_CHECKING:  # the completion client probes too and must not import the worker's Settings
-    from streams.settings import Settings
+    from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

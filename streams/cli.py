@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from streams.cli_errors import EXIT_BAD_INPUT, load_settings, run_command
-from streams.settings import Settings
+from phaseflow.streams.cli_errors import EXIT_BAD_INPUT, load_settings, run_command
+from phaseflow.streams.settings import Settings
 
 
 def _date_text(text: str) -> str:
@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_operations_commands(commands: Any) -> None:
     """``rerun`` and ``dlq list|replay`` (docs/operations.md)."""
-    from streams.dlq import parse_age
+    from phaseflow.streams.dlq import parse_age
 
     def age(text: str) -> timedelta:
         try:
@@ -193,7 +193,7 @@ def _broker_needed(args: argparse.Namespace) -> bool:
 
 def _require_services(args: argparse.Namespace, settings: Settings) -> None:
     """Fail in seconds, naming the address, when a service the command needs is not there."""
-    from streams.reachability import require_bigquery, require_broker
+    from phaseflow.streams.reachability import require_bigquery, require_broker
 
     if _broker_needed(args):
         require_broker(settings)
@@ -204,7 +204,7 @@ def _require_services(args: argparse.Namespace, settings: Settings) -> None:
 def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0911
     """Run the parsed command (one return per command)."""
     if args.command == "registry":
-        from streams.registry_check import check_registry_file
+        from phaseflow.streams.registry_check import check_registry_file
 
         return check_registry_file(args.file)
     settings = load_settings()
@@ -216,22 +216,22 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "worker":
-        from streams.worker import run_worker
+        from phaseflow.streams.worker import run_worker
 
         run_worker(settings)
         return 0
     if args.command == "topics":
-        from streams.topics import ensure_topics
+        from phaseflow.streams.topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
         print("created:", ", ".join(created) if created else "nothing (all exist)")  # noqa: T201
         return 0
     if args.command == "demo":
-        from streams.demo import run_demo
+        from phaseflow.streams.demo import run_demo
 
         return run_demo(timeout=args.timeout)
     if args.command == "publish":
-        from streams.publish import publish_from_cli
+        from phaseflow.streams.publish import publish_from_cli
 
         return asyncio.run(
             publish_from_cli(
@@ -246,11 +246,11 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             )
         )
     if args.command == "seed":
-        from streams.seed import seed_from_cli
+        from phaseflow.streams.seed import seed_from_cli
 
         return seed_from_cli(settings, game_date=args.date, players=args.players)
     if args.command == "predict":
-        from agents.predictions.commands import predict_from_cli
+        from phaseflow.agents.predictions.commands import predict_from_cli
 
         return asyncio.run(
             predict_from_cli(
@@ -258,15 +258,15 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             )
         )
     if args.command == "lag":
-        from streams.monitoring.lag import run_lag
+        from phaseflow.streams.monitoring.lag import run_lag
 
         return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
     if args.command == "status":
-        from streams.status import run_status
+        from phaseflow.streams.status import run_status
 
         return run_status(settings, game_date=args.date, url=args.url)
     if args.command == "rerun":
-        from streams.rerun import run_rerun
+        from phaseflow.streams.rerun import run_rerun
 
         return run_rerun(
             settings,
@@ -279,7 +279,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             phase_timeout=None if args.no_follow else timedelta(minutes=args.phase_timeout),
         )
     if args.command == "dlq":
-        from streams.dlq import LetterFilter, run_dlq
+        from phaseflow.streams.dlq import LetterFilter, run_dlq
 
         selection = LetterFilter(args.topic, args.reason, args.older_than, args.limit)
         return run_dlq(

@@ -20,15 +20,15 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from models.phases import UnknownPhaseError
-from streams.client import (
+from phaseflow.models.phases import UnknownPhaseError
+from phaseflow.streams.client import (
     BrokerUnavailableError,
     CompletionNotPublishedError,
     IdempotenceUnavailableError,
     InvalidCompletionError,
 )
-from streams.registry import PhaseNotConfiguredError, RegistryError
-from streams.settings import Settings, env_var
+from phaseflow.streams.registry import PhaseNotConfiguredError, RegistryError
+from phaseflow.streams.settings import Settings, env_var
 
 EXIT_UNAVAILABLE: Final = 1
 EXIT_BAD_INPUT: Final = 2

@@ -2,8 +2,9 @@
 
 A processor needs only :class:`ClientSettings` (broker URL, topic prefix, producer idempotence,
 read from the same ``PHASEFLOW_*`` variables as the worker). This module imports neither Faust
-nor BigQuery nor the worker's :class:`streams.settings.Settings` (tests/unit/test_client.py
-checks that in a fresh interpreter); ``phaseflow publish`` sends through it too.
+nor BigQuery nor the worker's :class:`phaseflow.streams.settings.Settings`
+(tests/unit/test_client.py checks that in a fresh interpreter); ``phaseflow publish`` sends through
+it too.
 
 Delivery rules (docs/client.md):
 
@@ -29,12 +30,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import Field, ValidationError
 
-from models.codec import encode
-from models.events import PhaseCompletion
-from streams.broker_connection import BrokerConnectionSettings, Idempotence
-from streams.broker_probe import BrokerProbeError, probe_idempotent_producer
-from streams.lifecycle import AsyncService
-from streams.topic_names import TopicName
+from phaseflow.models.codec import encode
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.broker_connection import BrokerConnectionSettings, Idempotence
+from phaseflow.streams.broker_probe import BrokerProbeError, probe_idempotent_producer
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.topic_names import TopicName
 
 #: How long :meth:`CompletionPublisher.start` may take to reach the broker.
 CONNECT_TIMEOUT_SECONDS: Final = 10.0
@@ -92,7 +93,7 @@ IdempotenceProbe = Callable[[str, float], Awaitable[bool]]
 
 
 async def probe_idempotence(bootstrap_servers: str, answer_within: float) -> bool:
-    """The broker's answer to ``InitProducerId`` (streams.broker_probe)."""
+    """The broker's answer to ``InitProducerId`` (phaseflow.streams.broker_probe)."""
     capability = await probe_idempotent_producer(bootstrap_servers, answer_within=answer_within)
     return capability.supported
 

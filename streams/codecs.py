@@ -4,8 +4,8 @@ The wire format is part of the contract (docs/contract.md#topics).
 
 Faust hands codecs plain Python structures (a Record's ``to_representation()``, or whatever an agent
 sends), so this codec only has to turn those into bytes and back. Event models are validated by
-:func:`models.codec.decode` in the agents, not here: a codec that raised on bad input would stop the
-stream instead of letting the agent dead-letter the message.
+:func:`phaseflow.models.codec.decode` in the agents, not here: a codec that raised on bad input
+would stop the stream instead of letting the agent dead-letter the message.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.broker_probe import BrokerCapabilities
-from streams.settings import Settings, env_var
+from phaseflow.streams.broker_probe import BrokerCapabilities
+from phaseflow.streams.settings import Settings, env_var
 
 
 class DeliverySettingError(Exception):

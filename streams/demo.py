@@ -17,17 +17,17 @@ from zoneinfo import ZoneInfo
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from sinks.bigquery_client import ensure_dataset, make_bigquery_client
-from sinks.merge_sql import TARGET_TABLE
-from streams.local.bigquery_emulator import BigQueryEmulator
-from streams.local.ports import free_port
-from streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
-from streams.local.worker_process import WorkerProcess
-from streams.registry import load_registry
-from streams.seed import seed
-from streams.settings import Settings
-from streams.simulation import DayResult, simulate_day
-from streams.topics import ensure_topics
+from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import DayResult, simulate_day
+from phaseflow.streams.topics import ensure_topics
 
 RUNS_TABLE = "phase_triggers"
 

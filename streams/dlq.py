@@ -35,13 +35,13 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from agents.envelope import REPLAY_OF_HEADER
-from models.codec import EventDecodeError, decode
-from models.events import DeadLetter
-from streams.progress import ProgressBar
-from streams.settings import Settings
-from streams.text_table import aligned_rows
-from streams.topics import TopicFollower, TopicName, committed_reader, ensure_topics
+from phaseflow.agents.envelope import REPLAY_OF_HEADER
+from phaseflow.models.codec import EventDecodeError, decode
+from phaseflow.models.events import DeadLetter
+from phaseflow.streams.progress import ProgressBar
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.text_table import aligned_rows
+from phaseflow.streams.topics import TopicFollower, TopicName, committed_reader, ensure_topics
 
 _AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
 _AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -1,5 +1,5 @@
 """``phaseflow publish``: check one completion from the command line, then send it with the
-processors' client (streams.client, whose ``CompletionPublisher`` is re-exported here)."""
+processors' client (phaseflow.streams.client, whose ``CompletionPublisher`` is re-exported here)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from models.events import PhaseCompletion
-from streams.cli_errors import BadInputError
-from streams.client import CompletionPublisher
-from streams.reachability import require_broker
-from streams.registry import Registry, load_registry
-from streams.settings import Settings
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.cli_errors import BadInputError
+from phaseflow.streams.client import CompletionPublisher
+from phaseflow.streams.reachability import require_broker
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.settings import Settings
 
 __all__ = [
     "CompletionPublisher",

@@ -13,9 +13,9 @@ import socket
 from typing import Final
 from urllib.parse import urlsplit
 
-from streams.cli_errors import BadInputError, ServiceUnavailableError, bigquery_problem
-from streams.local.ports import metadata_ready
-from streams.settings import Settings
+from phaseflow.streams.cli_errors import BadInputError, ServiceUnavailableError, bigquery_problem
+from phaseflow.streams.local.ports import metadata_ready
+from phaseflow.streams.settings import Settings
 
 #: How long one TCP connect may take before the address counts as unreachable.
 CONNECT_TIMEOUT_SECONDS: Final = 5.0

@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from models.phases import FIRST_PHASE, LAST_PHASE
-from streams.registry_meaning import meaning_problems
+from phaseflow.models.phases import FIRST_PHASE, LAST_PHASE
+from phaseflow.streams.registry_meaning import meaning_problems
 
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
@@ -201,9 +201,10 @@ class PhaseSpec(_Spec):
     sla: LocalTime | None = None
     #: A completion this much slower than the processor's rolling median raises an alert.
     slowdown_pct: Annotated[float, Strict(), Field(gt=0)] = 40
-    #: Overrides the registry's ``stall_after`` for this phase (see agents.stalls).
+    #: Overrides the registry's ``stall_after`` for this phase (see phaseflow.agents.stalls).
     stall_after: PositiveDuration | None = None
-    #: True: fires without waiting for phase ``phase - 1`` to have fired (see agents.phase_order).
+    #: True: fires without waiting for phase ``phase - 1`` to have fired (see
+    #: phaseflow.agents.phase_order).
     independent: Annotated[bool, Strict()] = False
 
     @property
@@ -285,7 +286,11 @@ class Registry(_Spec):
 def load_registry(path: Path | None = None) -> Registry:
     """Load and validate a registry file; ``None`` loads the default shipped with phaseflow."""
     if path is None:
-        text = resources.files("streams").joinpath(DEFAULT_REGISTRY).read_text(encoding="utf-8")
+        text = (
+            resources.files("phaseflow.streams")
+            .joinpath(DEFAULT_REGISTRY)
+            .read_text(encoding="utf-8")
+        )
         return parse_registry(text, source=_DEFAULT_SOURCE)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -302,7 +307,7 @@ def parse_registry(
     """Parse registry TOML ``text``; ``source`` names the file in error messages.
 
     ``known_systems``: the prediction system ids a ``[[systems]]`` entry may name; default: the
-    ones implemented in :mod:`agents.predictions.systems` (including registered plugins).
+    ones implemented in :mod:`phaseflow.agents.predictions.systems` (including registered plugins).
     """
     try:
         data = tomllib.loads(text)
@@ -324,7 +329,7 @@ def _implemented_systems(known_systems: Collection[str] | None) -> Collection[st
     if known_systems is not None:
         return known_systems
     # Imported here: the systems module imports this one for its types.
-    from agents.predictions.systems import SYSTEM_FACTORIES  # noqa: PLC0415
+    from phaseflow.agents.predictions.systems import SYSTEM_FACTORIES  # noqa: PLC0415
 
     return frozenset(SYSTEM_FACTORIES)
 

@@ -3,7 +3,7 @@
 Over one date the reason is ``manual``; over a date range (``--to``) it is ``backfill``. Every
 gated phase (no ``--phase``/``--processor``) means phase by phase: only the first gated phase's
 processors get requests, each later phase starts from its predecessor's fresh trigger, and the
-command follows the triggers until the last phase started (streams.backfill). Which
+command follows the triggers until the last phase started (phaseflow.streams.backfill). Which
 processors a phase expects on a date comes from the registry (mode-aware, as the readiness
 agent judges it: pre-game dates expect only the same-day processors).
 
@@ -23,14 +23,14 @@ from datetime import date, datetime, timedelta
 from typing import Final, TextIO
 from zoneinfo import ZoneInfo
 
-from models.codec import encode
-from models.events import RerunRequest
-from streams.backfill import TriggerFollower, follow_phases, followed_phases
-from streams.progress import ProgressBar
-from streams.registry import Registry, load_registry
-from streams.settings import Settings
-from streams.side_producer import SideProducer
-from streams.topics import TopicName
+from phaseflow.models.codec import encode
+from phaseflow.models.events import RerunRequest
+from phaseflow.streams.backfill import TriggerFollower, follow_phases, followed_phases
+from phaseflow.streams.progress import ProgressBar
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
+from phaseflow.streams.topics import TopicName
 
 #: A longer range is almost certainly a typo (one season is ~250 days).
 MAX_DAYS: Final = 400
@@ -79,7 +79,7 @@ def plan_reruns(
             raise RerunPlanError(f"phase {phase} is not in the registry")
         phases = [phase]
     else:
-        # Phase by phase: later phases start from their triggers (streams.backfill).
+        # Phase by phase: later phases start from their triggers (phaseflow.streams.backfill).
         phases = [first_gated_phase(registry)]
     requests: list[RerunRequest] = []
     for game_date in dates:

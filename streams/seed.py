@@ -23,9 +23,9 @@ from typing import Any, Final
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from agents.predictions.tables import GAME_SUMMARY, PROP_LINES, SCHEMAS, UPCOMING_CONTEXT
-from sinks.bigquery_client import ensure_dataset, make_bigquery_client
-from streams.settings import Settings
+from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, SCHEMAS, UPCOMING_CONTEXT
+from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.streams.settings import Settings
 
 MAX_ROWS_PER_INSERT: Final = 500
 DEFAULT_PLAYERS: Final = 450

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from streams.broker_connection import ENV_PREFIX, BrokerConnectionSettings, Idempotence
+from phaseflow.streams.broker_connection import ENV_PREFIX, BrokerConnectionSettings, Idempotence
 
 
 class Settings(BrokerConnectionSettings):
@@ -202,9 +202,9 @@ class Settings(BrokerConnectionSettings):
     @property
     def idempotent_producer(self) -> bool:
         """Whether producers ask for idempotence. The worker resolves ``auto`` from the broker
-        before it makes a producer (streams.delivery), the completion client (streams.client)
-        when it starts; a command that does not ask the broker (``dlq replay``) treats ``auto``
-        as off, which every broker accepts."""
+        before it makes a producer (phaseflow.streams.delivery), the completion client
+        (phaseflow.streams.client) when it starts; a command that does not ask the broker (``dlq
+        replay``) treats ``auto`` as off, which every broker accepts."""
         return self.producer_idempotence is True
 
     @property

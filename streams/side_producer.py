@@ -13,9 +13,9 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from streams.lifecycle import AsyncService
-from streams.settings import Settings
-from streams.topics import TopicName
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
 
 
 class SideProducer(AsyncService):

@@ -16,13 +16,13 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from models.codec import decode
-from models.events import PhaseCompletion, PhaseTrigger
-from streams.lifecycle import AsyncService
-from streams.publish import CompletionPublisher
-from streams.registry import Registry
-from streams.settings import Settings
-from streams.topics import TopicName, committed_reader
+from phaseflow.models.codec import decode
+from phaseflow.models.events import PhaseCompletion, PhaseTrigger
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import Registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName, committed_reader
 
 EventT = TypeVar("EventT", bound=BaseModel)
 

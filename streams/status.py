@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Final, TextIO
 
-from streams.dlq import format_age
-from streams.settings import Settings
-from streams.text_table import aligned_rows
-from streams.web.status_summary import (
+from phaseflow.streams.dlq import format_age
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.text_table import aligned_rows
+from phaseflow.streams.web.status_summary import (
     DeadLetterSummary,
     GroupLag,
     StatusSummary,

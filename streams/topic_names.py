@@ -1,4 +1,4 @@
-"""The topic catalog's names, apart from their specs (streams.topics) so light clients can
+"""The topic catalog's names, apart from their specs (phaseflow.streams.topics) so light clients can
 name a topic without importing the admin machinery."""
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams import topic_names
-from streams.lifecycle import AsyncService
-from streams.settings import Settings
+from phaseflow.streams import topic_names
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The catalog's names (defined in streams.topic_names, which light clients import alone).
+#: The catalog's names (defined in phaseflow.streams.topic_names, which light clients import alone).
 TopicName = topic_names.TopicName
 
 

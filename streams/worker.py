@@ -8,13 +8,13 @@ import sys
 
 import faust
 
-from streams.app import build_app
-from streams.broker_probe import BrokerProbeError, probe_broker
-from streams.delivery import Delivery, DeliverySettingError, resolve_delivery
-from streams.deployment import identity_line
-from streams.recovery_progress import when_tables_recovered
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from phaseflow.streams.app import build_app
+from phaseflow.streams.broker_probe import BrokerProbeError, probe_broker
+from phaseflow.streams.delivery import Delivery, DeliverySettingError, resolve_delivery
+from phaseflow.streams.deployment import identity_line
+from phaseflow.streams.recovery_progress import when_tables_recovered
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 
 def install(ctx: AppContext) -> None:
     """Install the coordinator, the trigger listener and the prediction workers."""
-    from agents.predictions import coordinator_agent, trigger_listener, worker_agent  # noqa: PLC0415
-    from agents.predictions.wiring import (  # noqa: PLC0415
+    from phaseflow.agents.predictions import coordinator_agent, trigger_listener, worker_agent  # noqa: PLC0415
+    from phaseflow.agents.predictions.wiring import (  # noqa: PLC0415
         LazyBigQuery,
         history_loader,
         query_runner,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from streams.clock import Clock
-from streams.registry import SystemSpec
+from phaseflow.streams.clock import Clock
+from phaseflow.streams.registry import SystemSpec
 
 BreakerState = Literal["closed", "open", "half_open"]
 

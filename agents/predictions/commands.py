@@ -7,13 +7,13 @@ from datetime import UTC, date, datetime
 
 from aiokafka import AIOKafkaConsumer
 
-from agents.predictions.coordinator import PROCESSOR
-from agents.predictions.messages import make_command
-from models.codec import EventDecodeError, decode, encode
-from models.events import PhaseCompletion
-from streams.settings import Settings
-from streams.side_producer import SideProducer
-from streams.topics import TopicName, committed_reader
+from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.messages import make_command
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
+from phaseflow.streams.topics import TopicName, committed_reader
 
 
 def describe_completion(completion: PhaseCompletion) -> tuple[str, int]:

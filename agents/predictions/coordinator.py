@@ -1,10 +1,11 @@
 """The prediction coordinator: one batch of PredictionRequests per game date, tracked to the end.
 
 ``Coordinator`` owns every decision and works on plain mappings, a publisher and a clock, so it is
-unit-tested without a broker; ``agents.predictions.coordinator_agent`` wires it into Faust. All
-state changes arrive as records on ``{prefix}.prediction-progress`` keyed by ``game_date`` (see
-``agents.predictions.messages``), so one date's starts, completions and per-player "done" records
-are applied in order by one agent, on the partition that owns the date's table entries.
+unit-tested without a broker; ``phaseflow.agents.predictions.coordinator_agent`` wires it into
+Faust. All state changes arrive as records on ``{prefix}.prediction-progress`` keyed by
+``game_date`` (see ``phaseflow.agents.predictions.messages``), so one date's starts, completions and
+per-player "done" records are applied in order by one agent, on the partition that owns the date's
+table entries.
 
 Lifecycle of a batch (state in the ``prediction_batches`` table, key ``game_date``):
 
@@ -40,9 +41,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from agents.envelope import Origin, dead_letter
-from agents.predictions.bq import QueryError
-from agents.predictions.messages import (
+from phaseflow.agents.envelope import Origin, dead_letter
+from phaseflow.agents.predictions.bq import QueryError
+from phaseflow.agents.predictions.messages import (
     CommandSource,
     CoordinatorCommand,
     PlayerDone,
@@ -51,14 +52,14 @@ from agents.predictions.messages import (
     make_command,
     stable_id,
 )
-from agents.predictions.publishing import send_all
-from agents.predictions.source import SlateSource, build_requests
-from agents.publisher import Publisher
-from models.codec import EventDecodeError, encode
-from models.events import Alert, PhaseCompletion, PredictionRequest
-from streams.clock import Clock
-from streams.registry import Registry
-from streams.topics import TopicName
+from phaseflow.agents.predictions.publishing import send_all
+from phaseflow.agents.predictions.source import SlateSource, build_requests
+from phaseflow.agents.publisher import Publisher
+from phaseflow.models.codec import EventDecodeError, encode
+from phaseflow.models.events import Alert, PhaseCompletion, PredictionRequest
+from phaseflow.streams.clock import Clock
+from phaseflow.streams.registry import Registry
+from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from agents.envelope import Origin
-from agents.predictions.coordinator import Coordinator
-from agents.predictions.source import SlateSource
-from streams.topics import TopicName
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.predictions.coordinator import Coordinator
+from phaseflow.agents.predictions.source import SlateSource
+from phaseflow.streams.topics import TopicName
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 log = logging.getLogger(__name__)
 

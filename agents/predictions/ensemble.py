@@ -2,8 +2,8 @@
 
 Each member predicts the same line; the estimate is the mean of their predicted points weighted
 by their confidence (plus one, so a member with no confidence still counts a little). The base
-confidence comes from :func:`~agents.predictions.system_base.decide` like every system's. It is
-then scaled by the members' agreement, between ``1 - disagreement_penalty`` (they scatter and
+confidence comes from :func:`~phaseflow.agents.predictions.system_base.decide` like every system's.
+It is then scaled by the members' agreement, between ``1 - disagreement_penalty`` (they scatter and
 split over the line) and ``1 + agreement_bonus`` (they predict the same number on the same side):
 agreement is the closeness of their predictions (``1 / (1 + dispersion / agreement_scale)``,
 dispersion being their confidence-weighted standard deviation in points) times the confidence
@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from agents.predictions.features import PlayerFeatures
-from agents.predictions.system_base import (
+from phaseflow.agents.predictions.features import PlayerFeatures
+from phaseflow.agents.predictions.system_base import (
     PredictionSystem,
     SystemOutput,
     clamp,

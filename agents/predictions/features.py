@@ -39,7 +39,8 @@ class GameContext:
 
 @dataclass(frozen=True)
 class PlayerFeatures:
-    """Everything a :class:`~agents.predictions.systems.PredictionSystem` predicts from."""
+    """Everything a :class:`~phaseflow.agents.predictions.systems.PredictionSystem` predicts
+    from."""
 
     player_lookup: str
     game_date: date

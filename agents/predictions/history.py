@@ -20,10 +20,10 @@ from typing import Any, Final, Generic, TypeVar
 import orjson
 from google.cloud import bigquery
 
-from agents.predictions.bq import QueryRunner
-from agents.predictions.features import GameContext, GameLog, PlayerHistory
-from agents.predictions.tables import GAME_SUMMARY, UPCOMING_CONTEXT, table_ref
-from streams.clock import Clock
+from phaseflow.agents.predictions.bq import QueryRunner
+from phaseflow.agents.predictions.features import GameContext, GameLog, PlayerHistory
+from phaseflow.agents.predictions.tables import GAME_SUMMARY, UPCOMING_CONTEXT, table_ref
+from phaseflow.streams.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from agents.envelope import Origin
-from streams.lifecycle import AsyncService
-from streams.settings import Settings
-from streams.topics import TopicName
+from phaseflow.agents.envelope import Origin
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 

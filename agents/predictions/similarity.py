@@ -4,9 +4,10 @@ Each past game is placed by its context: home or away, the opponent, days of res
 gap to the game before), how long ago it was, and how many minutes the player played. Its
 distance to tonight is a weighted sum of per-feature mismatches, each scaled to 0..1; its
 similarity is ``exp(-distance)``. The prediction is the similarity-weighted mean of the points in
-the ``neighbours`` nearest games. Confidence follows :func:`~agents.predictions.system_base.decide`
-with the sample being the *soft count* of similar games (the sum of all similarities): many games
-played in tonight's circumstances give a full sample, a context never seen before gives little.
+the ``neighbours`` nearest games. Confidence follows
+:func:`~phaseflow.agents.predictions.system_base.decide` with the sample being the *soft count* of
+similar games (the sum of all similarities): many games played in tonight's circumstances give a
+full sample, a context never seen before gives little.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
-from agents.predictions.features import GameLog, PlayerFeatures
-from agents.predictions.system_base import SystemOutput, decide, no_history
+from phaseflow.agents.predictions.features import GameLog, PlayerFeatures
+from phaseflow.agents.predictions.system_base import SystemOutput, decide, no_history
 
 #: Mismatch of a feature that one side does not know (no context, the oldest game's rest).
 UNKNOWN: Final = 0.5

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from google.cloud import bigquery
 
-from agents.predictions.bq import QueryRunner
-from agents.predictions.tables import PROP_LINES, UPCOMING_CONTEXT, table_ref
-from models.events import PredictionRequest, line_text
+from phaseflow.agents.predictions.bq import QueryRunner
+from phaseflow.agents.predictions.tables import PROP_LINES, UPCOMING_CONTEXT, table_ref
+from phaseflow.models.events import PredictionRequest, line_text
 
 
 @dataclass(frozen=True)

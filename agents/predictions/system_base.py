@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
-from agents.predictions.features import GameLog, PlayerFeatures
-from models.events import Recommendation
+from phaseflow.agents.predictions.features import GameLog, PlayerFeatures
+from phaseflow.models.events import Recommendation
 
 
 class SystemOutput(NamedTuple):

@@ -2,19 +2,19 @@
 
 A system is anything with ``system_id``, ``model_version`` and ``predict(features, line)``
 returning ``(predicted_points, confidence 0-100, recommendation)``
-(:class:`~agents.predictions.system_base.PredictionSystem`). Systems are pure and deterministic
-(same features and line, same answer), so a re-sent request yields the same prediction under the
-same key. Five ship (this module holds the first two and the registry of all):
+(:class:`~phaseflow.agents.predictions.system_base.PredictionSystem`). Systems are pure and
+deterministic (same features and line, same answer), so a re-sent request yields the same prediction
+under the same key. Five ship (this module holds the first two and the registry of all):
 
 * ``moving_average_baseline_v1``: a weighted recent average (last 5 / 10 / all loaded games).
 * ``zone_matchup_v1``: a recent average adjusted by the home/away split and by how the player
   scored against the same opponent, each adjustment shrunk by how many games back it up.
-* ``similarity_balanced_v1`` (:mod:`agents.predictions.similarity`): the past games most like
-  tonight's (venue, opponent, rest, recency, minutes), weighted by similarity.
-* ``recency_trend_v1`` (:mod:`agents.predictions.trend`): an exponentially weighted scoring rate
-  times expected minutes, plus a bounded linear trend.
-* ``ensemble_v1`` (:mod:`agents.predictions.ensemble`): the four above, weighted by confidence,
-  more confident when they agree.
+* ``similarity_balanced_v1`` (:mod:`phaseflow.agents.predictions.similarity`): the past games most
+  like tonight's (venue, opponent, rest, recency, minutes), weighted by similarity.
+* ``recency_trend_v1`` (:mod:`phaseflow.agents.predictions.trend`): an exponentially weighted
+  scoring rate times expected minutes, plus a bounded linear trend.
+* ``ensemble_v1`` (:mod:`phaseflow.agents.predictions.ensemble`): the four above, weighted by
+  confidence, more confident when they agree.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from agents.predictions.ensemble import Ensemble
-from agents.predictions.features import PlayerFeatures
-from agents.predictions.similarity import SimilarityBalanced
-from agents.predictions.system_base import (
+from phaseflow.agents.predictions.ensemble import Ensemble
+from phaseflow.agents.predictions.features import PlayerFeatures
+from phaseflow.agents.predictions.similarity import SimilarityBalanced
+from phaseflow.agents.predictions.system_base import (
     PredictionSystem,
     SystemOutput,
     clamp,
@@ -36,8 +36,8 @@ from agents.predictions.system_base import (
     no_history,
     points_spread,
 )
-from agents.predictions.trend import RecencyTrend
-from streams.registry import Registry, SystemSpec
+from phaseflow.agents.predictions.trend import RecencyTrend
+from phaseflow.streams.registry import Registry, SystemSpec
 
 __all__ = [
     "SYSTEM_FACTORIES",

@@ -15,8 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from agents.predictions.features import GameLog, PlayerFeatures
-from agents.predictions.system_base import SystemOutput, clamp, decide, no_history, points_spread
+from phaseflow.agents.predictions.features import GameLog, PlayerFeatures
+from phaseflow.agents.predictions.system_base import (
+    SystemOutput,
+    clamp,
+    decide,
+    no_history,
+    points_spread,
+)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from agents.predictions.coordinator import PHASE, PROCESSOR
-from agents.predictions.messages import CoordinatorCommand, make_command, stable_id
-from models.codec import EventDecodeError, decode, encode
-from models.events import PhaseTrigger, RerunRequest
-from streams.clock import Clock
-from streams.topics import TopicName
+from phaseflow.agents.predictions.coordinator import PHASE, PROCESSOR
+from phaseflow.agents.predictions.messages import CoordinatorCommand, make_command, stable_id
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import PhaseTrigger, RerunRequest
+from phaseflow.streams.clock import Clock
+from phaseflow.streams.topics import TopicName
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from google.cloud import bigquery
 
-from agents.predictions.bq import QueryRunner
-from agents.predictions.history import HistoryLoader
-from agents.predictions.source import BigQuerySlateSource
-from sinks.bigquery_client import make_bigquery_client
-from streams.clock import Clock
-from streams.settings import Settings
+from phaseflow.agents.predictions.bq import QueryRunner
+from phaseflow.agents.predictions.history import HistoryLoader
+from phaseflow.agents.predictions.source import BigQuerySlateSource
+from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.clock import Clock
+from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,19 +17,19 @@ from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
-from agents.envelope import Origin, dead_letter
-from agents.predictions.bq import QueryError
-from agents.predictions.breaker import CircuitBreaker
-from agents.predictions.features import GameContext, PlayerFeatures, PlayerHistory
-from agents.predictions.messages import PlayerDone
-from agents.predictions.publishing import send_all
-from agents.predictions.systems import PredictionSystem
-from agents.publisher import Publisher
-from models.codec import EventDecodeError, decode, encode
-from models.events import Alert, Prediction, PredictionRequest
-from streams.clock import Clock
-from streams.registry import SystemSpec
-from streams.topics import TopicName
+from phaseflow.agents.envelope import Origin, dead_letter
+from phaseflow.agents.predictions.bq import QueryError
+from phaseflow.agents.predictions.breaker import CircuitBreaker
+from phaseflow.agents.predictions.features import GameContext, PlayerFeatures, PlayerHistory
+from phaseflow.agents.predictions.messages import PlayerDone
+from phaseflow.agents.predictions.publishing import send_all
+from phaseflow.agents.predictions.systems import PredictionSystem
+from phaseflow.agents.publisher import Publisher
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import Alert, Prediction, PredictionRequest
+from phaseflow.streams.clock import Clock
+from phaseflow.streams.registry import SystemSpec
+from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 

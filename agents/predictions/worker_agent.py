@@ -1,8 +1,9 @@
 """Wiring of the prediction workers into the app: requests in batches, predictions out.
 
-The requests are consumed by :class:`~agents.predictions.request_consumer.PredictionRequestConsumer`
-(its own consumer group, at least once; the module says why it is not a Faust agent), started
-with the app and stopped on shutdown after the batch in progress (before the side producer).
+The requests are consumed by
+:class:`~phaseflow.agents.predictions.request_consumer.PredictionRequestConsumer` (its own consumer
+group, at least once; the module says why it is not a Faust agent), started with the app and stopped
+on shutdown after the batch in progress (before the side producer).
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from agents.envelope import Origin
-from agents.predictions.history import HistoryLoader
-from agents.predictions.request_consumer import PredictionRequestConsumer
-from agents.predictions.systems import enabled_systems
-from agents.predictions.worker import PredictionWorker
-from models.events import Prediction
-from streams.web.collectors import PredictionSystemCollector
-from streams.web.metrics import metrics_for
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.predictions.history import HistoryLoader
+from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
+from phaseflow.agents.predictions.systems import enabled_systems
+from phaseflow.agents.predictions.worker import PredictionWorker
+from phaseflow.models.events import Prediction
+from phaseflow.streams.web.collectors import PredictionSystemCollector
+from phaseflow.streams.web.metrics import metrics_for
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Local services for tests, benchmarks and the demo: Kafka brokers, the BigQuery emulator, workers.
 
 Nothing here is used by the service itself in production. The shared pieces for brokers live in
-this file (stdlib only, so importing any ``streams.local`` module stays cheap):
+this file (stdlib only, so importing any ``phaseflow.streams.local`` module stays cheap):
 ``ChildProcess`` runs one server process with its output in a log file, and ``BrokerError`` is
 what every launcher raises when a broker cannot be started.
 """

@@ -7,8 +7,8 @@ first start formats it, later starts reuse it (same cluster, same topics, same c
 the client port may change). ``restart()`` and ``kill()`` keep the data directory and the ports,
 so a test can crash and bring back "the same" broker.
 
-CLI: ``python -m streams.local.apache_kafka fetch|run [--port P] [--data-dir D] [--version V]``
-(``scripts/kafka-local`` wraps it).
+CLI: ``python -m phaseflow.streams.local.apache_kafka fetch|run [--port P] [--data-dir D] [--version
+V]`` (``scripts/kafka-local`` wraps it).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Self
 
-from streams.local import BrokerError, ChildProcess, LocalBroker, cache_root
-from streams.local.ports import free_port, metadata_ready, require_free, wait_until
+from phaseflow.streams.local import BrokerError, ChildProcess, LocalBroker, cache_root
+from phaseflow.streams.local.ports import free_port, metadata_ready, require_free, wait_until
 
 # 4.1.1 is what the test suite and the benchmarks were measured on; 4.4.0 also passed the
 # broker harness (produce/consume, group join, transactions) with aiokafka 0.14.

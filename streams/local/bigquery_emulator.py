@@ -21,8 +21,8 @@ from typing import Self
 
 import duckdb
 
-from streams.local import ChildProcess
-from streams.local.ports import free_port, port_open
+from phaseflow.streams.local import ChildProcess
+from phaseflow.streams.local.ports import free_port, port_open
 
 SPATIAL_WHEEL = "duckdb-extension-spatial"
 _POLL_SECONDS = 0.05

@@ -13,8 +13,8 @@ import importlib
 import time
 from typing import Any, Self
 
-from streams.local import BrokerError, LocalBroker
-from streams.local.ports import free_port, metadata_ready, wait_until
+from phaseflow.streams.local import BrokerError, LocalBroker
+from phaseflow.streams.local.ports import free_port, metadata_ready, wait_until
 
 DEFAULT_IMAGE = "apache/kafka:4.1.1"
 _CLIENT_PORT = 9092

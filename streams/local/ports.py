@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from streams.local import BrokerError
+from phaseflow.streams.local import BrokerError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,7 +29,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 async def _metadata_brokers(bootstrap: str, request_seconds: float) -> int:
-    # aiokafka is imported here so that importing streams.local stays cheap.
+    # aiokafka is imported here so that importing phaseflow.streams.local stays cheap.
     from aiokafka.client import AIOKafkaClient  # noqa: PLC0415
 
     timeout_ms = max(int(request_seconds * 1000), 500)

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Self
 
-from streams.local import BrokerError, ChildProcess, LocalBroker
-from streams.local.ports import free_port, metadata_ready, require_free, wait_until
+from phaseflow.streams.local import BrokerError, ChildProcess, LocalBroker
+from phaseflow.streams.local.ports import free_port, metadata_ready, require_free, wait_until
 
 # aiokafka consumer settings for a group on Tansu. session_timeout_ms=3000 makes a join take
 # 2 s (measured: 5.0 s with aiokafka's defaults; 3 consumers 2.0 s each); 2000 would give 1 s

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from streams.settings import Settings, settings_to_env
-from streams.worker import READY_LINE
+from phaseflow.streams.settings import Settings, settings_to_env
+from phaseflow.streams.worker import READY_LINE
 
 
 class WorkerProcess:
@@ -60,7 +60,7 @@ class WorkerProcess:
         env = {**os.environ, **settings_to_env(self._settings)}
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "phaseflow.streams.cli", "worker"],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=env,

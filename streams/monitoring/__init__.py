@@ -1,14 +1,14 @@
 """Monitoring (docs/lag-monitor.md): consumer lag so far."""
 
-from streams.monitoring.lag import (
+from phaseflow.streams.monitoring.lag import (
     KafkaAlertPublisher,
     LagMonitor,
     LagRow,
     build_alert,
     run_lag,
 )
-from streams.monitoring.lag_sampler import LagSampler, PartitionLag
-from streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagSample, LagStatus
+from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
+from phaseflow.streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagSample, LagStatus
 
 __all__ = [
     "KafkaAlertPublisher",

@@ -3,8 +3,8 @@
 The monitor watches the worker's own group (``app_id``) and ``lag_groups``. It starts with the
 app (an app task, retried while the broker is unreachable), stops before shutdown, publishes
 ``consumer_lag`` alerts through ``ctx.side_publisher`` (an alert is not the output of a consumed
-record, see streams.side_producer) and serves ``ctx.components["lag"]``: the own group's lag per
-(topic, partition) *assigned to this worker*, the shape streams/web expects for ``/lag``,
+record, see phaseflow.streams.side_producer) and serves ``ctx.components["lag"]``: the own group's
+lag per (topic, partition) *assigned to this worker*, the shape streams/web expects for ``/lag``,
 ``/ready`` and the lag gauge.
 
 Watchdog: when the own group has been STALL/STOP for a window and one of the stuck partitions
@@ -17,7 +17,7 @@ does not unblock, and seeking under a running agent races with its offset commit
 exactly_once, with its open transaction). A stuck partition owned by another worker is left to
 that worker's own watchdog. The prediction workers' and the sinks' groups stall while BigQuery
 is down; they have their own timeouts, retries and breakers and get the ``consumer_lag`` alert
-(the workers' group is watched by default, see ``streams.monitoring.lag.watched_groups``).
+(the workers' group is watched by default, see ``phaseflow.streams.monitoring.lag.watched_groups``).
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import Gauge
 
-from models.codec import encode
-from models.events import Alert
-from streams.clock import Clock, SystemClock
-from streams.dlq import DeadLetterTracker, format_age
-from streams.monitoring import recent_alerts
-from streams.monitoring.lag import LagMonitor, LagRow
-from streams.monitoring.lag_status import LagStatus
-from streams.topics import TopicName
-from streams.web.metrics import metrics_for
+from phaseflow.models.codec import encode
+from phaseflow.models.events import Alert
+from phaseflow.streams.clock import Clock, SystemClock
+from phaseflow.streams.dlq import DeadLetterTracker, format_age
+from phaseflow.streams.monitoring import recent_alerts
+from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
+from phaseflow.streams.monitoring.lag_status import LagStatus
+from phaseflow.streams.topics import TopicName
+from phaseflow.streams.web.metrics import metrics_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection
 
-    from streams.app import AppContext
-    from streams.web.metrics import LagSnapshot
+    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.web.metrics import LagSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The consumer-lag monitor (docs/lag-monitor.md) and the ``phaseflow lag`` command.
 
 :class:`LagMonitor` samples the watched groups every ``lag_sample_interval_seconds``, keeps a
-window of ``lag_window_seconds`` per partition (:mod:`streams.monitoring.lag_status` decides
-the statuses), publishes a ``consumer_lag`` alert when a group's status *changes* to WARN,
+window of ``lag_window_seconds`` per partition (:mod:`phaseflow.streams.monitoring.lag_status`
+decides the statuses), publishes a ``consumer_lag`` alert when a group's status *changes* to WARN,
 REWIND, STALL or STOP (never once per sample), exposes the current rows for metrics, and runs a
 watchdog: when this service's own group has been STALL/STOP for ``own_stall_after``, it calls
 ``on_own_stall()`` so the worker can restart its consumer.
@@ -23,15 +23,21 @@ from typing import Any, Protocol, TextIO
 from aiokafka import AIOKafkaProducer
 from pydantic import JsonValue
 
-from models.codec import encode
-from models.events import Alert, Severity
-from streams.clock import Clock, SystemClock
-from streams.lifecycle import AsyncService
-from streams.monitoring.lag_sampler import LagSampler, PartitionLag
-from streams.monitoring.lag_status import LagEvaluator, LagPolicy, LagStatus, Verdict, worst
-from streams.settings import Settings
-from streams.text_table import aligned_rows
-from streams.topics import TopicName
+from phaseflow.models.codec import encode
+from phaseflow.models.events import Alert, Severity
+from phaseflow.streams.clock import Clock, SystemClock
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
+from phaseflow.streams.monitoring.lag_status import (
+    LagEvaluator,
+    LagPolicy,
+    LagStatus,
+    Verdict,
+    worst,
+)
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.text_table import aligned_rows
+from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiokafka import ConsumerRecord
 
-from models.codec import EventDecodeError, decode
-from models.events import Alert
-from streams.topics import TopicFollower, TopicName
+from phaseflow.models.codec import EventDecodeError, decode
+from phaseflow.models.events import Alert
+from phaseflow.streams.topics import TopicFollower, TopicName
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
-    from streams.settings import Settings
+    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from models.events import Event, Text, Timestamp
+from phaseflow.models.events import Event, Text, Timestamp
 
 
 class AuditRecord(Event):

@@ -13,7 +13,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agents.phase_timing import DateTiming
+from phaseflow.agents.phase_timing import DateTiming
 
 
 class PhaseTimingCollector(Collector):

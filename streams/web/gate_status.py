@@ -8,9 +8,9 @@ shows it as REJECTED, with the gate's reason recomputed from the same state.
 
 from __future__ import annotations
 
-from agents.readiness_state import PhaseState
-from agents.rules import gate_failure
-from streams.registry import PhaseSpec
+from phaseflow.agents.readiness_state import PhaseState
+from phaseflow.agents.rules import gate_failure
+from phaseflow.streams.registry import PhaseSpec
 
 
 def gate_rejection(spec: PhaseSpec, state: PhaseState) -> str | None:

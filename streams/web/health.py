@@ -12,7 +12,7 @@ from typing import Final
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
-from streams.web.metrics import LagSnapshot
+from phaseflow.streams.web.metrics import LagSnapshot
 
 #: How long one broker probe may take before the broker counts as unreachable.
 PROBE_TIMEOUT_SECONDS: Final = 2.0

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streams.recovery_progress import record_finished_recoveries, recovery_state
-from streams.web.auth import ApiKeys
-from streams.web.health import ReadinessCheck, probe_broker
-from streams.web.metrics import metrics_for
-from streams.web.ratelimit import RateLimiter
-from streams.web.views import ROUTES, HttpApi, lag_snapshot
+from phaseflow.streams.recovery_progress import record_finished_recoveries, recovery_state
+from phaseflow.streams.web.auth import ApiKeys
+from phaseflow.streams.web.health import ReadinessCheck, probe_broker
+from phaseflow.streams.web.metrics import metrics_for
+from phaseflow.streams.web.ratelimit import RateLimiter
+from phaseflow.streams.web.views import ROUTES, HttpApi, lag_snapshot
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 
 def install(ctx: AppContext) -> HttpApi:

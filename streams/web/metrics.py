@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 __all__ = ["CONTENT_TYPE_LATEST", "LagSnapshot", "Metrics", "metrics_for"]
 

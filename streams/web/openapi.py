@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
-from models.events import PhaseCompletion
+from phaseflow.models.events import PhaseCompletion
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _JSON_OBJECT: Final = {"type": "object"}

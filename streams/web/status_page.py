@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Final
 
-from streams.dlq import format_age
-from streams.web.status_summary import (
+from phaseflow.streams.dlq import format_age
+from phaseflow.streams.web.status_summary import (
     AlertLine,
     DateSummary,
     DeadLetterSummary,

@@ -15,8 +15,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from models.events import Alert, DeadLetter
-from streams.dlq import format_age
+from phaseflow.models.events import Alert, DeadLetter
+from phaseflow.streams.dlq import format_age
 
 #: Game dates the page shows when none is asked for: the latest ones in the readiness table.
 RECENT_DATES = 3
@@ -177,7 +177,7 @@ def deadline_text(deadline: datetime | None, now: datetime) -> str | None:
 
 
 class LagHistorySource(Protocol):
-    """What the summary reads from :class:`streams.monitoring.lag.LagMonitor`."""
+    """What the summary reads from :class:`phaseflow.streams.monitoring.lag.LagMonitor`."""
 
     groups: list[str]
 
@@ -187,7 +187,7 @@ class LagHistorySource(Protocol):
 
 
 class DeadLetterSource(Protocol):
-    """What the summary reads from :class:`streams.dlq.DeadLetterTracker`."""
+    """What the summary reads from :class:`phaseflow.streams.dlq.DeadLetterTracker`."""
 
     @property
     def unreplayed(self) -> int: ...
@@ -198,7 +198,8 @@ class DeadLetterSource(Protocol):
 
 
 class AlertSource(Protocol):
-    """What the summary reads from :class:`streams.monitoring.recent_alerts.RecentAlerts`."""
+    """What the summary reads from
+    :class:`phaseflow.streams.monitoring.recent_alerts.RecentAlerts`."""
 
     def recent(self, now: datetime) -> list[Alert]: ...
 

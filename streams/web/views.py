@@ -23,27 +23,27 @@ from aiohttp import web
 from faust.web import View
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 
-from agents.phase_order import blocking_phase
-from agents.phase_timing import date_timing, sla_breached
-from agents.readiness_state import PhaseState
-from models.codec import EventDecodeError, decode, encode
-from models.events import GameDate, Identifier, Phase, PhaseCompletion, RerunRequest, Text
-from streams.deployment import identity_summary
-from streams.registry import Registry
-from streams.topics import TopicName
-from streams.web.audit import audit_record
-from streams.web.auth import ApiKeys, presented_key
-from streams.web.dependency_errors import dependency_failure
-from streams.web.gate_status import gate_rejection
-from streams.web.health import ReadinessCheck
-from streams.web.metrics import CONTENT_TYPE_LATEST, LagSnapshot, Metrics
-from streams.web.openapi import openapi_document
-from streams.web.ratelimit import RateLimiter
-from streams.web.status_page import render_status_page
-from streams.web.status_summary import StatusSummary, build_summary, recent_game_dates
+from phaseflow.agents.phase_order import blocking_phase
+from phaseflow.agents.phase_timing import date_timing, sla_breached
+from phaseflow.agents.readiness_state import PhaseState
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import GameDate, Identifier, Phase, PhaseCompletion, RerunRequest, Text
+from phaseflow.streams.deployment import identity_summary
+from phaseflow.streams.registry import Registry
+from phaseflow.streams.topics import TopicName
+from phaseflow.streams.web.audit import audit_record
+from phaseflow.streams.web.auth import ApiKeys, presented_key
+from phaseflow.streams.web.dependency_errors import dependency_failure
+from phaseflow.streams.web.gate_status import gate_rejection
+from phaseflow.streams.web.health import ReadinessCheck
+from phaseflow.streams.web.metrics import CONTENT_TYPE_LATEST, LagSnapshot, Metrics
+from phaseflow.streams.web.openapi import openapi_document
+from phaseflow.streams.web.ratelimit import RateLimiter
+from phaseflow.streams.web.status_page import render_status_page
+from phaseflow.streams.web.status_summary import StatusSummary, build_summary, recent_game_dates
 
 if TYPE_CHECKING:
-    from streams.app import AppContext
+    from phaseflow.streams.app import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class HttpApi:
 
         An HTTP caller must learn whether the record is durable. The side producer is used, not
         the app's: under exactly_once the app's producer would hold the record in a partition's
-        transaction until that partition next commits (see streams.side_producer).
+        transaction until that partition next commits (see phaseflow.streams.side_producer).
         """
         try:
             async with asyncio.timeout(self.send_timeout):
@@ -424,8 +424,8 @@ def phase_status(
 
 
 def _held_by(registry: Registry, state: PhaseState, states: Mapping[int, PhaseState]) -> int | None:
-    """The earlier phase that must fire before this one may (agents.phase_order); shown for a
-    phase that has completions and has not fired."""
+    """The earlier phase that must fire before this one may (phaseflow.agents.phase_order); shown
+    for a phase that has completions and has not fired."""
     if state.trigger is not None or not state.processors or not registry.phase(state.phase).gated:
         return None
     return blocking_phase(registry, state, states.get(state.phase - 1))
@@ -435,7 +435,7 @@ def date_latency(
     registry: Registry, table: Mapping[str, Any], game_date: date, today: date
 ) -> dict[str, Any]:
     """End to end for ``game_date``: its first completion (phase 1's) to the last phase's
-    completion (see :mod:`agents.phase_timing`)."""
+    completion (see :mod:`phaseflow.agents.phase_timing`)."""
     states = _date_states(registry, table, game_date)
     # The SLA is not part of this summary, so any zone will do.
     timing = date_timing(registry, states, game_date, today=today, zone=ZoneInfo("UTC"))

@@ -14,9 +14,9 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
-from sinks.retry import library_retry
-from streams.settings import Settings
-from streams.topics import TopicName
+from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
 from tests.fixtures.prediction_keys import expected_prediction_keys as prediction_keys
 
 PLAYERS = 450

@@ -19,15 +19,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from models.events import PhaseTrigger
-from streams.local.apache_kafka import ApacheKafka
-from streams.local.ports import free_port
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.registry import load_registry
-from streams.settings import Settings
-from streams.simulation import TriggerReader, phase_completions
-from streams.topics import ensure_topics
+from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.local.apache_kafka import ApacheKafka
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import TriggerReader, phase_completions
+from phaseflow.streams.topics import ensure_topics
 from tests.chaos.probes import ReadyWatch
 from tests.chaos.report import ChaosReport
 from tests.integration.test_readiness_faults import (

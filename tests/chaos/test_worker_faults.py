@@ -27,28 +27,28 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from google.cloud import bigquery
 
-from models.codec import encode
-from models.events import PhaseTrigger, Prediction
-from sinks.bigquery_client import ensure_dataset
-from sinks.install import SINK_LABEL
-from sinks.merge_sql import TARGET_TABLE
-from streams.dlq import LetterFilter, read_letters, replay_command
-from streams.local.bigquery_emulator import BigQueryEmulator
-from streams.local.fault_proxy import FaultProxy
-from streams.local.ports import free_port
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.registry import load_registry
-from streams.seed import seed
-from streams.settings import Settings
-from streams.simulation import (
+from phaseflow.models.codec import encode
+from phaseflow.models.events import PhaseTrigger, Prediction
+from phaseflow.sinks.bigquery_client import ensure_dataset
+from phaseflow.sinks.install import SINK_LABEL
+from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams.dlq import LetterFilter, read_letters, replay_command
+from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from phaseflow.streams.local.fault_proxy import FaultProxy
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import (
     TopicReader,
     TriggerReader,
     make_completion,
     phase_completions,
     simulate_day,
 )
-from streams.topics import TopicName, ensure_topics
+from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.chaos.probes import (
     PLAYERS,
     ReadyWatch,

@@ -36,9 +36,9 @@ from google.api_core.exceptions import BadRequest, RetryError
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from sinks.bigquery_client import make_bigquery_client
-from streams.local.bigquery_emulator import BigQueryEmulator
-from streams.settings import Settings
+from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from phaseflow.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from models.events import PhaseCompletion
-from streams.local.ports import free_port
-from streams.settings import Settings, settings_to_env
-from streams.simulation import TopicReader
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.settings import Settings, settings_to_env
+from phaseflow.streams.simulation import TopicReader
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-01-05"
@@ -35,7 +35,7 @@ class Run:
 
 def phaseflow(*args: str, env: dict[str, str]) -> Run:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "phaseflow.streams.cli", *args],
         capture_output=True,
         text=True,
         env=env,

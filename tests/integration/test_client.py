@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from models.codec import decode
-from models.events import PhaseCompletion
-from streams.client import ClientSettings, CompletionPublisher
-from streams.local.worker_process import WorkerProcess
-from streams.settings import Settings
-from streams.simulation import TriggerReader, make_completion
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.codec import decode
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.client import ClientSettings, CompletionPublisher
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import TriggerReader, make_completion
+from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.brokers import Broker
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -21,15 +21,15 @@ from typing import Any
 import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
-from models.events import RerunRequest
-from streams.broker_probe import probe_broker
-from streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
-from streams.local.worker_process import WorkerProcess
-from streams.monitoring.lag_sampler import LagSampler
-from streams.publish import CompletionPublisher
-from streams.settings import Settings, settings_to_env
-from streams.simulation import TopicReader, TriggerReader, make_completion
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.events import RerunRequest
+from phaseflow.streams.broker_probe import probe_broker
+from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.monitoring.lag_sampler import LagSampler
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.settings import Settings, settings_to_env
+from phaseflow.streams.simulation import TopicReader, TriggerReader, make_completion
+from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.integration.test_first_path import PHASE2_REQUIRED
 from tests.integration.test_readiness_faults import SHORT_DEADLINES
 
@@ -151,7 +151,7 @@ def tansu_settings(
 
 def run_worker_until_exit(settings: Settings) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "phaseflow.streams.cli", "worker"],
         env={**os.environ, **settings_to_env(settings)},
         capture_output=True,
         text=True,

@@ -10,11 +10,18 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from streams.dlq import Letter, LetterFilter, list_command, read_letters, read_topic, replay_command
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.settings import Settings
-from streams.topics import TopicName, ensure_topics
+from phaseflow.streams.dlq import (
+    Letter,
+    LetterFilter,
+    list_command,
+    read_letters,
+    read_topic,
+    replay_command,
+)
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 GAME_DATE = date(2026, 2, 1)
 

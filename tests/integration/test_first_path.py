@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Callable
 from datetime import date
 
-from models.codec import encode
-from models.events import PhaseTrigger
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.settings import Settings
-from streams.simulation import TriggerReader, make_completion
-from streams.topics import ensure_topics
+from phaseflow.models.codec import encode
+from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import TriggerReader, make_completion
+from phaseflow.streams.topics import ensure_topics
 
 GAME_DATE = date(2026, 1, 15)
 PHASE2_REQUIRED = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores"]
@@ -54,8 +54,8 @@ async def test_a_whole_simulated_day_fires_each_phase_once_in_order(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], WorkerProcess],
 ) -> None:
-    from streams.registry import load_registry
-    from streams.simulation import simulate_day
+    from phaseflow.streams.registry import load_registry
+    from phaseflow.streams.simulation import simulate_day
 
     settings = make_settings()
     await ensure_topics(settings)

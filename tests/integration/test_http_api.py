@@ -23,13 +23,13 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.codec import decode
-from streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
-from streams.local.worker_process import WorkerProcess
-from streams.settings import Settings
-from streams.topics import TopicName, ensure_topics
-from streams.web.audit import AuditRecord
-from streams.web.auth import key_id
+from phaseflow.models.codec import decode
+from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName, ensure_topics
+from phaseflow.streams.web.audit import AuditRecord
+from phaseflow.streams.web.auth import key_id
 from tests.integration.test_first_path import PHASE2_REQUIRED, read_triggers
 
 OLD_KEY = "old-key-7f3a9c1e5b2d"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.local.apache_kafka import ApacheKafka
-from streams.local.ports import free_port, port_open
+from phaseflow.streams.local.apache_kafka import ApacheKafka
+from phaseflow.streams.local.ports import free_port, port_open
 
 
 async def _create_topic(bootstrap: str, name: str) -> None:

@@ -12,13 +12,13 @@ from datetime import timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from models.codec import decode
-from models.events import Alert
-from streams.monitoring.lag import KafkaAlertPublisher, LagMonitor, LagRow, run_lag
-from streams.monitoring.lag_sampler import LagSampler, PartitionLag
-from streams.monitoring.lag_status import LagStatus
-from streams.settings import Settings
-from streams.topics import TopicName
+from phaseflow.models.codec import decode
+from phaseflow.models.events import Alert
+from phaseflow.streams.monitoring.lag import KafkaAlertPublisher, LagMonitor, LagRow, run_lag
+from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
+from phaseflow.streams.monitoring.lag_status import LagStatus
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
 from tests.fixtures.brokers import Broker
 
 TIMEOUT = 60.0
@@ -193,7 +193,7 @@ async def test_stall_then_stop_raises_alerts_and_the_watchdog(
 
 
 def _kafka_tool_describe(broker: Broker, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
-    from streams.local.apache_kafka import CONSUMER_GROUP_COMMAND, ApacheKafka
+    from phaseflow.streams.local.apache_kafka import CONSUMER_GROUP_COMMAND, ApacheKafka
 
     kafka = broker.handle
     assert isinstance(kafka, ApacheKafka)

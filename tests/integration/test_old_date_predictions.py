@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 from google.cloud import bigquery
 
-from agents.predictions.coordinator import PROCESSOR
-from models.events import PhaseCompletion
-from streams.local.worker_process import WorkerProcess
-from streams.rerun import rerun_command
-from streams.seed import seed
-from streams.settings import Settings
-from streams.simulation import TopicReader
-from streams.topics import TopicName, ensure_topics
+from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.rerun import rerun_command
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import TopicReader
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 OLD_DAY = datetime.now(UTC).date() - timedelta(days=9)  # default retention_days is 7
 PLAYERS = 20

@@ -13,17 +13,23 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.codec import decode, encode
-from models.events import Alert, DeadLetter, PhaseCompletion, RerunRequest
-from streams.dlq import LetterFilter, list_command, read_letters, read_topic, replay_command
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.registry import load_registry
-from streams.rerun import plan_reruns, rerun_command
-from streams.settings import Settings
-from streams.side_producer import SideProducer
-from streams.simulation import TopicReader, TriggerReader, make_completion
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import Alert, DeadLetter, PhaseCompletion, RerunRequest
+from phaseflow.streams.dlq import (
+    LetterFilter,
+    list_command,
+    read_letters,
+    read_topic,
+    replay_command,
+)
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.rerun import plan_reruns, rerun_command
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
+from phaseflow.streams.simulation import TopicReader, TriggerReader, make_completion
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 ZONE = ZoneInfo("America/New_York")
 # Yesterday in the pipeline's zone: overnight mode, every required processor expected.

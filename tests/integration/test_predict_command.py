@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
-from agents.predictions.commands import predict_from_cli
-from streams.local.worker_process import WorkerProcess
-from streams.seed import seed
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from phaseflow.agents.predictions.commands import predict_from_cli
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

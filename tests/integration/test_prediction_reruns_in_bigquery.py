@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from google.cloud import bigquery
 
-from models.events import Prediction
-from sinks.bigquery_predictions import PredictionSink
-from streams.settings import Settings
+from phaseflow.models.events import Prediction
+from phaseflow.sinks.bigquery_predictions import PredictionSink
+from phaseflow.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -18,16 +18,16 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from models.codec import decode, encode
-from models.events import DeadLetter, Prediction
-from sinks.base import SinkFlushError, SinkMetrics
-from sinks.bigquery_client import make_bigquery_client
-from sinks.bigquery_predictions import PredictionSink
-from sinks.predictions_consumer import PredictionSinkRunner
-from sinks.retry import RetryPolicy
-from streams.local.bigquery_emulator import BigQueryEmulator
-from streams.settings import Settings
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import DeadLetter, Prediction
+from phaseflow.sinks.base import SinkFlushError, SinkMetrics
+from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.sinks.bigquery_predictions import PredictionSink
+from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
+from phaseflow.sinks.retry import RetryPolicy
+from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.brokers import Broker
 
 pytestmark = pytest.mark.integration

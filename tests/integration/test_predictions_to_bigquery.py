@@ -18,17 +18,17 @@ from datetime import UTC, date, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.cloud import bigquery
 
-from agents.predictions.coordinator import PROCESSOR
-from agents.predictions.messages import make_command
-from models.codec import decode, encode
-from models.events import PhaseCompletion, PhaseTrigger
-from sinks.merge_sql import TARGET_TABLE
-from sinks.retry import library_retry
-from streams.local.worker_process import WorkerProcess
-from streams.seed import seed
-from streams.settings import Settings
-from streams.side_producer import SideProducer
-from streams.topics import TopicName, ensure_topics
+from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.messages import make_command
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import PhaseCompletion, PhaseTrigger
+from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.seed import seed
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
+from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.prediction_keys import expected_prediction_keys
 from tests.integration.test_predictions_path import PLAYERS, read_topic
 

@@ -18,14 +18,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from models.codec import encode
-from models.events import DeadLetter, PhaseTrigger, RerunRequest
-from streams.local.worker_process import WorkerProcess
-from streams.publish import CompletionPublisher
-from streams.registry import Registry, load_registry
-from streams.settings import Settings
-from streams.simulation import TopicReader, TriggerReader, make_completion, phase_completions
-from streams.topics import TopicName, ensure_topics
+from phaseflow.models.codec import encode
+from phaseflow.models.events import DeadLetter, PhaseTrigger, RerunRequest
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import (
+    TopicReader,
+    TriggerReader,
+    make_completion,
+    phase_completions,
+)
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 GAME_DATE = date(2026, 2, 1)
 TODAY = date(2026, 2, 2)

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.envelope import Origin
-from agents.predictions.request_consumer import PredictionRequestConsumer
-from streams.settings import Settings
-from streams.topics import TopicName, ensure_topics
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName, ensure_topics
 
 RECORDS = 240
 

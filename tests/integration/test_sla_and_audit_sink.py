@@ -15,14 +15,14 @@ import pytest
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.events import Alert
-from sinks.bigquery_audit import AUDIT_TABLE, AuditSink
-from streams.local.worker_process import WorkerProcess
-from streams.settings import Settings
-from streams.simulation import TopicReader
-from streams.topics import TopicName, ensure_topics
-from streams.web.audit import audit_record
-from streams.web.auth import key_id
+from phaseflow.models.events import Alert
+from phaseflow.sinks.bigquery_audit import AUDIT_TABLE, AuditSink
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.simulation import TopicReader
+from phaseflow.streams.topics import TopicName, ensure_topics
+from phaseflow.streams.web.audit import audit_record
+from phaseflow.streams.web.auth import key_id
 from tests.fixtures.polling import poll
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from typing import Any, Final
 
 import orjson
 
-from agents.predictions.bq import QueryError, QueryRunner
-from agents.predictions.source import SourceRow
-from streams.topics import TopicName
+from phaseflow.agents.predictions.bq import QueryError, QueryRunner
+from phaseflow.agents.predictions.source import SourceRow
+from phaseflow.streams.topics import TopicName
 
 T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 DAY = date(2026, 1, 15)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agents.envelope import Origin
-from agents.readiness import ReadinessProcessor
-from models.codec import decode, encode
-from models.events import Alert, DeadLetter, PhaseTrigger, RerunRequest
-from streams.clock import ManualClock
-from streams.registry import Registry, load_registry
-from streams.simulation import make_completion
-from streams.topics import TopicName
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.readiness import ReadinessProcessor
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import Alert, DeadLetter, PhaseTrigger, RerunRequest
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.simulation import make_completion
+from phaseflow.streams.topics import TopicName
 
 GAME_DATE = date(2026, 3, 10)
 NOW = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # the morning after: overnight mode

@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 from datetime import UTC, date, datetime, timedelta
 
-from models.events import PhaseTrigger
-from streams.backfill import follow_phases
-from streams.registry import load_registry
-from streams.rerun import rerun_command
-from streams.settings import Settings
+from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.backfill import follow_phases
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.rerun import rerun_command
+from phaseflow.streams.settings import Settings
 
 DATES = [date(2026, 3, 1), date(2026, 3, 2)]
 AT = datetime(2026, 3, 20, 14, 0, tzinfo=UTC)

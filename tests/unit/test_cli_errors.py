@@ -16,9 +16,9 @@ from google.api_core.exceptions import NotFound, RetryError
 from google.auth.exceptions import DefaultCredentialsError
 from pydantic import ValidationError
 
-from models.events import PhaseCompletion
-from streams.cli import main
-from streams.cli_errors import (
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.cli import main
+from phaseflow.streams.cli_errors import (
     EXIT_BAD_INPUT,
     EXIT_UNAVAILABLE,
     BadInputError,
@@ -27,14 +27,14 @@ from streams.cli_errors import (
     load_settings,
     run_command,
 )
-from streams.client import BrokerUnavailableError
-from streams.lifecycle import AsyncService
-from streams.local.ports import free_port
-from streams.publish import CompletionPublisher, publish_from_cli, registry_problem
-from streams.reachability import require_bigquery, require_broker
-from streams.registry import RegistryError, load_registry, parse_registry
-from streams.settings import Settings
-from streams.side_producer import SideProducer
+from phaseflow.streams.client import BrokerUnavailableError
+from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.publish import CompletionPublisher, publish_from_cli, registry_problem
+from phaseflow.streams.reachability import require_bigquery, require_broker
+from phaseflow.streams.registry import RegistryError, load_registry, parse_registry
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.side_producer import SideProducer
 
 CLOSED = f"127.0.0.1:{free_port()}"
 

@@ -1,4 +1,5 @@
-"""The processors' client (streams.client): light imports, settings, checks before sending."""
+"""The processors' client (phaseflow.streams.client): light imports, settings, checks before
+sending."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from models.events import PhaseCompletion
-from streams import publish as publish_command
-from streams.broker_probe import BrokerProbeError
-from streams.client import (
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams import publish as publish_command
+from phaseflow.streams.broker_probe import BrokerProbeError
+from phaseflow.streams.client import (
     BrokerUnavailableError,
     ClientSettings,
     CompletionPublisher,
@@ -22,7 +23,7 @@ from streams.client import (
     InvalidCompletionError,
     validate_completion,
 )
-from streams.settings import Settings
+from phaseflow.streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 #: Nothing listens on port 1: connecting is refused at once.
@@ -30,12 +31,12 @@ NOBODY_LISTENS = "127.0.0.1:1"
 
 _IMPORTS_OF_THE_CLIENT = """
 import sys
-import streams.client
+import phaseflow.streams.client
 heavy = sorted(
     name for name in sys.modules
     if name.split(".")[0] in ("faust", "mode")
     or name == "google.cloud.bigquery" or name.startswith("google.cloud.bigquery.")
-    or name == "streams.settings"
+    or name == "phaseflow.streams.settings"
 )
 print(",".join(heavy))
 """

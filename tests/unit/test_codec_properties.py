@@ -15,8 +15,8 @@ from faust.serializers import codecs as faust_codecs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.codec import EventDecodeError, decode, encode
-from models.events import (
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import (
     ALERT_KINDS,
     COMPLETION_STATUSES,
     EVENT_MODELS,
@@ -33,7 +33,7 @@ from models.events import (
     PredictionRequest,
     RerunRequest,
 )
-from streams.codecs import OrjsonCodec, register_orjson_codec
+from phaseflow.streams.codecs import OrjsonCodec, register_orjson_codec
 
 # --- strategies -----------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agents.backlog import BACKLOG_HOLD_LIMIT, CompletionBacklog
-from streams.clock import ManualClock
+from phaseflow.agents.backlog import BACKLOG_HOLD_LIMIT, CompletionBacklog
+from phaseflow.streams.clock import ManualClock
 from tests.unit.readiness_harness import NOW
 
 SECOND = timedelta(seconds=1)

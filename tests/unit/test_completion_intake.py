@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agents.intake import DropReason, IntakeCounter
-from agents.readiness import ReadinessProcessor
-from agents.readiness_agent import LOG_APPEND_TIME, IntakeMetrics, record_time
-from models.codec import encode
-from streams.simulation import make_completion
-from streams.web.metrics import Metrics
+from phaseflow.agents.intake import DropReason, IntakeCounter
+from phaseflow.agents.readiness import ReadinessProcessor
+from phaseflow.agents.readiness_agent import LOG_APPEND_TIME, IntakeMetrics, record_time
+from phaseflow.models.codec import encode
+from phaseflow.streams.simulation import make_completion
+from phaseflow.streams.web.metrics import Metrics
 from tests.unit.readiness_harness import GAME_DATE, ORIGIN, Harness
 
 PHASE4 = [

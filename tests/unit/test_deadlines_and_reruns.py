@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.codec import encode
-from streams.registry import load_registry, parse_registry
-from streams.simulation import make_completion
+from phaseflow.models.codec import encode
+from phaseflow.streams.registry import load_registry, parse_registry
+from phaseflow.streams.simulation import make_completion
 from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 
 PHASE4 = [

@@ -15,12 +15,12 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.predictions.messages import decode_progress
-from agents.readiness_state import ReadinessTick
-from models.codec import EventDecodeError, decode
-from models.phases import parse_phase
-from streams.dlq import parse_age
-from streams.registry import parse_duration
+from phaseflow.agents.predictions.messages import decode_progress
+from phaseflow.agents.readiness_state import ReadinessTick
+from phaseflow.models.codec import EventDecodeError, decode
+from phaseflow.models.phases import parse_phase
+from phaseflow.streams.dlq import parse_age
+from phaseflow.streams.registry import parse_duration
 
 json_values = st.recursive(
     st.none()

@@ -15,8 +15,8 @@ from aiohttp.test_utils import make_mocked_request
 from aiokafka.errors import KafkaConnectionError, UnknownError
 from google.api_core.exceptions import ServiceUnavailable
 
-from streams.app import build_app
-from streams.broker_probe import (
+from phaseflow.streams.app import build_app
+from phaseflow.streams.broker_probe import (
     BrokerCapabilities,
     BrokerProbeError,
     Capability,
@@ -24,15 +24,15 @@ from streams.broker_probe import (
     probe_broker,
     probe_transactional_id,
 )
-from streams.clock import ManualClock
-from streams.delivery import DeliverySettingError, resolve_delivery
-from streams.deployment import identity_line
-from streams.local.ports import free_port
-from streams.settings import Settings, settings_table, settings_to_env
-from streams.status import format_status
-from streams.web.dependency_errors import dependency_failure
-from streams.web.status_summary import StatusSummary
-from streams.web.views import RerunsView
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.delivery import DeliverySettingError, resolve_delivery
+from phaseflow.streams.deployment import identity_line
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.settings import Settings, settings_table, settings_to_env
+from phaseflow.streams.status import format_status
+from phaseflow.streams.web.dependency_errors import dependency_failure
+from phaseflow.streams.web.status_summary import StatusSummary
+from phaseflow.streams.web.views import RerunsView
 from tests.unit.test_status_page import full_summary
 
 KAFKA = BrokerCapabilities(

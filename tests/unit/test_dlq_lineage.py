@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agents.envelope import REPLAY_OF_HEADER, Origin, dead_letter
-from models.codec import decode, encode
-from models.events import DeadLetter
-from streams.cli import _parser
-from streams.dlq import Letter, Lineage, failed_again, format_letters, summary, to_replay
+from phaseflow.agents.envelope import REPLAY_OF_HEADER, Origin, dead_letter
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import DeadLetter
+from phaseflow.streams.cli import _parser
+from phaseflow.streams.dlq import Letter, Lineage, failed_again, format_letters, summary, to_replay
 from tests.unit.readiness_harness import ORIGIN, Harness
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

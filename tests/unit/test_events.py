@@ -11,8 +11,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from models.codec import EventDecodeError, decode, encode
-from models.events import (
+from phaseflow.models.codec import EventDecodeError, decode, encode
+from phaseflow.models.events import (
     Alert,
     DeadLetter,
     PhaseCompletion,
@@ -22,7 +22,7 @@ from models.events import (
     RerunRequest,
     line_text,
 )
-from models.phases import parse_phase, phase_label
+from phaseflow.models.phases import parse_phase, phase_label
 
 NOW = datetime(2024, 1, 15, 18, 30, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.local.fault_proxy import FaultProxy, ProxyMode
+from phaseflow.streams.local.fault_proxy import FaultProxy, ProxyMode
 
 
 class _Echo(socketserver.BaseRequestHandler):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streams.status import format_status
-from streams.web.status_page import render_status_page
-from streams.web.status_summary import StatusSummary, build_summary, phase_condition
-from streams.web.views import phase_status
+from phaseflow.streams.status import format_status
+from phaseflow.streams.web.status_page import render_status_page
+from phaseflow.streams.web.status_summary import StatusSummary, build_summary, phase_condition
+from phaseflow.streams.web.views import phase_status
 from tests.unit.readiness_harness import GAME_DATE, NOW, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.local import BrokerError
-from streams.local.apache_kafka import ApacheKafka, main
+from phaseflow.streams.local import BrokerError
+from phaseflow.streams.local.apache_kafka import ApacheKafka, main
 
 REPO = Path(__file__).resolve().parents[2]
 

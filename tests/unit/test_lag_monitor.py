@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.events import Alert
-from streams.cli import _parser
-from streams.clock import ManualClock
-from streams.monitoring.lag import LagMonitor, format_table, watched_groups
-from streams.monitoring.lag_sampler import PartitionLag
-from streams.monitoring.lag_status import LagStatus
-from streams.settings import Settings
+from phaseflow.models.events import Alert
+from phaseflow.streams.cli import _parser
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.monitoring.lag import LagMonitor, format_table, watched_groups
+from phaseflow.streams.monitoring.lag_sampler import PartitionLag
+from phaseflow.streams.monitoring.lag_status import LagStatus
+from phaseflow.streams.settings import Settings
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STEP = timedelta(seconds=5)

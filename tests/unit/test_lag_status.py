@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.clock import ManualClock
-from streams.monitoring.lag_status import (
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.monitoring.lag_status import (
     LagEvaluator,
     LagPolicy,
     LagSample,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from google.cloud import bigquery
 
-from sinks.merge_sql import (
+from phaseflow.sinks.merge_sql import (
     COLUMNS,
     KEY_COLUMNS,
     PREDICTION_SCHEMA,

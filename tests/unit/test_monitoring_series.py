@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.predictions.systems import MovingAverageBaseline
-from agents.readiness_agent import observe_phase_duration
-from streams.registry import SystemSpec
-from streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
-from streams.web.metrics import Metrics
-from streams.web.views import date_latency, phase_status
+from phaseflow.agents.predictions.systems import MovingAverageBaseline
+from phaseflow.agents.readiness_agent import observe_phase_duration
+from phaseflow.streams.registry import SystemSpec
+from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
+from phaseflow.streams.web.metrics import Metrics
+from phaseflow.streams.web.views import date_latency, phase_status
 from tests.unit.readiness_harness import Harness
 from tests.unit.test_phase_timing import _complete_phase
 from tests.unit.test_prediction_worker import Broken, make_worker, raw_requests

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from faust.types import TP
 
-from models.codec import encode
-from models.events import DeadLetter, RerunRequest
-from streams.app import build_app
-from streams.cli import _parser
-from streams.dlq import (
+from phaseflow.models.codec import encode
+from phaseflow.models.events import DeadLetter, RerunRequest
+from phaseflow.streams.app import build_app
+from phaseflow.streams.cli import _parser
+from phaseflow.streams.dlq import (
     DeadLetterTracker,
     Letter,
     LetterFilter,
@@ -23,14 +23,14 @@ from streams.dlq import (
     summary,
     unreplayed,
 )
-from streams.monitoring.install import OwnConsumerStalledError, own_lag, stuck_here
-from streams.monitoring.lag import LagMonitor, LagRow
-from streams.monitoring.lag_status import LagStatus
-from streams.progress import ProgressBar
-from streams.registry import load_registry
-from streams.rerun import MAX_DAYS, RerunPlanError, date_range, plan_reruns
-from streams.settings import Settings
-from streams.topics import TopicName
+from phaseflow.streams.monitoring.install import OwnConsumerStalledError, own_lag, stuck_here
+from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
+from phaseflow.streams.monitoring.lag_status import LagStatus
+from phaseflow.streams.progress import ProgressBar
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.rerun import MAX_DAYS, RerunPlanError, date_range, plan_reruns
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicName
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -222,8 +222,8 @@ def test_rerun_phase_is_mode_aware() -> None:
 
 
 def test_rerun_backfill_asks_the_first_gated_phase_of_every_date() -> None:
-    # Phase by phase: later phases start from their triggers (streams.backfill), so only the
-    # first gated phase gets requests (it used to be every gated phase at the same moment).
+    # Phase by phase: later phases start from their triggers (phaseflow.streams.backfill), so only
+    # the first gated phase gets requests (it used to be every gated phase at the same moment).
     start, end = date(2026, 3, 1), date(2026, 3, 3)
     requests = plan_reruns(
         REGISTRY,

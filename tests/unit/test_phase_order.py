@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from streams.registry import parse_registry
-from streams.web.status_summary import PhaseSummary, phase_condition
-from streams.web.views import phase_status
+from phaseflow.streams.registry import parse_registry
+from phaseflow.streams.web.status_summary import PhaseSummary, phase_condition
+from phaseflow.streams.web.views import phase_status
 from tests.unit.readiness_harness import GAME_DATE, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()

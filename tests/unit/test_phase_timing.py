@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from agents.phase_timing import DateTiming, date_timing, sla_due_at
-from agents.readiness_state import PhaseState
-from models.codec import encode
-from streams.registry import Registry, load_registry
-from streams.simulation import make_completion, phase_completions
+from phaseflow.agents.phase_timing import DateTiming, date_timing, sla_due_at
+from phaseflow.agents.readiness_state import PhaseState
+from phaseflow.models.codec import encode
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.simulation import make_completion, phase_completions
 from tests.unit.readiness_harness import ORIGIN, Harness
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from agents.predictions.commands import describe_completion
-from agents.predictions.coordinator import Coordinator
-from agents.predictions.messages import make_command
-from models.codec import decode
-from models.events import PhaseCompletion
-from streams.clock import ManualClock
-from streams.registry import load_registry
-from streams.topics import TopicName
+from phaseflow.agents.predictions.commands import describe_completion
+from phaseflow.agents.predictions.coordinator import Coordinator
+from phaseflow.agents.predictions.messages import make_command
+from phaseflow.models.codec import decode
+from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.topics import TopicName
 from tests.unit.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
 
 

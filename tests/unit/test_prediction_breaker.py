@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agents.predictions.breaker import CircuitBreaker
-from streams.clock import ManualClock
+from phaseflow.agents.predictions.breaker import CircuitBreaker
+from phaseflow.streams.clock import ManualClock
 from tests.unit.prediction_fakes import T0
 
 

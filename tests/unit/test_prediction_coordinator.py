@@ -8,21 +8,21 @@ from decimal import Decimal
 
 import pytest
 
-from agents.envelope import Origin
-from agents.predictions.coordinator import (
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.predictions.coordinator import (
     DEFAULT_BATCH_DEADLINE,
     BatchAlreadyRunningError,
     BatchNotRunningError,
     CommandResult,
     Coordinator,
 )
-from agents.predictions.messages import PlayerDone, decode_progress, make_command
-from agents.predictions.source import SourceRow, build_requests
-from models.codec import decode, encode
-from models.events import Alert, DeadLetter, PhaseCompletion, PredictionRequest
-from streams.clock import ManualClock
-from streams.registry import Registry, load_registry
-from streams.topics import TopicName
+from phaseflow.agents.predictions.messages import PlayerDone, decode_progress, make_command
+from phaseflow.agents.predictions.source import SourceRow, build_requests
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import Alert, DeadLetter, PhaseCompletion, PredictionRequest
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.topics import TopicName
 from tests.unit.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
 
 
@@ -343,7 +343,7 @@ async def test_a_batch_stalled_below_coverage_fails_at_its_deadline_then_may_sta
         await h.done(f"player{i:03d}")
     h.clock.advance(timedelta(minutes=20))
     assert await h.check() == "checked"  # the stall alert
-    with caplog.at_level(logging.WARNING, logger="agents.predictions.coordinator"):
+    with caplog.at_level(logging.WARNING, logger="phaseflow.agents.predictions.coordinator"):
         refused = await h.start_result()
     assert refused.status == "already_running"
     assert "2026-01-15T20:00:00+00:00 at the latest" in refused.message
@@ -395,7 +395,7 @@ async def test_every_refused_command_is_logged_with_its_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     h = Harness(players=2)
-    with caplog.at_level(logging.INFO, logger="agents.predictions.coordinator"):
+    with caplog.at_level(logging.INFO, logger="phaseflow.agents.predictions.coordinator"):
         await h.start(command="c1")
         assert (await h.start_result(command="c1")).status == "duplicate"
         complete = await h.coordinator.apply(

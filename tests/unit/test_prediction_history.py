@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from datetime import date, timedelta
 
-from agents.predictions.history import HistoryLoader, TTLCache, history_sql
-from streams.clock import ManualClock
-from streams.seed import generate
+from phaseflow.agents.predictions.history import HistoryLoader, TTLCache, history_sql
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.seed import generate
 from tests.unit.prediction_fakes import DAY, T0, FakeRunner
 
 

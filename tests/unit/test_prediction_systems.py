@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from agents.predictions.features import GameLog, PlayerFeatures
-from agents.predictions.systems import (
+from phaseflow.agents.predictions.features import GameLog, PlayerFeatures
+from phaseflow.agents.predictions.systems import (
     Ensemble,
     MovingAverageBaseline,
     PredictionSystem,
@@ -22,8 +22,8 @@ from agents.predictions.systems import (
     default_ensemble,
     enabled_systems,
 )
-from streams.registry import Registry, RegistryError, load_registry, parse_registry
-from streams.seed import generate
+from phaseflow.streams.registry import Registry, RegistryError, load_registry, parse_registry
+from phaseflow.streams.seed import generate
 from tests.unit.prediction_fakes import DAY
 
 

@@ -6,19 +6,23 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from agents.envelope import Origin
-from agents.predictions.features import PlayerFeatures
-from agents.predictions.history import HistoryLoader
-from agents.predictions.messages import PlayerDone, decode_progress
-from agents.predictions.source import SourceRow, build_requests
-from agents.predictions.systems import MovingAverageBaseline, SystemOutput, enabled_systems
-from agents.predictions.worker import PredictionWorker
-from models.codec import decode, encode
-from models.events import Alert, DeadLetter, Prediction
-from streams.clock import ManualClock
-from streams.registry import SystemSpec, load_registry
-from streams.seed import generate
-from streams.topics import TopicName
+from phaseflow.agents.envelope import Origin
+from phaseflow.agents.predictions.features import PlayerFeatures
+from phaseflow.agents.predictions.history import HistoryLoader
+from phaseflow.agents.predictions.messages import PlayerDone, decode_progress
+from phaseflow.agents.predictions.source import SourceRow, build_requests
+from phaseflow.agents.predictions.systems import (
+    MovingAverageBaseline,
+    SystemOutput,
+    enabled_systems,
+)
+from phaseflow.agents.predictions.worker import PredictionWorker
+from phaseflow.models.codec import decode, encode
+from phaseflow.models.events import Alert, DeadLetter, Prediction
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.registry import SystemSpec, load_registry
+from phaseflow.streams.seed import generate
+from phaseflow.streams.topics import TopicName
 from tests.unit.prediction_fakes import DAY, T0, FakeRunner, ListPublisher
 
 DATA = generate(DAY, players=60, history_games=20)

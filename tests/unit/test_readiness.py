@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from agents.readiness import ReadinessProcessor
-from models.codec import encode
-from streams.clock import ManualClock
-from streams.registry import load_registry
-from streams.simulation import make_completion
+from phaseflow.agents.readiness import ReadinessProcessor
+from phaseflow.models.codec import encode
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.simulation import make_completion
 from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, RecordingPublisher
 
 

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 import pytest
 from faust.tables.recovery import Recovery
 
-from streams.recovery_progress import (
+from phaseflow.streams.recovery_progress import (
     RecoveryState,
     record_finished_recoveries,
     recording,
     recovery_state,
     when_tables_recovered,
 )
-from streams.web.health import ReadinessCheck
+from phaseflow.streams.web.health import ReadinessCheck
 
 
 def state(**changes: object) -> RecoveryState:

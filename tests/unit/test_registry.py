@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.registry import (
+from phaseflow.streams.registry import (
     PhaseNotConfiguredError,
     Registry,
     RegistryError,

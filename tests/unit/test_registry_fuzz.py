@@ -16,10 +16,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.registry import DEFAULT_REGISTRY, Registry, RegistryError, parse_registry
+from phaseflow.streams.registry import DEFAULT_REGISTRY, Registry, RegistryError, parse_registry
 
 SOURCE = "fuzz.toml"
-DEFAULT_DATA = tomllib.loads(resources.files("streams").joinpath(DEFAULT_REGISTRY).read_text())
+DEFAULT_DATA = tomllib.loads(
+    resources.files("phaseflow.streams").joinpath(DEFAULT_REGISTRY).read_text()
+)
 
 scalars = st.one_of(
     st.none(),
@@ -133,7 +135,7 @@ def assert_loads_or_explains(text: str) -> None:
 def test_the_dumper_round_trips_the_shipped_registry() -> None:
     # Otherwise the mutations below would test the dumper, not the loader.
     assert parse_registry(dump(DEFAULT_DATA)) == parse_registry(
-        resources.files("streams").joinpath(DEFAULT_REGISTRY).read_text()
+        resources.files("phaseflow.streams").joinpath(DEFAULT_REGISTRY).read_text()
     )
 
 

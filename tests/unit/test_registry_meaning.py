@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.registry import RegistryError, load_registry, parse_registry
+from phaseflow.streams.registry import RegistryError, load_registry, parse_registry
 
 SYSTEM = '[[systems]]\nsystem_id = "moving_average_baseline_v1"\n'
 

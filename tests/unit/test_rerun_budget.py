@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
-from agents.readiness_state import RerunRecord
-from agents.reruns import release_due, request_rerun
-from models.codec import encode
-from streams.registry import load_registry, parse_registry
-from streams.simulation import make_completion
-from streams.web.views import phase_status
+from phaseflow.agents.readiness_state import RerunRecord
+from phaseflow.agents.reruns import release_due, request_rerun
+from phaseflow.models.codec import encode
+from phaseflow.streams.registry import load_registry, parse_registry
+from phaseflow.streams.simulation import make_completion
+from phaseflow.streams.web.views import phase_status
 from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from models.codec import encode
-from streams.simulation import make_completion
+from phaseflow.models.codec import encode
+from phaseflow.streams.simulation import make_completion
 from tests.unit.readiness_harness import GAME_DATE, ORIGIN, Harness
 
 PHASE3 = [

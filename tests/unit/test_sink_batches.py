@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sinks.base import Batch, BufferedSink
+from phaseflow.sinks.base import Batch, BufferedSink
 
 
 class RecordingSink(BufferedSink[int]):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from sinks.install import PredictionSinkService, prometheus_sink_metrics, sink_enabled
-from sinks.predictions_consumer import PredictionSinkRunner
-from streams.settings import Settings
-from streams.web.metrics import Metrics
+from phaseflow.sinks.install import PredictionSinkService, prometheus_sink_metrics, sink_enabled
+from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.web.metrics import Metrics
 
 
 def test_enabled_by_endpoint_unless_set_explicitly() -> None:

@@ -6,11 +6,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from agents.slowdown import DurationWindow, judge
-from models.codec import encode
-from models.events import Alert
-from streams.registry import SlowdownSpec, load_registry
-from streams.simulation import make_completion
+from phaseflow.agents.slowdown import DurationWindow, judge
+from phaseflow.models.codec import encode
+from phaseflow.models.events import Alert
+from phaseflow.streams.registry import SlowdownSpec, load_registry
+from phaseflow.streams.simulation import make_completion
 from tests.unit.readiness_harness import ORIGIN, Harness
 
 POLICY = SlowdownSpec(window=4, min_samples=3)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from models.codec import encode
-from models.events import Alert
-from streams.registry import Registry, RegistryError, parse_registry
+from phaseflow.models.codec import encode
+from phaseflow.models.events import Alert
+from phaseflow.streams.registry import Registry, RegistryError, parse_registry
 from tests.unit.readiness_harness import ORIGIN, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
@@ -77,7 +77,7 @@ async def test_expiry_of_a_never_fired_phase_is_a_critical_alert_not_an_info_lin
 ) -> None:
     h = Harness(now=NOW)
     await stuck_phase2(h)
-    with caplog.at_level(logging.INFO, logger="agents.readiness"):
+    with caplog.at_level(logging.INFO, logger="phaseflow.agents.readiness"):
         for _ in range(8 * 24):
             await h.advance(timedelta(hours=1))
     assert h.table == {}

@@ -12,19 +12,25 @@ from typing import Any
 import orjson
 import pytest
 
-from models.codec import encode
-from models.events import Alert, DeadLetter
-from streams.cli import _parser
-from streams.clock import ManualClock
-from streams.dlq import DeadLetterTracker, ledger_key
-from streams.monitoring.lag import LAG_HISTORY_ROUNDS, LagMonitor
-from streams.monitoring.lag_sampler import PartitionLag
-from streams.monitoring.recent_alerts import RecentAlerts
-from streams.settings import Settings
-from streams.status import default_url, format_status, run_status, summary_url, text_sparkline
-from streams.topics import TopicName
-from streams.web.status_page import SPARK_HEIGHT, render_status_page, sparkline
-from streams.web.status_summary import (
+from phaseflow.models.codec import encode
+from phaseflow.models.events import Alert, DeadLetter
+from phaseflow.streams.cli import _parser
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.dlq import DeadLetterTracker, ledger_key
+from phaseflow.streams.monitoring.lag import LAG_HISTORY_ROUNDS, LagMonitor
+from phaseflow.streams.monitoring.lag_sampler import PartitionLag
+from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.status import (
+    default_url,
+    format_status,
+    run_status,
+    summary_url,
+    text_sparkline,
+)
+from phaseflow.streams.topics import TopicName
+from phaseflow.streams.web.status_page import SPARK_HEIGHT, render_status_page, sparkline
+from phaseflow.streams.web.status_summary import (
     LagPoint,
     PhaseSummary,
     StatusSummary,

@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agents.predictions.trigger_listener import command_for
-from models.codec import encode
-from models.events import PhaseTrigger, RerunRequest
-from streams.clock import ManualClock
-from streams.topics import TopicName
+from phaseflow.agents.predictions.trigger_listener import command_for
+from phaseflow.models.codec import encode
+from phaseflow.models.events import PhaseTrigger, RerunRequest
+from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.topics import TopicName
 
 NOW = datetime(2026, 3, 20, 14, 0, tzinfo=UTC)
 OLD_DATE = date(2026, 3, 12)  # older than retention_days = 7
@@ -73,6 +73,6 @@ def test_a_fresh_cli_rerun_of_an_old_date_starts_a_batch() -> None:
 def test_a_record_published_longer_than_retention_ago_is_skipped_with_a_log(
     topic: TopicName, raw: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="agents.predictions.trigger_listener"):
+    with caplog.at_level(logging.INFO, logger="phaseflow.agents.predictions.trigger_listener"):
         assert command_for(topic, raw, ManualClock(NOW), RETENTION) is None
     assert "more than retention_days (7) ago" in caplog.text

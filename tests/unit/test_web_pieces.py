@@ -10,16 +10,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from agents.readiness_state import PhaseState, ProcessorRecord, TriggerLedgerEntry
-from models.codec import decode, encode
-from streams.registry import load_registry
-from streams.web.audit import AuditRecord, audit_record
-from streams.web.auth import ApiKeys, key_id, presented_key
-from streams.web.health import BrokerUnreachableError, ReadinessCheck
-from streams.web.metrics import Metrics
-from streams.web.openapi import openapi_document
-from streams.web.ratelimit import RateLimiter
-from streams.web.views import ROUTES, field_of, phase_status
+from phaseflow.agents.readiness_state import PhaseState, ProcessorRecord, TriggerLedgerEntry
+from phaseflow.models.codec import decode, encode
+from phaseflow.streams.registry import load_registry
+from phaseflow.streams.web.audit import AuditRecord, audit_record
+from phaseflow.streams.web.auth import ApiKeys, key_id, presented_key
+from phaseflow.streams.web.health import BrokerUnreachableError, ReadinessCheck
+from phaseflow.streams.web.metrics import Metrics
+from phaseflow.streams.web.openapi import openapi_document
+from phaseflow.streams.web.ratelimit import RateLimiter
+from phaseflow.streams.web.views import ROUTES, field_of, phase_status
 
 NOW = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 
