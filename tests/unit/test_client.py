@@ -31,7 +31,7 @@ NOBODY_LISTENS = "127.0.0.1:1"
 
 _IMPORTS_OF_THE_CLIENT = """
 import sys
-import phaseflow.streams.client
+import phaseflow.client
 heavy = sorted(
     name for name in sys.modules
     if name.split(".")[0] in ("faust", "mode")
