@@ -227,7 +227,11 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
 ) -> None:
     # Kafka's minimum session timeout is 6 s: the survivor takes over the dead worker's
     # partitions after that, instead of Faust's default 60 s.
-    common: dict[str, Any] = {"topic_partitions": 4}
+    # After a kill -9 under exactly_once, faust-streaming sometimes leaves one taken-over
+    # partition unread (measured: 1 of 4 runs); the lag watchdog restarts the worker once its
+    # own group is STOP for lag_window_seconds. 30 s (production default 120 s) lets that
+    # self-healing finish inside this test's budget; the assertions are unchanged.
+    common: dict[str, Any] = {"topic_partitions": 4, "lag_window_seconds": 30.0}
     if broker.kind != "tansu":
         common |= {"broker_session_timeout_seconds": 6.0, "broker_heartbeat_interval_seconds": 1.0}
     first_settings = make_settings(**common, data_dir=tmp_path / "w1")
