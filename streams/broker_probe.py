@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 _TRANSACTION_COORDINATOR: Final = 1
 _PROBE_TRANSACTION_TIMEOUT_MS: Final = 10_000
 _RETRY_PAUSE_SECONDS: Final = 0.5
+#: Answers that mean "ask again" here though aiokafka does not mark them retriable: another
+#: worker of the same deployment is probing with the same transactional id at that moment
+#: (two workers started together; seen as a worker exiting 2 on Apache Kafka).
+_ASK_AGAIN: Final = frozenset({kafka_errors.ConcurrentTransactions})
 
 
 class BrokerProbeError(Exception):
@@ -145,14 +149,14 @@ async def ask_until_final(
         try:
             code = await request()
         except kafka_errors.KafkaError as error:
-            if not error.retriable:
+            if not _asks_again(type(error)):
                 return Capability(supported=False, detail=type(error).__name__)
             last = error
         else:
             if code == 0:
                 return Capability(supported=True, detail="InitProducerId answered a producer id")
             error_type = kafka_errors.for_code(code)
-            if not error_type.retriable:
+            if not _asks_again(error_type):
                 return Capability(
                     supported=False, detail=f"InitProducerId answered {error_type.__name__}"
                 )
@@ -161,3 +165,7 @@ async def ask_until_final(
             raise BrokerProbeError(f"the broker gave no final answer about {what}: {last}")
         log.debug("broker probe (%s): retrying after %s", what, last)
         await pause(_RETRY_PAUSE_SECONDS)
+
+
+def _asks_again(error_type: type[kafka_errors.KafkaError]) -> bool:
+    return bool(error_type.retriable) or error_type in _ASK_AGAIN

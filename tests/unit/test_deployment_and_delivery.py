@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import streams
 from aiohttp.test_utils import make_mocked_request
-from aiokafka.errors import KafkaConnectionError, UnknownError
+from aiokafka.errors import ConcurrentTransactions, KafkaConnectionError, UnknownError
 from google.api_core.exceptions import ServiceUnavailable
 
 from phaseflow.streams.app import build_app
@@ -248,6 +248,20 @@ async def test_the_probe_retries_a_loading_coordinator_then_takes_the_answer() -
     found = await ask_until_final(
         "transactions",
         answers(14, KafkaConnectionError("reset"), 15, 0),
+        clock=clock,
+        give_up_at=clock.now() + timedelta(seconds=30),
+        pause=pause,
+    )
+    assert found == Capability(supported=True, detail="InitProducerId answered a producer id")
+
+
+async def test_a_concurrent_probe_of_another_worker_is_asked_again() -> None:
+    # 51 CONCURRENT_TRANSACTIONS: a second worker of the deployment probing at the same moment
+    # with the same transactional id; it exited 2 ("does not support transactions") before.
+    clock, pause = manual_time()
+    found = await ask_until_final(
+        "transactions",
+        answers(51, ConcurrentTransactions(), 0),
         clock=clock,
         give_up_at=clock.now() + timedelta(seconds=30),
         pause=pause,
