@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import Callable
 from datetime import date
 
@@ -22,17 +21,22 @@ from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName, ensure_topics
+from tests.fixtures.polling import poll
 
 GAME_DATE = date(2026, 2, 1)
 
 
 async def _letters(settings: Settings, want: int, within: float = 60.0) -> list[Letter]:
-    deadline = time.monotonic() + within
-    while True:
-        letters = (await read_letters(settings))[0]
-        if len(letters) >= want or time.monotonic() > deadline:
-            return sorted(letters, key=lambda item: item.letter.failed_at)
-        await asyncio.sleep(0.5)
+    """The dead letters, oldest first, once there are at least ``want`` of them."""
+    found: list[Letter] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        found = (await read_letters(settings))[0]
+        return len(found) >= want
+
+    await poll(enough, f"{want} dead letters", give_up_after=within)
+    return sorted(found, key=lambda item: item.letter.failed_at)
 
 
 async def _replay(settings: Settings, *, force: bool = False) -> str:
