@@ -17,6 +17,21 @@ from phaseflow.streams.topics import TopicName
 GAME_DATE = date(2026, 3, 10)
 NOW = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # the morning after: overnight mode
 ORIGIN = Origin(topic="t.phase-completions", partition=0, offset=7, key=b"2026-03-10")
+#: The default registry's overnight processors of phases 3 and 4, in the order tests report them.
+PHASE3 = [
+    "player_game_summary",
+    "team_defense_game_summary",
+    "team_offense_game_summary",
+    "upcoming_player_game_context",
+    "upcoming_team_game_context",
+]
+PHASE4 = [
+    "team_defense_zone_analysis",
+    "player_shot_zone_analysis",
+    "player_composite_factors",
+    "player_daily_cache",
+    "ml_feature_store",
+]
 
 
 class RecordingPublisher:

@@ -8,24 +8,10 @@ from pathlib import Path
 from phaseflow.streams.registry import parse_registry
 from phaseflow.streams.web.status_summary import PhaseSummary, phase_condition
 from phaseflow.streams.web.views import phase_status
-from tests.unit.readiness_harness import GAME_DATE, Harness
+from tests.unit.readiness_harness import GAME_DATE, PHASE3, PHASE4, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
 PHASE2 = ["p2_nbacom_boxscores", "p2_nbacom_gamebook_pdf", "p2_odds_game_lines"]
-PHASE3 = [
-    "player_game_summary",
-    "team_defense_game_summary",
-    "team_offense_game_summary",
-    "upcoming_player_game_context",
-    "upcoming_team_game_context",
-]
-PHASE4 = [
-    "team_defense_zone_analysis",
-    "player_shot_zone_analysis",
-    "player_composite_factors",
-    "player_daily_cache",
-    "ml_feature_store",
-]
 GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 1760}
 
 

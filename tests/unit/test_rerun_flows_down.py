@@ -6,22 +6,8 @@ from datetime import timedelta
 
 from phaseflow.models.codec import encode
 from phaseflow.streams.simulation import make_completion
-from tests.unit.readiness_harness import GAME_DATE, ORIGIN, Harness
+from tests.unit.readiness_harness import GAME_DATE, ORIGIN, PHASE3, PHASE4, Harness
 
-PHASE3 = [
-    "player_game_summary",
-    "team_defense_game_summary",
-    "team_offense_game_summary",
-    "upcoming_player_game_context",
-    "upcoming_team_game_context",
-]
-PHASE4 = [
-    "team_defense_zone_analysis",
-    "player_shot_zone_analysis",
-    "player_composite_factors",
-    "player_daily_cache",
-    "ml_feature_store",
-]
 GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 1760}
 THIN = {"expected_players": 450, "completed_players": 20, "total_predictions": 5}
 
