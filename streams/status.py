@@ -172,15 +172,17 @@ def run_status(
     game_date: date,
     url: str | None = None,
     out: TextIO | None = None,
+    err: TextIO | None = None,
     fetch: Fetch = http_get,
 ) -> int:
-    """Print the status of ``game_date``; 1 when the worker cannot be asked."""
+    """Print the status of ``game_date``; 1 (the reason on stderr, nothing on stdout, so a
+    script reading stdout never parses an error as a status) when the worker cannot be asked."""
     stream = out or sys.stdout
     address = summary_url(url or default_url(settings), game_date)
     try:
         body = fetch(address)
     except (urllib.error.URLError, OSError) as error:
-        stream.write(f"cannot read {address}: {error}\n")
+        (err or sys.stderr).write(f"phaseflow status: cannot read {address}: {error}\n")
         return 1
     stream.write(format_status(StatusSummary.model_validate_json(body)) + "\n")
     return 0

@@ -320,10 +320,11 @@ def test_run_status_asks_the_worker_and_reports_an_unreachable_one() -> None:
     def refuse(url: str) -> bytes:
         raise urllib.error.URLError("connection refused")
 
-    out = io.StringIO()
-    code = run_status(settings, game_date=DAY, url="http://w:1/", out=out, fetch=refuse)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_status(settings, game_date=DAY, url="http://w:1/", out=out, err=err, fetch=refuse)
     assert code == 1
-    assert "cannot read http://w:1/status?date=2026-11-28" in out.getvalue()
+    assert out.getvalue() == ""
+    assert "cannot read http://w:1/status?date=2026-11-28" in err.getvalue()
 
 
 def test_default_url_and_summary_url() -> None:
