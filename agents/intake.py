@@ -22,10 +22,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from phaseflow.agents.readiness_state import DONE_STATUSES, GATE_FIELDS, ProcessorRecord
+from phaseflow.agents.readiness_state import (
+    DONE_STATUSES,
+    GATE_FIELDS,
+    MAX_SEEN_IDS,
+    PhaseState,
+    ProcessorRecord,
+)
+from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import PhaseCompletion
+
+if TYPE_CHECKING:
+    from phaseflow.streams.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,25 @@ class NoCounter:
 
     def clamped(self) -> None:
         pass
+
+
+def validate(registry: Registry, raw: bytes, *, max_bytes: int) -> PhaseCompletion:
+    """Decode a completion and check it against the registry: a known processor, in its phase."""
+    completion = decode(PhaseCompletion, raw, max_bytes=max_bytes)
+    known = registry.phase_for_processor(completion.processor_name)
+    if known is None:
+        raise EventDecodeError(
+            f"processor_name: unknown processor {completion.processor_name!r} "
+            f"(not in the registry)",
+            "unknown_processor",
+        )
+    if known != completion.phase:
+        raise EventDecodeError(
+            f"phase: processor {completion.processor_name!r} belongs to phase {known}, "
+            f"not {completion.phase}",
+            "wrong_phase",
+        )
+    return completion
 
 
 def identity(completion: PhaseCompletion) -> str:
@@ -124,3 +153,25 @@ def merged_record(
         )
         return kept, "failed_after_done"
     return record, None
+
+
+def with_completion(
+    state: PhaseState, received: Received, key: str
+) -> tuple[PhaseState, DropReason | None]:
+    """``state`` with ``received`` recorded: its processor's record, the dedup id, the first and
+    last completion and receive times; the reason when its status was not taken."""
+    name = received.completion.processor_name
+    record, dropped = merged_record(state.processors.get(name), received, key)
+    at = received.completion.timestamp
+    first, last = state.first_completion_at, state.last_completion_at
+    came = state.first_received_at
+    updated = state.model_copy(
+        update={
+            "processors": {**state.processors, name: record},
+            "seen_ids": (*state.seen_ids, key)[-MAX_SEEN_IDS:],
+            "first_completion_at": min(first, at) if first else at,
+            "last_completion_at": max(last, at) if last else at,
+            "first_received_at": min(came, received.received_at) if came else received.received_at,
+        }
+    )
+    return updated, dropped

@@ -11,7 +11,7 @@ often than the registry's ``[rerun]`` allows (docs/intake-and-reruns.md, "One re
   processor's own retry gets a chance first;
 * while a rerun is scheduled, further requests add nothing: the scheduled one stands.
 
-Pure functions of (record, policy, reason, now): the readiness processor applies the step.
+Pure functions of (record, policy, reason, now): phaseflow.agents.rerun_dispatch applies the step.
 """
 
 from __future__ import annotations

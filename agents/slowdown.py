@@ -9,12 +9,17 @@ against the median of the runs *before* it, then joins the window.
 from __future__ import annotations
 
 import statistics
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from phaseflow.streams.registry import SlowdownSpec
+from phaseflow.streams.registry import Registry, SlowdownSpec
+
+if TYPE_CHECKING:
+    from phaseflow.agents.outbox import Outbox
+    from phaseflow.models.events import PhaseCompletion
 
 
 class DurationWindow(BaseModel):
@@ -72,3 +77,36 @@ def judge(
         threshold_pct=threshold_pct,
         samples=len(window.samples),
     )
+
+
+def record_duration(
+    registry: Registry,
+    durations: MutableMapping[str, Any],
+    completion: PhaseCompletion,
+    outbox: Outbox,
+) -> None:
+    """Compare a successful run's duration with its processor's median, then record it."""
+    seconds = completion.duration_seconds
+    if seconds is None or not completion.is_done:
+        return
+    name = completion.processor_name
+    policy = registry.slowdown
+    window = DurationWindow.from_table(durations.get(name))
+    threshold = registry.phase(completion.phase).slowdown_pct
+    slow = judge(window, seconds, threshold_pct=threshold, policy=policy)
+    if slow is not None:
+        outbox.alert(
+            "processor_slowdown",
+            f"{name}:{completion.game_date.isoformat()}",
+            f"{name} took {slow.duration_seconds:.1f} s for {completion.game_date}, "
+            f"{slow.slower_by_pct:.0f}% over its median of {slow.median_seconds:.1f} s "
+            f"(threshold {threshold:g}%)",
+            details={
+                "processor_name": name,
+                "duration_seconds": slow.duration_seconds,
+                "median_seconds": slow.median_seconds,
+                "threshold_pct": threshold,
+                "samples": slow.samples,
+            },
+        )
+    durations[name] = window.with_sample(seconds, policy.window).to_table()

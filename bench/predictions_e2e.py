@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer
 from google.cloud import bigquery
 
 from bench.services import bench_bigquery, bench_broker, worker_settings
-from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.agents.predictions.systems import enabled_systems
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMING_CONTEXT

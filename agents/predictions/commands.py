@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from aiokafka import AIOKafkaConsumer
 
-from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion

@@ -1,11 +1,16 @@
 """The prediction coordinator: one batch of PredictionRequests per game date, tracked to the end.
 
-``Coordinator`` owns every decision and works on plain mappings, a publisher and a clock, so it is
-unit-tested without a broker; ``phaseflow.agents.predictions.coordinator_agent`` wires it into
-Faust. All state changes arrive as records on ``{prefix}.prediction-progress`` keyed by
-``game_date`` (see ``phaseflow.agents.predictions.messages``), so one date's starts, completions and
-per-player "done" records are applied in order by one agent, on the partition that owns the date's
-table entries.
+``Coordinator`` is the state machine of a date's batches: it owns every decision and works on plain
+mappings, a publisher and a clock, so it is unit-tested without a broker;
+``phaseflow.agents.predictions.coordinator_agent`` wires it into Faust. Around it: the table
+values and results (``batch_state``), the messages a batch ends with (``batch_outcome``), the
+timer's checks and expiry (``batch_checks``) and the request/reply client of the HTTP API
+(``coordinator_client``).
+
+All state changes arrive as records on ``{prefix}.prediction-progress`` keyed by ``game_date``
+(see ``phaseflow.agents.predictions.messages``), so one date's starts, completions and
+per-player "done" records are applied in order by one agent, on the partition that owns the
+date's table entries.
 
 Lifecycle of a batch (state in the ``prediction_batches`` table, key ``game_date``):
 
@@ -28,194 +33,65 @@ Lifecycle of a batch (state in the ``prediction_batches`` table, key ``game_date
 
 Every refused command (``already_running``, ``already_complete``, ``duplicate``,
 ``not_running``) is logged and answered with a message saying why.
+
+Over 400 lines on purpose: the transitions (start, done, complete, check, end) read and write one
+date's state and call each other (a start ends a batch past its deadline, a done, a check or a
+complete ends one), so splitting them would spread one state machine over modules importing
+each other. What is not a transition lives in the modules named above.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import JsonValue
 
 from phaseflow.agents.envelope import Origin, dead_letter
+from phaseflow.agents.predictions.batch_checks import BatchChecks
+from phaseflow.agents.predictions.batch_outcome import (
+    batch_completion,
+    source_failure,
+    stall_alert,
+)
+from phaseflow.agents.predictions.batch_state import (
+    PHASE,
+    BatchState,
+    CommandResult,
+    CoordinatorStats,
+    DateState,
+    FailureReason,
+    ResultStatus,
+    batch_ends_at,
+    batch_result,
+    default_batch_id,
+    marker_key,
+)
 from phaseflow.agents.predictions.bq import QueryError
+from phaseflow.agents.predictions.coordinator_client import CoordinatorClient
 from phaseflow.agents.predictions.messages import (
     CommandSource,
     CoordinatorCommand,
     PlayerDone,
     ProgressRecord,
     decode_progress,
-    make_command,
-    stable_id,
 )
 from phaseflow.agents.predictions.publishing import send_all
 from phaseflow.agents.predictions.source import SlateSource, build_requests
 from phaseflow.agents.publisher import Publisher
 from phaseflow.models.codec import EventDecodeError, encode
-from phaseflow.models.events import Alert, PhaseCompletion, PredictionRequest
+from phaseflow.models.events import PredictionRequest
 from phaseflow.streams.clock import Clock
 from phaseflow.streams.registry import Registry
 from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 
-PROCESSOR: Final = "prediction_coordinator"
-PHASE: Final = 5
-#: Command ids remembered per date (duplicates older than this many commands are not detected).
-MAX_COMMAND_IDS: Final = 200
-#: A check for a date is not re-sent while an earlier one may still be in flight.
-CHECK_RESEND_AFTER: Final = timedelta(seconds=5)
 DEFAULT_STALL_TIMEOUT: Final = timedelta(minutes=15)
 #: A running batch ends (partial or failed) this long after its start, progress or not.
 DEFAULT_BATCH_DEADLINE: Final = timedelta(hours=2)
-
-ResultStatus = Literal[
-    "started",
-    "resent",
-    "already_running",
-    "already_complete",
-    "completed",
-    "not_running",
-    "failed",
-    "duplicate",
-    "checked",
-]
-
-
-class BatchAlreadyRunningError(ValueError):
-    """A batch of the date is running (the HTTP API answers 409)."""
-
-
-class BatchNotRunningError(ValueError):
-    """``complete`` for a date without a running batch (the HTTP API answers 409)."""
-
-
-#: Why a batch produced nothing (``PhaseCompletion.error_type`` of its failed completion).
-FailureReason = Literal["no_slate", "no_lines", "no_systems", "no_predictions", "deadline"]
-
-
-class BatchState(BaseModel):
-    """One batch of one date."""
-
-    model_config = ConfigDict(frozen=True)
-
-    batch_id: str
-    run: int
-    status: Literal["running", "complete", "failed"]
-    expected_players: int
-    completed_players: int = 0
-    total_predictions: int = 0
-    started_at: datetime
-    last_progress_at: datetime
-    completed_at: datetime | None = None
-    completion_reason: str | None = None
-    #: Why a ``failed`` batch failed, in words (also the completion's ``error_message``).
-    failure: str | None = None
-    #: When it ends at the latest (None in states written before deadlines existed).
-    deadline_at: datetime | None = None
-    source: str
-    requested_by: str
-    created_by: str  # the command that started it (a redelivery of it re-sends the requests)
-    stalled_at: datetime | None = None  # stalled below min_coverage_pct: alerted at
-    #: Every request was acknowledged by the broker; a redelivered start then re-sends nothing.
-    requests_sent: bool = False
-
-    @property
-    def coverage_pct(self) -> float:
-        if self.expected_players == 0:
-            return 100.0
-        return 100.0 * self.completed_players / self.expected_players
-
-
-class DateState(BaseModel):
-    """Everything the coordinator keeps for one game date (table value, JSON)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    game_date: date
-    runs: int = 0
-    current: BatchState | None = None
-    #: Ids of the batches that ended (complete or failed): an explicit id is not reused.
-    completed: tuple[str, ...] = ()
-    commands: tuple[str, ...] = ()
-
-    @property
-    def running(self) -> BatchState | None:
-        return (
-            self.current if self.current is not None and self.current.status == "running" else None
-        )
-
-    def seen(self, command_id: str) -> DateState:
-        commands = (*self.commands, command_id)[-MAX_COMMAND_IDS:]
-        return self.model_copy(update={"commands": commands})
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a command did; ``as_json()`` is the HTTP API's ``result``."""
-
-    status: ResultStatus
-    game_date: date
-    batch_id: str | None
-    expected_players: int = 0
-    completed_players: int = 0
-    total_predictions: int = 0
-    message: str = ""
-
-    def as_json(self) -> dict[str, JsonValue]:
-        return {
-            "status": self.status,
-            "game_date": self.game_date.isoformat(),
-            "batch_id": self.batch_id,
-            "expected_players": self.expected_players,
-            "completed_players": self.completed_players,
-            "total_predictions": self.total_predictions,
-            "message": self.message,
-        }
-
-    @classmethod
-    def of(
-        cls, status: ResultStatus, batch: BatchState, game_date: date, message: str = ""
-    ) -> CommandResult:
-        return cls(
-            status=status,
-            game_date=game_date,
-            batch_id=batch.batch_id,
-            expected_players=batch.expected_players,
-            completed_players=batch.completed_players,
-            total_predictions=batch.total_predictions,
-            message=message,
-        )
-
-
-def batch_result(batch: BatchState) -> ResultStatus:
-    """A command's answer for a batch it ended."""
-    return "failed" if batch.status == "failed" else "completed"
-
-
-@dataclass
-class CoordinatorStats:
-    commands: int = 0
-    requests_published: int = 0
-    done_counted: int = 0
-    done_ignored: int = 0
-    completions: int = 0
-    dead_letters: int = 0
-
-
-def default_batch_id(game_date: date, run: int) -> str:
-    """``{game_date}-r{run}``: the n-th batch of a date."""
-    return f"{game_date.isoformat()}-r{run}"
-
-
-def marker_key(game_date: date, batch_id: str, player_lookup: str) -> str:
-    """Key of a (date, batch, player) "done" marker (player lookups never contain '|'; the date
-    is part of it because an explicit batch id may be used again on another date)."""
-    return f"{game_date.isoformat()}|{batch_id}|{player_lookup}"
 
 
 class Coordinator:
@@ -248,10 +124,22 @@ class Coordinator:
         self._source = source
         self._clock = clock
         self._max_message_bytes = max_message_bytes
-        self._reply_timeout = reply_timeout_seconds
-        self._waiters: dict[str, asyncio.Future[CommandResult]] = {}
-        self._checks_sent: dict[date, datetime] = {}
         self.stats = CoordinatorStats()
+        self._client = CoordinatorClient(
+            send=self._send_command,
+            date_state=self.date_state,
+            clock=clock,
+            reply_timeout_seconds=reply_timeout_seconds,
+            batch_deadline=batch_deadline,
+        )
+        self._checks = BatchChecks(
+            batches=batches,
+            players=players,
+            clock=clock,
+            retention=self.retention,
+            stall_timeout=self.stall_timeout,
+            batch_deadline=batch_deadline,
+        )
 
     # --- table ------------------------------------------------------------------------------
 
@@ -288,9 +176,7 @@ class Coordinator:
             result = await self._on_complete(record)
         else:
             result = await self._on_check(record)
-        waiter = self._waiters.get(record.command_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(result)
+        self._client.resolve(record.command_id, result)
         return result
 
     async def _refuse_start(
@@ -373,7 +259,7 @@ class Coordinator:
         )
 
     def _deadline_of(self, batch: BatchState) -> datetime:
-        return batch.deadline_at or batch.started_at + self.batch_deadline
+        return batch_ends_at(batch, self.batch_deadline)
 
     def _nothing_to_do(
         self, game_date: date, requests: list[PredictionRequest]
@@ -539,15 +425,15 @@ class Coordinator:
 
     async def _on_check(self, command: CoordinatorCommand) -> CommandResult:
         game_date = command.game_date
-        self._checks_sent.pop(game_date, None)
+        self._checks.received(game_date)
         state = self.date_state(game_date)
         if state is None:
             return CommandResult("not_running", game_date, None)
         now = self._clock.now()
         running = state.running
         if running is None:
-            if self._expired(game_date, now):
-                self._expire(state)
+            if self._checks.expired(game_date, now):
+                self._checks.expire(state)
             return CommandResult("checked", game_date, None)
         return await self._check_running(state, running, now)
 
@@ -618,35 +504,7 @@ class Coordinator:
             update={"current": done, "completed": (*state.completed, batch.batch_id)[-50:]}
         )
         self._save(state)
-        if failure is not None:
-            status = "failed"
-        elif done.completed_players >= done.expected_players:
-            status = "success"
-        else:
-            status = "partial"
-        completion = PhaseCompletion.model_validate(
-            {
-                "processor_name": PROCESSOR,
-                "game_date": state.game_date,
-                "phase": PHASE,
-                "status": status,
-                "record_count": done.total_predictions,
-                "execution_id": stable_id("prediction-batch-complete", done.batch_id),
-                "correlation_id": done.batch_id,
-                "timestamp": now,
-                "duration_seconds": max(0.0, (now - done.started_at).total_seconds()),
-                "error_message": None if failure is None else failure[:1000],
-                "error_type": None if failure is None else reason,
-                "metadata": {
-                    "expected_players": done.expected_players,
-                    "completed_players": done.completed_players,
-                    "total_predictions": done.total_predictions,
-                    "batch_id": done.batch_id,
-                    "completion_reason": reason,
-                    "coverage_pct": round(done.coverage_pct, 2),
-                },
-            }
-        )
+        completion = batch_completion(state.game_date, done, reason, failure, now)
         await self._publisher.send(TopicName.PHASE_COMPLETIONS, completion.key, encode(completion))
         self.stats.completions += 1
         if failure is not None:
@@ -666,93 +524,33 @@ class Coordinator:
         self, game_date: date, batch_id: str, command: CoordinatorCommand, error: str
     ) -> None:
         """The slate could not be read: a failed completion (the readiness agent reruns it)."""
-        completion = PhaseCompletion.model_validate(
-            {
-                "processor_name": PROCESSOR,
-                "game_date": game_date,
-                "phase": PHASE,
-                "status": "failed",
-                "record_count": 0,
-                "execution_id": stable_id("prediction-batch-failed", batch_id, command.command_id),
-                "correlation_id": batch_id,
-                "timestamp": self._clock.now(),
-                "error_message": error[:1000],
-                "error_type": "source_unavailable",
-                "metadata": {"batch_id": batch_id},
-            }
+        completion = source_failure(
+            game_date, batch_id, command.command_id, error, self._clock.now()
         )
         await self._publisher.send(TopicName.PHASE_COMPLETIONS, completion.key, encode(completion))
         log.error("prediction batch %s not started: %s", batch_id, error)
 
     async def _alert_stalled(self, batch: BatchState, game_date: date, now: datetime) -> None:
-        alert = Alert.model_validate(
-            {
-                "kind": "phase_timeout",
-                "severity": "warning",
-                "subject": f"{game_date.isoformat()}:phase_{PHASE}",
-                "message": (
-                    f"prediction batch {batch.batch_id} made no progress for "
-                    f"{self.stall_timeout} at {batch.coverage_pct:.1f}% of players "
-                    f"(< {self.min_coverage_pct:g}%); waiting, or POST /coordinator/complete"
-                ),
-                "details": {
-                    "batch_id": batch.batch_id,
-                    "expected_players": batch.expected_players,
-                    "completed_players": batch.completed_players,
-                },
-                "raised_at": now,
-            }
+        alert = stall_alert(
+            batch,
+            game_date,
+            now,
+            stall_timeout=self.stall_timeout,
+            min_coverage_pct=self.min_coverage_pct,
         )
         await self._publisher.send(TopicName.ALERTS, alert.key, encode(alert))
 
     # --- timer ------------------------------------------------------------------------------
 
-    def _expired(self, game_date: date, now: datetime) -> bool:
-        return game_date < now.date() - self.retention
-
-    def _expire(self, state: DateState) -> None:
-        # Markers are keyed {date}|{batch}|{player}; {batch}|{player} ones were written before
-        # the date was part of the key and are dropped with their date too.
-        prefixes = (
-            f"{state.game_date.isoformat()}|",
-            *(f"{batch_id}|" for batch_id in state.completed),
-        )
-        for key in [k for k in list(self._players.keys()) if str(k).startswith(prefixes)]:
-            del self._players[key]
-        del self._batches[state.game_date.isoformat()]
-
     def due_checks(self) -> list[date]:
         """Dates whose batch may have stalled (or whose state expired): look at them now."""
-        now = self._clock.now()
-        due: list[date] = []
-        for state in self.states():
-            sent = self._checks_sent.get(state.game_date)
-            if sent is not None and now - sent < CHECK_RESEND_AFTER:
-                continue
-            running = state.running
-            if running is None:
-                if self._expired(state.game_date, now):
-                    due.append(state.game_date)
-                continue
-            idle = now - running.last_progress_at >= self.stall_timeout
-            alerted = (
-                running.stalled_at is not None and running.stalled_at >= running.last_progress_at
-            )
-            if (idle and not alerted) or now >= self._deadline_of(running):
-                due.append(state.game_date)
-        return due
+        return self._checks.due(self.states())
 
     async def send_due_checks(self) -> int:
         """The timer's job: a ``check`` to the partition that owns each due date."""
-        dates = self.due_checks()
-        now = self._clock.now()
-        for game_date in dates:
-            command = make_command("check", game_date, issued_at=now, source="timer")
-            await self._publisher.send(TopicName.PREDICTION_PROGRESS, command.key, encode(command))
-            self._checks_sent[game_date] = now
-        return len(dates)
+        return await self._checks.send_due(self.states(), self._send_command)
 
-    # --- entry points (HTTP API, CLI, triggers) -----------------------------------------------
+    # --- entry points (HTTP API, CLI, triggers): phaseflow.agents.predictions.coordinator_client
 
     async def submit(
         self, command: CoordinatorCommand, *, wait: float | None = None
@@ -762,18 +560,7 @@ class Coordinator:
         None when it was not applied within ``wait`` seconds (e.g. another worker owns the
         date's partition): it still will be.
         """
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[CommandResult] = loop.create_future()
-        self._waiters[command.command_id] = waiter
-        try:
-            await self._publisher.send(TopicName.PREDICTION_PROGRESS, command.key, encode(command))
-            timeout = self._reply_timeout if wait is None else wait
-            try:
-                return await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            except TimeoutError:
-                return None
-        finally:
-            self._waiters.pop(command.command_id, None)
+        return await self._client.submit(command, wait=wait)
 
     async def start(
         self,
@@ -784,51 +571,16 @@ class Coordinator:
         source: CommandSource = "api",
     ) -> Mapping[str, JsonValue]:
         """Start a batch (``POST /coordinator/start``); a running one raises (HTTP 409)."""
-        state = self.date_state(game_date)
-        running = state.running if state is not None else None
-        if running is not None and self._clock.now() < self._deadline_of(running):
-            raise BatchAlreadyRunningError(
-                f"already running: batch {running.batch_id} of {game_date} "
-                f"({running.completed_players}/{running.expected_players} players done); "
-                f"it ends by {self._deadline_of(running).isoformat()} at the latest"
-            )
-        command = make_command(
-            "start",
-            game_date,
-            issued_at=self._clock.now(),
-            batch_id=batch_id,
-            source=source,
-            requested_by=requested_by,
-        )
-        result = await self.submit(command)
-        if result is None:
-            return {"status": "submitted", "game_date": game_date.isoformat(), "batch_id": batch_id}
-        if result.status == "already_running":
-            raise BatchAlreadyRunningError(f"already running: {result.message}")
-        return result.as_json()
+        return await self._client.start(game_date, batch_id, requested_by, source=source)
 
     async def complete(
         self, game_date: date, batch_id: str | None = None, requested_by: str = "api"
     ) -> Mapping[str, JsonValue]:
         """Finish the running batch now (``POST /coordinator/complete``); none raises (409)."""
-        state = self.date_state(game_date)
-        if state is None or state.current is None:
-            raise BatchNotRunningError(f"no prediction batch for {game_date}")
-        command = make_command(
-            "complete",
-            game_date,
-            issued_at=self._clock.now(),
-            batch_id=batch_id,
-            requested_by=requested_by,
-        )
-        result = await self.submit(command)
-        if result is None:
-            return {"status": "submitted", "game_date": game_date.isoformat(), "batch_id": batch_id}
-        if result.status == "not_running":
-            raise BatchNotRunningError(
-                f"no running prediction batch {batch_id or ''} for {game_date}"
-            )
-        return result.as_json()
+        return await self._client.complete(game_date, batch_id, requested_by)
+
+    async def _send_command(self, command: CoordinatorCommand) -> None:
+        await self._publisher.send(TopicName.PREDICTION_PROGRESS, command.key, encode(command))
 
     # --- dead letters -----------------------------------------------------------------------
 

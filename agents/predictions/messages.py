@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from phaseflow.models.codec import EventDecodeError, decode
-from phaseflow.models.events import ID_NAMESPACE, GameDate, Identifier, Text, Timestamp
+from phaseflow.models.fields import ID_NAMESPACE, GameDate, Identifier, Text, Timestamp
 
 CommandKind = Literal["start", "complete", "check"]
 #: Where a start came from (shown in the batch state and the completion's metadata).

@@ -17,7 +17,8 @@ from google.cloud import bigquery
 
 from phaseflow.agents.predictions.bq import QueryRunner
 from phaseflow.agents.predictions.tables import PROP_LINES, UPCOMING_CONTEXT, table_ref
-from phaseflow.models.events import PredictionRequest, line_text
+from phaseflow.models.events import PredictionRequest
+from phaseflow.models.fields import line_text
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import NamedTuple, Protocol
 
 from phaseflow.agents.predictions.features import GameLog, PlayerFeatures
-from phaseflow.models.events import Recommendation
+from phaseflow.models.fields import Recommendation
 
 
 class SystemOutput(NamedTuple):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from phaseflow.agents.predictions.coordinator import PHASE, PROCESSOR
+from phaseflow.agents.predictions.batch_state import PHASE, PROCESSOR
 from phaseflow.agents.predictions.messages import CoordinatorCommand, make_command, stable_id
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseTrigger, RerunRequest

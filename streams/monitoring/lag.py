@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import JsonValue
 
 from phaseflow.models.codec import encode
-from phaseflow.models.events import Alert, Severity
+from phaseflow.models.events import Alert
+from phaseflow.models.fields import Severity
 from phaseflow.streams.clock import Clock, SystemClock
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag

@@ -15,7 +15,8 @@ from datetime import datetime
 
 from pydantic import Field
 
-from phaseflow.models.events import Event, Text, Timestamp
+from phaseflow.models.events import Event
+from phaseflow.models.fields import Text, Timestamp
 
 
 class AuditRecord(Event):

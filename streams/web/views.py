@@ -27,7 +27,8 @@ from phaseflow.agents.phase_order import blocking_phase
 from phaseflow.agents.phase_timing import date_timing, sla_breached
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.models.codec import EventDecodeError, decode, encode
-from phaseflow.models.events import GameDate, Identifier, Phase, PhaseCompletion, RerunRequest, Text
+from phaseflow.models.events import PhaseCompletion, RerunRequest
+from phaseflow.models.fields import GameDate, Identifier, Phase, Text
 from phaseflow.streams.deployment import identity_summary
 from phaseflow.streams.registry import Registry
 from phaseflow.streams.topics import TopicName

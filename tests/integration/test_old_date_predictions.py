@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.cloud import bigquery
 
-from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.models.events import PhaseCompletion
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.rerun import rerun_command

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.cloud import bigquery
 
-from phaseflow.agents.predictions.coordinator import PROCESSOR
+from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger

@@ -17,13 +17,7 @@ from hypothesis import strategies as st
 
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import (
-    ALERT_KINDS,
-    COMPLETION_STATUSES,
     EVENT_MODELS,
-    RECOMMENDATIONS,
-    RERUN_REASONS,
-    SEVERITIES,
-    TRIGGER_REASONS,
     Alert,
     DeadLetter,
     Event,
@@ -32,6 +26,14 @@ from phaseflow.models.events import (
     Prediction,
     PredictionRequest,
     RerunRequest,
+)
+from phaseflow.models.fields import (
+    ALERT_KINDS,
+    COMPLETION_STATUSES,
+    RECOMMENDATIONS,
+    RERUN_REASONS,
+    SEVERITIES,
+    TRIGGER_REASONS,
 )
 from phaseflow.streams.codecs import OrjsonCodec, register_orjson_codec
 

@@ -20,8 +20,8 @@ from phaseflow.models.events import (
     Prediction,
     PredictionRequest,
     RerunRequest,
-    line_text,
 )
+from phaseflow.models.fields import line_text
 from phaseflow.models.phases import parse_phase, phase_label
 
 NOW = datetime(2024, 1, 15, 18, 30, tzinfo=UTC)

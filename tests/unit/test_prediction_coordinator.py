@@ -9,13 +9,12 @@ from decimal import Decimal
 import pytest
 
 from phaseflow.agents.envelope import Origin
-from phaseflow.agents.predictions.coordinator import (
-    DEFAULT_BATCH_DEADLINE,
+from phaseflow.agents.predictions.batch_state import (
     BatchAlreadyRunningError,
     BatchNotRunningError,
     CommandResult,
-    Coordinator,
 )
+from phaseflow.agents.predictions.coordinator import DEFAULT_BATCH_DEADLINE, Coordinator
 from phaseflow.agents.predictions.messages import PlayerDone, decode_progress, make_command
 from phaseflow.agents.predictions.source import SourceRow, build_requests
 from phaseflow.models.codec import decode, encode

@@ -77,7 +77,7 @@ async def test_expiry_of_a_never_fired_phase_is_a_critical_alert_not_an_info_lin
 ) -> None:
     h = Harness(now=NOW)
     await stuck_phase2(h)
-    with caplog.at_level(logging.INFO, logger="phaseflow.agents.readiness"):
+    with caplog.at_level(logging.INFO, logger="phaseflow.agents.retention"):
         for _ in range(8 * 24):
             await h.advance(timedelta(hours=1))
     assert h.table == {}
