@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from phaseflow.agents.backlog import BACKLOG_HOLD_LIMIT, CompletionBacklog
 from phaseflow.streams.clock import ManualClock
-from tests.unit.readiness_harness import NOW
+from tests.fixtures.readiness_harness import NOW
 
 SECOND = timedelta(seconds=1)
 

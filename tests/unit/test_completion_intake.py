@@ -13,7 +13,7 @@ from phaseflow.agents.readiness_agent import LOG_APPEND_TIME, IntakeMetrics, rec
 from phaseflow.models.codec import encode
 from phaseflow.streams.simulation import make_completion
 from phaseflow.streams.web.metrics import Metrics
-from tests.unit.readiness_harness import GAME_DATE, ORIGIN, Harness
+from tests.fixtures.readiness_harness import GAME_DATE, ORIGIN, Harness
 
 PHASE4 = [
     "team_defense_zone_analysis",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from phaseflow.models.codec import encode
 from phaseflow.streams.registry import load_registry, parse_registry
 from phaseflow.streams.simulation import make_completion
-from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
+from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 
 PHASE4 = [
     "team_defense_zone_analysis",

@@ -14,7 +14,7 @@ from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import DeadLetter
 from phaseflow.streams.cli import _parser
 from phaseflow.streams.dlq import Letter, Lineage, failed_again, format_letters, summary, to_replay
-from tests.unit.readiness_harness import ORIGIN, Harness
+from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DLQ = "pf.dead-letters"

@@ -6,7 +6,7 @@ from phaseflow.streams.status import format_status
 from phaseflow.streams.web.status_page import render_status_page
 from phaseflow.streams.web.status_summary import StatusSummary, build_summary, phase_condition
 from phaseflow.streams.web.views import phase_status
-from tests.unit.readiness_harness import GAME_DATE, NOW, Harness
+from tests.fixtures.readiness_harness import GAME_DATE, NOW, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
 GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 11000}

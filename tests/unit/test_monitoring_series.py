@@ -14,7 +14,7 @@ from phaseflow.streams.registry import SystemSpec
 from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
 from phaseflow.streams.web.metrics import Metrics
 from phaseflow.streams.web.views import date_latency, phase_status
-from tests.unit.readiness_harness import Harness
+from tests.fixtures.readiness_harness import Harness
 from tests.unit.test_phase_timing import _complete_phase
 from tests.unit.test_prediction_worker import Broken, make_worker, raw_requests
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from phaseflow.streams.registry import parse_registry
 from phaseflow.streams.web.status_summary import PhaseSummary, phase_condition
 from phaseflow.streams.web.views import phase_status
-from tests.unit.readiness_harness import GAME_DATE, PHASE3, PHASE4, Harness
+from tests.fixtures.readiness_harness import GAME_DATE, PHASE3, PHASE4, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
 PHASE2 = ["p2_nbacom_boxscores", "p2_nbacom_gamebook_pdf", "p2_odds_game_lines"]

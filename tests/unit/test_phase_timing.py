@@ -10,7 +10,7 @@ from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.models.codec import encode
 from phaseflow.streams.registry import Registry, load_registry
 from phaseflow.streams.simulation import make_completion, phase_completions
-from tests.unit.readiness_harness import ORIGIN, Harness
+from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 NEW_YORK = ZoneInfo("America/New_York")
 GATE_OK = {"expected_players": 10, "completed_players": 10, "total_predictions": 50}

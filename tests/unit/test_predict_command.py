@@ -10,7 +10,7 @@ from phaseflow.models.events import PhaseCompletion
 from phaseflow.streams.clock import ManualClock
 from phaseflow.streams.registry import load_registry
 from phaseflow.streams.topics import TopicName
-from tests.unit.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
+from tests.fixtures.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
 
 
 async def completion_of_a_start(players: int) -> PhaseCompletion:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from phaseflow.agents.predictions.breaker import CircuitBreaker
 from phaseflow.streams.clock import ManualClock
-from tests.unit.prediction_fakes import T0
+from tests.fixtures.prediction_fakes import T0
 
 
 def breaker(clock: ManualClock, threshold: int = 3) -> CircuitBreaker:

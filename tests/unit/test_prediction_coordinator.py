@@ -22,7 +22,7 @@ from phaseflow.models.events import Alert, DeadLetter, PhaseCompletion, Predicti
 from phaseflow.streams.clock import ManualClock
 from phaseflow.streams.registry import Registry, load_registry
 from phaseflow.streams.topics import TopicName
-from tests.unit.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
+from tests.fixtures.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
 
 
 class Harness:

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from phaseflow.agents.predictions.history import HistoryLoader, TTLCache, history_sql
 from phaseflow.streams.clock import ManualClock
 from phaseflow.streams.seed import generate
-from tests.unit.prediction_fakes import DAY, T0, FakeRunner
+from tests.fixtures.prediction_fakes import DAY, T0, FakeRunner
 
 
 def loader(clock: ManualClock, *, per_query: int = 100) -> tuple[HistoryLoader, FakeRunner]:

@@ -24,7 +24,7 @@ from phaseflow.agents.predictions.systems import (
 )
 from phaseflow.streams.registry import Registry, RegistryError, load_registry, parse_registry
 from phaseflow.streams.seed import generate
-from tests.unit.prediction_fakes import DAY
+from tests.fixtures.prediction_fakes import DAY
 
 
 def games(points: list[float], *, opponent: str = "BOS", home: bool = True) -> tuple[GameLog, ...]:

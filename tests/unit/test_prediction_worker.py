@@ -23,7 +23,7 @@ from phaseflow.streams.clock import ManualClock
 from phaseflow.streams.registry import SystemSpec, load_registry
 from phaseflow.streams.seed import generate
 from phaseflow.streams.topics import TopicName
-from tests.unit.prediction_fakes import DAY, T0, FakeRunner, ListPublisher
+from tests.fixtures.prediction_fakes import DAY, T0, FakeRunner, ListPublisher
 
 DATA = generate(DAY, players=60, history_games=20)
 SYSTEM_IDS = [system.system_id for system, _ in enabled_systems(load_registry(None))]

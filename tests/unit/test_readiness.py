@@ -13,7 +13,7 @@ from phaseflow.models.codec import encode
 from phaseflow.streams.clock import ManualClock
 from phaseflow.streams.registry import load_registry
 from phaseflow.streams.simulation import make_completion
-from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, RecordingPublisher
+from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, RecordingPublisher
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from phaseflow.models.codec import encode
 from phaseflow.streams.registry import load_registry, parse_registry
 from phaseflow.streams.simulation import make_completion
 from phaseflow.streams.web.views import phase_status
-from tests.unit.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
+from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
 GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 11000}

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from phaseflow.models.codec import encode
 from phaseflow.streams.simulation import make_completion
-from tests.unit.readiness_harness import GAME_DATE, ORIGIN, PHASE3, PHASE4, Harness
+from tests.fixtures.readiness_harness import GAME_DATE, ORIGIN, PHASE3, PHASE4, Harness
 
 GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 1760}
 THIN = {"expected_players": 450, "completed_players": 20, "total_predictions": 5}

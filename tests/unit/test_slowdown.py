@@ -11,7 +11,7 @@ from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
 from phaseflow.streams.registry import SlowdownSpec, load_registry
 from phaseflow.streams.simulation import make_completion
-from tests.unit.readiness_harness import ORIGIN, Harness
+from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 POLICY = SlowdownSpec(window=4, min_samples=3)
 PROCESSOR = "player_daily_cache"  # phase 4, slowdown_pct 40 by default

@@ -12,7 +12,7 @@ import pytest
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
 from phaseflow.streams.registry import Registry, RegistryError, parse_registry
-from tests.unit.readiness_harness import ORIGIN, Harness
+from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
 STUCK_DATE = date(2026, 3, 10)
