@@ -36,7 +36,7 @@ from google.api_core.exceptions import BadRequest, RetryError
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.bigquery_clients import make_bigquery_client
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.settings import Settings
 

@@ -21,10 +21,9 @@ from google.cloud import bigquery
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import DeadLetter, Prediction
 from phaseflow.sinks.base import SinkFlushError, SinkMetrics
-from phaseflow.sinks.bigquery_client import make_bigquery_client
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
-from phaseflow.sinks.retry import RetryPolicy
+from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName, ensure_topics
@@ -35,7 +34,8 @@ pytestmark = pytest.mark.integration
 GAME_DATE = date(2026, 1, 15)
 T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 TIMEOUT = 60.0
-FAST_RETRY = RetryPolicy(max_attempts=2, base_seconds=0.05, cap_seconds=0.2)
+# Long enough for a second attempt after a 1 s request timeout.
+FAST_RETRY = RetryPolicy(deadline_seconds=1.5, initial_seconds=0.05, maximum_seconds=0.2)
 
 
 def prediction(
@@ -353,7 +353,7 @@ async def test_a_hanging_request_times_out_fails_the_flush_cleanly_and_is_retrie
         await sink.stop()
         await proxy.close()
 
-    # bounded: 2 attempts x (1 s request timeout, library retry bounded to 1 s) + backoff
+    # bounded: the 1.5 s retry deadline + one last 1 s request
     assert hung_for < 10
     assert sink.durable_seq == 1
     assert [r["player_lookup"] for r in rows_of(bq_client, sink.table_id)] == ["a"]

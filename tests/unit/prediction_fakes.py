@@ -11,6 +11,7 @@ import orjson
 
 from phaseflow.agents.predictions.bq import QueryError, QueryRunner
 from phaseflow.agents.predictions.source import SourceRow
+from phaseflow.streams.bigquery_clients import RetryPolicy
 from phaseflow.streams.topics import TopicName
 
 T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
@@ -33,7 +34,11 @@ class FakeRunner(QueryRunner):
     """Answers history and context queries from in-memory rows; counts them."""
 
     def __init__(self, history: list[dict[str, Any]], context: list[dict[str, Any]]) -> None:
-        super().__init__(lambda: None, timeout_seconds=1.0)  # type: ignore[arg-type,return-value]
+        super().__init__(
+            lambda: None,  # type: ignore[arg-type,return-value]
+            timeout_seconds=1.0,
+            policy=RetryPolicy(deadline_seconds=1.0),
+        )
         self.history = history
         self.context = context
         self.calls: list[str] = []
