@@ -140,6 +140,38 @@ async def test_lines_are_distinct_keys_and_the_latest_created_at_wins(
     assert dead.rows == []
 
 
+async def test_with_a_location_the_sink_creates_its_dataset_there_and_rows_still_merge(
+    bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    """PHASEFLOW_BIGQUERY_LOCATION reaches dataset creation and the query jobs (MERGE)."""
+    dataset = f"{bq_settings.bigquery_dataset}_eu"
+    settings = bq_settings.model_copy(
+        update={"bigquery_location": "EU", "bigquery_dataset": dataset}
+    )
+    try:
+        async with PredictionSink(settings, dead_letter=DeadLetters(), flush_seconds=60) as sink:
+            assert sink._client.location == "EU"
+            sink.add(prediction("a", "20.5"))
+            sink.add(prediction("b", None))
+            await sink.flush()
+            sink.add(prediction("a", "20.5", T0 + timedelta(minutes=1), predicted=25.0))
+            await sink.flush()
+
+        stored = bq_client.get_dataset(f"{bq_client.project}.{dataset}", timeout=TIMEOUT)
+        assert stored.location == "EU"
+        assert [
+            (r["player_lookup"], r["line_key"], r["predicted_points"])
+            for r in rows_of(bq_client, sink.table_id)
+        ] == [("a", "20.5", 25.0), ("b", "NO_LINE", 20.0)]
+    finally:
+        bq_client.delete_dataset(
+            f"{bq_client.project}.{dataset}",
+            delete_contents=True,
+            not_found_ok=True,
+            timeout=TIMEOUT,
+        )
+
+
 async def test_rows_bigquery_rejects_go_to_dead_letters_and_the_batch_goes_on(
     bq_settings: Settings, bq_client: bigquery.Client
 ) -> None:
