@@ -35,20 +35,30 @@ def ensure_tables(
     retry: Retry | None,
 ) -> None:
     """Create the dataset and ``tables`` (views too) unless they exist; with table creation off,
-    check that each exists instead and raise :class:`MissingTableError` naming the first missing.
-    ``retry=None`` when the caller retries the whole call itself."""
-    if settings.bigquery_create_tables:
+    raise :class:`MissingTableError` naming the first missing one instead. Each is looked up
+    first, so what exists needs only ``bigquery.*.get``. ``retry=None`` when the caller retries
+    the whole call itself."""
+    create = settings.bigquery_create_tables
+    if create:
         ensure_dataset(client, settings.bigquery_dataset, timeout=timeout, retry=retry)
-        for table in tables:
-            client.create_table(table, exists_ok=True, retry=retry, timeout=timeout)  # type: ignore[arg-type]
-        return
     for table in tables:
-        try:
-            client.get_table(table.reference, retry=retry, timeout=timeout)  # type: ignore[arg-type]
-        except gexc.NotFound:
+        if _exists(client, table, timeout=timeout, retry=retry):
+            continue
+        if not create:
             table_id = f"{table.project}.{table.dataset_id}.{table.table_id}"
             raise MissingTableError(
                 f"BigQuery table {table_id} does not exist and "
                 f"{env_var('bigquery_create_tables')}=false: create it (docs/bigquery.md) or "
                 "let phaseflow create it"
-            ) from None
+            )
+        client.create_table(table, exists_ok=True, retry=retry, timeout=timeout)  # type: ignore[arg-type]
+
+
+def _exists(
+    client: bigquery.Client, table: bigquery.Table, *, timeout: float, retry: Retry | None
+) -> bool:
+    try:
+        client.get_table(table.reference, retry=retry, timeout=timeout)  # type: ignore[arg-type]
+    except gexc.NotFound:
+        return False
+    return True

@@ -134,6 +134,14 @@ def ensure_dataset(
     retries the whole call."""
     if "." not in dataset_id:
         dataset_id = f"{client.project}.{dataset_id}"
+    # Looked up first: an existing dataset then needs only bigquery.datasets.get, not create.
+    with contextlib.suppress(gexc.NotFound):
+        found: bigquery.Dataset = client.get_dataset(
+            dataset_id,
+            timeout=timeout,
+            retry=retry,  # type: ignore[arg-type] # the library accepts None
+        )
+        return found
     dataset: bigquery.Dataset = client.create_dataset(
         dataset_id,
         exists_ok=True,

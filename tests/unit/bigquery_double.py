@@ -64,8 +64,15 @@ class ClientDouble:
         if pending:
             raise pending.popleft()
 
+    def get_dataset(self, dataset: str, **kwargs: Any) -> bigquery.Dataset:
+        self._call("get_dataset", dataset=dataset, **kwargs)
+        if dataset not in self.existing:
+            raise gexc.NotFound(f"Not found: Dataset {dataset}")  # type: ignore[no-untyped-call]
+        return bigquery.Dataset(dataset)
+
     def create_dataset(self, dataset: str, **kwargs: Any) -> bigquery.Dataset:
         self._call("create_dataset", dataset=dataset, **kwargs)
+        self.existing.add(dataset)
         return bigquery.Dataset(dataset)
 
     def create_table(self, table: bigquery.Table, **kwargs: Any) -> bigquery.Table:

@@ -271,3 +271,13 @@ async def test_a_denied_prediction_query_is_one_query_error_naming_permission_an
     assert "bigquery.tables.getData" in str(raised.value)
     assert "p.d.t" in str(raised.value)
     assert runner.stats.attempts == 1
+
+
+async def test_existing_tables_are_only_looked_up_so_create_permissions_are_not_needed() -> None:
+    denied = forbidden("Permission bigquery.tables.create denied on dataset p:d")
+    double = ClientDouble().failing("create_table", denied).failing("create_dataset", denied)
+    double.existing |= {"p.d", TARGET, STAGING, "p.d.player_prop_predictions_latest"}
+
+    await sink_on(double).setup()
+
+    assert [name for name, _ in double.calls] == ["get_dataset"] + ["get_table"] * 3
