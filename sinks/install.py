@@ -5,8 +5,9 @@ The feature starts a :class:`~phaseflow.sinks.predictions_consumer.PredictionSin
 consumer group, commits only after the MERGE) once the app has started, and stops it on
 ``app.on_before_shutdown`` (SIGTERM/SIGINT): the runner stops consuming, flushes what it buffered,
 commits those offsets and closes. A runner that cannot start (broker or BigQuery unreachable,
-no credentials) is logged and retried with a backoff (1 s doubling to 60 s); the worker itself
-keeps running its other agents, so a worker without BigQuery access does not crash-loop.
+no credentials, a missing permission) is logged and retried with a backoff (1 s doubling to 60 s);
+the worker itself keeps running its other agents, so a worker without BigQuery access does not
+crash-loop. ``GET /status`` shows each sink's problem (:meth:`PredictionSinkService.health`).
 
 Enabled by ``PHASEFLOW_SINK_ENABLED``; unset, only when ``PHASEFLOW_BIGQUERY_ENDPOINT`` is set
 (the emulator), so a dev or CI worker never looks up Google credentials. Flushes, retries,
