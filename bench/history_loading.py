@@ -29,7 +29,7 @@ from phaseflow.agents.predictions.bq import QueryRunner
 from phaseflow.agents.predictions.features import GameLog
 from phaseflow.agents.predictions.history import HistoryLoader
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, table_ref
-from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
 from phaseflow.streams.clock import SystemClock
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.seed import seed
@@ -81,13 +81,19 @@ async def _run(settings: Settings, batch_size: int) -> dict[str, Any]:
         seeded = await asyncio.to_thread(seed, client, dataset, DAY, players=PLAYERS)
         players = sorted(
             row["player_lookup"]
-            for row in await QueryRunner(client, timeout_seconds=30).query(
+            for row in await QueryRunner(
+                client, timeout_seconds=30, policy=RetryPolicy(deadline_seconds=30)
+            ).query(
                 f"SELECT DISTINCT player_lookup FROM `{table_ref(client.project, dataset, GAME_SUMMARY)}`"  # noqa: S608, E501
             )
         )
         table = table_ref(client.project, dataset, GAME_SUMMARY)
-        naive_runner = QueryRunner(client, timeout_seconds=30)
-        batched_runner = QueryRunner(client, timeout_seconds=30)
+        naive_runner = QueryRunner(
+            client, timeout_seconds=30, policy=RetryPolicy(deadline_seconds=30)
+        )
+        batched_runner = QueryRunner(
+            client, timeout_seconds=30, policy=RetryPolicy(deadline_seconds=30)
+        )
         naive: dict[str, list[date]] = {}
         naive_seconds = 0.0
         batched_times: list[float] = []

@@ -40,9 +40,8 @@ from phaseflow.agents.predictions.systems import enabled_systems
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMING_CONTEXT
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
 from phaseflow.sinks.merge_sql import TARGET_TABLE
-from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.registry import load_registry
 from phaseflow.streams.seed import SeedData, ensure_tables, generate, insert_rows
@@ -82,18 +81,30 @@ def slate(day: date, lines_per_player: int) -> SeedData:
 
 
 def seed_slate(client: bigquery.Client, dataset: str, data: SeedData) -> None:
-    ensure_dataset(client, dataset, TIMEOUT)
-    ensure_tables(client, dataset, timeout=TIMEOUT)
+    ensure_dataset(
+        client, dataset, timeout=TIMEOUT, retry=RetryPolicy(deadline_seconds=TIMEOUT).sync()
+    )
+    ensure_tables(
+        client, dataset, timeout=TIMEOUT, retry=RetryPolicy(deadline_seconds=TIMEOUT).sync()
+    )
     for table, rows in (
         (UPCOMING_CONTEXT, data.context),
         (PROP_LINES, data.lines),
         (GAME_SUMMARY, data.history),
     ):
-        insert_rows(client, f"{client.project}.{dataset}.{table}", rows, timeout=TIMEOUT)
+        insert_rows(
+            client,
+            f"{client.project}.{dataset}.{table}",
+            rows,
+            timeout=TIMEOUT,
+            retry=RetryPolicy(deadline_seconds=TIMEOUT).sync(),
+        )
 
 
 def _scalar(client: bigquery.Client, sql: str) -> int:
-    job = client.query(sql, timeout=TIMEOUT, retry=library_retry(TIMEOUT), job_retry=None)
+    job = client.query(
+        sql, timeout=TIMEOUT, retry=RetryPolicy(deadline_seconds=TIMEOUT).sync(), job_retry=None
+    )
     return int(next(iter(job.result(timeout=TIMEOUT)))["n"])
 
 

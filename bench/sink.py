@@ -26,10 +26,9 @@ from typing import Any, Final
 from google.cloud import bigquery
 
 from phaseflow.models.events import Prediction
-from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
 from phaseflow.sinks.bigquery_predictions import MAX_ROWS_PER_INSERT, PredictionSink, prediction_row
 from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, merge_sql
-from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.settings import Settings
 
@@ -78,7 +77,7 @@ def _count(client: bigquery.Client, table_id: str, timeout: float) -> int:
     job = client.query(
         f"SELECT COUNT(*) AS n FROM `{table_id}`",  # noqa: S608 -- our own table
         timeout=timeout,
-        retry=library_retry(timeout),
+        retry=RetryPolicy(deadline_seconds=timeout).sync(),
         job_retry=None,
     )
     return int(next(iter(job.result(timeout=timeout)))["n"])
@@ -106,7 +105,7 @@ def _batched_without_sink(settings: Settings, rows: list[Prediction]) -> dict[st
                     for seq in seqs
                 ],
                 row_ids=[f"{flush_id}:{seq}" for seq in seqs],
-                retry=library_retry(timeout),
+                retry=RetryPolicy(deadline_seconds=timeout).sync(),
                 timeout=timeout,
             )
             if errors:
@@ -122,7 +121,7 @@ def _batched_without_sink(settings: Settings, rows: list[Prediction]) -> dict[st
             ),
             api_timeout=timeout,
             wait_timeout=timeout,
-            retry=library_retry(timeout),
+            retry=RetryPolicy(deadline_seconds=timeout).sync(),
             job_retry=None,  # type: ignore[arg-type] # the library accepts None
         )
         seconds = time.monotonic() - began
@@ -170,11 +169,16 @@ def _per_row_table(settings: Settings) -> str:
     client = make_bigquery_client(settings)
     timeout = settings.bigquery_timeout_seconds
     try:
-        ensure_dataset(client, settings.bigquery_dataset, timeout)
+        ensure_dataset(
+            client,
+            settings.bigquery_dataset,
+            timeout=timeout,
+            retry=RetryPolicy(deadline_seconds=timeout).sync(),
+        )
         client.create_table(
             bigquery.Table(table_id, list(PREDICTION_SCHEMA)),
             timeout=timeout,
-            retry=library_retry(timeout),
+            retry=RetryPolicy(deadline_seconds=timeout).sync(),
         )
     finally:
         client.close()
@@ -193,7 +197,10 @@ def _one_by_one(settings: Settings, table_id: str, rows: list[Prediction]) -> fl
             for staging_only in ("flush_id", "staged_seq", "staged_at"):
                 del data[staging_only]
             errors = client.insert_rows_json(
-                table_id, [data], retry=library_retry(timeout), timeout=timeout
+                table_id,
+                [data],
+                retry=RetryPolicy(deadline_seconds=timeout).sync(),
+                timeout=timeout,
             )
             if errors:
                 raise RuntimeError(f"per-row insert failed: {errors}")

@@ -39,7 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.services import bench_bigquery, bench_broker, worker_settings
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.bigquery_clients import make_bigquery_client
 from phaseflow.streams.clock import AcceleratedClock
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher

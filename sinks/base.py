@@ -151,6 +151,8 @@ class BufferedSink(AsyncService, Generic[R]):
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._consecutive_failures = 0
+        #: Why the last flush failed (``"BigQueryPermissionError: ..."``); None once one succeeds.
+        self.last_error: str | None = None
 
     # --- what a subclass provides ---------------------------------------------------------
 
@@ -228,6 +230,7 @@ class BufferedSink(AsyncService, Generic[R]):
             raise
         except Exception as exc:
             self._consecutive_failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.record_failure(exc)
             raise SinkFlushError(
                 f"batch {batch.batch_id} ({len(batch.entries)} rows, attempt {batch.attempts}) "
@@ -238,6 +241,7 @@ class BufferedSink(AsyncService, Generic[R]):
         self._batch = None
         self._durable_seq = batch.last_seq
         self._consecutive_failures = 0
+        self.last_error = None
         self.metrics.record_flush(len(batch.entries), time.monotonic() - began)
 
     def _due_in(self) -> float:

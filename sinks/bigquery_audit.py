@@ -8,24 +8,24 @@ A flush is one parameterised ``MERGE`` on ``audit_id`` that inserts the records 
 re-delivered records and retried flushes change nothing. There is no staging table: the trail is
 a handful of rows per minute, well within one query's parameters. A failed flush keeps its batch
 and :class:`~phaseflow.sinks.base.BufferedSink` retries it with backoff; offsets are committed only
-after the MERGE (:class:`~phaseflow.sinks.predictions_consumer.SinkRunner`).
+after the MERGE (:class:`~phaseflow.sinks.predictions_consumer.SinkRunner`). Calls go through the
+one BigQuery policy (:class:`~phaseflow.streams.bigquery_clients.BigQueryCalls`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
-from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from phaseflow.sinks.base import Batch, BufferedSink, SinkMetrics
-from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.bigquery_tables import ensure_tables, setup_operation
 from phaseflow.sinks.predictions_consumer import SinkRunner
-from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.bigquery_clients import BigQueryCalls, RetryPolicy, make_bigquery_client
+from phaseflow.streams.bigquery_permissions import Operation
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
 from phaseflow.streams.web.audit import AuditRecord
@@ -99,6 +99,7 @@ class AuditSink(BufferedSink[AuditRecord]):
         metrics: SinkMetrics | None = None,
         table: str = AUDIT_TABLE,
         flush_seconds: float | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__(
             batch_rows=AUDIT_BATCH_ROWS,
@@ -110,39 +111,47 @@ class AuditSink(BufferedSink[AuditRecord]):
         self._own_client = client is None
         self._client = client or make_bigquery_client(settings)
         self._timeout = settings.bigquery_timeout_seconds
-        self._retry = library_retry(self._timeout)
-        self.table_id = f"{self._client.project}.{settings.bigquery_dataset}.{table}"
+        self._calls = BigQueryCalls(
+            retry_policy or RetryPolicy.from_settings(settings),
+            timeout_seconds=self._timeout,
+            on_retry=self.metrics.record_retry,
+        )
+        dataset = f"{self._client.project}.{settings.bigquery_dataset}"
+        self.table_id = f"{dataset}.{table}"
+        self._setup_op = setup_operation(settings, dataset)
+        self._merge_op = Operation("the audit MERGE", self.table_id, "bigquery.jobs.create")
 
-    def _create_table(self) -> None:
-        ensure_dataset(self._client, self.settings.bigquery_dataset, self._timeout)
+    def _ensure_table(self) -> None:
         table = bigquery.Table(self.table_id, list(AUDIT_SCHEMA))
         table.time_partitioning = bigquery.TimePartitioning(
             type_=bigquery.TimePartitioningType.DAY, field="called_at"
         )
-        self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
+        ensure_tables(self._client, self.settings, [table], timeout=self._timeout, retry=None)
 
     def _merge(self, records: Sequence[AuditRecord]) -> None:
         sql, params = audit_merge(self.table_id, records)
-        config = bigquery.QueryJobConfig(query_parameters=params)
-        job = self._client.query(
-            sql, job_config=config, timeout=self._timeout, retry=self._retry, job_retry=None
+        self._client.query_and_wait(
+            sql,
+            job_config=bigquery.QueryJobConfig(query_parameters=params),
+            api_timeout=self._timeout,
+            wait_timeout=self._timeout,
+            retry=None,  # type: ignore[arg-type] # retried by the policy; the library accepts None
+            job_retry=None,  # type: ignore[arg-type]
         )
-        job.result(timeout=self._timeout, retry=self._retry)
+
+    async def _recreate(self) -> None:
+        # The table or dataset went away (an emulator restarted, an operator dropped it).
+        log.warning("%s is missing; creating it again", self.table_id)
+        await self._calls.attempt(self._setup_op, self._ensure_table)
 
     async def setup(self) -> None:
-        await asyncio.to_thread(self._create_table)
+        await self._calls.call(self._setup_op, self._ensure_table)
 
     async def write_batch(self, batch: Batch[AuditRecord]) -> None:
         # A record re-delivered within one batch must not be inserted twice by one MERGE.
         records = list({entry.row.audit_id: entry.row for entry in batch.entries}.values())
-        try:
-            await asyncio.to_thread(self._merge, records)
-        except gexc.NotFound:
-            # The table or dataset went away (an emulator restarted, an operator dropped it):
-            # create it, and let the retry of this batch write into it.
-            log.warning("%s is missing; creating it again", self.table_id)
-            await asyncio.to_thread(self._create_table)
-            raise
+        recreate = self._recreate if self.settings.bigquery_create_tables else None
+        await self._calls.call(self._merge_op, lambda: self._merge(records), on_missing=recreate)
 
     async def close(self) -> None:
         if self._own_client:

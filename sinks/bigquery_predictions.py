@@ -26,16 +26,18 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
    about 30 minutes, so deleting right after the MERGE would fail there).
 
 A failed flush keeps its batch (same flush id; chunks already staged are not sent again) and the
-next flush resumes it. Every call runs in a thread with an HTTP timeout, the library's retry
-bounded to the same timeout and ``job_retry=None``, our own backoff over a few attempts for
-transient errors, and a throttle on requests per second.
+next flush resumes it. Every call goes through
+:class:`~phaseflow.streams.bigquery_clients.BigQueryCalls`: each attempt in a thread with an HTTP
+timeout, ``retry=None`` and ``job_retry=None`` to the client, inside a throttle on requests per
+second; transient errors retried by the one policy until ``PHASEFLOW_BIGQUERY_RETRY_SECONDS``. A
+missing IAM permission (403) fails the flush with one line naming the permission and the table;
+the rows stay buffered and their offsets uncommitted (docs/bigquery.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -47,7 +49,7 @@ from google.cloud import bigquery
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.base import Batch, BufferedSink, Entry, SinkMetrics
-from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.sinks.bigquery_tables import ensure_tables, setup_operation
 from phaseflow.sinks.merge_sql import (
     LATEST_VIEW,
     PREDICTION_SCHEMA,
@@ -59,7 +61,14 @@ from phaseflow.sinks.merge_sql import (
     latest_view_sql,
     merge_sql,
 )
-from phaseflow.sinks.retry import TRANSIENT_REASONS, RetryPolicy, is_transient, library_retry
+from phaseflow.streams.bigquery_clients import (
+    TRANSIENT_REASONS,
+    BigQueryCalls,
+    RetryPolicy,
+    TransientError,
+    make_bigquery_client,
+)
+from phaseflow.streams.bigquery_permissions import Operation
 from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,10 +107,6 @@ def prediction_row(
         "staged_seq": seq,
         "staged_at": staged_at.isoformat(),
     }
-
-
-class TransientRowError(RuntimeError):
-    """insertAll left rows unwritten for a transient reason; the chunk is sent again."""
 
 
 class PredictionSink(BufferedSink[Prediction]):
@@ -145,9 +150,13 @@ class PredictionSink(BufferedSink[Prediction]):
         self._own_client = client is None
         self._client = client or make_bigquery_client(settings)
         self._timeout = settings.bigquery_timeout_seconds
-        self._retry = library_retry(self._timeout)
-        self._policy = retry_policy or RetryPolicy()
         self._throttler = Throttler(rate_limit=settings.bigquery_requests_per_second, period=1.0)
+        self._calls = BigQueryCalls(
+            retry_policy or RetryPolicy.from_settings(settings),
+            timeout_seconds=self._timeout,
+            on_retry=self._retrying,
+            throttle=lambda: self._throttler,
+        )
         dataset = f"{self._client.project}.{settings.bigquery_dataset}"
         self.table_id = f"{dataset}.{table}"
         self.staging_id = f"{dataset}.{staging_table}"
@@ -164,41 +173,28 @@ class PredictionSink(BufferedSink[Prediction]):
         self._wall_clock = wall_clock
         self._isolate_after = isolate_after_rejections
         self._insert_slots = asyncio.Semaphore(parallel_inserts)
-        self._rng = random.Random()  # noqa: S311 -- jitter
         self.last_merge_affected_rows: int | None = None
+        self._setup_op = setup_operation(settings, dataset)
+        self._insert_op = Operation(
+            "the streaming insert into staging", self.staging_id, "bigquery.tables.updateData"
+        )
+        self._merge_op = Operation("the MERGE from staging", self.table_id, "bigquery.jobs.create")
+        self._cleanup_op = Operation(
+            "the staging cleanup (DELETE)", self.staging_id, "bigquery.jobs.create"
+        )
 
     # --- BigQuery calls -----------------------------------------------------------------
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in a thread, throttled, retrying transient errors with backoff + jitter."""
-        attempt = 0
-        # The thread is bounded by the HTTP timeout and the library's bounded retry; this outer
-        # bound only guards against a call that ignores both (the thread is then abandoned).
-        outer = 2 * self._timeout + 5.0
-        while True:
-            attempt += 1
-            try:
-                async with self._throttler:
-                    return await asyncio.wait_for(asyncio.to_thread(fn), timeout=outer)
-            except Exception as exc:
-                if isinstance(exc, gexc.NotFound) and what != "setup":
-                    # A table or dataset disappeared (an emulator without persistence restarted,
-                    # an operator dropped it): create it again, then retry.
-                    log.warning("%s: %s; creating the tables again", what, exc)
-                    await self._create_tables()
-                elif not is_transient(exc):
-                    raise
-                if attempt >= self._policy.max_attempts:
-                    raise
-                self.metrics.record_retry(exc)
-                delay = self._policy.delay(attempt, self._rng)
-                log.info(
-                    "%s failed (%s), attempt %d, retrying in %.2f s", what, exc, attempt, delay
-                )
-                await asyncio.sleep(delay)
+    def _retrying(self, exc: Exception) -> None:
+        self.metrics.record_retry(exc)
+        log.info("BigQuery call failed (%s); retrying", exc)
 
-    def _create_tables_sync(self) -> None:
-        ensure_dataset(self._client, self.settings.bigquery_dataset, self._timeout)
+    async def _call(self, operation: Operation, fn: Callable[[], T]) -> T:
+        """``fn`` under the policy; a table gone missing is created again (when allowed)."""
+        recreate = self._create_tables if self.settings.bigquery_create_tables else None
+        return await self._calls.call(operation, fn, on_missing=recreate)
+
+    def _tables(self) -> list[bigquery.Table]:
         target = bigquery.Table(self.table_id, list(PREDICTION_SCHEMA))
         target.time_partitioning = bigquery.TimePartitioning(
             type_=bigquery.TimePartitioningType.DAY, field="game_date"
@@ -213,19 +209,21 @@ class PredictionSink(BufferedSink[Prediction]):
         staging.clustering_fields = ["flush_id"]
         latest = bigquery.Table(self.latest_view_id)
         latest.view_query = self._latest_view_sql
-        for table in (target, staging, latest):
-            self._client.create_table(
-                table, exists_ok=True, retry=self._retry, timeout=self._timeout
-            )
+        return [target, staging, latest]
+
+    def _ensure_tables_sync(self) -> None:
+        ensure_tables(
+            self._client, self.settings, self._tables(), timeout=self._timeout, retry=None
+        )
 
     async def _create_tables(self) -> None:
-        async with self._throttler:
-            await asyncio.to_thread(self._create_tables_sync)
+        log.warning("a table of %s is missing; creating the tables again", self.table_id)
+        await self._calls.attempt(self._setup_op, self._ensure_tables_sync)
 
     async def setup(self) -> None:
         """Create the dataset, the target and the staging table and the latest-batch view when
-        missing."""
-        await self._call("setup", self._create_tables_sync)
+        missing (only check them with ``PHASEFLOW_BIGQUERY_CREATE_TABLES=false``)."""
+        await self._calls.call(self._setup_op, self._ensure_tables_sync)
 
     def _query(self, sql: str, params: Sequence[Any]) -> int | None:
         config = bigquery.QueryJobConfig(query_parameters=list(params))
@@ -236,8 +234,8 @@ class PredictionSink(BufferedSink[Prediction]):
             job_config=config,
             api_timeout=self._timeout,
             wait_timeout=self._timeout,
-            retry=self._retry,
-            job_retry=None,  # type: ignore[arg-type] # the library accepts None
+            retry=None,  # type: ignore[arg-type] # retried by the policy; the library accepts None
+            job_retry=None,  # type: ignore[arg-type]
         )
         affected: int | None = rows.num_dml_affected_rows
         return affected
@@ -291,7 +289,7 @@ class PredictionSink(BufferedSink[Prediction]):
             bigquery.ScalarQueryParameter("first_seq", "INT64", first_seq),
             bigquery.ScalarQueryParameter("last_seq", "INT64", last_seq),
         ]
-        return await self._call("merge", lambda: self._query(self._merge_sql, params))
+        return await self._call(self._merge_op, lambda: self._query(self._merge_sql, params))
 
     async def _merge_isolating(self, batch: Batch[Prediction]) -> None:
         """MERGE ``batch`` in parts, halving the parts BigQuery refuses, and mark each single
@@ -367,7 +365,7 @@ class PredictionSink(BufferedSink[Prediction]):
                     [rows[i] for i in pending],
                     row_ids=[row_ids[i] for i in pending],
                     skip_invalid_rows=True,
-                    retry=self._retry,
+                    retry=None,  # type: ignore[arg-type] # retried by the policy
                     timeout=self._timeout,
                 )
                 if not errors:
@@ -380,7 +378,7 @@ class PredictionSink(BufferedSink[Prediction]):
                     if reasons <= {"stopped"}:
                         again.append(index)
                     elif reasons & TRANSIENT_REASONS:
-                        raise TransientRowError(f"row {index}: {details}")
+                        raise TransientError(f"row {index} not written: {details}")
                     else:
                         message = "; ".join(
                             f"{d.get('reason', '?')}: {d.get('message', '')}".strip()
@@ -388,14 +386,11 @@ class PredictionSink(BufferedSink[Prediction]):
                         )
                         rejected[chunk[index].seq] = f"BigQuery rejected the row: {message}"
                 if len(again) == len(pending):  # no row set aside: no progress possible
-                    raise TransientRowError(f"{len(again)} rows stopped without an invalid row")
+                    raise TransientError(f"{len(again)} rows stopped without an invalid row")
                 pending = sorted(again)
             return rejected
 
-        try:
-            return await self._call("insert", insert)
-        except TransientRowError as exc:
-            raise gexc.ServiceUnavailable(str(exc)) from exc  # type: ignore[no-untyped-call]
+        return await self._call(self._insert_op, insert)
 
     async def _deliver_dead_letters(self, batch: Batch[Prediction]) -> None:
         dead: dict[int, str] = batch.state[_DEAD]
@@ -425,7 +420,9 @@ class PredictionSink(BufferedSink[Prediction]):
             bigquery.ArrayQueryParameter("pending", "STRING", pending),
         ]
         try:
-            return await self._call("cleanup", lambda: self._query(self._cleanup_sql, params))
+            return await self._call(
+                self._cleanup_op, lambda: self._query(self._cleanup_sql, params)
+            )
         except Exception as exc:  # noqa: BLE001 -- cleanup must never fail a flush
             log.warning("staging cleanup failed (will run again later): %s", exc)
             return None

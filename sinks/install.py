@@ -5,8 +5,9 @@ The feature starts a :class:`~phaseflow.sinks.predictions_consumer.PredictionSin
 consumer group, commits only after the MERGE) once the app has started, and stops it on
 ``app.on_before_shutdown`` (SIGTERM/SIGINT): the runner stops consuming, flushes what it buffered,
 commits those offsets and closes. A runner that cannot start (broker or BigQuery unreachable,
-no credentials) is logged and retried with a backoff (1 s doubling to 60 s); the worker itself
-keeps running its other agents, so a worker without BigQuery access does not crash-loop.
+no credentials, a missing permission) is logged and retried with a backoff (1 s doubling to 60 s);
+the worker itself keeps running its other agents, so a worker without BigQuery access does not
+crash-loop. ``GET /status`` shows each sink's problem (:meth:`PredictionSinkService.health`).
 
 Enabled by ``PHASEFLOW_SINK_ENABLED``; unset, only when ``PHASEFLOW_BIGQUERY_ENDPOINT`` is set
 (the emulator), so a dev or CI worker never looks up Google credentials. Flushes, retries,
@@ -100,6 +101,7 @@ class PredictionSinkService:
         self.running = asyncio.Event()
         self.runner: SinkRunner[Any] | None = None
         self.start_failures = 0
+        self.start_error: str | None = None
 
     def _default_runner(self) -> PredictionSinkRunner:
         settings = self.settings
@@ -123,6 +125,7 @@ class PredictionSinkService:
                 raise
             except Exception as exc:  # noqa: BLE001 -- any start failure is retried
                 self.start_failures += 1
+                self.start_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
                     "%s could not start (%s: %s); retrying in %.0f s",
                     self.name,
@@ -135,6 +138,7 @@ class PredictionSinkService:
                 delay = min(self._max_retry, delay * 2)
                 continue
             self.runner = runner
+            self.start_error = None
             self.running.set()
             log.info("%s consuming %s as %s", self.name, runner.topic, runner.group_id)
             await self._stopping.wait()
@@ -159,6 +163,18 @@ class PredictionSinkService:
             await runner.stop()
             return False
         return True
+
+    def health(self) -> dict[str, object]:
+        """This sink in ``GET /status``: whether it runs, what it holds unwritten, and why it
+        cannot start or write (a missing permission, an unreachable BigQuery), or None."""
+        runner = self.runner
+        if runner is None:
+            return {"running": False, "buffered": 0, "problem": self.start_error}
+        return {
+            "running": True,
+            "buffered": runner.sink.buffered,
+            "problem": runner.sink.last_error,
+        }
 
     async def stop(self) -> None:
         """Stop consuming, flush, commit what was merged, close. Idempotent."""

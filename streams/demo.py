@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
 from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
@@ -37,7 +37,8 @@ def _record_in_bigquery(settings: Settings, result: DayResult) -> int:
     client = make_bigquery_client(settings)
     try:
         timeout = settings.bigquery_timeout_seconds
-        dataset = ensure_dataset(client, settings.bigquery_dataset, timeout=timeout)
+        retry = RetryPolicy.from_settings(settings).sync()
+        dataset = ensure_dataset(client, settings.bigquery_dataset, timeout=timeout, retry=retry)
         table = bigquery.Table(
             f"{dataset.project}.{dataset.dataset_id}.{RUNS_TABLE}",
             schema=[
@@ -49,7 +50,7 @@ def _record_in_bigquery(settings: Settings, result: DayResult) -> int:
                 bigquery.SchemaField("triggered_at", "TIMESTAMP"),
             ],
         )
-        client.create_table(table, exists_ok=True, timeout=timeout)
+        client.create_table(table, exists_ok=True, timeout=timeout, retry=retry)
         rows = [
             {
                 "game_date": trigger.game_date.isoformat(),
@@ -61,7 +62,7 @@ def _record_in_bigquery(settings: Settings, result: DayResult) -> int:
             }
             for trigger in result.triggers
         ]
-        errors = client.insert_rows_json(table, rows, timeout=timeout)
+        errors = client.insert_rows_json(table, rows, timeout=timeout, retry=retry)
         if errors:
             raise RuntimeError(f"BigQuery insert failed: {errors}")
         query = (
@@ -73,8 +74,15 @@ def _record_in_bigquery(settings: Settings, result: DayResult) -> int:
                 bigquery.ScalarQueryParameter("game_date", "DATE", result.game_date.isoformat())
             ]
         )
-        job = client.query(query, job_config=config, timeout=timeout)
-        return int(next(iter(job.result(timeout=timeout)))["n"])
+        rows_back = client.query_and_wait(
+            query,
+            job_config=config,
+            api_timeout=timeout,
+            wait_timeout=timeout,
+            retry=retry,
+            job_retry=None,  # type: ignore[arg-type] # the library accepts None
+        )
+        return int(next(iter(rows_back))["n"])
     finally:
         client.close()  # type: ignore[no-untyped-call]
 
@@ -91,13 +99,15 @@ def _count_predictions(settings: Settings, game_date: date) -> int:
             ]
         )
         try:
-            job = client.query(
+            rows = client.query_and_wait(
                 f"SELECT COUNT(*) AS n FROM `{table}` WHERE game_date = @game_date",  # noqa: S608 - our table
                 job_config=config,
-                timeout=timeout,
-                job_retry=None,
+                api_timeout=timeout,
+                wait_timeout=timeout,
+                retry=RetryPolicy.from_settings(settings).sync(),
+                job_retry=None,  # type: ignore[arg-type] # the library accepts None
             )
-            return int(next(iter(job.result(timeout=timeout)))["n"])
+            return int(next(iter(rows))["n"])
         except NotFound:
             return 0
     finally:

@@ -20,11 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any, Final
 
+from google.api_core.retry import Retry
 from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, SCHEMAS, UPCOMING_CONTEXT
-from phaseflow.sinks.bigquery_client import ensure_dataset, make_bigquery_client
+from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
 from phaseflow.streams.settings import Settings
 
 MAX_ROWS_PER_INSERT: Final = 500
@@ -228,18 +228,18 @@ def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict
         yield rows[start : start + size]
 
 
-def ensure_tables(client: bigquery.Client, dataset: str, *, timeout: float) -> None:
+def ensure_tables(client: bigquery.Client, dataset: str, *, timeout: float, retry: Retry) -> None:
     """Create the three source tables (day-partitioned on ``game_date``) unless they exist."""
     for name, schema in SCHEMAS.items():
         table = bigquery.Table(f"{client.project}.{dataset}.{name}", schema=schema)
         table.time_partitioning = bigquery.TimePartitioning(
             type_=bigquery.TimePartitioningType.DAY, field="game_date"
         )
-        client.create_table(table, exists_ok=True, timeout=timeout)
+        client.create_table(table, exists_ok=True, timeout=timeout, retry=retry)
 
 
 def _delete_previous(
-    client: bigquery.Client, dataset: str, data: SeedData, *, timeout: float
+    client: bigquery.Client, dataset: str, data: SeedData, *, timeout: float, retry: Retry
 ) -> None:
     first = min((row["game_date"] for row in data.history), default=data.game_date.isoformat())
     statements = [
@@ -251,21 +251,30 @@ def _delete_previous(
         bigquery.ScalarQueryParameter("day", "DATE", data.game_date),
         bigquery.ScalarQueryParameter("first", "DATE", date.fromisoformat(first)),
     ]
-    retry = DEFAULT_RETRY.with_timeout(timeout)
     for table, where in statements:
         sql = f"DELETE FROM `{client.project}.{dataset}.{table}` WHERE {where}"  # noqa: S608
         config = bigquery.QueryJobConfig(
             query_parameters=[p for p in params if f"@{p.name}" in sql]
         )
-        job = client.query(sql, job_config=config, timeout=timeout, retry=retry, job_retry=None)
-        job.result(timeout=timeout, retry=retry)
+        client.query_and_wait(
+            sql,
+            job_config=config,
+            api_timeout=timeout,
+            wait_timeout=timeout,
+            retry=retry,
+            job_retry=None,  # type: ignore[arg-type] # the library accepts None
+        )
 
 
 def insert_rows(
-    client: bigquery.Client, table_id: str, rows: Sequence[dict[str, Any]], *, timeout: float
+    client: bigquery.Client,
+    table_id: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    timeout: float,
+    retry: Retry,
 ) -> int:
     """``insert_rows_json`` in chunks of at most 500 rows; returns the number of requests."""
-    retry = DEFAULT_RETRY.with_timeout(timeout)
     requests_made = 0
     for chunk in _chunks(rows, MAX_ROWS_PER_INSERT):
         errors = client.insert_rows_json(table_id, chunk, timeout=timeout, retry=retry)
@@ -284,13 +293,17 @@ def seed(
     history_games: int = DEFAULT_HISTORY_GAMES,
     seed_value: int = 0,
     timeout: float = 30.0,
+    retry: Retry | None = None,
 ) -> SeedSummary:
-    """Write one date's synthetic slate into ``dataset`` (created if missing); idempotent."""
+    """Write one date's synthetic slate into ``dataset`` (created if missing); idempotent.
+    ``retry``: the settings' policy (:meth:`RetryPolicy.sync`); unset, one bounded by
+    ``timeout`` (tests and benchmarks)."""
+    retry = retry or RetryPolicy(deadline_seconds=timeout).sync()
     started = time.monotonic()
     data = generate(game_date, players=players, history_games=history_games, seed=seed_value)
-    ensure_dataset(client, dataset, timeout)
-    ensure_tables(client, dataset, timeout=timeout)
-    _delete_previous(client, dataset, data, timeout=timeout)
+    ensure_dataset(client, dataset, timeout=timeout, retry=retry)
+    ensure_tables(client, dataset, timeout=timeout, retry=retry)
+    _delete_previous(client, dataset, data, timeout=timeout, retry=retry)
     requests_made = 0
     for table, rows in (
         (UPCOMING_CONTEXT, data.context),
@@ -298,7 +311,7 @@ def seed(
         (GAME_SUMMARY, data.history),
     ):
         table_id = f"{client.project}.{dataset}.{table}"
-        requests_made += insert_rows(client, table_id, rows, timeout=timeout)
+        requests_made += insert_rows(client, table_id, rows, timeout=timeout, retry=retry)
     return SeedSummary(
         game_date=game_date,
         players=len(data.players),
@@ -321,6 +334,7 @@ def seed_from_cli(settings: Settings, *, game_date: str, players: int) -> int:
             day,
             players=players,
             timeout=settings.bigquery_timeout_seconds,
+            retry=RetryPolicy.from_settings(settings).sync(),
         )
     finally:
         client.close()  # type: ignore[no-untyped-call]

@@ -51,6 +51,28 @@ class Settings(BrokerConnectionSettings):
     bigquery_requests_per_second: int = Field(
         20, ge=1, description="BigQuery sink: at most this many API requests per second."
     )
+    bigquery_location: str | None = Field(
+        None,
+        description=(
+            "BigQuery location (`US`, `EU`, `europe-west1`...) of query jobs and of the dataset "
+            "when phaseflow creates it. Unset: BigQuery's default (the tables' location)."
+        ),
+    )
+    bigquery_retry_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "How long one BigQuery call retries transient errors (5xx, 429, rate limits, "
+            "connection errors, timeouts) with jittered backoff before it fails."
+        ),
+    )
+    bigquery_create_tables: bool = Field(
+        default=True,
+        description=(
+            "Create the sinks' dataset, tables and view when missing (needs "
+            "`bigquery.datasets.create`, `bigquery.tables.create`). `false`: they must exist."
+        ),
+    )
     sink_batch_rows: int = Field(
         500, ge=1, description="BigQuery sink: flush when this many rows are buffered."
     )
@@ -166,9 +188,6 @@ class Settings(BrokerConnectionSettings):
     )
     prediction_cache_ttl_seconds: float = Field(
         900.0, gt=0, description="How long a worker keeps loaded player history in memory."
-    )
-    prediction_query_attempts: int = Field(
-        3, ge=1, description="Attempts of a prediction-path BigQuery query on transient errors."
     )
     coordinator_tick_seconds: float = Field(
         5.0, gt=0, description="How often the prediction coordinator looks for stalled batches."

@@ -1,45 +1,35 @@
-"""Parameterized BigQuery queries from async code: a thread, a timeout, a bounded retry, a count.
+"""Parameterized BigQuery queries from async code: the shared policy, a count.
 
-The google-cloud-bigquery client blocks, so every call runs in ``asyncio.to_thread``. Its default
-retries can block for ~10 minutes against a slow or absent endpoint (see
-tests/integration/test_bigquery_harness.py), so each attempt passes
-``retry=DEFAULT_RETRY.with_timeout(T), job_retry=None`` and a request ``timeout=T``; on top of that
-a transient failure is retried here at most ``attempts`` times with a short backoff. SQL errors
-(400) are not retried.
+Every query runs through :class:`~phaseflow.streams.bigquery_clients.BigQueryCalls`: each attempt
+in ``asyncio.to_thread`` with a request timeout ``T`` (``PHASEFLOW_BIGQUERY_TIMEOUT_SECONDS``),
+``retry=None`` and ``job_retry=None`` (the library's default retries would block for ~10 minutes
+against a slow or absent endpoint, see tests/integration/test_bigquery_harness.py), transient
+failures retried by the one :class:`~phaseflow.streams.bigquery_clients.RetryPolicy` until
+``PHASEFLOW_BIGQUERY_RETRY_SECONDS``. SQL errors (400) and missing permissions (403) are not
+retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from google.api_core import exceptions as gexc
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+from phaseflow.streams.bigquery_clients import BigQueryCalls, RetryPolicy
+from phaseflow.streams.bigquery_permissions import BigQueryPermissionError, Operation
 
 log = logging.getLogger(__name__)
 
-#: Errors worth another attempt: the endpoint was down, slow or overloaded.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    gexc.RetryError,
-    gexc.ServerError,
-    gexc.TooManyRequests,
-    gexc.ServiceUnavailable,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    TimeoutError,
-    ConnectionError,
-)
-
 
 class QueryError(RuntimeError):
-    """A query failed for good (SQL error, or still failing after the bounded retries)."""
+    """A query failed for good (SQL error, missing permission, or still failing at the retry
+    deadline)."""
 
 
 @dataclass
@@ -61,21 +51,21 @@ class QueryRunner:
         client: bigquery.Client | Callable[[], bigquery.Client],
         *,
         timeout_seconds: float,
-        attempts: int = 3,
-        backoff_seconds: float = 0.2,
+        policy: RetryPolicy,
     ) -> None:
         """``client`` is a client, or a function that returns one (built on first use)."""
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
         self._client = client
         self.timeout_seconds = timeout_seconds
-        self.attempts = attempts
-        self.backoff_seconds = backoff_seconds
         self.stats = QueryStats()
+        self._calls = BigQueryCalls(policy, timeout_seconds=timeout_seconds, on_retry=self._retried)
+
+    def _retried(self, error: Exception) -> None:
+        self.stats.failures += 1
+        log.warning("query attempt failed (%s); retrying", error)
 
     def _run(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        self.stats.attempts += 1
         timeout = self.timeout_seconds
-        retry = DEFAULT_RETRY.with_timeout(timeout)
         config = bigquery.QueryJobConfig(query_parameters=list(params))
         client = self._client if isinstance(self._client, bigquery.Client) else self._client()
         # jobs.query: one round trip when the query finishes within the request (the emulator's
@@ -85,8 +75,8 @@ class QueryRunner:
             job_config=config,
             api_timeout=timeout,
             wait_timeout=timeout,
-            retry=retry,
-            job_retry=None,  # type: ignore[arg-type] # the library accepts None
+            retry=None,  # type: ignore[arg-type] # retried by the policy; the library accepts None
+            job_retry=None,  # type: ignore[arg-type]
         )
         return [dict(row.items()) for row in rows]
 
@@ -94,29 +84,26 @@ class QueryRunner:
         """Rows of ``sql`` as dicts; raises :class:`QueryError` when it cannot be answered."""
         self.stats.queries += 1
         started = time.monotonic()
+        # The tables a query reads are in its SQL; a denied read names the project's dataset.
+        operation = Operation("a query", _tables_of(sql), "bigquery.tables.getData")
         try:
-            for attempt in range(1, self.attempts + 1):
-                self.stats.attempts += 1
-                try:
-                    # The thread cannot be cancelled; the request timeout above ends it. The outer
-                    # bound only guards against a hang outside the HTTP call.
-                    rows = await asyncio.wait_for(
-                        asyncio.to_thread(self._run, sql, params), self.timeout_seconds * 2 + 5
-                    )
-                except TRANSIENT as error:
-                    self.stats.failures += 1
-                    if attempt == self.attempts:
-                        raise QueryError(
-                            f"query failed after {attempt} attempt(s): {error}"
-                        ) from error
-                    log.warning("query attempt %d failed (%s); retrying", attempt, error)
-                    await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-                except (gexc.GoogleAPICallError, GoogleAuthError) as error:
-                    self.stats.failures += 1
-                    raise QueryError(f"query rejected: {error}") from error
-                else:
-                    self.stats.rows += len(rows)
-                    return rows
+            rows = await self._calls.call(operation, lambda: self._run(sql, params))
+        except gexc.RetryError as error:
+            self.stats.failures += 1
+            raise QueryError(f"query failed until the retry deadline: {error}") from error
+        except BigQueryPermissionError as error:
+            self.stats.failures += 1
+            raise QueryError(str(error)) from error
+        except (gexc.GoogleAPIError, GoogleAuthError, OSError) as error:
+            self.stats.failures += 1
+            raise QueryError(f"query rejected: {error}") from error
         finally:
             self.stats.seconds += time.monotonic() - started
-        raise AssertionError("unreachable")  # pragma: no cover
+        self.stats.rows += len(rows)
+        return rows
+
+
+def _tables_of(sql: str) -> str:
+    """The backquoted table ids of ``sql``, for an error message."""
+    names = sorted({part for i, part in enumerate(sql.split("`")) if i % 2 == 1})
+    return ", ".join(names) or "its tables"

@@ -11,7 +11,7 @@ from google.cloud import bigquery
 from phaseflow.agents.predictions.bq import QueryRunner
 from phaseflow.agents.predictions.history import HistoryLoader
 from phaseflow.agents.predictions.source import BigQuerySlateSource
-from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
 from phaseflow.streams.clock import Clock
 from phaseflow.streams.settings import Settings
 
@@ -44,7 +44,7 @@ def query_runner(settings: Settings, lazy: LazyBigQuery) -> QueryRunner:
     return QueryRunner(
         lazy,
         timeout_seconds=settings.bigquery_timeout_seconds,
-        attempts=settings.prediction_query_attempts,
+        policy=RetryPolicy.from_settings(settings),
     )
 
 

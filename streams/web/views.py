@@ -259,7 +259,17 @@ class HttpApi:
             alerts=components.get("recent_alerts"),
         )
         summary["deployment"] = deployment_summary(self.ctx)
+        summary["sinks"] = sink_summary(components)
         return summary
+
+
+#: The components whose ``health()`` ``GET /status`` lists under "sinks" (sinks/install.py).
+_SINK_COMPONENTS: Final = ("prediction_sink", "audit_sink")
+
+
+def sink_summary(components: Mapping[str, Any]) -> dict[str, Any]:
+    """Each installed BigQuery sink: running, rows buffered, and why it cannot start or write."""
+    return {name: components[name].health() for name in _SINK_COMPONENTS if name in components}
 
 
 def deployment_summary(ctx: AppContext) -> dict[str, object]:

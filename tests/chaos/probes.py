@@ -14,7 +14,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
-from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.bigquery_clients import RetryPolicy
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
 from tests.fixtures.prediction_keys import expected_prediction_keys as prediction_keys
@@ -114,7 +114,7 @@ def prediction_rows(client: bigquery.Client, table_id: str, day: date) -> dict[s
             sql,
             job_config=config,
             timeout=_BQ_TIMEOUT,
-            retry=library_retry(_BQ_TIMEOUT),
+            retry=RetryPolicy(deadline_seconds=_BQ_TIMEOUT).sync(),
             job_retry=None,
         )
         rows = list(job.result(timeout=_BQ_TIMEOUT))

@@ -29,9 +29,9 @@ from google.cloud import bigquery
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseTrigger, Prediction
-from phaseflow.sinks.bigquery_client import ensure_dataset
 from phaseflow.sinks.install import SINK_LABEL
 from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset
 from phaseflow.streams.dlq import LetterFilter, read_letters, replay_command
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.local.fault_proxy import FaultProxy
@@ -103,7 +103,12 @@ async def service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Service]:
     workdir: Path = tmp_path_factory.mktemp("chaos-worker")
-    dataset = ensure_dataset(bq_client, f"chaos_{uuid.uuid4().hex[:12]}", 30.0)
+    dataset = ensure_dataset(
+        bq_client,
+        f"chaos_{uuid.uuid4().hex[:12]}",
+        timeout=30.0,
+        retry=RetryPolicy(deadline_seconds=30.0).sync(),
+    )
     prefix = f"t-chaos-{uuid.uuid4().hex[:8]}"
     with FaultProxy(bigquery_emulator.rest_port) as proxy:
         settings = Settings(

@@ -15,7 +15,8 @@ What the emulator does with timeouts and retries (bqemulator 1.4.0, google-cloud
   fixed 600 s deadline, even if `job_retry` itself is bounded. So with the emulator down (or a
   request timing out) `client.query(sql, timeout=1)` with default retries blocks for ~10 min, and
   so does `retry=DEFAULT_RETRY.with_timeout(3), job_retry=DEFAULT_JOB_RETRY.with_timeout(3)`.
-  Bounded: `retry=DEFAULT_RETRY.with_timeout(T), job_retry=None` (RetryError in <= T s), or
+  Bounded: `retry=<a Retry with timeout T>, job_retry=None` (RetryError in <= T s; phaseflow
+  passes its one policy, streams/bigquery_clients.py), or
   `query_and_wait(..., api_timeout=, wait_timeout=, retry=bounded, job_retry=None)`.
   Each retry of `jobs.insert` makes a new job id, so a timed-out statement may run twice: the
   MERGE must be idempotent (it is: matched rows update only to a newer `created_at`).
@@ -34,9 +35,8 @@ import pytest
 import requests
 from google.api_core.exceptions import BadRequest, RetryError
 from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from phaseflow.sinks.bigquery_client import make_bigquery_client
+from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.settings import Settings
 
@@ -274,8 +274,9 @@ def test_persistent_emulator_keeps_data_across_kill_and_restart(
     endpoint = emulator.endpoint
 
     emulator.kill()
-    # While it is down a bounded call fails fast instead of retrying for 10 minutes.
-    bounded = DEFAULT_RETRY.with_timeout(2)
+    # While it is down a call under phaseflow's policy (2 s deadline here) fails fast instead of
+    # retrying for the library's 10 minutes.
+    bounded = RetryPolicy(deadline_seconds=2).sync()
     started = time.monotonic()
     with pytest.raises(RetryError):
         client.query("SELECT 1", timeout=1, retry=bounded, job_retry=None)

@@ -21,10 +21,9 @@ from google.cloud import bigquery
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import DeadLetter, Prediction
 from phaseflow.sinks.base import SinkFlushError, SinkMetrics
-from phaseflow.sinks.bigquery_client import make_bigquery_client
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
-from phaseflow.sinks.retry import RetryPolicy
+from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName, ensure_topics
@@ -35,7 +34,8 @@ pytestmark = pytest.mark.integration
 GAME_DATE = date(2026, 1, 15)
 T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 TIMEOUT = 60.0
-FAST_RETRY = RetryPolicy(max_attempts=2, base_seconds=0.05, cap_seconds=0.2)
+# Long enough for a second attempt after a 1 s request timeout.
+FAST_RETRY = RetryPolicy(deadline_seconds=1.5, initial_seconds=0.05, maximum_seconds=0.2)
 
 
 def prediction(
@@ -138,6 +138,38 @@ async def test_lines_are_distinct_keys_and_the_latest_created_at_wins(
     assert sink.oldest_unwritten_age() is None
     assert staged_left == 0  # cleanup (retention 0 here) deleted the merged staging rows
     assert dead.rows == []
+
+
+async def test_with_a_location_the_sink_creates_its_dataset_there_and_rows_still_merge(
+    bq_settings: Settings, bq_client: bigquery.Client
+) -> None:
+    """PHASEFLOW_BIGQUERY_LOCATION reaches dataset creation and the query jobs (MERGE)."""
+    dataset = f"{bq_settings.bigquery_dataset}_eu"
+    settings = bq_settings.model_copy(
+        update={"bigquery_location": "EU", "bigquery_dataset": dataset}
+    )
+    try:
+        async with PredictionSink(settings, dead_letter=DeadLetters(), flush_seconds=60) as sink:
+            assert sink._client.location == "EU"
+            sink.add(prediction("a", "20.5"))
+            sink.add(prediction("b", None))
+            await sink.flush()
+            sink.add(prediction("a", "20.5", T0 + timedelta(minutes=1), predicted=25.0))
+            await sink.flush()
+
+        stored = bq_client.get_dataset(f"{bq_client.project}.{dataset}", timeout=TIMEOUT)
+        assert stored.location == "EU"
+        assert [
+            (r["player_lookup"], r["line_key"], r["predicted_points"])
+            for r in rows_of(bq_client, sink.table_id)
+        ] == [("a", "20.5", 25.0), ("b", "NO_LINE", 20.0)]
+    finally:
+        bq_client.delete_dataset(
+            f"{bq_client.project}.{dataset}",
+            delete_contents=True,
+            not_found_ok=True,
+            timeout=TIMEOUT,
+        )
 
 
 async def test_rows_bigquery_rejects_go_to_dead_letters_and_the_batch_goes_on(
@@ -353,7 +385,7 @@ async def test_a_hanging_request_times_out_fails_the_flush_cleanly_and_is_retrie
         await sink.stop()
         await proxy.close()
 
-    # bounded: 2 attempts x (1 s request timeout, library retry bounded to 1 s) + backoff
+    # bounded: the 1.5 s retry deadline + one last 1 s request
     assert hung_for < 10
     assert sink.durable_seq == 1
     assert [r["player_lookup"] for r in rows_of(bq_client, sink.table_id)] == ["a"]

@@ -23,7 +23,7 @@ from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger
 from phaseflow.sinks.merge_sql import TARGET_TABLE
-from phaseflow.sinks.retry import library_retry
+from phaseflow.streams.bigquery_clients import RetryPolicy
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
 from phaseflow.streams.settings import Settings
@@ -58,7 +58,9 @@ def phase5_trigger(day: date) -> PhaseTrigger:
 
 
 def _query(client: bigquery.Client, sql: str) -> list[bigquery.Row]:
-    job = client.query(sql, timeout=_TIMEOUT, retry=library_retry(_TIMEOUT), job_retry=None)
+    job = client.query(
+        sql, timeout=_TIMEOUT, retry=RetryPolicy(deadline_seconds=_TIMEOUT).sync(), job_retry=None
+    )
     return list(job.result(timeout=_TIMEOUT))
 
 
