@@ -29,6 +29,10 @@ A failed flush keeps its batch (same flush id; chunks already staged are not sen
 next flush resumes it. Every call runs in a thread with an HTTP timeout, the library's retry
 bounded to the same timeout and ``job_retry=None``, our own backoff over a few attempts for
 transient errors, and a throttle on requests per second.
+
+One module, longer than most, on purpose: staging, MERGE (with its bisection) and cleanup are the
+steps of one protocol that share the flush's resumable state (``batch.state``) and the one
+retrying ``_call``; apart, each would need both passed in.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_operations_commands(commands: Any) -> None:
     """``rerun`` and ``dlq list|replay`` (docs/operations.md)."""
-    from phaseflow.streams.dlq import parse_age
+    from phaseflow.streams.dlq_letters import parse_age
 
     def age(text: str) -> timedelta:
         try:
@@ -258,7 +258,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             )
         )
     if args.command == "lag":
-        from phaseflow.streams.monitoring.lag import run_lag
+        from phaseflow.streams.monitoring.lag_cli import run_lag
 
         return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
     if args.command == "status":
@@ -279,7 +279,8 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             phase_timeout=None if args.no_follow else timedelta(minutes=args.phase_timeout),
         )
     if args.command == "dlq":
-        from phaseflow.streams.dlq import LetterFilter, run_dlq
+        from phaseflow.streams.dlq import run_dlq
+        from phaseflow.streams.dlq_letters import LetterFilter
 
         selection = LetterFilter(args.topic, args.reason, args.older_than, args.limit)
         return run_dlq(
