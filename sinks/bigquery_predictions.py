@@ -32,6 +32,10 @@ timeout, ``retry=None`` and ``job_retry=None`` to the client, inside a throttle 
 second; transient errors retried by the one policy until ``PHASEFLOW_BIGQUERY_RETRY_SECONDS``. A
 missing IAM permission (403) fails the flush with one line naming the permission and the table;
 the rows stay buffered and their offsets uncommitted (docs/bigquery.md).
+
+One module, longer than most, on purpose: staging, MERGE (with its bisection) and cleanup are the
+steps of one protocol that share the flush's resumable state (``batch.state``) and the one
+retrying ``_call``; apart, each would need both passed in.
 """
 
 from __future__ import annotations

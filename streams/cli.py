@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from phaseflow.streams.cli_errors import EXIT_BAD_INPUT, load_settings, run_command
+from phaseflow.streams.cli_errors import (
+    EXIT_BAD_INPUT,
+    BadInputError,
+    load_settings,
+    run_command,
+)
 from phaseflow.streams.settings import Settings
 
 
@@ -122,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_operations_commands(commands: Any) -> None:
     """``rerun`` and ``dlq list|replay`` (docs/operations.md)."""
-    from phaseflow.streams.dlq import parse_age
+    from phaseflow.streams.dlq_letters import parse_age
 
     def age(text: str) -> timedelta:
         try:
@@ -192,13 +197,27 @@ def _broker_needed(args: argparse.Namespace) -> bool:
 
 
 def _require_services(args: argparse.Namespace, settings: Settings) -> None:
-    """Fail in seconds, naming the address, when a service the command needs is not there."""
+    """Fail in seconds, naming the address, when a service the command needs is not there (or,
+    for ``demo``, naming the install command when the packages of the local services are not)."""
     from phaseflow.streams.reachability import require_bigquery, require_broker
 
+    if args.command == "demo":
+        _require_local_extra()
     if _broker_needed(args):
         require_broker(settings)
     if args.command == "seed":
         require_bigquery(settings)
+
+
+def _require_local_extra() -> None:
+    # Before the demo module is imported: its launchers import these packages.
+    from phaseflow.streams.local.extra import INSTALL_LOCAL_EXTRA, missing_local_packages
+
+    missing = missing_local_packages()
+    if missing:
+        raise BadInputError(
+            f"phaseflow demo needs {', '.join(missing)} (the 'local' extra): {INSTALL_LOCAL_EXTRA}"
+        )
 
 
 def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0911
@@ -258,7 +277,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             )
         )
     if args.command == "lag":
-        from phaseflow.streams.monitoring.lag import run_lag
+        from phaseflow.streams.monitoring.lag_cli import run_lag
 
         return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
     if args.command == "status":
@@ -279,7 +298,8 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             phase_timeout=None if args.no_follow else timedelta(minutes=args.phase_timeout),
         )
     if args.command == "dlq":
-        from phaseflow.streams.dlq import LetterFilter, run_dlq
+        from phaseflow.streams.dlq import run_dlq
+        from phaseflow.streams.dlq_letters import LetterFilter
 
         selection = LetterFilter(args.topic, args.reason, args.older_than, args.limit)
         return run_dlq(

@@ -17,18 +17,18 @@ one letter per lineage (the newest), so repeated replays never grow the topic by
 The replay and its ledger record are two sends, not one transaction: if the command dies
 between them, the next replay sends that one record again (at least once). Completions are
 deduplicated by ``execution_id`` downstream, so a re-sent completion still counts once.
+
+Which letters are selected, linked and sent is :mod:`phaseflow.streams.dlq_letters`; the worker's
+own count of letters not replayed is :mod:`phaseflow.streams.dlq_tracker`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import orjson
@@ -38,164 +38,21 @@ from aiokafka.structs import ConsumerRecord
 from phaseflow.agents.envelope import REPLAY_OF_HEADER
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import DeadLetter
+from phaseflow.streams.dlq_letters import (
+    Letter,
+    LetterFilter,
+    Lineage,
+    failed_again,
+    format_age,
+    to_replay,
+    unreplayed,
+)
 from phaseflow.streams.progress import ProgressBar
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.text_table import aligned_rows
-from phaseflow.streams.topics import TopicFollower, TopicName, committed_reader, ensure_topics
+from phaseflow.streams.topics import TopicName, committed_reader, ensure_topics
 
-_AGE_RE: Final = re.compile(r"(\d+)([smhdw])")
-_AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ERROR_WIDTH: Final = 60
-#: Latest letters the worker's tracker keeps for the status page ("last few reasons").
-RECENT_LETTERS: Final = 20
-
-
-def parse_age(text: str) -> timedelta:
-    """``"90s"``, ``"30m"``, ``"1h"``, ``"2d"``, ``"1w"`` or combinations (``"1h30m"``)."""
-    compact = text.strip().replace(" ", "")
-    parts = _AGE_RE.findall(compact)
-    if not compact or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not an age like '90s', '30m', '1h', '2d' or '1h30m'")
-    return timedelta(seconds=sum(int(n) * _AGE_UNITS[u] for n, u in parts))
-
-
-def format_age(age: timedelta) -> str:
-    seconds = max(0, int(age.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
-    return "".join(parts[:2]) or f"{seconds}s"
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One record of the dead-letters topic."""
-
-    partition: int  # of the dead-letters topic
-    offset: int
-    letter: DeadLetter
-    topic: str = "dead-letters"  # the dead-letters topic's full name
-
-    @property
-    def ledger_key(self) -> str:
-        """Identity of the *original* record: ``{source_topic}:{partition}:{offset}``."""
-        return ledger_key(self.letter)
-
-    @property
-    def letter_id(self) -> str:
-        """Identity of this letter: ``{dead_letters_topic}:{partition}:{offset}``, what a replay
-        of it carries in its header and a failed replay's letter in ``replay_of``."""
-        return f"{self.topic}:{self.partition}:{self.offset}"
-
-
-def ledger_key(letter: DeadLetter) -> str:
-    return f"{letter.source_topic}:{letter.partition}:{letter.offset}"
-
-
-@dataclass(frozen=True)
-class LetterFilter:
-    """``--topic``, ``--reason``, ``--older-than``, ``--limit``; unset fields match all."""
-
-    topic: str | None = None
-    reason: str | None = None
-    older_than: timedelta | None = None
-    limit: int | None = None
-
-    def matches(self, letter: DeadLetter, *, now: datetime, prefix: str) -> bool:
-        if self.topic is not None and letter.source_topic not in {
-            self.topic,
-            f"{prefix}.{self.topic}",
-        }:
-            return False
-        if self.reason is not None and letter.error_type != self.reason:
-            return False
-        return self.older_than is None or letter.failed_at <= now - self.older_than
-
-    def select(self, letters: Sequence[Letter], *, now: datetime, prefix: str) -> list[Letter]:
-        """Matching letters, oldest failure first, at most ``limit``."""
-        chosen = sorted(
-            (item for item in letters if self.matches(item.letter, now=now, prefix=prefix)),
-            key=lambda item: (item.letter.failed_at, item.partition, item.offset),
-        )
-        return chosen if self.limit is None else chosen[: self.limit]
-
-
-def unreplayed(letters: Sequence[Letter], replayed: set[str]) -> list[Letter]:
-    """Letters whose original record is not in the ledger, one per original record; replays
-    that failed again are not among them (see :func:`failed_again`)."""
-    seen = set(replayed)
-    out: list[Letter] = []
-    for item in letters:
-        if item.ledger_key in seen or item.letter.replay_of is not None:
-            continue
-        seen.add(item.ledger_key)
-        out.append(item)
-    return out
-
-
-class Lineage:
-    """Which letters are one record replayed and failed again: letters linked by
-    ``replay_of``, and letters of the same original record, share a lineage key."""
-
-    def __init__(self, letters: Sequence[Letter]) -> None:
-        self._by_id = {item.letter_id: item for item in letters}
-
-    def chain(self, item: Letter) -> list[str]:
-        """Letter ids from the first failure to ``item``; a first id whose letter is gone
-        (retention) is still named."""
-        ids = [item.letter_id]
-        current: Letter | None = item
-        while current is not None and current.letter.replay_of is not None:
-            parent_id = current.letter.replay_of
-            if parent_id in ids:  # a cycle cannot be written by replay; stop rather than loop
-                break
-            ids.append(parent_id)
-            current = self._by_id.get(parent_id)
-        return ids[::-1]
-
-    def key(self, item: Letter) -> str:
-        """The original record of the first letter of the chain, or the first id if gone."""
-        first = self._by_id.get(self.chain(item)[0])
-        return first.ledger_key if first is not None else self.chain(item)[0]
-
-
-def failed_again(letters: Sequence[Letter], replayed: set[str]) -> list[Letter]:
-    """Replays that failed again and were not force-replayed since: the newest letter of each
-    such lineage."""
-    lineage = Lineage(letters)
-    newest = _newest_per_lineage(letters, lineage)
-    return [
-        item
-        for item in newest
-        if item.letter.replay_of is not None and item.ledger_key not in replayed
-    ]
-
-
-def _newest_per_lineage(letters: Sequence[Letter], lineage: Lineage) -> list[Letter]:
-    newest: dict[str, Letter] = {}
-    for item in letters:
-        key = lineage.key(item)
-        known = newest.get(key)
-        if known is None or (item.letter.failed_at, item.offset) > (
-            known.letter.failed_at,
-            known.offset,
-        ):
-            newest[key] = item
-    return sorted(
-        newest.values(), key=lambda item: (item.letter.failed_at, item.partition, item.offset)
-    )
-
-
-def to_replay(
-    letters: Sequence[Letter], replayed: set[str], *, force: bool, everything: Sequence[Letter]
-) -> list[Letter]:
-    """What ``replay`` sends from the selected ``letters``: without ``force`` the letters not
-    replayed (never a replay that failed again); with ``force`` the newest selected letter of
-    each lineage, replayed or not. ``everything`` (all letters of the topic) links lineages."""
-    if not force:
-        return unreplayed(letters, replayed)
-    return _newest_per_lineage(letters, Lineage(everything))
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -466,66 +323,3 @@ def run_dlq(
     return asyncio.run(
         replay_command(settings, selection, dry_run=dry_run, out=stream, force=force)
     )
-
-
-# --- the worker's view: count and age of the oldest letter not replayed ---
-
-
-class DeadLetterTracker(TopicFollower):
-    """Follows the dead-letters topic and the replay ledger (no consumer group) and knows how
-    many letters are not replayed and when the oldest of them failed.
-
-    ``poll()`` reads what arrived since the last call; the first call reads both topics from
-    the beginning. Letters are counted once per original record, as ``replay`` does.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(
-            settings,
-            TopicName.DEAD_LETTERS,
-            TopicName.DEAD_LETTER_REPLAYS,
-            max_batches=100,
-            max_records=1000,
-        )
-        self._letters_topic = settings.topic(TopicName.DEAD_LETTERS)
-        self._pending: dict[str, datetime] = {}
-        self._replayed: set[str] = set()
-        self._recent: deque[tuple[str, DeadLetter]] = deque(maxlen=RECENT_LETTERS)
-
-    def observe(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Account for one record of either topic."""
-        if topic != self._letters_topic:
-            if key is not None and value is not None:
-                done = key.decode("utf-8", errors="replace")
-                self._replayed.add(done)
-                self._pending.pop(done, None)
-            return
-        try:
-            letter = decode(DeadLetter, value or b"")
-        except EventDecodeError:
-            return
-        identity = ledger_key(letter)
-        if identity in self._replayed:
-            return
-        known = self._pending.get(identity)
-        self._recent.append((identity, letter))
-        self._pending[identity] = (
-            letter.failed_at if known is None else min(known, letter.failed_at)
-        )
-
-    def observe_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        self.observe(record.topic, record.key, record.value)
-
-    @property
-    def unreplayed(self) -> int:
-        return len(self._pending)
-
-    def recent(self) -> list[DeadLetter]:
-        """The latest letters read that are not replayed, newest first (at most RECENT_LETTERS)."""
-        return [letter for identity, letter in reversed(self._recent) if identity in self._pending]
-
-    def oldest_age(self, now: datetime) -> timedelta | None:
-        """Age of the oldest letter not replayed; None when there is none."""
-        if not self._pending:
-            return None
-        return max(timedelta(0), now - min(self._pending.values()))

@@ -4,39 +4,40 @@ The registry is data (docs/contract.md#registry-format): one TOML file, parsed w
 into frozen pydantic models. Every threshold used anywhere comes from here. Loading fails fast and
 says where: ``RegistryError("pipeline.toml: phases[3].tiers[1].after: '1x' is not a duration like
 '90s', '30m', '4h'")``. List positions in those paths count from 0, in file order.
+
+How field values are spelt is :mod:`phaseflow.streams.registry_fields`; the rules checked after
+the models validate, :mod:`phaseflow.streams.registry_structure` (across fields) and
+:mod:`phaseflow.streams.registry_meaning` (what the file would do).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import tomllib
 import types
 from collections.abc import Collection
-from datetime import date, time, timedelta
+from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-)
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic_core import ErrorDetails
 
 from phaseflow.models.phases import FIRST_PHASE, LAST_PHASE
+from phaseflow.streams.registry_fields import (
+    Duration,
+    LocalTime,
+    Name,
+    Percent,
+    PositiveDuration,
+    Rule,
+)
 from phaseflow.streams.registry_meaning import meaning_problems
+from phaseflow.streams.registry_structure import structure_problems
 
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
-_DURATION_RE: Final = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
-_LOCAL_TIME_RE: Final = re.compile(r"[0-9]{2}:[0-9]{2}(?::[0-9]{2})?")
-_NAME_RE: Final = re.compile(r"[^:\s]+")
 
 
 class RegistryError(ValueError):
@@ -49,68 +50,6 @@ class PhaseNotConfiguredError(KeyError):
     def __str__(self) -> str:
         # KeyError's own __str__ would print the message with quotes around it.
         return str(self.args[0]) if self.args else ""
-
-
-# --- field types ----------------------------------------------------------------------------
-
-
-def parse_duration(value: object) -> timedelta:
-    """``"90s"``, ``"30m"``, ``"4h"`` or combinations in that order (``"1h30m"``) as a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str):
-        match = _DURATION_RE.fullmatch(value.strip())
-        if match is not None and any(match.groups()):
-            hours, minutes, seconds = (int(group or 0) for group in match.groups())
-            return timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    raise PydanticCustomError(
-        "duration", f"{value!r} is not a duration like '90s', '30m', '4h' or '1h30m'"
-    )
-
-
-def format_duration(value: timedelta) -> str:
-    """The registry spelling of a duration, e.g. ``timedelta(minutes=90) -> "1h30m"``."""
-    total = int(value.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
-    return "".join(parts) or "0s"
-
-
-def _local_time(value: object) -> time:
-    # TOML has a native local-time type (sla = 12:45:00); a string "12:45" is accepted too.
-    if isinstance(value, time) and value.tzinfo is None:
-        return value
-    if isinstance(value, str) and _LOCAL_TIME_RE.fullmatch(value.strip()):
-        try:
-            return time.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise PydanticCustomError(
-        "local_time", f"{value!r} is not a local time like '12:45' (pipeline time zone)"
-    )
-
-
-def _name(value: object) -> str:
-    if isinstance(value, str) and _NAME_RE.fullmatch(value):
-        return value
-    raise PydanticCustomError(
-        "name", f"{value!r} is not a name (non-empty text without ':' or blanks)"
-    )
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise PydanticCustomError("duration", "must be longer than 0s")
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
-LocalTime = Annotated[time, BeforeValidator(_local_time)]
-Name = Annotated[str, BeforeValidator(_name)]
-Percent = Annotated[float, Strict(), Field(ge=0, le=100)]
-Rule = Literal["all_complete", "critical_plus_majority"]
 
 
 class _Spec(BaseModel):
@@ -318,7 +257,7 @@ def parse_registry(
     except ValidationError as exc:
         problems = [_describe(error) for error in exc.errors(include_url=False)]
         raise _error(source, problems) from None
-    problems = _check(registry)
+    problems = structure_problems(registry)
     problems += meaning_problems(registry, _implemented_systems(known_systems))
     if problems:
         raise _error(source, problems)
@@ -393,98 +332,3 @@ def _describe(error: ErrorDetails) -> str:
     if kind in {"tuple_type", "list_type"}:
         return f'{_path(loc)}: expected an array like ["a", "b"] (got {error["input"]!r})'
     return f"{_path(loc)}: {error['msg']} (got {error['input']!r})"
-
-
-def _check_members(index: int, spec: PhaseSpec) -> list[str]:
-    problems: list[str] = []
-    where = f"phases[{index}]"
-    known = set(spec.processors)
-    if not known:
-        problems.append(f"{where}.processors: a phase needs at least one processor")
-    for field in ("processors", "critical", "optional", "same_day_processors"):
-        seen: set[str] = set()
-        for position, name in enumerate(getattr(spec, field)):
-            at = f"{where}.{field}[{position}]"
-            if name in seen:
-                problems.append(f"{at}: {name!r} is listed twice")
-            seen.add(name)
-            if field != "processors" and name not in known:
-                problems.append(
-                    f"{at}: {name!r} is not one of this phase's processors; add it to "
-                    f"{where}.processors or remove it from {field}"
-                )
-    for position, name in enumerate(spec.optional):
-        if name in spec.critical:
-            problems.append(
-                f"{where}.optional[{position}]: {name!r} is critical, so it cannot be optional"
-            )
-    if spec.gated and not spec.required:
-        problems.append(f"{where}.optional: every processor is optional; nothing would be awaited")
-    return problems
-
-
-def _check_deadlines(index: int, spec: PhaseSpec) -> list[str]:
-    problems: list[str] = []
-    where = f"phases[{index}]"
-    waited_for = len(spec.required)
-    for position, tier in enumerate(spec.tiers):
-        at = f"{where}.tiers[{position}]"
-        if position and tier.after <= spec.tiers[position - 1].after:
-            problems.append(
-                f"{at}.after: {format_duration(tier.after)} is not later than the previous "
-                f"tier's {format_duration(spec.tiers[position - 1].after)}; tiers must be in "
-                "increasing order"
-            )
-        if tier.min_complete > waited_for:
-            problems.append(
-                f"{at}.min_complete: {tier.min_complete} is more than the {waited_for} "
-                "processors this phase waits for, so the tier can never be met; lower it to "
-                f"at most {waited_for}"
-            )
-    if spec.max_wait is not None and spec.tiers and spec.max_wait <= spec.tiers[-1].after:
-        problems.append(
-            f"{where}.max_wait: {format_duration(spec.max_wait)} is not later than the last "
-            f"tier ({format_duration(spec.tiers[-1].after)})"
-        )
-    return problems
-
-
-def _check(registry: Registry) -> list[str]:
-    """Rules that span fields: membership, uniqueness, tier order."""
-    problems: list[str] = []
-    if not registry.phases:
-        problems.append("phases: the registry declares no [[phases]]")
-    phase_at: dict[int, int] = {}
-    processor_at: dict[str, int] = {}
-    for index, spec in enumerate(registry.phases):
-        if spec.phase in phase_at:
-            problems.append(
-                f"phases[{index}].phase: phase {spec.phase} is already declared "
-                f"by phases[{phase_at[spec.phase]}]"
-            )
-        phase_at.setdefault(spec.phase, index)
-        for position, name in enumerate(spec.processors):
-            other = processor_at.get(name)
-            if other is not None and other != index:
-                problems.append(
-                    f"phases[{index}].processors[{position}]: {name!r} already belongs to "
-                    f"phases[{other}] (phase {registry.phases[other].phase})"
-                )
-            processor_at.setdefault(name, index)
-        problems += _check_members(index, spec)
-        problems += _check_deadlines(index, spec)
-    slowdown = registry.slowdown
-    if slowdown.min_samples > slowdown.window:
-        problems.append(
-            f"slowdown.min_samples: {slowdown.min_samples} is more than the window of "
-            f"{slowdown.window} durations kept"
-        )
-    system_at: dict[str, int] = {}
-    for index, system in enumerate(registry.systems):
-        if system.system_id in system_at:
-            problems.append(
-                f"systems[{index}].system_id: {system.system_id!r} is already declared "
-                f"by systems[{system_at[system.system_id]}]"
-            )
-        system_at.setdefault(system.system_id, index)
-    return problems

@@ -31,7 +31,8 @@ from prometheus_client import Gauge
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
 from phaseflow.streams.clock import Clock, SystemClock
-from phaseflow.streams.dlq import DeadLetterTracker, format_age
+from phaseflow.streams.dlq_letters import format_age
+from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring import recent_alerts
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus

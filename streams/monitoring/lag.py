@@ -1,4 +1,4 @@
-"""The consumer-lag monitor (docs/lag-monitor.md) and the ``phaseflow lag`` command.
+"""The consumer-lag monitor (docs/lag-monitor.md).
 
 :class:`LagMonitor` samples the watched groups every ``lag_sample_interval_seconds``, keeps a
 window of ``lag_window_seconds`` per partition (:mod:`phaseflow.streams.monitoring.lag_status`
@@ -6,6 +6,10 @@ decides the statuses), publishes a ``consumer_lag`` alert when a group's status 
 REWIND, STALL or STOP (never once per sample), exposes the current rows for metrics, and runs a
 watchdog: when this service's own group has been STALL/STOP for ``own_stall_after``, it calls
 ``on_own_stall()`` so the worker can restart its consumer.
+
+The alerts go out through an :data:`AlertPublisher`
+(:class:`phaseflow.streams.monitoring.alert_publisher.KafkaAlertPublisher` in the worker); the
+``phaseflow lag`` command is :mod:`phaseflow.streams.monitoring.lag_cli`.
 """
 
 from __future__ import annotations
@@ -13,17 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TextIO
+from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
 from pydantic import JsonValue
 
-from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
 from phaseflow.models.fields import Severity
 from phaseflow.streams.clock import Clock, SystemClock
@@ -37,8 +38,6 @@ from phaseflow.streams.monitoring.lag_status import (
     worst,
 )
 from phaseflow.streams.settings import Settings
-from phaseflow.streams.text_table import aligned_rows
-from phaseflow.streams.topics import TopicName
 
 log = logging.getLogger(__name__)
 
@@ -142,39 +141,6 @@ def build_alert(
         },
         raised_at=now,
     )
-
-
-class KafkaAlertPublisher(AsyncService):
-    """An :data:`AlertPublisher` writing to ``{prefix}.alerts``, keyed ``{kind}:{subject}``."""
-
-    def __init__(self, settings: Settings, **producer_options: Any) -> None:
-        self._topic = settings.topic(TopicName.ALERTS)
-        self._settings = settings
-        self._options = producer_options
-        self._producer: AIOKafkaProducer | None = None
-
-    async def start(self) -> None:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.bootstrap_servers,
-                acks="all",
-                enable_idempotence=self._settings.idempotent_producer,
-                **self._options,
-            )
-            await producer.start()
-            self._producer = producer
-
-    async def stop(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-
-    async def __call__(self, alert: Alert) -> None:
-        if self._producer is None:
-            raise RuntimeError("KafkaAlertPublisher used before start()")
-        await self._producer.send_and_wait(
-            self._topic, value=encode(alert), key=alert.key.encode("utf-8")
-        )
 
 
 class LagMonitor(AsyncService):
@@ -352,102 +318,3 @@ def _row(sampled: PartitionLag, verdict: Verdict) -> LagRow:
         reason=verdict.reason,
         sampled_at=sampled.at,
     )
-
-
-# -- phaseflow lag ---------------------------------------------------------------------------
-_HEADER = ("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")
-
-
-def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
-    """The ``phaseflow lag`` table, then one status line per group."""
-    cells = [_HEADER]
-    for row in sorted(rows, key=lambda row: (row.group, row.topic, row.partition)):
-        lag = str(row.lag) if row.lag == row.raw_lag else f"{row.lag} (raw {row.raw_lag})"
-        seconds = "-" if row.lag_seconds is None else f"{row.lag_seconds:.1f}"
-        cells.append(
-            (
-                row.group,
-                row.topic,
-                str(row.partition),
-                str(row.committed),
-                str(row.end),
-                lag,
-                seconds,
-                str(row.status),
-            )
-        )
-    lines = aligned_rows(cells)
-    for group in groups:
-        mine = [row for row in rows if row.group == group]
-        if not mine:
-            lines.append(f"group {group}: no committed offsets")
-            continue
-        status = worst(row.status for row in mine)
-        worst_row = max(mine, key=lambda row: (row.status.rank, row.lag))
-        lines.append(
-            f"group {group}: {status}, lag {sum(row.lag for row in mine)} messages"
-            + (
-                ""
-                if status is LagStatus.OK
-                else f"; {worst_row.topic}[{worst_row.partition}]: {worst_row.reason}"
-            )
-        )
-    return "\n".join(line.rstrip() for line in lines)
-
-
-async def lag_command(
-    settings: Settings,
-    *,
-    groups: Sequence[str],
-    watch: bool,
-    interval: float | None,
-    out: TextIO,
-) -> int:
-    monitor = LagMonitor(settings, groups=groups or [settings.app_id], interval=interval)
-    try:
-        await monitor.start(background=False)
-    except Exception as error:  # noqa: BLE001 - reported to the operator as an exit code
-        out.write(f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}\n")
-        await monitor.stop()
-        return 1
-    try:
-        while True:
-            try:
-                rows = await monitor.sample_once()
-            except Exception as error:  # noqa: BLE001
-                out.write(f"sampling failed: {error!r}\n")
-                if not watch:
-                    return 1
-            else:
-                if watch:
-                    out.write(f"\n{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n")
-                out.write(format_table(rows, monitor.groups) + "\n")
-                if not watch:
-                    out.write(
-                        "(one sample: STALL, STOP and a growing-lag WARN need a window of "
-                        "samples; use --watch)\n"
-                    )
-                    return 0
-            out.flush()
-            await asyncio.sleep(monitor.interval)
-    finally:
-        await monitor.stop()
-
-
-def run_lag(
-    settings: Settings,
-    *,
-    groups: Sequence[str] = (),
-    watch: bool = False,
-    interval: float | None = None,
-    out: TextIO | None = None,
-) -> int:
-    """``phaseflow lag``: the lag table once, or every ``interval`` with ``watch`` (Ctrl-C ends)."""
-    try:
-        return asyncio.run(
-            lag_command(
-                settings, groups=groups, watch=watch, interval=interval, out=out or sys.stdout
-            )
-        )
-    except KeyboardInterrupt:
-        return 0

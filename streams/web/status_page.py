@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Final
 
-from phaseflow.streams.dlq import format_age
+from phaseflow.streams.dlq_letters import format_age
 from phaseflow.streams.web.status_summary import (
     AlertLine,
     DateSummary,

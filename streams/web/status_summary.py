@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from phaseflow.models.events import Alert, DeadLetter
-from phaseflow.streams.dlq import format_age
+from phaseflow.streams.dlq_letters import format_age
 
 #: Game dates the page shows when none is asked for: the latest ones in the readiness table.
 RECENT_DATES = 3
@@ -187,7 +187,7 @@ class LagHistorySource(Protocol):
 
 
 class DeadLetterSource(Protocol):
-    """What the summary reads from :class:`phaseflow.streams.dlq.DeadLetterTracker`."""
+    """What the summary reads from :class:`phaseflow.streams.dlq_tracker.DeadLetterTracker`."""
 
     @property
     def unreplayed(self) -> int: ...

@@ -32,9 +32,9 @@ from phaseflow.models.events import PhaseTrigger, Prediction
 from phaseflow.sinks.install import SINK_LABEL
 from phaseflow.sinks.merge_sql import TARGET_TABLE
 from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset
-from phaseflow.streams.dlq import LetterFilter, read_letters, replay_command
+from phaseflow.streams.dlq import read_letters, replay_command
+from phaseflow.streams.dlq_letters import LetterFilter
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
-from phaseflow.streams.local.fault_proxy import FaultProxy
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
@@ -61,6 +61,7 @@ from tests.chaos.probes import (
 from tests.chaos.report import ChaosReport
 from tests.fixtures.bigquery import TEST_PROJECT
 from tests.fixtures.brokers import Broker
+from tests.fixtures.fault_proxy import FaultProxy
 from tests.fixtures.polling import poll
 from tests.integration.test_predictions_to_bigquery import phase5_trigger
 from tests.integration.test_readiness_faults import (

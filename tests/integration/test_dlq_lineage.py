@@ -10,13 +10,12 @@ from collections.abc import Callable
 from datetime import date
 
 from phaseflow.streams.dlq import (
-    Letter,
-    LetterFilter,
     list_command,
     read_letters,
     read_topic,
     replay_command,
 )
+from phaseflow.streams.dlq_letters import Letter, LetterFilter
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.settings import Settings

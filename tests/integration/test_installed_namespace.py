@@ -2,13 +2,16 @@
 ``streams`` or ``sinks`` package (first on ``sys.path``) cannot shadow ours.
 
 The wheel is built from a copy of the checkout (symlinks kept, as in a clone) and unpacked into
-a directory put on ``PYTHONPATH`` after the decoys; the commands run in fresh processes.
+a directory put on ``PYTHONPATH`` after the decoys; the commands run in fresh processes. Those
+processes use this interpreter's installed dependencies, which include the ``local`` extra the
+demo needs (``dev`` pulls it in); the wheel's metadata is checked to declare it as that extra.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from phaseflow.streams.local.extra import LOCAL_EXTRA_PACKAGES, missing_local_packages
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("streams", "agents", "models", "sinks")
@@ -101,6 +106,24 @@ def test_wheel_installs_only_the_phaseflow_name(install: Install) -> None:
     assert entry_points["console_scripts"]["phaseflow"] == "phaseflow.streams.cli:main"
 
 
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ (]", requirement, maxsplit=1)[0]
+
+
+def test_the_local_services_packages_are_the_local_extra(install: Install) -> None:
+    with zipfile.ZipFile(install.wheel) as archive:
+        (metadata,) = (name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        lines = archive.read(metadata).decode().splitlines()
+    requires = [line.removeprefix("Requires-Dist: ") for line in lines if "Requires-Dist:" in line]
+    local = {_requirement_name(r) for r in requires if re.search(r"extra == .local.", r)}
+    base = {_requirement_name(r) for r in requires if "extra ==" not in r}
+
+    assert "Provides-Extra: local" in lines
+    assert local == set(LOCAL_EXTRA_PACKAGES.values())
+    assert base, "the wheel declares no dependencies"
+    assert not base & local
+
+
 def test_decoy_packages_do_not_shadow_phaseflow(install: Install, tmp_path: Path) -> None:
     # The decoys really come first: this is what `import models` finds.
     shadowed = install.run("-c", "import models", cwd=tmp_path)
@@ -123,6 +146,7 @@ def test_decoy_packages_do_not_shadow_phaseflow(install: Install, tmp_path: Path
 
 
 def test_demo_runs_with_decoy_packages_first(install: Install, tmp_path: Path) -> None:
+    assert missing_local_packages() == [], "install the dev (or local) extra: make setup"
     demo = install.run("-m", "phaseflow.streams.cli", "demo", cwd=tmp_path)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "phaseflow demo: game day" in demo.stdout

@@ -14,7 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import Alert
-from phaseflow.streams.monitoring.lag import KafkaAlertPublisher, LagMonitor, LagRow, run_lag
+from phaseflow.streams.monitoring.alert_publisher import KafkaAlertPublisher
+from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
+from phaseflow.streams.monitoring.lag_cli import run_lag
 from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
 from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.settings import Settings

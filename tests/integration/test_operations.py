@@ -16,12 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import Alert, DeadLetter, PhaseCompletion, RerunRequest
 from phaseflow.streams.dlq import (
-    LetterFilter,
     list_command,
     read_letters,
     read_topic,
     replay_command,
 )
+from phaseflow.streams.dlq_letters import LetterFilter
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.registry import load_registry

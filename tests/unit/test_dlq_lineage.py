@@ -13,7 +13,8 @@ from phaseflow.agents.envelope import REPLAY_OF_HEADER, Origin, dead_letter
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import DeadLetter
 from phaseflow.streams.cli import _parser
-from phaseflow.streams.dlq import Letter, Lineage, failed_again, format_letters, summary, to_replay
+from phaseflow.streams.dlq import format_letters, summary
+from phaseflow.streams.dlq_letters import Letter, Lineage, failed_again, to_replay
 from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from phaseflow.streams.local.fault_proxy import FaultProxy, ProxyMode
+from tests.fixtures.fault_proxy import FaultProxy, ProxyMode
 
 
 class _Echo(socketserver.BaseRequestHandler):

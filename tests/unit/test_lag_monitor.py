@@ -12,7 +12,8 @@ import pytest
 from phaseflow.models.events import Alert
 from phaseflow.streams.cli import _parser
 from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.monitoring.lag import LagMonitor, format_table, watched_groups
+from phaseflow.streams.monitoring.lag import LagMonitor, watched_groups
+from phaseflow.streams.monitoring.lag_cli import format_table
 from phaseflow.streams.monitoring.lag_sampler import PartitionLag
 from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.settings import Settings

@@ -13,16 +13,15 @@ from phaseflow.models.codec import encode
 from phaseflow.models.events import DeadLetter, RerunRequest
 from phaseflow.streams.app import build_app
 from phaseflow.streams.cli import _parser
-from phaseflow.streams.dlq import (
-    DeadLetterTracker,
+from phaseflow.streams.dlq import format_letters, summary
+from phaseflow.streams.dlq_letters import (
     Letter,
     LetterFilter,
     format_age,
-    format_letters,
     parse_age,
-    summary,
     unreplayed,
 )
+from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring.install import OwnConsumerStalledError, own_lag, stuck_here
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus

@@ -13,11 +13,10 @@ from phaseflow.streams.registry import (
     PhaseNotConfiguredError,
     Registry,
     RegistryError,
-    format_duration,
     load_registry,
-    parse_duration,
     parse_registry,
 )
+from phaseflow.streams.registry_fields import format_duration, parse_duration
 
 TODAY = date(2024, 1, 15)
 YESTERDAY = date(2024, 1, 14)

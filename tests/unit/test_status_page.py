@@ -16,7 +16,8 @@ from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert, DeadLetter
 from phaseflow.streams.cli import _parser
 from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.dlq import DeadLetterTracker, ledger_key
+from phaseflow.streams.dlq_letters import ledger_key
+from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring.lag import LAG_HISTORY_ROUNDS, LagMonitor
 from phaseflow.streams.monitoring.lag_sampler import PartitionLag
 from phaseflow.streams.monitoring.recent_alerts import RecentAlerts

@@ -1,0 +1,82 @@
+"""The worker's view of the dead letters: how many are not replayed, and the oldest one's age.
+
+The status page and the metrics read it; ``phaseflow dlq`` (:mod:`phaseflow.streams.dlq`) is
+the operator's view of the same two topics.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Final
+
+from aiokafka.structs import ConsumerRecord
+
+from phaseflow.models.codec import EventDecodeError, decode
+from phaseflow.models.events import DeadLetter
+from phaseflow.streams.dlq_letters import ledger_key
+from phaseflow.streams.settings import Settings
+from phaseflow.streams.topics import TopicFollower, TopicName
+
+#: Latest letters the worker's tracker keeps for the status page ("last few reasons").
+RECENT_LETTERS: Final = 20
+
+
+class DeadLetterTracker(TopicFollower):
+    """Follows the dead-letters topic and the replay ledger (no consumer group) and knows how
+    many letters are not replayed and when the oldest of them failed.
+
+    ``poll()`` reads what arrived since the last call; the first call reads both topics from
+    the beginning. Letters are counted once per original record, as ``replay`` does.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings,
+            TopicName.DEAD_LETTERS,
+            TopicName.DEAD_LETTER_REPLAYS,
+            max_batches=100,
+            max_records=1000,
+        )
+        self._letters_topic = settings.topic(TopicName.DEAD_LETTERS)
+        self._pending: dict[str, datetime] = {}
+        self._replayed: set[str] = set()
+        self._recent: deque[tuple[str, DeadLetter]] = deque(maxlen=RECENT_LETTERS)
+
+    def observe(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Account for one record of either topic."""
+        if topic != self._letters_topic:
+            if key is not None and value is not None:
+                done = key.decode("utf-8", errors="replace")
+                self._replayed.add(done)
+                self._pending.pop(done, None)
+            return
+        try:
+            letter = decode(DeadLetter, value or b"")
+        except EventDecodeError:
+            return
+        identity = ledger_key(letter)
+        if identity in self._replayed:
+            return
+        known = self._pending.get(identity)
+        self._recent.append((identity, letter))
+        self._pending[identity] = (
+            letter.failed_at if known is None else min(known, letter.failed_at)
+        )
+
+    def observe_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.observe(record.topic, record.key, record.value)
+
+    @property
+    def unreplayed(self) -> int:
+        return len(self._pending)
+
+    def recent(self) -> list[DeadLetter]:
+        """The latest letters read that are not replayed, newest first (at most RECENT_LETTERS)."""
+        return [letter for identity, letter in reversed(self._recent) if identity in self._pending]
+
+    def oldest_age(self, now: datetime) -> timedelta | None:
+        """Age of the oldest letter not replayed; None when there is none."""
+        if not self._pending:
+            return None
+        return max(timedelta(0), now - min(self._pending.values()))
