@@ -22,7 +22,8 @@ For each ``old -> new`` module it
 
 Names that only start like a moved module (``phaseflow.streams.registry_check`` next to
 ``phaseflow.streams.registry``) are left alone. This file holds the table and is never
-rewritten, nor is a file that says ``move_modules: skip`` (its test shows old names on purpose).
+rewritten, nor is a file that says ``move_modules: skip`` (its test shows old names on purpose)
+or ``namespace_imports: skip`` (the examples of that older rewrite are about other names).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ _TEXT_SUFFIXES = {".py", ".md", ".toml", ".yml", ".yaml", ".cfg", ".ini", ".txt"
 _TEXT_NAMES = {"Dockerfile", "Makefile", "kafka-local", ".importlinter"}
 _SKIPPED_DIRS = {".git", ".venv", ".cache", "build", "dist", NAMESPACE, "__pycache__"}
 _THIS_FILE = Path(__file__).resolve()
-SKIP_MARKER = "move_modules: skip"
+SKIP_MARKERS = ("move_modules: skip", "namespace_imports: skip")
 
 
 def module_path(module: str) -> Path:
@@ -155,7 +156,7 @@ def stale_files(repo: Path, moves: dict[str, str] = MOVES) -> Iterator[tuple[Pat
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             continue
-        if SKIP_MARKER in text:
+        if any(marker in text for marker in SKIP_MARKERS):
             continue
         updated = rewrite(text, moves)
         if path.suffix == ".py" and updated != text:
