@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 PORT ?= 9092
 DATA_DIR ?=
 
-.PHONY: setup demo test test-unit lint format typecheck check docs kafka clean
+.PHONY: setup demo test test-unit lint format typecheck imports check docs kafka clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,13 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Format check, lint, types and the whole suite: the one command before pushing.
-check: lint typecheck test
+# The layers (.importlinter, docs/architecture.md) and no import cycle between any two modules.
+imports: setup
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py
+
+# Format check, lint, types, layers and the whole suite: the one command before pushing.
+check: lint typecheck imports test
 
 docs: setup
 	$(BIN)/python scripts/update_settings_table.py

@@ -18,11 +18,10 @@ from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.clock import SystemClock
 from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.collectors import PhaseTimingCollector
-from phaseflow.streams.web.metrics import Metrics, metrics_for
+from phaseflow.streams.web.metrics import Metrics
 
 if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.core.features import FeatureContext
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +78,11 @@ def observe_phase_duration(
         metrics.phase_duration.labels(phase=str(trigger.phase - 1)).observe(max(0.0, seconds))
 
 
-def install(ctx: AppContext) -> ReadinessProcessor:
-    """Declare the readiness table, agent and deadline timer on ``ctx.app``."""
+def install(ctx: FeatureContext) -> ReadinessProcessor:
+    """Declare the readiness table, agent and deadline timer on ``ctx.app``; the processor is
+    what the app wiring keeps (status views, the phase timing series)."""
     settings = ctx.settings
-    metrics = metrics_for(ctx)
+    metrics = ctx.metrics
     table = ctx.app.Table(
         "readiness",
         default=None,
@@ -167,6 +167,4 @@ def install(ctx: AppContext) -> ReadinessProcessor:
         if sent:
             log.info("sent %d readiness tick(s)", sent)
 
-    metrics.registry.register(PhaseTimingCollector(processor.date_timings))
-    ctx.components["readiness"] = processor
     return processor

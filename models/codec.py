@@ -66,16 +66,28 @@ class EventEncodeError(ValueError):
 
 
 def _default(value: object) -> object:
+    if isinstance(value, BaseModel):
+        # As encode() writes it: orjson, not pydantic, formats dates and times.
+        return value.model_dump(mode="python")
     if isinstance(value, Decimal):
         # A string, not a number: JSON readers would otherwise turn 25.5 into a binary float.
         return format(value, "f")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def dumps(value: object) -> bytes:
+    """UTF-8 JSON of plain structures, models, Decimals (exact text) and sets (sorted): the one
+    JSON writer of the wire format, shared by :func:`encode` and the Faust ``"orjson"`` codec
+    (phaseflow.streams.codecs). Raises ``TypeError`` on anything else."""
+    return orjson.dumps(value, default=_default)
 
 
 def encode(model: BaseModel) -> bytes:
     """UTF-8 JSON of ``model``: dates ISO, datetimes RFC 3339 with offset, Decimals as strings."""
     try:
-        return orjson.dumps(model.model_dump(mode="python"), default=_default)
+        return dumps(model.model_dump(mode="python"))
     except (orjson.JSONEncodeError, TypeError) as exc:
         raise EventEncodeError(f"{type(model).__name__} cannot be encoded: {exc}") from exc
 

@@ -11,7 +11,7 @@ crash-loop. ``GET /status`` shows each sink's problem (:meth:`PredictionSinkServ
 
 Enabled by ``PHASEFLOW_SINK_ENABLED``; unset, only when ``PHASEFLOW_BIGQUERY_ENDPOINT`` is set
 (the emulator), so a dev or CI worker never looks up Google credentials. Flushes, retries,
-failures and BigQuery-rejected rows feed the app's Prometheus series (``metrics_for(ctx)``).
+failures and BigQuery-rejected rows feed the app's Prometheus series (``ctx.metrics``).
 """
 
 from __future__ import annotations
@@ -20,24 +20,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from phaseflow.sinks.base import SinkMetrics
 from phaseflow.sinks.bigquery_audit import audit_sink_runner
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner, SinkRunner
 from phaseflow.streams.settings import Settings
-from phaseflow.streams.web.metrics import Metrics, metrics_for
+from phaseflow.streams.web.metrics import Metrics
 
 if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.core.features import FeatureContext
 
 log = logging.getLogger(__name__)
 
 #: The ``sink`` label of this sink's Prometheus series.
 SINK_LABEL: Final = "bigquery_predictions"
-COMPONENT: Final = "prediction_sink"
 AUDIT_SINK_LABEL: Final = "bigquery_audit"
-AUDIT_COMPONENT: Final = "audit_sink"
 
 
 def sink_enabled(settings: Settings) -> bool:
@@ -191,16 +190,23 @@ class PredictionSinkService:
             )
 
 
-def install(ctx: AppContext) -> PredictionSinkService | None:
-    """Run the prediction sink and the audit sink with the app (when enabled):
-    ``ctx.components["prediction_sink"]`` and ``["audit_sink"]``."""
+@dataclass(frozen=True)
+class SinkServices:
+    """The sinks :func:`install` runs with the app."""
+
+    predictions: PredictionSinkService
+    audit: PredictionSinkService
+
+
+def install(ctx: FeatureContext) -> SinkServices | None:
+    """Run the prediction sink and the audit sink with the app (when enabled)."""
     settings = ctx.settings
     if not sink_enabled(settings):
         log.info("BigQuery sinks disabled (no BigQuery endpoint and PHASEFLOW_SINK_ENABLED unset)")
         return None
-    metrics = metrics_for(ctx)
+    metrics = ctx.metrics
     service = PredictionSinkService(settings, metrics=prometheus_sink_metrics(metrics))
-    _run_with_app(ctx, service, COMPONENT)
+    _run_with_app(ctx, service)
     audit_metrics = prometheus_sink_metrics(metrics, AUDIT_SINK_LABEL)
     audit = PredictionSinkService(
         settings,
@@ -208,11 +214,11 @@ def install(ctx: AppContext) -> PredictionSinkService | None:
         runner_factory=lambda: audit_sink_runner(settings, metrics=audit_metrics),
         name="audit sink",
     )
-    _run_with_app(ctx, audit, AUDIT_COMPONENT)
-    return service
+    _run_with_app(ctx, audit)
+    return SinkServices(predictions=service, audit=audit)
 
 
-def _run_with_app(ctx: AppContext, service: PredictionSinkService, component: str) -> None:
+def _run_with_app(ctx: FeatureContext, service: PredictionSinkService) -> None:
     @ctx.app.task  # type: ignore[untyped-decorator]
     async def run_sink() -> None:
         await service.run()
@@ -221,5 +227,3 @@ def _run_with_app(ctx: AppContext, service: PredictionSinkService, component: st
     @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def _stop_sink(_sender: Any, **_: Any) -> None:
         await service.stop()
-
-    ctx.components[component] = service

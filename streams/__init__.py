@@ -1,1 +1,2 @@
-"""phaseflow's streaming core: settings, topic catalog, codecs, the Faust app and the CLI."""
+"""phaseflow's roof: app wiring, HTTP API, monitoring, CLI, local services, demo, worker; and,
+in ``phaseflow.streams.core``, the ground floor every feature is built on (docs/architecture.md)."""

@@ -1,7 +1,9 @@
 """The Faust application: topics, tables and agents wired from settings and the registry.
 
-Each feature installs itself from its own module (``install(ctx)``), so the app factory stays a
-list of features and features do not know about each other.
+Each feature installs itself from its own module (``install(ctx)``) and returns what it built;
+the app factory keeps those, typed, in :class:`~phaseflow.streams.components.Components`, so
+features do not know about each other. The series computed from a feature's state are
+registered here, the roof, so agents never import the web or monitoring layers.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from phaseflow.agents import predictions, readiness_agent
 from phaseflow.sinks import install as prediction_sink
 from phaseflow.streams.clock import Clock, clock_for
 from phaseflow.streams.codecs import register_orjson_codec
+from phaseflow.streams.components import Components
+from phaseflow.streams.core.features import FeatureContext
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
-from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.registry import Registry, load_registry
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.side_producer import SideProducer
 from phaseflow.streams.topics import CATALOG, TopicName
 from phaseflow.streams.web import install as web_install
+from phaseflow.streams.web.api import HttpApi
+from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
+from phaseflow.streams.web.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +73,15 @@ class FaustPublisher:
 
 
 @dataclass
-class AppContext:
-    """What features are built from, and what they expose to each other and to tests."""
+class AppContext(FeatureContext):
+    """What features are built from (:class:`FeatureContext`), and what they built."""
 
-    app: Any  # faust.App: untyped upstream
-    settings: Settings
-    registry: Registry
-    clock: Clock
-    topics: dict[TopicName, Any]
-    #: Sends from stream processing: part of the consumed record's transaction (exactly_once).
-    publisher: FaustPublisher
-    #: Sends from timers and HTTP handlers (see phaseflow.streams.side_producer for why they
-    #: differ).
-    side_publisher: SideProducer
     #: The guarantee and idempotence the worker resolved from the broker
     #: (phaseflow.streams.delivery); None for an app built without asking the broker (in-process
     #: tests).
     delivery: Delivery | None = None
-    components: dict[str, Any] = field(default_factory=dict)
-    #: Services that publish through ``side_publisher``: stopped (their work finished) before it.
-    side_publisher_users: list[AsyncService] = field(default_factory=list)
+    components: Components = field(default_factory=Components)
+    http_api: HttpApi | None = None
 
 
 def _faust_app(settings: Settings) -> Any:
@@ -177,6 +172,32 @@ def build_app(
         async for _ in stream:
             pass
 
-    for feature in (readiness_agent, predictions, prediction_sink, web_install, lag_install):
-        feature.install(ctx)
+    _install_features(ctx)
     return ctx
+
+
+def _install_features(ctx: AppContext) -> None:
+    components = ctx.components
+    metrics = ctx.metrics
+    readiness = readiness_agent.install(ctx)
+    components.readiness = readiness
+    metrics.registry.register(PhaseTimingCollector(readiness.date_timings))
+    prediction = predictions.install(ctx)
+    if prediction is not None:
+        worker = prediction.worker
+        components.coordinator = prediction.coordinator
+        components.prediction_worker = worker
+        components.prediction_requests = prediction.requests
+        components.history_loader = prediction.history_loader
+        metrics.registry.register(PredictionSystemCollector(lambda: worker.stats.systems))
+    sinks = prediction_sink.install(ctx)
+    if sinks is not None:
+        components.prediction_sink = sinks.predictions
+        components.audit_sink = sinks.audit
+    monitoring = lag_install.install(ctx)
+    components.lag_monitor = monitoring.monitor
+    components.lag = monitoring.lag
+    components.dead_letters = monitoring.dead_letters
+    components.recent_alerts = monitoring.recent_alerts
+    state = WorkerState(components, settings=ctx.settings, delivery=ctx.delivery)
+    ctx.http_api = web_install.install(ctx, state)

@@ -3,39 +3,29 @@
 The wire format is part of the contract (docs/contract.md#topics).
 
 Faust hands codecs plain Python structures (a Record's ``to_representation()``, or whatever an agent
-sends), so this codec only has to turn those into bytes and back. Event models are validated by
+sends), so this codec only has to turn those into bytes and back, with the same JSON writer as the
+event codec (:func:`phaseflow.models.codec.dumps`). Event models are validated by
 :func:`phaseflow.models.codec.decode` in the agents, not here: a codec that raised on bad input
 would stop the stream instead of letting the agent dead-letter the message.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Final
 
 import orjson
 from faust.serializers import codecs
-from pydantic import BaseModel
+
+from phaseflow.models.codec import dumps
 
 CODEC_NAME: Final = "orjson"
-
-
-def _default(value: object) -> object:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Decimal):
-        # Exact decimal text; a JSON number would be read back as a binary float.
-        return format(value, "f")
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    raise TypeError(f"orjson codec cannot encode {type(value).__name__}")
 
 
 class OrjsonCodec(codecs.Codec):
     """Faust codec using orjson: bytes in, Python structures out."""
 
     def _dumps(self, s: Any) -> bytes:
-        return orjson.dumps(s, default=_default)
+        return dumps(s)
 
     def _loads(self, s: bytes) -> Any:
         return orjson.loads(s)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import ErrorDetails
 
 from phaseflow.models.phases import FIRST_PHASE, LAST_PHASE
+from phaseflow.streams.core.system_ids import known_system_ids
 from phaseflow.streams.registry_fields import (
     Duration,
     LocalTime,
@@ -246,7 +247,8 @@ def parse_registry(
     """Parse registry TOML ``text``; ``source`` names the file in error messages.
 
     ``known_systems``: the prediction system ids a ``[[systems]]`` entry may name; default: the
-    ones implemented in :mod:`phaseflow.agents.predictions.systems` (including registered plugins).
+    ones implemented in :mod:`phaseflow.agents.predictions.systems` (including registered plugins),
+    as :func:`phaseflow.streams.core.system_ids.known_system_ids` lists them.
     """
     try:
         data = tomllib.loads(text)
@@ -267,10 +269,7 @@ def parse_registry(
 def _implemented_systems(known_systems: Collection[str] | None) -> Collection[str]:
     if known_systems is not None:
         return known_systems
-    # Imported here: the systems module imports this one for its types.
-    from phaseflow.agents.predictions.systems import SYSTEM_FACTORIES  # noqa: PLC0415
-
-    return frozenset(SYSTEM_FACTORIES)
+    return known_system_ids()
 
 
 def _error(source: str, problems: list[str]) -> RegistryError:

@@ -14,12 +14,12 @@ from phaseflow.agents.predictions.source import SlateSource
 from phaseflow.streams.topics import TopicName
 
 if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.core.features import FeatureContext
 
 log = logging.getLogger(__name__)
 
 
-def install(ctx: AppContext, source: SlateSource) -> Coordinator:
+def install(ctx: FeatureContext, source: SlateSource) -> Coordinator:
     """Declare the batch tables, the progress agent and the timer; expose the coordinator."""
     settings = ctx.settings
     schema: Any = faust.Schema(key_serializer="json", value_serializer="orjson")
@@ -63,5 +63,4 @@ def install(ctx: AppContext, source: SlateSource) -> Coordinator:
         if sent:
             log.debug("sent %d coordinator check(s)", sent)
 
-    ctx.components["coordinator"] = coordinator
     return coordinator

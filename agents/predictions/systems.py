@@ -37,6 +37,7 @@ from phaseflow.agents.predictions.system_base import (
     points_spread,
 )
 from phaseflow.agents.predictions.trend import RecencyTrend
+from phaseflow.streams.core.system_ids import add_system_id
 from phaseflow.streams.registry import Registry, SystemSpec
 
 __all__ = [
@@ -136,7 +137,9 @@ def default_ensemble() -> Ensemble:
     )
 
 
-#: Every system phaseflow can run, by ``system_id``. Add one with :func:`register_system`.
+#: Every system phaseflow can run, by ``system_id``. Add one with :func:`register_system`. The
+#: built-in ids are also the registry's (phaseflow.streams.core.system_ids; a test keeps them
+#: equal).
 SYSTEM_FACTORIES: Final[dict[str, Callable[[], PredictionSystem]]] = {
     "moving_average_baseline_v1": MovingAverageBaseline,
     "zone_matchup_v1": ZoneMatchup,
@@ -149,6 +152,7 @@ SYSTEM_FACTORIES: Final[dict[str, Callable[[], PredictionSystem]]] = {
 def register_system(system_id: str, factory: Callable[[], PredictionSystem]) -> None:
     """Make ``system_id`` available to the registry's [[systems]] (plugins, tests)."""
     SYSTEM_FACTORIES[system_id] = factory
+    add_system_id(system_id)
 
 
 def enabled_systems(registry: Registry) -> list[tuple[PredictionSystem, SystemSpec]]:

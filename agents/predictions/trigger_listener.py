@@ -28,7 +28,7 @@ from phaseflow.streams.clock import Clock
 from phaseflow.streams.topics import TopicName
 
 if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.core.features import FeatureContext
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _stale(published_at: datetime, now: datetime, retention: timedelta, what: st
     return True
 
 
-def install(ctx: AppContext) -> None:
+def install(ctx: FeatureContext) -> None:
     """Run the listener as an app task for as long as the worker runs."""
     settings = ctx.settings
     names = {settings.topic(t): t for t in (TopicName.PHASE_TRIGGERS, TopicName.RERUN_REQUESTS)}

@@ -1,21 +1,37 @@
-"""Shared pieces of the Faust wiring: a lazily built BigQuery client and a concurrent publisher."""
+"""Shared pieces of the Faust wiring: a lazily built BigQuery client, the query runner, the
+history loader and slate source built from settings, and what the feature hands the app."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 
 from google.cloud import bigquery
 
 from phaseflow.agents.predictions.bq import QueryRunner
+from phaseflow.agents.predictions.coordinator import Coordinator
 from phaseflow.agents.predictions.history import HistoryLoader
+from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
 from phaseflow.agents.predictions.source import BigQuerySlateSource
+from phaseflow.agents.predictions.worker import PredictionWorker
 from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
 from phaseflow.streams.clock import Clock
 from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictionFeature:
+    """What ``phaseflow.agents.predictions.install`` built: the app keeps it in its components
+    (``POST /coordinator/*``, the per-system series, tests)."""
+
+    coordinator: Coordinator
+    worker: PredictionWorker
+    requests: PredictionRequestConsumer
+    history_loader: HistoryLoader
 
 
 class LazyBigQuery:

@@ -18,16 +18,16 @@ from phaseflow.agents.predictions.request_consumer import PredictionRequestConsu
 from phaseflow.agents.predictions.systems import enabled_systems
 from phaseflow.agents.predictions.worker import PredictionWorker
 from phaseflow.models.events import Prediction
-from phaseflow.streams.web.collectors import PredictionSystemCollector
-from phaseflow.streams.web.metrics import metrics_for
 
 if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.core.features import FeatureContext
 
 log = logging.getLogger(__name__)
 
 
-def install(ctx: AppContext, loader: HistoryLoader) -> PredictionWorker:
+def install(
+    ctx: FeatureContext, loader: HistoryLoader
+) -> tuple[PredictionWorker, PredictionRequestConsumer]:
     """Run the prediction worker over ``{prefix}.prediction-requests`` for the app's lifetime."""
     settings = ctx.settings
     worker = PredictionWorker(
@@ -58,8 +58,4 @@ def install(ctx: AppContext, loader: HistoryLoader) -> PredictionWorker:
 
     # Stopped on shutdown before the side producer its batch publishes through.
     ctx.side_publisher_users.append(requests)
-    metrics_for(ctx).registry.register(PredictionSystemCollector(lambda: worker.stats.systems))
-    ctx.components["prediction_worker"] = worker
-    ctx.components["prediction_requests"] = requests
-    ctx.components["history_loader"] = loader
-    return worker
+    return worker, requests

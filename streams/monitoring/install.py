@@ -3,7 +3,7 @@
 The monitor watches the worker's own group (``app_id``) and ``lag_groups``. It starts with the
 app (an app task, retried while the broker is unreachable), stops before shutdown, publishes
 ``consumer_lag`` alerts through ``ctx.side_publisher`` (an alert is not the output of a consumed
-record, see phaseflow.streams.side_producer) and serves ``ctx.components["lag"]``: the own group's
+record, see phaseflow.streams.side_producer) and serves :attr:`Monitoring.lag`: the own group's
 lag per (topic, partition) *assigned to this worker*, the shape streams/web expects for ``/lag``,
 ``/ready`` and the lag gauge.
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import Gauge
@@ -36,19 +38,17 @@ from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring import recent_alerts
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus
+from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
 from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.metrics import metrics_for
+from phaseflow.streams.web.metrics import LagSnapshot
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection
+    from collections.abc import Awaitable, Collection
 
-    from phaseflow.streams.app import AppContext
-    from phaseflow.streams.web.metrics import LagSnapshot
+    from phaseflow.streams.core.features import FeatureContext
 
 log = logging.getLogger(__name__)
 
-COMPONENT: Final = "lag"
-MONITOR_COMPONENT: Final = "lag_monitor"
 _STUCK: Final = frozenset({LagStatus.STALL, LagStatus.STOP})
 _START_RETRY_SECONDS: Final = 5.0
 
@@ -85,7 +85,18 @@ def stuck_here(
     ]
 
 
-def monitoring_clock(ctx: AppContext) -> Clock:
+@dataclass(frozen=True)
+class Monitoring:
+    """What :func:`install` runs in the worker, for the status views and ``/lag``."""
+
+    monitor: LagMonitor
+    #: The own group's lag per (topic, partition) assigned to this worker.
+    lag: Callable[[], LagSnapshot]
+    dead_letters: DeadLetterTracker
+    recent_alerts: RecentAlerts
+
+
+def monitoring_clock(ctx: FeatureContext) -> Clock:
     """The clock lag, stall windows and letter ages are measured with.
 
     They compare against record timestamps, which are wall time, so a sped-up pipeline clock
@@ -95,8 +106,9 @@ def monitoring_clock(ctx: AppContext) -> Clock:
     return ctx.clock if ctx.settings.clock_speed == 1.0 else SystemClock()
 
 
-def install(ctx: AppContext) -> LagMonitor:
-    """Create the monitor, tie it to the app's lifecycle and register ``ctx.components``."""
+def install(ctx: FeatureContext) -> Monitoring:
+    """Create the monitor, the dead-letter gauges and the alert feed, tied to the app's
+    lifecycle."""
     app = ctx.app
     settings = ctx.settings
 
@@ -164,18 +176,22 @@ def install(ctx: AppContext) -> LagMonitor:
     snapshot: Callable[[], LagSnapshot] = lambda: own_lag(  # noqa: E731
         monitor.rows(), monitor.own_group, assigned()
     )
-    ctx.components[COMPONENT] = snapshot
-    ctx.components[MONITOR_COMPONENT] = monitor
-    _install_dlq_gauges(ctx, publish)
-    # For the status page (streams/web/status_page.py): every worker's alerts, not only ours.
-    recent_alerts.install(ctx)
-    return monitor
+    tracker = _install_dlq_gauges(ctx, publish)
+    return Monitoring(
+        monitor=monitor,
+        lag=snapshot,
+        dead_letters=tracker,
+        # For the status page (streams/web/status_page.py): every worker's alerts, not only ours.
+        recent_alerts=recent_alerts.install(ctx),
+    )
 
 
-def _install_dlq_gauges(ctx: AppContext, publish: Callable[[Alert], Awaitable[None]]) -> None:
+def _install_dlq_gauges(
+    ctx: FeatureContext, publish: Callable[[Alert], Awaitable[None]]
+) -> DeadLetterTracker:
     """Gauges for the count and age of the oldest dead letter not replayed, and a ``dlq`` alert
     when letters appear (the count leaves 0)."""
-    registry = metrics_for(ctx).registry
+    registry = ctx.metrics.registry
     count = Gauge(
         "phaseflow_dead_letters_unreplayed",
         "Dead letters not replayed yet (one per original record).",
@@ -187,7 +203,6 @@ def _install_dlq_gauges(ctx: AppContext, publish: Callable[[Alert], Awaitable[No
         registry=registry,
     )
     tracker = DeadLetterTracker(ctx.settings)
-    ctx.components["dead_letters"] = tracker
     announced = [0]
 
     # Incremental reads (only what is new), at the lag monitor's pace.
@@ -226,3 +241,5 @@ def _install_dlq_gauges(ctx: AppContext, publish: Callable[[Alert], Awaitable[No
     @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def _stop_tracker(_sender: Any, **_: Any) -> None:
         await tracker.stop()
+
+    return tracker

@@ -22,12 +22,11 @@ from phaseflow.models.events import Alert
 from phaseflow.streams.topics import TopicFollower, TopicName
 
 if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+    from phaseflow.streams.core.features import FeatureContext
     from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-COMPONENT: Final = "recent_alerts"
 DEFAULT_CAPACITY: Final = 50
 DEFAULT_LOOKBACK: Final = timedelta(hours=24)
 
@@ -72,10 +71,9 @@ class RecentAlerts(TopicFollower):
         return [alert for alert in self._alerts if alert.raised_at >= since]
 
 
-def install(ctx: AppContext) -> RecentAlerts:
-    """Follow the alerts topic at the lag monitor's pace; ``ctx.components["recent_alerts"]``."""
+def install(ctx: FeatureContext) -> RecentAlerts:
+    """Follow the alerts topic at the lag monitor's pace."""
     feed = RecentAlerts(ctx.settings)
-    ctx.components[COMPONENT] = feed
 
     @ctx.app.timer(interval=ctx.settings.lag_sample_interval_seconds)  # type: ignore[untyped-decorator]
     async def _read_alerts() -> None:

@@ -1,25 +1,22 @@
-"""``install(ctx)``: the HTTP API on the app's Faust web server."""
+"""``install(ctx, state)``: the HTTP API on the app's Faust web server."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from phaseflow.streams.core.features import FeatureContext
 from phaseflow.streams.recovery_progress import record_finished_recoveries, recovery_state
+from phaseflow.streams.web.api import HttpApi
 from phaseflow.streams.web.auth import ApiKeys
 from phaseflow.streams.web.health import ReadinessCheck, probe_broker
-from phaseflow.streams.web.metrics import metrics_for
 from phaseflow.streams.web.ratelimit import RateLimiter
-from phaseflow.streams.web.views import ROUTES, HttpApi, lag_snapshot
-
-if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
+from phaseflow.streams.web.views import ROUTES
+from phaseflow.streams.web.worker_state import WorkerState
 
 
-def install(ctx: AppContext) -> HttpApi:
+def install(ctx: FeatureContext, state: WorkerState) -> HttpApi:
     """Register every endpoint of docs/http-api.md; return the shared :class:`HttpApi`."""
     settings = ctx.settings
     app = ctx.app
-    metrics = metrics_for(ctx)
+    metrics = ctx.metrics
 
     def assigned_partitions() -> int:
         return len(app.consumer.assignment())
@@ -29,21 +26,21 @@ def install(ctx: AppContext) -> HttpApi:
         probe=lambda: probe_broker(settings.bootstrap_servers),
         assigned_partitions=assigned_partitions,
         recovery_pending=lambda: recovery_state(app).pending(),
-        lag=lambda: lag_snapshot(ctx),
+        lag=state.lag,
         max_lag_messages=settings.ready_max_lag_messages,
     )
     api = HttpApi(
         ctx,
+        state,
         keys=ApiKeys(settings.api_keys),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         metrics=metrics,
         readiness=readiness,
     )
-    metrics.set_lag_source(lambda: lag_snapshot(ctx) or {})
+    metrics.set_lag_source(lambda: state.lag() or {})
     metrics.set_table_source(lambda: {name: len(table) for name, table in app.tables.items()})
     for path, view in ROUTES:
         # One subclass per app, so two apps in one process never share an HttpApi.
         bound = type(view.__name__, (view,), {"api": api})
         app.page(path, name=view.__name__)(bound)
-    ctx.components["http_api"] = api
     return api

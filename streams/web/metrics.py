@@ -1,28 +1,25 @@
 """Prometheus metrics, one registry per app (never the process-global one).
 
 Several apps in one process (tests, the demo) therefore never collide on metric names. Features
-get the app's :class:`Metrics` with :func:`metrics_for` at install time, whatever their order.
+get the app's :class:`Metrics` from their context (``ctx.metrics``); series computed from a
+feature's state (``phaseflow.streams.web.collectors``) are registered by the app wiring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-if TYPE_CHECKING:
-    from phaseflow.streams.app import AppContext
-
-__all__ = ["CONTENT_TYPE_LATEST", "LagSnapshot", "Metrics", "metrics_for"]
+__all__ = ["CONTENT_TYPE_LATEST", "LagSnapshot", "Metrics"]
 
 #: Consumer lag in messages per (topic, partition), as a lag monitor reports it.
 LagSnapshot = Mapping[tuple[str, int], int]
 #: Entries per table name that this worker holds (its partitions), read at each scrape.
 TableSizes = Mapping[str, int]
 
-_COMPONENT: Final = "metrics"
 # Phases run for minutes to hours; sink flushes for milliseconds to tens of seconds.
 _PHASE_BUCKETS: Final = (30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
 _FLUSH_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -135,13 +132,3 @@ class Metrics:
         self.refresh_lag()
         self.refresh_tables()
         return generate_latest(self.registry)
-
-
-def metrics_for(ctx: AppContext) -> Metrics:
-    """The app's metrics, created on first use and kept in ``ctx.components["metrics"]``."""
-    existing = ctx.components.get(_COMPONENT)
-    if isinstance(existing, Metrics):
-        return existing
-    metrics = Metrics()
-    ctx.components[_COMPONENT] = metrics
-    return metrics

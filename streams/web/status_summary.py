@@ -204,15 +204,9 @@ class AlertSource(Protocol):
     def recent(self, now: datetime) -> list[Alert]: ...
 
 
-def recent_game_dates(table_keys: Iterable[str], limit: int = RECENT_DATES) -> list[date]:
-    """The latest ``limit`` game dates among readiness-table keys (``YYYY-MM-DD:phase``)."""
-    found: set[date] = set()
-    for key in table_keys:
-        try:
-            found.add(date.fromisoformat(str(key).partition(":")[0]))
-        except ValueError:
-            continue
-    return sorted(found, reverse=True)[:limit]
+def recent_game_dates(dates: Iterable[date], limit: int = RECENT_DATES) -> list[date]:
+    """The latest ``limit`` distinct game dates of ``dates``."""
+    return sorted(set(dates), reverse=True)[:limit]
 
 
 def build_summary(

@@ -21,11 +21,12 @@ from phaseflow.sinks.install import PredictionSinkService
 from phaseflow.sinks.predictions_consumer import SinkRunner
 from phaseflow.streams.bigquery_clients import RetryPolicy
 from phaseflow.streams.bigquery_permissions import BigQueryPermissionError
+from phaseflow.streams.components import Components
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.views import sink_summary
+from phaseflow.streams.web.worker_state import WorkerState
+from tests.fixtures.bigquery_double import ClientDouble, forbidden
 from tests.fixtures.polling import poll
-from tests.unit.bigquery_double import ClientDouble, forbidden
 
 SETTINGS = Settings(bigquery_project="p", bigquery_dataset="d", topic_prefix="t")
 FAST = RetryPolicy(deadline_seconds=5.0, initial_seconds=0.01, maximum_seconds=0.02)
@@ -230,7 +231,9 @@ async def test_status_shows_why_the_sink_cannot_start() -> None:
 
     try:
         await poll(failed_once, "the sink's first start to fail", give_up_after=30)
-        status = sink_summary({"prediction_sink": service})
+        status = WorkerState(
+            Components(prediction_sink=service), settings=SETTINGS, delivery=None
+        ).sinks()
     finally:
         await service.stop()
         await running

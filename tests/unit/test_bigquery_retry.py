@@ -17,7 +17,7 @@ from phaseflow.streams.bigquery_clients import (
 )
 from phaseflow.streams.bigquery_permissions import Operation
 from phaseflow.streams.settings import Settings
-from tests.unit.bigquery_double import ClientDouble
+from tests.fixtures.bigquery_double import ClientDouble
 
 FAST = RetryPolicy(deadline_seconds=5.0, initial_seconds=0.01, maximum_seconds=0.02)
 OP = Operation("a test call", "p.d.t", "bigquery.tables.getData")

@@ -178,7 +178,7 @@ class RefusingPublisher:
 async def post_rerun(tmp_path: Path, error: BaseException) -> tuple[int, dict[str, Any]]:
     ctx = build_app(Settings(topic_prefix="pf", data_dir=tmp_path, api_keys="k"))
     ctx.side_publisher = RefusingPublisher(error)  # type: ignore[assignment]
-    api = ctx.components["http_api"]
+    api = ctx.http_api
     view_class = type("RerunsView", (RerunsView,), {"api": api, "view_path": "/reruns"})
     view = view_class(ctx.app, None)
     body = orjson.dumps(
@@ -307,7 +307,7 @@ def test_status_shows_the_identity_and_the_resolved_guarantee(tmp_path: Path) ->
     delivery = resolve_delivery(Settings(topic_prefix="league-b", data_dir=tmp_path), KAFKA)
     ctx = build_app(delivery.settings, delivery=delivery)
     assert ctx.app.conf.processing_guarantee.value == "exactly_once"
-    body = ctx.components["http_api"].status_summary(None)
+    body = ctx.http_api.status_summary(None)
     assert body["deployment"] == {
         "app_id": "league-b",
         "app_id_source": "derived from PHASEFLOW_TOPIC_PREFIX",

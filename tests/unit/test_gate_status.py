@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from phaseflow.streams.status import format_status
+from phaseflow.streams.web.phase_status import phase_status
 from phaseflow.streams.web.status_page import render_status_page
 from phaseflow.streams.web.status_summary import StatusSummary, build_summary, phase_condition
-from phaseflow.streams.web.views import phase_status
 from tests.fixtures.readiness_harness import GAME_DATE, NOW, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
@@ -13,7 +13,7 @@ GOOD = {"expected_players": 450, "completed_players": 440, "total_predictions": 
 
 
 def phase5(h: Harness) -> dict[str, object]:
-    phases = phase_status(h.registry, h.table, GAME_DATE, NOW.date())
+    phases = phase_status(h.registry, h.processor, GAME_DATE, NOW.date())
     [found] = [p for p in phases if p["phase"] == 5]
     return found
 
@@ -23,7 +23,7 @@ def summary_of(h: Harness) -> StatusSummary:
         now=NOW,
         today=NOW.date(),
         dates=[GAME_DATE],
-        phases_of=lambda day: phase_status(h.registry, h.table, day, NOW.date()),
+        phases_of=lambda day: phase_status(h.registry, h.processor, day, NOW.date()),
         lag=None,
         letters=None,
         alerts=None,

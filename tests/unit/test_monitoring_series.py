@@ -13,7 +13,7 @@ from phaseflow.agents.readiness_agent import observe_phase_duration
 from phaseflow.streams.registry import SystemSpec
 from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
 from phaseflow.streams.web.metrics import Metrics
-from phaseflow.streams.web.views import date_latency, phase_status
+from phaseflow.streams.web.phase_status import date_latency, phase_status
 from tests.fixtures.readiness_harness import Harness
 from tests.unit.test_phase_timing import _complete_phase
 from tests.unit.test_prediction_worker import Broken, make_worker, raw_requests
@@ -41,7 +41,9 @@ async def test_status_shows_latency_and_the_sla_before_and_after_the_alert() -> 
     today = h.processor.today()
     h.clock.set(datetime(2026, 3, 10, 16, 50, tzinfo=UTC))  # past the SLA, before any tick
 
-    served = phase_status(h.registry, h.table, GAME_DATE, today, zone=NEW_YORK, now=h.clock.now())
+    served = phase_status(
+        h.registry, h.processor, GAME_DATE, today, zone=NEW_YORK, now=h.clock.now()
+    )
     orjson.dumps(served)
     phases = {p["phase"]: p for p in served}
     assert phases[4]["duration_seconds"] == 0  # all five at once: ready on the last one
@@ -53,13 +55,13 @@ async def test_status_shows_latency_and_the_sla_before_and_after_the_alert() -> 
     assert phases[4]["sla_breached"] is False
 
     await h.tick()  # the alert, recorded in the state
-    served = phase_status(h.registry, h.table, GAME_DATE, today)  # no zone: stored flag only
+    served = phase_status(h.registry, h.processor, GAME_DATE, today)  # no zone: stored flag only
     phases = {p["phase"]: p for p in served}
     assert phases[5]["sla_breached_at"] == "2026-03-10T16:50:00+00:00"
     assert phases[5]["sla_breached"] is True
     assert phases[5]["sla_due_at"] is None
 
-    latency = date_latency(h.registry, h.table, GAME_DATE, today)
+    latency = date_latency(h.registry, h.processor, GAME_DATE, today)
     assert latency == {
         "started_at": start.isoformat(),
         "completed_at": None,

@@ -332,7 +332,7 @@ async def test_installed_monitor_serves_lag_and_crashes_only_for_its_readiness_p
 ) -> None:
     settings = Settings(topic_prefix="pf", app_id="pf-app", data_dir=tmp_path)
     ctx = build_app(settings)
-    monitor = ctx.components["lag_monitor"]
+    monitor = ctx.components.lag_monitor
     assert isinstance(monitor, LagMonitor)
     assert monitor.groups == ["pf-app", "pf-app.prediction-workers"]
     completions = settings.topic(TopicName.PHASE_COMPLETIONS)
@@ -351,7 +351,7 @@ async def test_installed_monitor_serves_lag_and_crashes_only_for_its_readiness_p
         _row(completions, 0, 2, LagStatus.OK, group="pf-app"),
     ]
     monkeypatch.setattr(monitor, "rows", lambda: rows)
-    assert ctx.components["lag"]() == {(predictions, 0): 5, (completions, 0): 2}
+    assert ctx.components.lag() == {(predictions, 0): 5, (completions, 0): 2}
     stall = monitor._on_own_stall  # the callback install() gave the monitor
     assert stall is not None
     await stall()

@@ -6,8 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from phaseflow.streams.registry import parse_registry
+from phaseflow.streams.web.phase_status import phase_status
 from phaseflow.streams.web.status_summary import PhaseSummary, phase_condition
-from phaseflow.streams.web.views import phase_status
 from tests.fixtures.readiness_harness import GAME_DATE, PHASE3, PHASE4, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()
@@ -73,7 +73,7 @@ async def test_status_shows_phase_five_held_by_phase_four_and_stalled() -> None:
     await h.complete("prediction_coordinator", 5, metadata=GOOD)
     await h.advance(timedelta(hours=6))
     today = h.processor.today()
-    phases = {p["phase"]: p for p in phase_status(h.registry, h.table, GAME_DATE, today)}
+    phases = {p["phase"]: p for p in phase_status(h.registry, h.processor, GAME_DATE, today)}
     assert phases[5]["held_by_phase"] == 4
     condition = phase_condition(PhaseSummary.model_validate(phases[5]), h.clock.now())
     assert (condition.state, condition.headline) == (
@@ -99,7 +99,7 @@ async def test_status_of_a_triggered_phase_names_upstream_phases_that_were_not_r
     await h.advance(timedelta(hours=4))  # phase 4 fires phase 5 by max_wait
     await h.complete("prediction_coordinator", 5, metadata=GOOD)
     phases = {
-        p["phase"]: p for p in phase_status(h.registry, h.table, GAME_DATE, h.processor.today())
+        p["phase"]: p for p in phase_status(h.registry, h.processor, GAME_DATE, h.processor.today())
     }
     upstream = phases[5]["trigger"]["upstream"]
     assert upstream == {"2": "ready", "3": "ready", "4": "timeout", "5": "ready"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from phaseflow.agents.predictions import systems
+from phaseflow.streams.core import system_ids
 from phaseflow.streams.registry import RegistryError, load_registry, parse_registry
 
 SYSTEM = '[[systems]]\nsystem_id = "moving_average_baseline_v1"\n'
@@ -125,6 +127,23 @@ def test_known_systems_can_be_passed_in_for_plugins() -> None:
     assert parse_registry(text, known_systems={"plugin_v1"}).enabled_systems[0].system_id == (
         "plugin_v1"
     )
+
+
+def test_the_registry_knows_every_implemented_system_and_nothing_else() -> None:
+    # The ids are the ground floor's (phaseflow.streams.core.system_ids), the systems the agents'.
+    assert set(systems.SYSTEM_FACTORIES) == set(system_ids.known_system_ids())
+    assert set(systems.SYSTEM_FACTORIES) >= system_ids.BUILTIN_SYSTEM_IDS
+
+
+def test_a_system_registered_by_a_plugin_is_accepted_without_passing_it_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(systems, "SYSTEM_FACTORIES", dict(systems.SYSTEM_FACTORIES))
+    monkeypatch.setattr(system_ids, "_registered", set())
+    text = phase(5) + '[[systems]]\nsystem_id = "plugin_v1"\n'
+    assert problems(text)
+    systems.register_system("plugin_v1", systems.MovingAverageBaseline)
+    assert parse_registry(text).enabled_systems[0].system_id == "plugin_v1"
 
 
 @pytest.mark.parametrize("field", ["critical", "same_day_processors"])

@@ -297,7 +297,7 @@ async def test_on_shutdown_the_workers_stop_before_the_side_producer_they_publis
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = build_app(Settings(topic_prefix="pf", app_id="pf-app", data_dir=tmp_path))
-    requests = ctx.components["prediction_requests"]
+    requests = ctx.components.prediction_requests
     assert isinstance(requests, PredictionRequestConsumer)
     assert requests in ctx.side_publisher_users
     assert requests.group_id == "pf-app.prediction-workers"

@@ -10,7 +10,7 @@ from phaseflow.agents.reruns import release_due, request_rerun
 from phaseflow.models.codec import encode
 from phaseflow.streams.registry import load_registry, parse_registry
 from phaseflow.streams.simulation import make_completion
-from phaseflow.streams.web.views import phase_status
+from phaseflow.streams.web.phase_status import phase_status
 from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 
 THIN = {"expected_players": 450, "completed_players": 200, "total_predictions": 5}
@@ -129,7 +129,7 @@ async def test_status_shows_the_scheduled_rerun_and_the_attempts_made() -> None:
     await h.fire_upstream_of(5)  # phase order: phase 5 is judged once phase 4 fired
     await reject(h)
     await reject(h)
-    phases = phase_status(h.registry, h.table, GAME_DATE, h.processor.today())
+    phases = phase_status(h.registry, h.processor, GAME_DATE, h.processor.today())
     [phase5] = [p for p in phases if p["phase"] == 5]
     assert phase5["reruns"] == {
         "prediction_coordinator": {

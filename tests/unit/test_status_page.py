@@ -116,9 +116,10 @@ def test_phase_condition(
     )
 
 
-def test_recent_game_dates_are_the_latest_distinct_dates_of_the_table_keys() -> None:
-    keys = ["2026-11-25:1", "2026-11-28:2", "2026-11-28:1", "2026-11-27:6", "2026-11-26:3", "x:1"]
-    assert recent_game_dates(keys) == [date(2026, 11, 28), date(2026, 11, 27), date(2026, 11, 26)]
+def test_recent_game_dates_are_the_latest_distinct_dates() -> None:
+    days = [date(2026, 11, d) for d in (25, 28, 28, 27, 26)]
+    assert recent_game_dates(days) == [date(2026, 11, 28), date(2026, 11, 27), date(2026, 11, 26)]
+    assert recent_game_dates(days, 1) == [date(2026, 11, 28)]
     assert recent_game_dates([], 3) == []
 
 

@@ -18,8 +18,10 @@ from phaseflow.streams.web.auth import ApiKeys, key_id, presented_key
 from phaseflow.streams.web.health import BrokerUnreachableError, ReadinessCheck
 from phaseflow.streams.web.metrics import Metrics
 from phaseflow.streams.web.openapi import openapi_document
+from phaseflow.streams.web.phase_status import phase_status
 from phaseflow.streams.web.ratelimit import RateLimiter
-from phaseflow.streams.web.views import ROUTES, field_of, phase_status
+from phaseflow.streams.web.responses import field_of
+from phaseflow.streams.web.views import ROUTES
 
 NOW = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
 
@@ -225,6 +227,16 @@ def test_field_of_a_codec_reason(reason: str, field: str | None) -> None:
     assert field_of(reason) == field
 
 
+class StoredStates:
+    """The readiness states the status views read, without a processor."""
+
+    def __init__(self, states: list[PhaseState]) -> None:
+        self._states = {(state.game_date, state.phase): state for state in states}
+
+    def state(self, game_date: date, phase: int) -> PhaseState | None:
+        return self._states.get((game_date, phase))
+
+
 def test_phase_status_shows_done_missing_trigger_and_deadline() -> None:
     registry = load_registry(None)
     game_date = date(2026, 1, 10)
@@ -251,8 +263,7 @@ def test_phase_status_shows_done_missing_trigger_and_deadline() -> None:
         first_completion_at=first,
         trigger=TriggerLedgerEntry(trigger_id="t", reason="ready", rule="r", triggered_at=NOW),
     )
-    table = {state.key: state.to_table()}
-    served = phase_status(registry, table, game_date, date(2026, 1, 16))
+    served = phase_status(registry, StoredStates([state]), game_date, date(2026, 1, 16))
     orjson.dumps(served)  # JSON-able as served
     phases = {p["phase"]: p for p in served}
     assert set(phases) == {spec.phase for spec in registry.phases}
