@@ -18,6 +18,7 @@ from phaseflow.streams.clock import Clock, clock_for
 from phaseflow.streams.codecs import register_orjson_codec
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
+from phaseflow.streams.kafka_clients import faust_broker_credentials
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.registry import Registry, load_registry
@@ -93,6 +94,8 @@ def _faust_app(settings: Settings) -> Any:
     return faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        # TLS/SASL for Faust's own consumers and producers, the same as every other client's.
+        broker_credentials=faust_broker_credentials(settings.kafka_security),
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,

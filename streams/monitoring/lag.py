@@ -25,6 +25,7 @@ from pydantic import JsonValue
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert, Severity
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.clock import Clock, SystemClock
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
@@ -154,8 +155,8 @@ class KafkaAlertPublisher(AsyncService):
 
     async def start(self) -> None:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.bootstrap_servers,
+            producer = kafka_clients.producer(
+                self._settings,
                 acks="all",
                 enable_idempotence=self._settings.idempotent_producer,
                 **self._options,
@@ -196,7 +197,7 @@ class LagMonitor(AsyncService):
         self.interval = interval if interval is not None else settings.lag_sample_interval_seconds
         self.policy = lag_policy(settings)
         self._clock = clock or SystemClock()
-        self._source = source or LagSampler(settings.bootstrap_servers, clock=self._clock)
+        self._source = source or LagSampler(settings, clock=self._clock)
         self._publish = publish
         self._on_own_stall = on_own_stall
         self.own_group = own_group if own_group is not None else settings.app_id
