@@ -10,8 +10,8 @@ from aiokafka.admin import NewTopic
 
 from phaseflow.streams import kafka_clients
 from phaseflow.streams.kafka_clients import KafkaEndpoint
-from phaseflow.streams.local.apache_kafka import ApacheKafka
 from phaseflow.streams.local.ports import free_port, port_open
+from tests.support.apache_kafka import ApacheKafka
 
 
 async def _create_topic(bootstrap: str, name: str) -> None:

@@ -195,7 +195,7 @@ async def test_stall_then_stop_raises_alerts_and_the_watchdog(
 
 
 def _kafka_tool_describe(broker: Broker, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
-    from phaseflow.streams.local.apache_kafka import CONSUMER_GROUP_COMMAND, ApacheKafka
+    from tests.support.apache_kafka import CONSUMER_GROUP_COMMAND, ApacheKafka
 
     kafka = broker.handle
     assert isinstance(kafka, ApacheKafka)
