@@ -123,9 +123,9 @@ async def _bootstrapped_client(
         problem = await kafka_clients.connection_problem(
             connection, answer_within=min(answer_within, kafka_clients.CONNECT_TIMEOUT_SECONDS)
         )
-        raise BrokerProbeError(
-            f"cannot reach the broker at {connection.bootstrap_servers}: {problem or repr(error)}"
-        ) from None
+        where = connection.bootstrap_servers
+        reason = problem.removeprefix(f"{where}: ") if problem else repr(error)
+        raise BrokerProbeError(f"cannot reach the broker at {where}: {reason}") from None
     return client
 
 
