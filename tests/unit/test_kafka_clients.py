@@ -15,7 +15,9 @@ from phaseflow.streams.kafka_security import KafkaSecurity
 REPO = Path(__file__).resolve().parents[2]
 FACTORY = REPO / "streams" / "kafka_clients.py"
 SEARCHED = ("streams", "agents", "sinks", "models", "bench", "tests", "scripts", "phaseflow")
-CONSTRUCTION = re.compile(r"\b(AIOKafkaProducer|AIOKafkaConsumer|AIOKafkaAdminClient)\(")
+CONSTRUCTION = re.compile(
+    r"\b(AIOKafkaProducer|AIOKafkaConsumer|AIOKafkaAdminClient|AIOKafkaClient)\("
+)
 
 
 def _python_files() -> list[Path]:
@@ -44,6 +46,7 @@ def test_no_aiokafka_client_is_constructed_outside_the_factory() -> None:
 def test_the_grep_sees_a_construction() -> None:
     # The pattern must match the way a construction is written, or the test above cannot fail.
     assert CONSTRUCTION.search("    producer = AIOKafkaProducer(bootstrap_servers=x)")
+    assert CONSTRUCTION.search("client = AIOKafkaClient(bootstrap_servers=x)")
     assert not CONSTRUCTION.search("consumer: AIOKafkaConsumer | None = None")
 
 
