@@ -7,9 +7,11 @@ BIN := $(VENV)/bin
 PHASEFLOW_TEST_BROKER ?= kafka
 PYTEST_ARGS ?=
 # `make kafka PORT=19092 DATA_DIR=.kafka-data`: another port; a data directory kept across
-# stop/start (default: a temporary one deleted on stop).
+# stop/start (default: a temporary one deleted on stop). `SASL_SSL=1`: a SASL_SSL listener too
+# (docs/security.md).
 PORT ?= 9092
 DATA_DIR ?=
+SASL_SSL ?=
 
 .PHONY: setup demo test test-unit lint format typecheck imports check docs kafka clean
 
@@ -53,7 +55,7 @@ docs: setup
 	$(BIN)/python scripts/update_settings_table.py
 
 kafka: setup
-	scripts/kafka-local run --port $(PORT) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+	scripts/kafka-local run --port $(PORT) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(SASL_SSL),--sasl-ssl)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -36,7 +36,7 @@ def _broker(kind: str) -> Iterator[tuple[str, str]]:
         yield external, os.environ.get(BROKER_KIND_ENV, "external")
         return
     if kind == "kafka":
-        from phaseflow.streams.local.apache_kafka import ApacheKafka
+        from tests.support.apache_kafka import ApacheKafka
 
         with ApacheKafka() as kafka:
             yield kafka.url, "kafka"

@@ -30,7 +30,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer
 from google.cloud import bigquery
 
 from bench.services import bench_bigquery, bench_broker, worker_settings
@@ -41,6 +40,7 @@ from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMI
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion
 from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.registry import load_registry
@@ -135,9 +135,9 @@ def wait_sink_assigned(worker: WorkerProcess, group: str, timeout: float = 120.0
 
 async def completion_seconds(settings: Settings, day: date, started: float) -> float | None:
     """Seconds from ``started`` to the phase-5 completion of ``day`` (None: none in time)."""
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        settings,
         settings.topic(TopicName.PHASE_COMPLETIONS),
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
         isolation_level="read_committed",

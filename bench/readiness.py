@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from bench.services import bench_broker, worker_settings
 from phaseflow.models.codec import encode
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.registry import load_registry
@@ -74,9 +75,9 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
 
 
 async def raw_rate(settings: Settings, count: int) -> float:
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        settings,
         settings.topic(TopicName.PHASE_COMPLETIONS),
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -98,8 +99,8 @@ async def raw_rate(settings: Settings, count: int) -> float:
 
 async def committed_everything(settings: Settings) -> bool:
     topic = settings.topic(TopicName.PHASE_COMPLETIONS)
-    probe = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+    probe = kafka_clients.consumer(
+        settings,
         group_id=settings.app_id,
         enable_auto_commit=False,
     )

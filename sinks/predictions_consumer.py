@@ -33,6 +33,7 @@ from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import Event, Prediction
 from phaseflow.sinks.base import BufferedSink, SinkBackpressureError, SinkFlushError, SinkMetrics
 from phaseflow.sinks.bigquery_predictions import PredictionSink
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
@@ -115,15 +116,15 @@ class SinkRunner(AsyncService, Generic[E]):
         if self._task is not None:
             return
         try:
-            self._producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.bootstrap_servers,
+            self._producer = kafka_clients.producer(
+                self.settings,
                 acks="all",
                 enable_idempotence=self.settings.idempotent_producer,
             )
             await self._producer.start()
             await self.sink.start()
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_servers,
+            self._consumer = kafka_clients.consumer(
+                self.settings,
                 group_id=self.group_id,
                 enable_auto_commit=False,
                 isolation_level="read_committed",

@@ -22,6 +22,7 @@ from phaseflow.streams.components import Components
 from phaseflow.streams.core.features import FeatureContext
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
+from phaseflow.streams.kafka_clients import faust_broker_credentials
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.registry import Registry, load_registry
 from phaseflow.streams.settings import Settings
@@ -88,6 +89,8 @@ def _faust_app(settings: Settings) -> Any:
     return faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        # TLS/SASL for Faust's own consumers and producers, the same as every other client's.
+        broker_credentials=faust_broker_credentials(settings.kafka_security),
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.clock import Clock, SystemClock
 
 if TYPE_CHECKING:  # the completion client probes too and must not import the worker's Settings
@@ -66,7 +67,7 @@ async def probe_broker(
     settings: Settings, *, answer_within: float = 30.0, clock: Clock | None = None
 ) -> BrokerCapabilities:
     """Ask the broker of ``settings`` what it supports (see the module docstring)."""
-    client = await _bootstrapped_client(settings.bootstrap_servers, answer_within)
+    client = await _bootstrapped_client(settings, answer_within)
     clock = clock or SystemClock()
     give_up_at = clock.now() + timedelta(seconds=answer_within)
     try:
@@ -89,10 +90,13 @@ async def probe_broker(
 
 
 async def probe_idempotent_producer(
-    bootstrap_servers: str, *, answer_within: float = 30.0, clock: Clock | None = None
+    connection: kafka_clients.KafkaConnection,
+    *,
+    answer_within: float = 30.0,
+    clock: Clock | None = None,
 ) -> Capability:
     """Only the idempotent-producer half of :func:`probe_broker` (the completion client's)."""
-    client = await _bootstrapped_client(bootstrap_servers, answer_within)
+    client = await _bootstrapped_client(connection, answer_within)
     clock = clock or SystemClock()
     try:
         return await ask_until_final(
@@ -105,18 +109,23 @@ async def probe_idempotent_producer(
         await client.close()
 
 
-async def _bootstrapped_client(bootstrap_servers: str, answer_within: float) -> AIOKafkaClient:
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(answer_within * 1000)
-    )
+async def _bootstrapped_client(
+    connection: kafka_clients.KafkaConnection, answer_within: float
+) -> AIOKafkaClient:
+    client = kafka_clients.client(connection, request_timeout_ms=int(answer_within * 1000))
     try:
         async with asyncio.timeout(answer_within):
             await client.bootstrap()
     except (TimeoutError, kafka_errors.KafkaError) as error:
         await client.close()
-        raise BrokerProbeError(
-            f"cannot reach the broker at {bootstrap_servers}: {error!r}"
-        ) from None
+        # aiokafka says only "Unable to bootstrap"; one more connection tells a wrong password,
+        # CA or protocol (naming its setting) from a broker that is down.
+        problem = await kafka_clients.connection_problem(
+            connection, answer_within=min(answer_within, kafka_clients.CONNECT_TIMEOUT_SECONDS)
+        )
+        where = connection.bootstrap_servers
+        reason = problem.removeprefix(f"{where}: ") if problem else repr(error)
+        raise BrokerProbeError(f"cannot reach the broker at {where}: {reason}") from None
     return client
 
 

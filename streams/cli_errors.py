@@ -72,7 +72,15 @@ def load_settings(factory: Callable[[], Settings] = Settings) -> Settings:
 
 
 def _setting_problem(detail: ErrorDetails) -> str:
-    field = ".".join(str(part) for part in detail["loc"]) or "settings"
+    if not detail["loc"]:
+        # A check across settings (the Kafka security ones): its message names the variables;
+        # its input is every setting, the SASL password too, so it is not shown.
+        return (
+            f"{detail['msg'].removeprefix('Value error, ')}; fix the variables (README: Settings)"
+        )
+    field = ".".join(str(part) for part in detail["loc"])
+    if field == "kafka_sasl_password":
+        return f"{env_var(field)}: {detail['msg']}; fix the variable (README: Settings)"
     return (
         f"{env_var(field)}={detail['input']!r}: {detail['msg']}; fix or unset the variable "
         "(README: Settings)"
@@ -145,8 +153,10 @@ def _reason(error: BaseException) -> str:
 
 def _input_problem(error: ValidationError) -> str:
     fields = "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or 'value'}: {detail['msg']} "
-        f"(got {detail['input']!r})"
+        f"{'.'.join(map(str, detail['loc']))}: {detail['msg']} (got {detail['input']!r})"
+        if detail["loc"]
+        # A whole-object check: its input is the whole object (settings: the password too).
+        else detail["msg"]
         for detail in error.errors(include_url=False)
     )
     return f"invalid {error.title}: {fields}"

@@ -32,8 +32,11 @@ from pydantic import Field, ValidationError
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.broker_connection import BrokerConnectionSettings, Idempotence
 from phaseflow.streams.broker_probe import BrokerProbeError, probe_idempotent_producer
+from phaseflow.streams.kafka_clients import KafkaConnection, connection_problem
+from phaseflow.streams.kafka_security import KafkaSecurity
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.topic_names import TopicName
 
@@ -47,7 +50,7 @@ _RETRY_BACKOFF_MS: Final = 200
 class ClientSettings(BrokerConnectionSettings):
     """What a processor configures: the connection settings and producer idempotence.
 
-    Kafka security settings (TLS/SASL) will be fields of :class:`BrokerConnectionSettings`, so
+    The Kafka security settings (TLS/SASL) are fields of :class:`BrokerConnectionSettings`, so
     the worker and this client read them from the same variables.
     """
 
@@ -68,6 +71,9 @@ class PublisherSettings(Protocol):
 
     @property
     def producer_idempotence(self) -> Idempotence: ...
+
+    @property
+    def kafka_security(self) -> KafkaSecurity: ...
 
     def topic(self, name: str) -> str: ...
 
@@ -92,9 +98,9 @@ class CompletionNotPublishedError(ConnectionError):
 IdempotenceProbe = Callable[[str, float], Awaitable[bool]]
 
 
-async def probe_idempotence(bootstrap_servers: str, answer_within: float) -> bool:
+async def probe_idempotence(connection: KafkaConnection, answer_within: float) -> bool:
     """The broker's answer to ``InitProducerId`` (phaseflow.streams.broker_probe)."""
-    capability = await probe_idempotent_producer(bootstrap_servers, answer_within=answer_within)
+    capability = await probe_idempotent_producer(connection, answer_within=answer_within)
     return capability.supported
 
 
@@ -131,14 +137,14 @@ class CompletionPublisher(AsyncService):
         *,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         request_timeout: float = REQUEST_TIMEOUT_SECONDS,
-        probe: IdempotenceProbe = probe_idempotence,
+        probe: IdempotenceProbe | None = None,
         **producer_options: Any,
     ) -> None:
         self._settings = settings
         self._topic = settings.topic(TopicName.PHASE_COMPLETIONS)
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
-        self._probe = probe
+        self._probe = probe or (lambda _servers, within: probe_idempotence(settings, within))
         self._producer_options = producer_options
         self._producer: AIOKafkaProducer | None = None
         self.idempotent: bool | None = None
@@ -152,8 +158,8 @@ class CompletionPublisher(AsyncService):
         if self._producer is not None:
             return
         idempotent = await self._resolve_idempotence()
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.bootstrap_servers,
+        producer = kafka_clients.producer(
+            self._settings,
             acks="all",
             enable_idempotence=idempotent,
             request_timeout_ms=int(self._request_timeout * 1000),
@@ -165,7 +171,7 @@ class CompletionPublisher(AsyncService):
                 await producer.start()
         except (TimeoutError, KafkaConnectionError) as error:
             await producer.stop()
-            raise self._unreachable(error) from None
+            raise await self._unreachable(error) from None
         except BaseException:
             # A producer whose start failed still holds its client; closing it here keeps
             # the failure to the caller's one error instead of an "Unclosed" report at exit.
@@ -212,7 +218,7 @@ class CompletionPublisher(AsyncService):
         try:
             supported = await self._probe(self._settings.bootstrap_servers, self._connect_timeout)
         except BrokerProbeError as error:  # its message names the address and the reason
-            raise BrokerUnavailableError(f"{error}; start it or set PHASEFLOW_BROKER_URL") from None
+            raise BrokerUnavailableError(_with_hint(str(error))) from None
         if wanted is True and not supported:
             raise IdempotenceUnavailableError(
                 f"PHASEFLOW_PRODUCER_IDEMPOTENCE=true but the broker at "
@@ -221,9 +227,24 @@ class CompletionPublisher(AsyncService):
             )
         return supported
 
-    def _unreachable(self, error: BaseException) -> BrokerUnavailableError:
-        reason = str(error) or type(error).__name__
-        return BrokerUnavailableError(
-            f"cannot reach the Kafka broker at {self._settings.bootstrap_servers} within "
-            f"{self._connect_timeout:g} s ({reason}); start it or set PHASEFLOW_BROKER_URL"
+    async def _unreachable(self, error: BaseException) -> BrokerUnavailableError:
+        # aiokafka's "Unable to bootstrap" hides a wrong password, CA or protocol; one more
+        # connection names the setting to fix.
+        reason = (
+            await connection_problem(self._settings, answer_within=self._connect_timeout)
+            or str(error)
+            or type(error).__name__
         )
+        return BrokerUnavailableError(
+            _with_hint(
+                f"cannot reach the Kafka broker at {self._settings.bootstrap_servers} within "
+                f"{self._connect_timeout:g} s ({reason})"
+            )
+        )
+
+
+def _with_hint(message: str) -> str:
+    """``message`` with what to do, unless it names the setting to fix already."""
+    if "PHASEFLOW_" in message:
+        return message
+    return f"{message}; start it or set PHASEFLOW_BROKER_URL"

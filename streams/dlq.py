@@ -32,12 +32,13 @@ from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from phaseflow.agents.envelope import REPLAY_OF_HEADER
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import DeadLetter
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.dlq_letters import (
     Letter,
     LetterFilter,
@@ -274,8 +275,8 @@ async def replay_command(
         return 0
     if not todo:
         return 0
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    producer = kafka_clients.producer(
+        settings,
         acks="all",
         enable_idempotence=settings.idempotent_producer,
         request_timeout_ms=30_000,

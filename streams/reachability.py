@@ -8,13 +8,14 @@ the same thing at once, naming the address and the setting that holds it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from typing import Final
 from urllib.parse import urlsplit
 
 from phaseflow.streams.cli_errors import BadInputError, ServiceUnavailableError, bigquery_problem
-from phaseflow.streams.local.ports import metadata_ready
+from phaseflow.streams.kafka_clients import KafkaEndpoint, connection_problem
 from phaseflow.streams.settings import Settings
 
 #: How long one TCP connect may take before the address counts as unreachable.
@@ -33,15 +34,18 @@ def _connect_error(host: str, port: int, timeout: float) -> str | None:
         return error.strerror or str(error)
 
 
-def _kafka_answers(address: str, timeout: float) -> bool:
+def _kafka_problem(settings: Settings, address: str, timeout: float) -> str | None:
+    """None when ``address`` answers a Metadata request over the configured TLS/SASL."""
     # The probe reports its own reason; aiokafka's per-attempt error log would only repeat it.
     client_log = logging.getLogger("aiokafka")
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
+    endpoint = KafkaEndpoint(address, settings.kafka_security)
     try:
-        return metadata_ready(address, timeout=timeout)
+        problem = asyncio.run(connection_problem(endpoint, answer_within=timeout))
     finally:
         client_log.setLevel(level)
+    return None if problem is None else problem.removeprefix(f"{address}: ")
 
 
 def _split_host_port(address: str, default_port: int) -> tuple[str, int]:
@@ -58,14 +62,18 @@ def require_broker(settings: Settings, *, timeout: float = CONNECT_TIMEOUT_SECON
         host, port = _split_host_port(address, 9092)
         reason = _connect_error(host, port, timeout)
         if reason is None:
-            # Something listens; a Metadata answer tells a Kafka broker from another service
-            # (which would otherwise hold each client for its full request timeout).
-            if _kafka_answers(f"{host}:{port}", timeout):
+            # Something listens; a Metadata answer over the configured TLS/SASL tells a Kafka
+            # broker from another service (which would otherwise hold each client for its full
+            # request timeout) and names a wrong password, CA or protocol.
+            reason = _kafka_problem(settings, f"{host}:{port}", timeout)
+            if reason is None:
                 return
-            reason = f"no answer to a Kafka Metadata request within {timeout:g} s (not Kafka?)"
         reasons.append(f"{host}:{port}: {reason}")
+    found = "; ".join(reasons)
+    if "PHASEFLOW_" in found:  # the reason names the setting to fix already
+        raise ServiceUnavailableError(f"cannot reach the Kafka broker ({found})")
     raise ServiceUnavailableError(
-        f"cannot reach the Kafka broker ({'; '.join(reasons)}); start it (make kafka) or set "
+        f"cannot reach the Kafka broker ({found}); start it (make kafka) or set "
         "PHASEFLOW_BROKER_URL"
     )
 

@@ -14,8 +14,8 @@ from phaseflow.streams.broker_connection import ENV_PREFIX, BrokerConnectionSett
 class Settings(BrokerConnectionSettings):
     """Frozen, typed service configuration (docs/settings.md).
 
-    ``broker_url`` and ``topic_prefix`` (the first two fields) come from
-    :class:`BrokerConnectionSettings`, which the processors' client shares.
+    ``broker_url``, ``topic_prefix`` and the ``kafka_*`` security fields (the first ones) come
+    from :class:`BrokerConnectionSettings`, which the processors' client shares.
     """
 
     app_id: str = Field(

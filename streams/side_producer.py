@@ -13,6 +13,7 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
@@ -29,8 +30,8 @@ class SideProducer(AsyncService):
     async def start(self) -> None:
         async with self._lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.bootstrap_servers,
+                producer = kafka_clients.producer(
+                    self._settings,
                     acks="all",
                     enable_idempotence=self._settings.idempotent_producer,
                     request_timeout_ms=30_000,

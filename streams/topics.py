@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from phaseflow.streams import topic_names
+from phaseflow.streams import kafka_clients, topic_names
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.settings import Settings
 
@@ -141,8 +141,8 @@ async def ensure_topics(settings: Settings, *, timeout_seconds: float = 30.0) ->
     Existing topics are left alone (their partition count is part of the data layout and is
     never changed behind an operator's back).
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
+    admin = kafka_clients.admin(
+        settings,
         request_timeout_ms=int(timeout_seconds * 1000),
     )
     await admin.start()
@@ -180,9 +180,9 @@ def committed_reader(
     """A consumer of catalog topics without a group (no join wait, nothing committed) that sees
     only committed records: without a group_id aiokafka assigns itself every partition, and
     read_committed hides records of transactions a worker aborted (or died in)."""
-    return AIOKafkaConsumer(
+    return kafka_clients.consumer(
+        settings,
         *(settings.topic(topic) for topic in topics),
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset=offset_reset,

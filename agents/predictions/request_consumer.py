@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from phaseflow.agents.envelope import Origin
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
@@ -90,9 +91,9 @@ class PredictionRequestConsumer(AsyncService):
 
     def _default_consumer(self) -> AIOKafkaConsumer:
         settings = self.settings
-        return AIOKafkaConsumer(
+        return kafka_clients.consumer(
+            settings,
             self.topic,
-            bootstrap_servers=settings.bootstrap_servers,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -24,6 +24,7 @@ from phaseflow.agents.predictions.batch_state import PHASE, PROCESSOR
 from phaseflow.agents.predictions.messages import CoordinatorCommand, make_command, stable_id
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseTrigger, RerunRequest
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.clock import Clock
 from phaseflow.streams.topics import TopicName
 
@@ -100,9 +101,9 @@ def install(ctx: FeatureContext) -> None:
     @ctx.app.task  # type: ignore[untyped-decorator]
     async def prediction_triggers() -> None:
         consumer = await _started_consumer(
-            lambda: AIOKafkaConsumer(
+            lambda: kafka_clients.consumer(
+                settings,
                 *names,
-                bootstrap_servers=settings.bootstrap_servers,
                 group_id=f"{settings.app_id}-prediction-triggers",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",

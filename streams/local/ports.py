@@ -30,11 +30,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 async def _metadata_brokers(bootstrap: str, request_seconds: float) -> int:
     # aiokafka is imported here so that importing phaseflow.streams.local stays cheap.
-    from aiokafka.client import AIOKafkaClient  # noqa: PLC0415
+    from phaseflow.streams import kafka_clients  # noqa: PLC0415
 
     timeout_ms = max(int(request_seconds * 1000), 500)
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap,
+    client = kafka_clients.client(
+        kafka_clients.KafkaEndpoint(bootstrap),
         request_timeout_ms=timeout_ms,
         connections_max_idle_ms=timeout_ms + 1000,
     )

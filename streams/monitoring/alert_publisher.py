@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
@@ -24,8 +25,8 @@ class KafkaAlertPublisher(AsyncService):
 
     async def start(self) -> None:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.bootstrap_servers,
+            producer = kafka_clients.producer(
+                self._settings,
                 acks="all",
                 enable_idempotence=self._settings.idempotent_producer,
                 **self._options,

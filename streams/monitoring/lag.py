@@ -163,7 +163,7 @@ class LagMonitor(AsyncService):
         self.interval = interval if interval is not None else settings.lag_sample_interval_seconds
         self.policy = lag_policy(settings)
         self._clock = clock or SystemClock()
-        self._source = source or LagSampler(settings.bootstrap_servers, clock=self._clock)
+        self._source = source or LagSampler(settings, clock=self._clock)
         self._publish = publish
         self._on_own_stall = on_own_stall
         self.own_group = own_group if own_group is not None else settings.app_id

@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.clock import Clock, SystemClock
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring.lag_status import LagSample
@@ -92,7 +93,7 @@ class LagSampler(AsyncService):
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        connection: kafka_clients.KafkaConnection,
         *,
         clock: Clock | None = None,
         request_timeout: float = 10.0,
@@ -100,7 +101,7 @@ class LagSampler(AsyncService):
         list_all_offsets: bool = True,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._connection = connection
         self._clock = clock or SystemClock()
         self._timeout = request_timeout
         self._probe_timeout = probe_timeout
@@ -111,18 +112,16 @@ class LagSampler(AsyncService):
 
     def _make_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
         timeout_ms = int(self._timeout * 1000)
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, request_timeout_ms=timeout_ms
-        )
+        admin = kafka_clients.admin(self._connection, request_timeout_ms=timeout_ms)
         # No group_id on either consumer: the monitor must never join or commit to a group.
-        meta = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        meta = kafka_clients.consumer(
+            self._connection,
             enable_auto_commit=False,
             request_timeout_ms=timeout_ms,
             **self._options,
         )
-        probe = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        probe = kafka_clients.consumer(
+            self._connection,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",  # committed below the log start (retention): oldest

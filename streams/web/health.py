@@ -9,9 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from aiokafka.conn import create_conn
-from aiokafka.protocol.metadata import MetadataRequest
-
+from phaseflow.streams.kafka_clients import KafkaConnection, connection_problem
 from phaseflow.streams.web.metrics import LagSnapshot
 
 #: How long one broker probe may take before the broker counts as unreachable.
@@ -24,28 +22,12 @@ class BrokerUnreachableError(Exception):
     """No bootstrap server answered a metadata request in time."""
 
 
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-async def probe_broker(bootstrap_servers: str, within: float = PROBE_TIMEOUT_SECONDS) -> None:
-    """One cheap metadata request (no topics) to the first bootstrap server that answers."""
-    errors: list[str] = []
-    for address in bootstrap_servers.split(","):
-        host, port = _host_port(address)
-        try:
-            async with asyncio.timeout(within):
-                conn = await create_conn(host, port, request_timeout_ms=int(within * 1000))
-                try:
-                    await conn.send(MetadataRequest([]))
-                finally:
-                    conn.close()
-        except Exception as error:  # noqa: BLE001 - whatever the failure, the broker is down
-            errors.append(f"{address}: {type(error).__name__}")
-            continue
-        return
-    raise BrokerUnreachableError("; ".join(errors) or "no bootstrap servers")
+async def probe_broker(connection: KafkaConnection, within: float = PROBE_TIMEOUT_SECONDS) -> None:
+    """One cheap metadata request (no topics) to the first bootstrap server that answers, over
+    the configured TLS/SASL; the error says why none did and which setting to check."""
+    problem = await connection_problem(connection, answer_within=within)
+    if problem is not None:
+        raise BrokerUnreachableError(problem)
 
 
 @dataclass(frozen=True)

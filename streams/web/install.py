@@ -23,7 +23,7 @@ def install(ctx: FeatureContext, state: WorkerState) -> HttpApi:
 
     record_finished_recoveries()
     readiness = ReadinessCheck(
-        probe=lambda: probe_broker(settings.bootstrap_servers),
+        probe=lambda: probe_broker(settings),
         assigned_partitions=assigned_partitions,
         recovery_pending=lambda: recovery_state(app).pending(),
         lag=state.lag,

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.bigquery_clients import RetryPolicy
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName
@@ -126,9 +127,7 @@ def prediction_rows(client: bigquery.Client, table_id: str, day: date) -> dict[s
 async def committed_and_end(settings: Settings, group: str, topic: TopicName) -> tuple[int, int]:
     """(offsets ``group`` committed, end offsets) summed over ``topic``'s partitions."""
     name = settings.topic(topic)
-    probe = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
+    probe = kafka_clients.consumer(settings, group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
         tps = [TopicPartition(name, p) for p in range(settings.topic_partitions)]

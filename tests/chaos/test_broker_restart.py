@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from phaseflow.models.events import PhaseTrigger
-from phaseflow.streams.local.apache_kafka import ApacheKafka
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
@@ -35,6 +34,7 @@ from tests.integration.test_readiness_faults import (
     assert_one_trigger_per_phase,
     wait_until_committed,
 )
+from tests.support.apache_kafka import ApacheKafka
 
 # Apache Kafka from the jars, whatever the session's broker; skipped with Tansu like every
 # test that demands exactly one trigger record per phase.

@@ -24,13 +24,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from google.cloud import bigquery
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseTrigger, Prediction
 from phaseflow.sinks.install import SINK_LABEL
 from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset
 from phaseflow.streams.dlq import read_letters, replay_command
 from phaseflow.streams.dlq_letters import LetterFilter
@@ -348,7 +348,7 @@ async def oldest_unmerged_age(port: int) -> float:
 
 
 async def publish_trigger(settings: Settings, trigger: PhaseTrigger) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = kafka_clients.producer(settings)
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from phaseflow.streams import kafka_clients
+from phaseflow.streams.kafka_clients import KafkaEndpoint
 from tests.fixtures.brokers import Broker
 
 TIMEOUT = 60.0
@@ -27,7 +29,7 @@ async def _drain(consumer: AIOKafkaConsumer, count: int) -> list[tuple[bytes | N
 async def test_produce_consume_round_trip(broker: Broker, unique_prefix: str) -> None:
     topic = f"{unique_prefix}.events"
     sent = [(f"k{i % 3}".encode(), f'{{"n": {i}}}'.encode()) for i in range(50)]
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer = kafka_clients.producer(KafkaEndpoint(broker.bootstrap))
     await producer.start()
     try:
         for key, value in sent:
@@ -36,9 +38,9 @@ async def test_produce_consume_round_trip(broker: Broker, unique_prefix: str) ->
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap),
         topic,
-        bootstrap_servers=broker.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
@@ -67,7 +69,7 @@ class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
 
 async def test_consumer_group_join(broker: Broker, unique_prefix: str) -> None:
     topic = f"{unique_prefix}.events"
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer = kafka_clients.producer(KafkaEndpoint(broker.bootstrap))
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"hello", key=b"k")
@@ -75,11 +77,11 @@ async def test_consumer_group_join(broker: Broker, unique_prefix: str) -> None:
         await producer.stop()
 
     listener = _Assigned()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker.bootstrap,
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap),
+        **broker.client_tuning,
         group_id=f"{unique_prefix}.group",
         auto_offset_reset="earliest",
-        **broker.client_tuning,
     )
     await consumer.start()
     try:
@@ -104,8 +106,8 @@ async def test_consumer_group_join(broker: Broker, unique_prefix: str) -> None:
 @pytest.mark.transactions
 async def test_transactions_commit_and_abort(broker: Broker, unique_prefix: str) -> None:
     topic = f"{unique_prefix}.tx"
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap,
+    producer = kafka_clients.producer(
+        KafkaEndpoint(broker.bootstrap),
         transactional_id=f"{unique_prefix}.producer",
         enable_idempotence=True,
     )
@@ -123,9 +125,9 @@ async def test_transactions_commit_and_abort(broker: Broker, unique_prefix: str)
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap),
         topic,
-        bootstrap_servers=broker.bootstrap,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         enable_auto_commit=False,

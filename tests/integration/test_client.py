@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.client import ClientSettings, CompletionPublisher
+from phaseflow.streams.kafka_clients import KafkaEndpoint
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TriggerReader, make_completion
@@ -28,8 +30,8 @@ PHASE2_REQUIRED = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_bo
 
 async def read_records(bootstrap: str, topic: str, *, want: int) -> list[ConsumerRecord]:
     """The first ``want`` records of ``topic``, all partitions from the start (no group)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(bootstrap), topic, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     try:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka.admin import AIOKafkaAdminClient
 
 from phaseflow.models.events import RerunRequest
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.broker_probe import probe_broker
 from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
 from phaseflow.streams.local.worker_process import WorkerProcess
@@ -38,12 +38,12 @@ DATES = (date(2026, 3, 1), date(2026, 3, 2))
 
 async def committed_topics(settings: Settings, group: str) -> set[str]:
     """Topics ``group`` committed offsets for (LagSampler: it also gets them from Tansu)."""
-    async with LagSampler(settings.bootstrap_servers) as sampler:
+    async with LagSampler(settings) as sampler:
         return {tp.topic for tp in await sampler.committed(group)}
 
 
 async def all_topics(settings: Settings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         return set(await admin.list_topics())

@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from phaseflow.models.codec import decode
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.settings import Settings
@@ -65,9 +65,9 @@ async def started(
 
 
 async def read_audit(settings: Settings, *, want: int, quiet_for: float) -> list[AuditRecord]:
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        settings,
         settings.topic(TopicName.AUDIT),
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from phaseflow.streams.local.apache_kafka import ApacheKafka
+from phaseflow.streams import kafka_clients
+from phaseflow.streams.kafka_clients import KafkaEndpoint
 from phaseflow.streams.local.ports import free_port, port_open
+from tests.support.apache_kafka import ApacheKafka
 
 
 async def _create_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(KafkaEndpoint(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
@@ -22,7 +24,7 @@ async def _create_topic(bootstrap: str, name: str) -> None:
 
 
 async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(KafkaEndpoint(bootstrap))
     await admin.start()
     try:
         return set(await admin.list_topics())

@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import Alert
+from phaseflow.streams import kafka_clients
+from phaseflow.streams.kafka_clients import KafkaEndpoint
 from phaseflow.streams.monitoring.alert_publisher import KafkaAlertPublisher
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_cli import run_lag
@@ -40,7 +42,7 @@ async def _until(
 
 
 async def _produce(broker: Broker, topic: str, count: int, *, partition: int | None = 0) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    producer = kafka_clients.producer(KafkaEndpoint(broker.bootstrap), enable_idempotence=False)
     await producer.start()
     try:
         for i in range(count):
@@ -66,12 +68,12 @@ class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
 
 async def _join_and_consume(broker: Broker, topic: str, group: str, count: int) -> AIOKafkaConsumer:
     """A real group member that consumed ``count`` records and committed; the caller stops it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker.bootstrap,
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap),
+        **broker.client_tuning,
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        **broker.client_tuning,
     )
     await consumer.start()
     try:
@@ -95,8 +97,8 @@ def _by_partition(rows: Iterable[PartitionLag], group: str, topic: str) -> dict[
 
 
 async def _read_alerts(broker: Broker, topic: str, count: int) -> list[tuple[bytes, Alert]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap), topic, auto_offset_reset="earliest"
     )
     await consumer.start()
     got: list[tuple[bytes, Alert]] = []
@@ -195,7 +197,7 @@ async def test_stall_then_stop_raises_alerts_and_the_watchdog(
 
 
 def _kafka_tool_describe(broker: Broker, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
-    from phaseflow.streams.local.apache_kafka import CONSUMER_GROUP_COMMAND, ApacheKafka
+    from tests.support.apache_kafka import CONSUMER_GROUP_COMMAND, ApacheKafka
 
     kafka = broker.handle
     assert isinstance(kafka, ApacheKafka)
@@ -231,10 +233,10 @@ async def test_lag_equals_kafka_consumer_groups_describe(
     await member.stop()
     await _produce(broker, topic, 13, partition=None)  # behind on several partitions
 
-    async with LagSampler(broker.bootstrap) as sampler:
+    async with LagSampler(KafkaEndpoint(broker.bootstrap)) as sampler:
         rows = await sampler.sample([group])
         assert sampler.list_all_offsets  # Apache Kafka answers the all-offsets request
-    async with LagSampler(broker.bootstrap, list_all_offsets=False) as explicit:
+    async with LagSampler(KafkaEndpoint(broker.bootstrap), list_all_offsets=False) as explicit:
         explicit_rows = await explicit.sample([group])
     tool = await asyncio.to_thread(_kafka_tool_describe, broker, group)
 
@@ -255,8 +257,8 @@ async def test_lag_equals_kafka_consumer_groups_describe(
 async def test_transaction_markers_are_not_lag(broker: Broker, unique_prefix: str) -> None:
     topic, group = f"{unique_prefix}.tx", f"{unique_prefix}.group"
     tp = TopicPartition(topic, 0)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap,
+    producer = kafka_clients.producer(
+        KafkaEndpoint(broker.bootstrap),
         transactional_id=f"{unique_prefix}.producer",
         enable_idempotence=True,
     )
@@ -268,8 +270,8 @@ async def test_transaction_markers_are_not_lag(broker: Broker, unique_prefix: st
                     await producer.send(topic, b"v%d" % i, partition=0)
 
         # A transactional consumer commits "last processed + 1" = 11, the last marker's offset.
-        member = AIOKafkaConsumer(
-            bootstrap_servers=broker.bootstrap,
+        member = kafka_clients.consumer(
+            KafkaEndpoint(broker.bootstrap),
             group_id=group,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -287,7 +289,7 @@ async def test_transaction_markers_are_not_lag(broker: Broker, unique_prefix: st
         finally:
             await member.stop()
 
-        async with LagSampler(broker.bootstrap) as sampler:
+        async with LagSampler(KafkaEndpoint(broker.bootstrap)) as sampler:
             [row] = [r for r in await sampler.sample([group]) if r.topic == topic]
             assert (row.committed, row.end, row.raw_lag) == (11, 12, 1)  # what the tool shows
             assert (row.lag, row.lag_seconds) == (0, 0.0)  # what it really is
@@ -322,8 +324,8 @@ async def test_monitor_stays_ok_on_a_transactional_topic(
 ) -> None:
     topic, group = f"{unique_prefix}.tx", f"{unique_prefix}.group"
     tp = TopicPartition(topic, 0)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap,
+    producer = kafka_clients.producer(
+        KafkaEndpoint(broker.bootstrap),
         transactional_id=f"{unique_prefix}.producer",
         enable_idempotence=True,
     )
@@ -333,8 +335,8 @@ async def test_monitor_stays_ok_on_a_transactional_topic(
             await producer.send(topic, b"only", partition=0)
     finally:
         await producer.stop()
-    member = AIOKafkaConsumer(
-        bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
+    member = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap), group_id=group, enable_auto_commit=False
     )
     await member.start()
     try:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -23,7 +23,9 @@ from phaseflow.models.events import DeadLetter, Prediction
 from phaseflow.sinks.base import SinkFlushError, SinkMetrics
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
+from phaseflow.streams.kafka_clients import KafkaEndpoint
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName, ensure_topics
@@ -409,7 +411,7 @@ def runner_settings(base: Settings, broker: Broker, prefix: str) -> Settings:
 
 
 async def produce(broker: Broker, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    producer = kafka_clients.producer(KafkaEndpoint(broker.bootstrap), enable_idempotence=False)
     await producer.start()
     try:
         for key, value in records:
@@ -423,7 +425,7 @@ async def produce(broker: Broker, topic: str, records: list[tuple[bytes, bytes]]
 async def offsets_reader(
     broker: Broker, group: str, topic: str, partitions: int
 ) -> AsyncIterator[Callable[[], Awaitable[tuple[dict[int, int], dict[int, int]]]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
+    consumer = kafka_clients.consumer(KafkaEndpoint(broker.bootstrap), group_id=group)
     await consumer.start()
     tps = [TopicPartition(topic, p) for p in range(partitions)]
 
@@ -439,8 +441,8 @@ async def offsets_reader(
 
 
 async def dead_letters_in(broker: Broker, topic: str, expected: int) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+    consumer = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap), topic, auto_offset_reset="earliest"
     )
     await consumer.start()
     letters: list[DeadLetter] = []

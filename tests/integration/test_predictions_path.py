@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.cloud import bigquery
 
 from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger, Prediction, PredictionRequest
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
 from phaseflow.streams.settings import Settings
@@ -49,9 +49,9 @@ async def read_topic(
     quiet_for: float = 0.0,
 ) -> list[tuple[str, bytes]]:
     """(key, value) of everything on ``topic`` until ``done`` and then ``quiet_for`` s."""
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        settings,
         settings.topic(topic),
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -106,7 +106,7 @@ async def test_450_players_every_key_once_one_completion_batched_history(
     wanted = expected_keys()
 
     trigger = phase5_trigger()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = kafka_clients.producer(settings)
     await producer.start()
     try:
         topic = settings.topic(TopicName.PHASE_TRIGGERS)

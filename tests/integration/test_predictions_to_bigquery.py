@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from google.cloud import bigquery
 
 from phaseflow.agents.predictions.batch_state import PROCESSOR
@@ -23,6 +23,7 @@ from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger
 from phaseflow.sinks.merge_sql import TARGET_TABLE
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.bigquery_clients import RetryPolicy
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
@@ -104,10 +105,8 @@ async def wait_for_keys(
 async def sink_lag(settings: Settings) -> dict[int, tuple[int | None, int]]:
     """Partitions whose predictions the sink's group has not all committed: (committed, end)."""
     topic = settings.topic(TopicName.PREDICTIONS)
-    probe = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"{settings.app_id}.bigquery-predictions-sink",
-        enable_auto_commit=False,
+    probe = kafka_clients.consumer(
+        settings, group_id=f"{settings.app_id}.bigquery-predictions-sink", enable_auto_commit=False
     )
     await probe.start()
     try:
@@ -174,7 +173,7 @@ async def test_450_players_each_key_once_in_bigquery_also_when_delivered_twice(
     # 1. One batch from a phase-5 trigger (sent twice, as after a crash of the readiness agent).
     trigger = phase5_trigger(day)
     started = time.monotonic()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = kafka_clients.producer(settings)
     await producer.start()
     try:
         topic = settings.topic(TopicName.PHASE_TRIGGERS)

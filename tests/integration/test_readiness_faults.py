@@ -16,10 +16,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import DeadLetter, PhaseTrigger, RerunRequest
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.registry import Registry, load_registry
@@ -70,7 +71,7 @@ async def answer_new_triggers(
 async def wait_until_committed(settings: Settings, give_up_after: float = 60) -> None:
     """Until the worker's group has committed every completion published so far."""
     topic = settings.topic(TopicName.PHASE_COMPLETIONS)
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id)
+    probe = kafka_clients.consumer(settings, group_id=settings.app_id)
     await probe.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]

@@ -17,10 +17,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from phaseflow.agents.slowdown import DurationWindow
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.app import build_app
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
@@ -48,7 +48,7 @@ async def _fill_durations_changelog(settings: Settings) -> str:
     processors that do not exist, so no decision ever reads them)."""
     table = build_app(settings).app.tables["processor_durations"]
     changelog: str = table.changelog_topic.get_topic_name()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         await admin.create_topics(
@@ -64,7 +64,7 @@ async def _fill_durations_changelog(settings: Settings) -> str:
     finally:
         await admin.close()
     value = DurationWindow().with_sample(42.0, 10).to_table()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=50)
+    producer = kafka_clients.producer(settings, linger_ms=50)
     await producer.start()
     try:
         sends = [

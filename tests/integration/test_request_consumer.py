@@ -10,10 +10,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
+from phaseflow.streams import kafka_clients
 from phaseflow.streams.settings import Settings
 from phaseflow.streams.topics import TopicName, ensure_topics
 
@@ -62,7 +63,7 @@ class Recorder:
 async def produce(settings: Settings, indices: range) -> set[tuple[int, int]]:
     """Record ``i`` goes to partition ``i % partitions`` at offset ``i // partitions``."""
     partitions = settings.topic_partitions
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     await producer.start()
     produced: set[tuple[int, int]] = set()
     try:
@@ -80,10 +81,8 @@ async def produce(settings: Settings, indices: range) -> set[tuple[int, int]]:
 
 
 async def committed(settings: Settings) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=settings.prediction_workers_group,
-        enable_auto_commit=False,
+    consumer = kafka_clients.consumer(
+        settings, group_id=settings.prediction_workers_group, enable_auto_commit=False
     )
     await consumer.start()
     try:

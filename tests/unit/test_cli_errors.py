@@ -164,8 +164,8 @@ def test_a_listener_that_is_not_kafka_is_reported_after_the_timeout(listening: i
         require_broker(settings, timeout=0.5)
     assert str(caught.value) == (
         f"cannot reach the Kafka broker ({CLOSED}: Connection refused; 127.0.0.1:{listening}: "
-        "no answer to a Kafka Metadata request within 0.5 s (not Kafka?)); start it (make kafka) "
-        "or set PHASEFLOW_BROKER_URL"
+        "no answer to a Kafka request within 0.5 s (not Kafka? check PHASEFLOW_BROKER_URL; a TLS "
+        "listener needs PHASEFLOW_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (now PLAINTEXT)))"
     )
 
 

@@ -74,14 +74,25 @@ def test_production_compose_is_three_kafka_nodes_rf3_min_isr2_and_replicated_wor
     unknown = {k for k in environment if k.startswith("PHASEFLOW_")} - known
     assert not unknown, f"compose sets variables Settings does not read: {unknown}"
     values = {
-        k.removeprefix("PHASEFLOW_").lower(): str(v)
+        # A value the deployment supplies (`${VAR:?...}`) stands in as a placeholder.
+        k.removeprefix("PHASEFLOW_").lower(): "supplied-at-deploy" if "${" in str(v) else str(v)
         for k, v in environment.items()
-        if k.startswith("PHASEFLOW_") and "${" not in str(v)
+        if k.startswith("PHASEFLOW_")
     }
-    settings = Settings.model_validate(values)
+    settings = Settings.model_validate(
+        values | {"kafka_ssl_cafile": __file__}  # the CA is mounted at deploy time
+    )
     assert settings.topic_replication_factor == 3
     assert settings.processing_guarantee == "exactly_once"
     assert settings.topic_partitions >= worker["deploy"]["replicas"]
-    assert sorted(settings.bootstrap_servers.split(",")) == [
-        f"{name}:9092" for name in sorted(nodes)
-    ]
+    # Workers talk SASL_SSL to the listener each node advertises for it.
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert environment["PHASEFLOW_KAFKA_SSL_CAFILE"] in " ".join(worker["volumes"])
+    advertised = {
+        listener.split("://")[1]
+        for svc in nodes.values()
+        for listener in svc["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        if listener.startswith("SASL_SSL://")
+    }
+    assert sorted(settings.bootstrap_servers.split(",")) == sorted(advertised)
+    assert len(advertised) == 3

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from phaseflow.streams.local import BrokerError
-from phaseflow.streams.local.apache_kafka import ApacheKafka, main
+from tests.support.apache_kafka import ApacheKafka, main
 
 REPO = Path(__file__).resolve().parents[2]
 

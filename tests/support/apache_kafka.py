@@ -7,8 +7,14 @@ first start formats it, later starts reuse it (same cluster, same topics, same c
 the client port may change). ``restart()`` and ``kill()`` keep the data directory and the ports,
 so a test can crash and bring back "the same" broker.
 
-CLI: ``python -m phaseflow.streams.local.apache_kafka fetch|run [--port P] [--data-dir D] [--version
-V]`` (``scripts/kafka-local`` wraps it).
+``sasl_ssl=True`` adds a SASL_SSL listener (``secured_bootstrap``) next to the plaintext one: a
+throwaway CA and broker certificate are made at each start (tests/support/kafka_tls.py; clients
+trust ``ca_file``), the SCRAM users (``sasl_users``) are created when the data directory is
+formatted (``kafka-storage format --add-scram``); PLAIN accepts the same users. No ACLs.
+
+This is test and development tooling, not part of the installed package.
+CLI: ``python -m tests.support.apache_kafka fetch|run [--port P] [--data-dir D] [--version
+V] [--sasl-ssl]`` (``scripts/kafka-local`` wraps it).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import secrets
 import shutil
 import signal
 import subprocess
@@ -24,13 +31,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Self
 
 from phaseflow.streams.local import BrokerError, ChildProcess, LocalBroker, cache_root
 from phaseflow.streams.local.ports import free_port, metadata_ready, require_free, wait_until
+from tests.support.kafka_tls import make_broker_tls
 
 # 4.1.1 is what the test suite and the benchmarks were measured on; 4.4.0 also passed the
 # broker harness (produce/consume, group join, transactions) with aiokafka 0.14.
@@ -42,6 +50,10 @@ _LOG_CONFIG = _HERE / "log4j2.properties"
 _COMPLETE_MARKER = ".complete"
 _HEAP = ("-Xms256m", "-Xmx512m")
 _PROPERTIES = "server.properties"
+_SECURED = "SASL_SSL"
+#: What the secured listener offers; SCRAM users are made at format time for both SHA sizes.
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+DEFAULT_SASL_USER = "phaseflow"
 
 
 def libs_dir(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
@@ -89,7 +101,7 @@ def fetch(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
             "-DincludeScope=runtime",
             f"-Dkafka.version={version}",
         ]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not any(libs.glob(f"kafka_2.13-{version}.jar")):
             raise BrokerError(
                 f"mvn could not fetch Kafka {version} (exit {done.returncode}):\n"
@@ -99,29 +111,65 @@ def fetch(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
     return libs
 
 
-def _stored_ports(properties: Path) -> tuple[int, int]:
-    """(client port, controller port) of a data directory formatted earlier."""
+def _stored_ports(properties: Path) -> tuple[int, int, int | None]:
+    """(client port, controller port, SASL_SSL port or None) of a data directory formatted
+    earlier."""
     values = dict(line.split("=", 1) for line in properties.read_text().splitlines() if "=" in line)
     try:
-        client = int(values["advertised.listeners"].rpartition(":")[2])
+        advertised = dict(
+            listener.split("://", 1) for listener in values["advertised.listeners"].split(",")
+        )
+        client = int(advertised["PLAINTEXT"].rpartition(":")[2])
+        secured = int(advertised[_SECURED].rpartition(":")[2]) if _SECURED in advertised else None
         controller = int(values["controller.quorum.bootstrap.servers"].rpartition(":")[2])
     except (KeyError, ValueError) as error:
         raise BrokerError(
             f"{properties} is not a broker configuration this launcher wrote"
         ) from error
-    return client, controller
+    return client, controller, secured
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _secured_properties(port: int, keystore: Path, users: Mapping[str, str]) -> dict[str, str]:
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    prefix = f"listener.name.{_SECURED.lower()}"
+    return {
+        "sasl.enabled.mechanisms": ",".join((*SCRAM_MECHANISMS, "PLAIN")),
+        **{
+            f"{prefix}.{mechanism.lower()}.sasl.jaas.config": scram
+            for mechanism in SCRAM_MECHANISMS
+        },
+        f"{prefix}.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        ),
+        # Kafka reads an unencrypted PKCS#8 key and its chain from one PEM file.
+        f"{prefix}.ssl.keystore.type": "PEM",
+        f"{prefix}.ssl.keystore.location": str(keystore),
+        f"{prefix}.ssl.client.auth": "none",
+    }
+
+
+def _server_properties(
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    secured: tuple[int, Path, Mapping[str, str]] | None = None,
+) -> str:
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if secured is not None:
+        listeners.append(f"{_SECURED}://127.0.0.1:{secured[0]}")
+        protocols.append(f"{_SECURED}:{_SECURED}")
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
         "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": ",".join((*listeners, f"CONTROLLER://127.0.0.1:{controller_port}")),
+        "advertised.listeners": ",".join(listeners),
+        # Brokers and the controller talk over the plaintext listeners; only clients use TLS.
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir / "kraft-logs"),
         # One broker: every internal topic must be satisfiable with one replica.
         "offsets.topic.replication.factor": "1",
@@ -140,6 +188,8 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         # Matches Tansu (4 partitions on auto-create) and Settings.topic_partitions.
         "num.partitions": "4",
     }
+    if secured is not None:
+        props.update(_secured_properties(*secured))
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
@@ -161,8 +211,15 @@ class ApacheKafka(LocalBroker):
         start_timeout: float = 60.0,
         stop_grace: float = 20.0,
         data_dir: Path | None = None,
+        sasl_ssl: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self.version = version
+        self.sasl_ssl = sasl_ssl
+        #: SCRAM (and PLAIN) users of the SASL_SSL listener: name -> password.
+        self.sasl_users = dict(
+            sasl_users or {DEFAULT_SASL_USER: secrets.token_urlsafe(16)} if sasl_ssl else {}
+        )
         self._cache = cache
         self._requested_port = port
         # A data directory the caller chose is theirs: kept on stop. None: a temporary one.
@@ -171,6 +228,7 @@ class ApacheKafka(LocalBroker):
         self.stop_grace = stop_grace
         self._port: int | None = None
         self._controller_port: int | None = None
+        self._secured_port: int | None = None
         self._data_dir: Path | None = None
         self._child: ChildProcess | None = None
 
@@ -184,6 +242,18 @@ class ApacheKafka(LocalBroker):
     @property
     def log_path(self) -> Path:
         return self.data_dir / "broker.log"
+
+    @property
+    def secured_bootstrap(self) -> str:
+        """``127.0.0.1:port`` of the SASL_SSL listener (``sasl_ssl=True``)."""
+        if self._secured_port is None:
+            raise BrokerError("the broker was not started with a SASL_SSL listener")
+        return f"127.0.0.1:{self._secured_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM CA that signed the SASL_SSL listener's certificate (made at each start)."""
+        return self.data_dir / "tls" / "ca.pem"
 
     @property
     def pid(self) -> int | None:
@@ -212,7 +282,7 @@ class ApacheKafka(LocalBroker):
     def run_tool(
         self, main_class: str, *args: str, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own argv
+        return subprocess.run(
             self.tool_command(main_class, *args),
             capture_output=True,
             text=True,
@@ -239,13 +309,21 @@ class ApacheKafka(LocalBroker):
         else:
             self._data_dir = self._kept_data_dir
         properties = self._data_dir / _PROPERTIES
+        stored_secured = None
         if formatted:
-            stored_port, self._controller_port = _stored_ports(properties)
+            stored_port, self._controller_port, stored_secured = _stored_ports(properties)
             self._port = self._requested_port or stored_port
         else:
             self._port = self._requested_port or free_port()
             self._controller_port = free_port()
-        properties.write_text(_server_properties(self._data_dir, self._port, self._controller_port))
+        secured = None
+        if self.sasl_ssl:
+            self._secured_port = stored_secured or free_port()
+            tls = make_broker_tls(self._data_dir / "tls")
+            secured = (self._secured_port, tls.keystore_file, self.sasl_users)
+        properties.write_text(
+            _server_properties(self._data_dir, self._port, self._controller_port, secured)
+        )
         if not formatted:
             self._format(properties)
         self._launch()
@@ -275,6 +353,7 @@ class ApacheKafka(LocalBroker):
             self._data_dir = None
         self._port = None
         self._controller_port = None
+        self._secured_port = None
 
     def alive(self) -> bool:
         return self._child is not None and self._child.alive()
@@ -309,8 +388,14 @@ class ApacheKafka(LocalBroker):
             _cluster_id(),
             "-c",
             str(properties),
+            *(
+                argument
+                for name, password in self.sasl_users.items()
+                for mechanism in SCRAM_MECHANISMS
+                for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+            ),
         )
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
 
@@ -368,6 +453,20 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+def _secured_env(kafka: ApacheKafka) -> str:
+    """The settings that reach the SASL_SSL listener, ready to paste into a shell."""
+    name, password = next(iter(kafka.sasl_users.items()))
+    return (
+        f"SASL_SSL listener {kafka.secured_bootstrap}; point phaseflow at it with:\n"
+        f"  export PHASEFLOW_BROKER_URL=kafka://{kafka.secured_bootstrap}\n"
+        "  export PHASEFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
+        "  export PHASEFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512\n"
+        f"  export PHASEFLOW_KAFKA_SASL_USERNAME={name}\n"
+        f"  export PHASEFLOW_KAFKA_SASL_PASSWORD={password}\n"
+        f"  export PHASEFLOW_KAFKA_SSL_CAFILE={kafka.ca_file}\n"
+    )
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="kafka-local", description="Apache Kafka (KRaft) from Maven jars, no Docker."
@@ -387,6 +486,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "directory deleted on stop)",
     )
     parser.add_argument("--version", default=DEFAULT_VERSION, help="Kafka version")
+    parser.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="also open a SASL_SSL listener (throwaway CA, SCRAM user 'phaseflow'); prints the "
+        "PHASEFLOW_KAFKA_* settings that reach it",
+    )
     return parser.parse_args(argv)
 
 
@@ -403,7 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # set explicitly because a shell's background job inherits it ignored.
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    kafka = ApacheKafka(port=args.port, version=args.version, data_dir=args.data_dir)
+    kafka = ApacheKafka(
+        port=args.port, version=args.version, data_dir=args.data_dir, sasl_ssl=args.sasl_ssl
+    )
     started = False
     try:
         kafka.start()
@@ -413,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Kafka {args.version} ready: {kafka.url} (bootstrap {kafka.bootstrap})\n"
             f"data: {kafka.data_dir} ({kept})\nlog: {kafka.log_path}\nCtrl-C stops it.\n"
         )
+        if kafka.sasl_ssl:
+            sys.stdout.write(_secured_env(kafka))
         sys.stdout.flush()
         while kafka.alive():
             time.sleep(0.5)
