@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from phaseflow.streams.clock import Clock
+from phaseflow.streams.core.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from phaseflow.agents.outbox import Outbox
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.readiness_store import ReadinessStore
 from phaseflow.agents.rerun_dispatch import RerunDispatch
-from phaseflow.streams.registry import Registry
+from phaseflow.streams.core.registry import Registry
 
 
 class CleanupScan:

@@ -36,7 +36,7 @@ from phaseflow.agents.rules import (
     next_deadline,
 )
 from phaseflow.models.events import PhaseTrigger
-from phaseflow.streams.registry import PhaseSpec, Registry
+from phaseflow.streams.core.registry import PhaseSpec, Registry
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import PhaseCompletion
 
 if TYPE_CHECKING:
-    from phaseflow.streams.registry import Registry
+    from phaseflow.streams.core.registry import Registry
 
 log = logging.getLogger(__name__)
 

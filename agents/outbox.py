@@ -8,7 +8,7 @@ from typing import Any
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert, PhaseTrigger, RerunRequest
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.topics import TopicName
 
 
 @dataclass

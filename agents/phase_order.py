@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from phaseflow.agents.readiness_state import PhaseState
-    from phaseflow.streams.registry import Registry
+    from phaseflow.streams.core.registry import Registry
 
 
 def waits_for_predecessor(registry: Registry, phase: int) -> bool:

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from phaseflow.agents.readiness_state import PhaseState
-from phaseflow.streams.registry import PhaseSpec, Registry
+from phaseflow.streams.core.registry import PhaseSpec, Registry
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from phaseflow.agents.cleanup import CleanupScan
-from phaseflow.agents.envelope import Origin, dead_letter
 from phaseflow.agents.firing import Firing
 from phaseflow.agents.intake import (
     IntakeCounter,
@@ -41,7 +40,6 @@ from phaseflow.agents.intake import (
 )
 from phaseflow.agents.outbox import Outbox
 from phaseflow.agents.phase_timing import DateTiming, date_timing
-from phaseflow.agents.publisher import Publisher
 from phaseflow.agents.readiness_state import PhaseState, ReadinessTick
 from phaseflow.agents.readiness_store import ReadinessStore
 from phaseflow.agents.rearm import is_rerun_completion, with_refire_scheduled
@@ -54,9 +52,11 @@ from phaseflow.agents.ticks import TickSchedule
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.models.phases import FIRST_PHASE, LAST_PHASE
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import Registry
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.envelope import Origin, dead_letter
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.registry import Registry
+from phaseflow.streams.core.topics import TopicName
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ import orjson
 from faust.types import TP
 
 from phaseflow.agents.backlog import CompletionBacklog
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.intake import DropReason
-from phaseflow.agents.publisher import Publisher
 from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.models.events import PhaseTrigger
-from phaseflow.streams.clock import SystemClock
-from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.metrics import Metrics
+from phaseflow.streams.core.clock import SystemClock
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.topics import TopicName
 
 if TYPE_CHECKING:
     from phaseflow.streams.core.features import FeatureContext

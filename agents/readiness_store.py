@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from phaseflow.agents.phase_order import blocking_phase
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.stalls import registry_digest
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import Registry
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.registry import Registry
 
 
 class ReadinessStore:

@@ -16,7 +16,7 @@ from phaseflow.agents.reruns import RerunStep, cancel_pending, release_due, requ
 if TYPE_CHECKING:
     from phaseflow.agents.outbox import Outbox
     from phaseflow.models.events import PhaseCompletion
-    from phaseflow.streams.registry import RerunSpec
+    from phaseflow.streams.core.registry import RerunSpec
 
 
 def for_gate(record: RerunRecord) -> bool:

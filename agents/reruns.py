@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from phaseflow.agents.readiness_state import RerunRecord
 
 if TYPE_CHECKING:
-    from phaseflow.streams.registry import RerunSpec
+    from phaseflow.streams.core.registry import RerunSpec
 
 #: What a request came to: a rerun to send now, one scheduled for later, nothing new because one
 #: is pending or the circuit is already open, or the circuit opened by this request.

@@ -14,8 +14,8 @@ from phaseflow.agents.outbox import Outbox
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.readiness_store import ReadinessStore
 from phaseflow.agents.stalls import is_declared, is_finished, raise_expired_unfinished
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import Registry
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.registry import Registry
 
 log = logging.getLogger(__name__)
 

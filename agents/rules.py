@@ -15,7 +15,7 @@ from phaseflow.agents.readiness_state import GATE_FIELDS
 
 if TYPE_CHECKING:
     from phaseflow.agents.readiness_state import PhaseState
-    from phaseflow.streams.registry import PhaseSpec, ValidationSpec
+    from phaseflow.streams.core.registry import PhaseSpec, ValidationSpec
 
 
 @dataclass(frozen=True)

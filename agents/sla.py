@@ -14,7 +14,7 @@ from phaseflow.agents.outbox import Outbox
 from phaseflow.agents.phase_timing import PhaseTiming, date_timing, sla_breached
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.readiness_store import ReadinessStore
-from phaseflow.streams.registry import Registry
+from phaseflow.streams.core.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from phaseflow.streams.registry import Registry, SlowdownSpec
+from phaseflow.streams.core.registry import Registry, SlowdownSpec
 
 if TYPE_CHECKING:
     from phaseflow.agents.outbox import Outbox

@@ -25,7 +25,7 @@ from phaseflow.agents.rules import evaluate_ready
 if TYPE_CHECKING:
     from phaseflow.agents.outbox import Outbox
     from phaseflow.agents.readiness_state import PhaseState
-    from phaseflow.streams.registry import Registry
+    from phaseflow.streams.core.registry import Registry
 
 
 def registry_digest(registry: Registry) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from phaseflow.agents.cleanup import CleanupScan
-from phaseflow.agents.publisher import Publisher
 from phaseflow.agents.readiness_state import PhaseState, ReadinessTick, TickKind
 from phaseflow.agents.readiness_store import ReadinessStore
 from phaseflow.agents.rearm import refire_due
@@ -20,9 +19,10 @@ from phaseflow.agents.retention import Retention
 from phaseflow.agents.sla import SlaWatch
 from phaseflow.agents.stalls import is_declared, stall_due
 from phaseflow.models.codec import encode
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import Registry
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.registry import Registry
+from phaseflow.streams.core.topics import TopicName
 
 # A tick for a date is not re-sent while an earlier one may still be in flight.
 TICK_RESEND_AFTER = timedelta(seconds=5)

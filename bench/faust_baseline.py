@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.settings import Settings
 
 MODE = os.environ.get("BASELINE_MODE", "noop")
 COUNT = int(os.environ.get("BASELINE_COUNT", "0"))

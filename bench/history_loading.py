@@ -29,11 +29,11 @@ from phaseflow.agents.predictions.bq import QueryRunner
 from phaseflow.agents.predictions.features import GameLog
 from phaseflow.agents.predictions.history import HistoryLoader
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, table_ref
-from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
-from phaseflow.streams.clock import SystemClock
+from phaseflow.streams.core.bigquery_clients import RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.clock import SystemClock
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
 
 DAY: Final = date(2026, 1, 15)
 PLAYERS: Final = 450

@@ -40,14 +40,18 @@ from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, UPCOMI
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion
 from phaseflow.sinks.merge_sql import TARGET_TABLE
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.bigquery_clients import (
+    RetryPolicy,
+    ensure_dataset,
+    make_bigquery_client,
+)
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.registry import load_registry
 from phaseflow.streams.seed import SeedData, ensure_tables, generate, insert_rows
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
-from phaseflow.streams.topics import TopicName, ensure_topics
 
 PROJECT: Final = "bench-e2e"
 PLAYERS: Final = 450

@@ -32,13 +32,13 @@ from aiokafka import TopicPartition
 
 from bench.services import bench_broker, worker_settings
 from phaseflow.models.codec import encode
-from phaseflow.streams import kafka_clients
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings, settings_to_env
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.settings import Settings, settings_to_env
 from phaseflow.streams.simulation import TriggerReader, make_completion, phase_completions
-from phaseflow.streams.topics import TopicName, ensure_topics
 
 EVENTS: Final = 40_000
 LATENCY_SAMPLES: Final = 100

@@ -19,9 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.settings import Settings
 from tests.support.apache_kafka import ApacheKafka
 
 _READY_WITHIN = 300.0

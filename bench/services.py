@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.local.ports import free_port
-from phaseflow.streams.settings import Settings
 
 #: Set by ``python -m bench`` next to ``PHASEFLOW_BROKER_URL``: which kind of broker that is.
 BROKER_KIND_ENV: Final = "PHASEFLOW_BENCH_BROKER_KIND"

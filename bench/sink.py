@@ -28,9 +28,13 @@ from google.cloud import bigquery
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.bigquery_predictions import MAX_ROWS_PER_INSERT, PredictionSink, prediction_row
 from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, merge_sql
-from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
+from phaseflow.streams.core.bigquery_clients import (
+    RetryPolicy,
+    ensure_dataset,
+    make_bigquery_client,
+)
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
-from phaseflow.streams.settings import Settings
 
 PROJECT: Final = "bench-sink"
 DAY: Final = date(2026, 1, 15)

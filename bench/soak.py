@@ -39,15 +39,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.services import bench_bigquery, bench_broker, worker_settings
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.streams.bigquery_clients import make_bigquery_client
-from phaseflow.streams.clock import AcceleratedClock
+from phaseflow.streams.core.bigquery_clients import make_bigquery_client
+from phaseflow.streams.core.clock import AcceleratedClock
+from phaseflow.streams.core.registry import DEFAULT_REGISTRY, load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import DEFAULT_REGISTRY, load_registry
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TriggerReader, make_completion
-from phaseflow.streams.topics import ensure_topics
 
 PROJECT: Final = "bench-soak"
 RETENTION_DAYS: Final = 2

@@ -80,7 +80,7 @@ def _default(value: object) -> object:
 def dumps(value: object) -> bytes:
     """UTF-8 JSON of plain structures, models, Decimals (exact text) and sets (sorted): the one
     JSON writer of the wire format, shared by :func:`encode` and the Faust ``"orjson"`` codec
-    (phaseflow.streams.codecs). Raises ``TypeError`` on anything else."""
+    (phaseflow.streams.core.codecs). Raises ``TypeError`` on anything else."""
     return orjson.dumps(value, default=_default)
 
 

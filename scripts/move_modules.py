@@ -60,10 +60,13 @@ MOVES: dict[str, str] = {
     # the registry format
     "phaseflow.streams.registry": "phaseflow.streams.core.registry",
     "phaseflow.streams.registry_meaning": "phaseflow.streams.core.registry_meaning",
+    "phaseflow.streams.registry_fields": "phaseflow.streams.core.registry_fields",
+    "phaseflow.streams.registry_structure": "phaseflow.streams.core.registry_structure",
     # clients of Kafka and BigQuery (kafka_*, bigquery_clients: being written on other branches)
     "phaseflow.streams.kafka_clients": "phaseflow.streams.core.kafka_clients",
     "phaseflow.streams.kafka_security": "phaseflow.streams.core.kafka_security",
     "phaseflow.streams.bigquery_clients": "phaseflow.streams.core.bigquery_clients",
+    "phaseflow.streams.bigquery_permissions": "phaseflow.streams.core.bigquery_permissions",
     "phaseflow.sinks.bigquery_client": "phaseflow.streams.core.bigquery_client",
     # the app's Prometheus series, recorded into by agents and sinks
     "phaseflow.streams.web.metrics": "phaseflow.streams.core.metrics",
@@ -109,8 +112,26 @@ def _needles(old: str) -> tuple[str, ...]:
     return (old, module_path(old).as_posix(), f"import {old.rsplit('.', 1)[1]}")
 
 
+_MULTI_IMPORT = re.compile(r"^(\s*)from (phaseflow[\w.]*) import (\w+(?:, \w+)+)\s*$", re.M)
+
+
+def _split_imports(text: str, moves: dict[str, str]) -> str:
+    """``from pkg import a, b`` naming a moved module as one line per name, so the one-name
+    rewrite below applies (ruff joins what stays together afterwards)."""
+
+    def split(match: re.Match[str]) -> str:
+        indent, parent, names = match.groups()
+        parts = [name.strip() for name in names.split(",")]
+        if not any(f"{parent}.{name}" in moves for name in parts):
+            return match.group(0)
+        return "\n".join(f"{indent}from {parent} import {name}" for name in parts)
+
+    return _MULTI_IMPORT.sub(split, text)
+
+
 def rewrite(text: str, moves: dict[str, str] = MOVES) -> str:
     """``text`` with every reference to an old module pointing at its new one."""
+    text = _split_imports(text, moves)
     for old, new in sorted(moves.items(), key=lambda item: len(item[0]), reverse=True):
         if not any(needle in text for needle in _needles(old)):
             continue  # most files name none of them: skip the patterns

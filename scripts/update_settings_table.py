@@ -1,11 +1,11 @@
-"""Regenerate the settings table in docs/settings.md from phaseflow.streams.settings (run after
+"""Regenerate the settings table in docs/settings.md from phaseflow.streams.core.settings (run after
 adding a setting); tests/unit/test_docs_match_code.py fails while the table is stale."""
 
 import re
 import sys
 from pathlib import Path
 
-from phaseflow.streams.settings import settings_table
+from phaseflow.streams.core.settings import settings_table
 
 SETTINGS_DOC = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 MARKERS = re.compile(r"(<!-- settings-table:start -->\n).*?(<!-- settings-table:end -->)", re.S)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.core.lifecycle import AsyncService
 
 log = logging.getLogger(__name__)
 

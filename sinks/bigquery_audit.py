@@ -1,7 +1,7 @@
 """The audit trail in BigQuery: ``{prefix}.audit`` into table ``audit_log`` (docs/operations.md).
 
 Every accepted mutating HTTP call is published to the audit topic before it acts
-(:mod:`phaseflow.streams.web.audit`); this sink copies those records into ``audit_log`` in the
+(:mod:`phaseflow.models.audit`); this sink copies those records into ``audit_log`` in the
 settings' dataset, so the trail can be queried next to the data and outlives the topic's retention.
 
 A flush is one parameterised ``MERGE`` on ``audit_id`` that inserts the records not stored yet:
@@ -9,7 +9,7 @@ re-delivered records and retried flushes change nothing. There is no staging tab
 a handful of rows per minute, well within one query's parameters. A failed flush keeps its batch
 and :class:`~phaseflow.sinks.base.BufferedSink` retries it with backoff; offsets are committed only
 after the MERGE (:class:`~phaseflow.sinks.predictions_consumer.SinkRunner`). Calls go through the
-one BigQuery policy (:class:`~phaseflow.streams.bigquery_clients.BigQueryCalls`).
+one BigQuery policy (:class:`~phaseflow.streams.core.bigquery_clients.BigQueryCalls`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from typing import Any, Final
 import orjson
 from google.cloud import bigquery
 
+from phaseflow.models.audit import AuditRecord
 from phaseflow.sinks.base import Batch, BufferedSink, SinkMetrics
 from phaseflow.sinks.bigquery_tables import ensure_tables, setup_operation
 from phaseflow.sinks.predictions_consumer import SinkRunner
-from phaseflow.streams.bigquery_clients import BigQueryCalls, RetryPolicy, make_bigquery_client
-from phaseflow.streams.bigquery_permissions import Operation
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.audit import AuditRecord
+from phaseflow.streams.core.bigquery_clients import BigQueryCalls, RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.bigquery_permissions import Operation
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 
 log = logging.getLogger(__name__)
 

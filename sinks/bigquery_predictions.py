@@ -27,8 +27,8 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
 
 A failed flush keeps its batch (same flush id; chunks already staged are not sent again) and the
 next flush resumes it. Every call goes through
-:class:`~phaseflow.streams.bigquery_clients.BigQueryCalls`: each attempt in a thread with an HTTP
-timeout, ``retry=None`` and ``job_retry=None`` to the client, inside a throttle on requests per
+:class:`~phaseflow.streams.core.bigquery_clients.BigQueryCalls`: each attempt in a thread with an
+HTTP timeout, ``retry=None`` and ``job_retry=None`` to the client, inside a throttle on requests per
 second; transient errors retried by the one policy until ``PHASEFLOW_BIGQUERY_RETRY_SECONDS``. A
 missing IAM permission (403) fails the flush with one line naming the permission and the table;
 the rows stay buffered and their offsets uncommitted (docs/bigquery.md).
@@ -65,15 +65,15 @@ from phaseflow.sinks.merge_sql import (
     latest_view_sql,
     merge_sql,
 )
-from phaseflow.streams.bigquery_clients import (
+from phaseflow.streams.core.bigquery_clients import (
     TRANSIENT_REASONS,
     BigQueryCalls,
     RetryPolicy,
     TransientError,
     make_bigquery_client,
 )
-from phaseflow.streams.bigquery_permissions import Operation
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.bigquery_permissions import Operation
+from phaseflow.streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
-from phaseflow.streams.bigquery_clients import ensure_dataset
-from phaseflow.streams.bigquery_permissions import Operation
-from phaseflow.streams.settings import Settings, env_var
+from phaseflow.streams.core.bigquery_clients import ensure_dataset
+from phaseflow.streams.core.bigquery_permissions import Operation
+from phaseflow.streams.core.settings import Settings, env_var
 
 
 def setup_operation(settings: Settings, dataset_id: str) -> Operation:

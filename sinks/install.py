@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 from phaseflow.sinks.base import SinkMetrics
 from phaseflow.sinks.bigquery_audit import audit_sink_runner
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner, SinkRunner
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.web.metrics import Metrics
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.settings import Settings
 
 if TYPE_CHECKING:
     from phaseflow.streams.core.features import FeatureContext

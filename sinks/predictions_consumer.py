@@ -28,15 +28,15 @@ from typing import Any, Final, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from phaseflow.agents.envelope import Origin, dead_letter
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import Event, Prediction
 from phaseflow.sinks.base import BufferedSink, SinkBackpressureError, SinkFlushError, SinkMetrics
 from phaseflow.sinks.bigquery_predictions import PredictionSink
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.envelope import Origin, dead_letter
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,18 @@ import faust
 
 from phaseflow.agents import predictions, readiness_agent
 from phaseflow.sinks import install as prediction_sink
-from phaseflow.streams.clock import Clock, clock_for
-from phaseflow.streams.codecs import register_orjson_codec
 from phaseflow.streams.components import Components
+from phaseflow.streams.core.clock import Clock, clock_for
+from phaseflow.streams.core.codecs import register_orjson_codec
 from phaseflow.streams.core.features import FeatureContext
+from phaseflow.streams.core.kafka_clients import faust_broker_credentials
+from phaseflow.streams.core.registry import Registry, load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
-from phaseflow.streams.kafka_clients import faust_broker_credentials
 from phaseflow.streams.monitoring import install as lag_install
-from phaseflow.streams.registry import Registry, load_registry
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
-from phaseflow.streams.topics import CATALOG, TopicName
 from phaseflow.streams.web import install as web_install
 from phaseflow.streams.web.api import HttpApi
 from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector

@@ -19,10 +19,10 @@ from typing import TextIO
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseTrigger
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.registry import Registry
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName, committed_reader
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.registry import Registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, committed_reader
 
 #: Reads the triggers that arrived within ``wait_seconds`` (possibly none).
 ReadTriggers = Callable[[float], Awaitable[list[PhaseTrigger]]]

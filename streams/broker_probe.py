@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaClient
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.clock import Clock, SystemClock
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:  # the completion client probes too and must not import the worker's Settings
-    from phaseflow.streams.settings import Settings
+    from phaseflow.streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

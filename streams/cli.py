@@ -18,7 +18,7 @@ from phaseflow.streams.cli_errors import (
     load_settings,
     run_command,
 )
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.settings import Settings
 
 
 def _date_text(text: str) -> str:
@@ -240,7 +240,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
         run_worker(settings)
         return 0
     if args.command == "topics":
-        from phaseflow.streams.topics import ensure_topics
+        from phaseflow.streams.core.topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
         print("created:", ", ".join(created) if created else "nothing (all exist)")  # noqa: T201

@@ -27,8 +27,8 @@ from phaseflow.streams.client import (
     IdempotenceUnavailableError,
     InvalidCompletionError,
 )
-from phaseflow.streams.registry import PhaseNotConfiguredError, RegistryError
-from phaseflow.streams.settings import Settings, env_var
+from phaseflow.streams.core.registry import PhaseNotConfiguredError, RegistryError
+from phaseflow.streams.core.settings import Settings, env_var
 
 EXIT_UNAVAILABLE: Final = 1
 EXIT_BAD_INPUT: Final = 2

@@ -2,7 +2,7 @@
 
 A processor needs only :class:`ClientSettings` (broker URL, topic prefix, producer idempotence,
 read from the same ``PHASEFLOW_*`` variables as the worker). This module imports neither Faust
-nor BigQuery nor the worker's :class:`phaseflow.streams.settings.Settings`
+nor BigQuery nor the worker's :class:`phaseflow.streams.core.settings.Settings`
 (tests/unit/test_client.py checks that in a fresh interpreter); ``phaseflow publish`` sends through
 it too.
 
@@ -32,13 +32,13 @@ from pydantic import Field, ValidationError
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.broker_connection import BrokerConnectionSettings, Idempotence
 from phaseflow.streams.broker_probe import BrokerProbeError, probe_idempotent_producer
-from phaseflow.streams.kafka_clients import KafkaConnection, connection_problem
-from phaseflow.streams.kafka_security import KafkaSecurity
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.topic_names import TopicName
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.broker_connection import BrokerConnectionSettings, Idempotence
+from phaseflow.streams.core.kafka_clients import KafkaConnection, connection_problem
+from phaseflow.streams.core.kafka_security import KafkaSecurity
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.topic_names import TopicName
 
 #: How long :meth:`CompletionPublisher.start` may take to reach the broker.
 CONNECT_TIMEOUT_SECONDS: Final = 10.0

@@ -17,10 +17,10 @@ from phaseflow.agents.predictions.request_consumer import PredictionRequestConsu
 from phaseflow.agents.predictions.worker import PredictionWorker
 from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.sinks.install import PredictionSinkService
+from phaseflow.streams.core.metrics import LagSnapshot
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring.lag import LagMonitor
 from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
-from phaseflow.streams.web.metrics import LagSnapshot
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from phaseflow.streams.broker_probe import BrokerCapabilities
-from phaseflow.streams.settings import Settings, env_var
+from phaseflow.streams.core.settings import Settings, env_var
 
 
 class DeliverySettingError(Exception):

@@ -18,16 +18,20 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from phaseflow.sinks.merge_sql import TARGET_TABLE
-from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
+from phaseflow.streams.core.bigquery_clients import (
+    RetryPolicy,
+    ensure_dataset,
+    make_bigquery_client,
+)
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.registry import load_registry
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import DayResult, simulate_day
-from phaseflow.streams.topics import ensure_topics
 
 RUNS_TABLE = "phase_triggers"
 

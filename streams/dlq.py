@@ -35,10 +35,12 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from phaseflow.agents.envelope import REPLAY_OF_HEADER
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import DeadLetter
-from phaseflow.streams import kafka_clients
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.envelope import REPLAY_OF_HEADER
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, committed_reader, ensure_topics
 from phaseflow.streams.dlq_letters import (
     Letter,
     LetterFilter,
@@ -49,9 +51,7 @@ from phaseflow.streams.dlq_letters import (
     unreplayed,
 )
 from phaseflow.streams.progress import ProgressBar
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.text_table import aligned_rows
-from phaseflow.streams.topics import TopicName, committed_reader, ensure_topics
 
 _ERROR_WIDTH: Final = 60
 

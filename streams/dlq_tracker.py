@@ -14,9 +14,9 @@ from aiokafka.structs import ConsumerRecord
 
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import DeadLetter
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicFollower, TopicName
 from phaseflow.streams.dlq_letters import ledger_key
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicFollower, TopicName
 
 #: Latest letters the worker's tracker keeps for the status page ("last few reasons").
 RECENT_LETTERS: Final = 20

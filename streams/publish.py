@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from phaseflow.models.events import PhaseCompletion
 from phaseflow.streams.cli_errors import BadInputError
 from phaseflow.streams.client import CompletionPublisher
+from phaseflow.streams.core.registry import Registry, load_registry
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.reachability import require_broker
-from phaseflow.streams.registry import Registry, load_registry
-from phaseflow.streams.settings import Settings
 
 __all__ = [
     "CompletionPublisher",

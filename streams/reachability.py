@@ -15,8 +15,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from phaseflow.streams.cli_errors import BadInputError, ServiceUnavailableError, bigquery_problem
-from phaseflow.streams.kafka_clients import KafkaEndpoint, connection_problem
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint, connection_problem
+from phaseflow.streams.core.settings import Settings
 
 #: How long one TCP connect may take before the address counts as unreachable.
 CONNECT_TIMEOUT_SECONDS: Final = 5.0

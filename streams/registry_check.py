@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from phaseflow.streams.registry import load_registry
+from phaseflow.streams.core.registry import load_registry
 
 
 def check_registry_file(path: Path, out: TextIO | None = None) -> int:
     """Print what ``path`` declares and return 0; a bad file raises the loader's
-    :class:`~phaseflow.streams.registry.RegistryError` (every problem, one line each; the CLI exits
-    2)."""
+    :class:`~phaseflow.streams.core.registry.RegistryError` (every problem, one line each; the CLI
+    exits 2)."""
     registry = load_registry(path)
     processors = sum(len(spec.processors) for spec in registry.phases)
     phases = ", ".join(str(spec.phase) for spec in registry.phases)

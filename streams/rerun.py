@@ -26,11 +26,11 @@ from zoneinfo import ZoneInfo
 from phaseflow.models.codec import encode
 from phaseflow.models.events import RerunRequest
 from phaseflow.streams.backfill import TriggerFollower, follow_phases, followed_phases
+from phaseflow.streams.core.registry import Registry, load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.progress import ProgressBar
-from phaseflow.streams.registry import Registry, load_registry
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
-from phaseflow.streams.topics import TopicName
 
 #: A longer range is almost certainly a typo (one season is ~250 days).
 MAX_DAYS: Final = 400

@@ -24,8 +24,12 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, PROP_LINES, SCHEMAS, UPCOMING_CONTEXT
-from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset, make_bigquery_client
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.bigquery_clients import (
+    RetryPolicy,
+    ensure_dataset,
+    make_bigquery_client,
+)
+from phaseflow.streams.core.settings import Settings
 
 MAX_ROWS_PER_INSERT: Final = 500
 DEFAULT_PLAYERS: Final = 450

@@ -18,11 +18,11 @@ from pydantic import BaseModel
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger
-from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.registry import Registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, committed_reader
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import Registry
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName, committed_reader
 
 EventT = TypeVar("EventT", bound=BaseModel)
 

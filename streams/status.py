@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Final, TextIO
 
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.dlq_letters import format_age
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.text_table import aligned_rows
 from phaseflow.streams.web.status_summary import (
     DeadLetterSummary,

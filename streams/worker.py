@@ -10,11 +10,11 @@ import faust
 
 from phaseflow.streams.app import build_app
 from phaseflow.streams.broker_probe import BrokerProbeError, probe_broker
+from phaseflow.streams.core.deployment import identity_line
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.delivery import Delivery, DeliverySettingError, resolve_delivery
-from phaseflow.streams.deployment import identity_line
 from phaseflow.streams.recovery_progress import when_tables_recovered
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from phaseflow.agents.predictions.batch_state import DateState, batch_ends_at
 from phaseflow.agents.predictions.messages import CoordinatorCommand, make_command
-from phaseflow.streams.clock import Clock
+from phaseflow.streams.core.clock import Clock
 
 #: A check for a date is not re-sent while an earlier one may still be in flight.
 CHECK_RESEND_AFTER: Final = timedelta(seconds=5)

@@ -1,10 +1,11 @@
 """Parameterized BigQuery queries from async code: the shared policy, a count.
 
-Every query runs through :class:`~phaseflow.streams.bigquery_clients.BigQueryCalls`: each attempt
-in ``asyncio.to_thread`` with a request timeout ``T`` (``PHASEFLOW_BIGQUERY_TIMEOUT_SECONDS``),
-``retry=None`` and ``job_retry=None`` (the library's default retries would block for ~10 minutes
-against a slow or absent endpoint, see tests/integration/test_bigquery_harness.py), transient
-failures retried by the one :class:`~phaseflow.streams.bigquery_clients.RetryPolicy` until
+Every query runs through :class:`~phaseflow.streams.core.bigquery_clients.BigQueryCalls`: each
+attempt in ``asyncio.to_thread`` with a request timeout ``T``
+(``PHASEFLOW_BIGQUERY_TIMEOUT_SECONDS``), ``retry=None`` and ``job_retry=None`` (the library's
+default retries would block for ~10 minutes against a slow or absent endpoint, see
+tests/integration/test_bigquery_harness.py), transient failures retried by the one
+:class:`~phaseflow.streams.core.bigquery_clients.RetryPolicy` until
 ``PHASEFLOW_BIGQUERY_RETRY_SECONDS``. SQL errors (400) and missing permissions (403) are not
 retried.
 """
@@ -21,8 +22,8 @@ from google.api_core import exceptions as gexc
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 
-from phaseflow.streams.bigquery_clients import BigQueryCalls, RetryPolicy
-from phaseflow.streams.bigquery_permissions import BigQueryPermissionError, Operation
+from phaseflow.streams.core.bigquery_clients import BigQueryCalls, RetryPolicy
+from phaseflow.streams.core.bigquery_permissions import BigQueryPermissionError, Operation
 
 log = logging.getLogger(__name__)
 

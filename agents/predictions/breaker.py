@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import SystemSpec
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.registry import SystemSpec
 
 BreakerState = Literal["closed", "open", "half_open"]
 

@@ -11,9 +11,9 @@ from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
-from phaseflow.streams.topics import TopicName, committed_reader
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import TopicName, committed_reader
 
 
 def describe_completion(completion: PhaseCompletion) -> tuple[str, int]:

@@ -49,7 +49,6 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
-from phaseflow.agents.envelope import Origin, dead_letter
 from phaseflow.agents.predictions.batch_checks import BatchChecks
 from phaseflow.agents.predictions.batch_outcome import (
     batch_completion,
@@ -80,12 +79,13 @@ from phaseflow.agents.predictions.messages import (
 )
 from phaseflow.agents.predictions.publishing import send_all
 from phaseflow.agents.predictions.source import SlateSource, build_requests
-from phaseflow.agents.publisher import Publisher
 from phaseflow.models.codec import EventDecodeError, encode
 from phaseflow.models.events import PredictionRequest
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import Registry
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.envelope import Origin, dead_letter
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.registry import Registry
+from phaseflow.streams.core.topics import TopicName
 
 log = logging.getLogger(__name__)
 

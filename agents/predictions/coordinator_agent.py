@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.coordinator import Coordinator
 from phaseflow.agents.predictions.source import SlateSource
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.topics import TopicName
 
 if TYPE_CHECKING:
     from phaseflow.streams.core.features import FeatureContext

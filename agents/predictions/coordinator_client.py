@@ -23,7 +23,7 @@ from phaseflow.agents.predictions.batch_state import (
     batch_ends_at,
 )
 from phaseflow.agents.predictions.messages import CommandSource, CoordinatorCommand, make_command
-from phaseflow.streams.clock import Clock
+from phaseflow.streams.core.clock import Clock
 
 
 class CoordinatorClient:

@@ -23,7 +23,7 @@ from google.cloud import bigquery
 from phaseflow.agents.predictions.bq import QueryRunner
 from phaseflow.agents.predictions.features import GameContext, GameLog, PlayerHistory
 from phaseflow.agents.predictions.tables import GAME_SUMMARY, UPCOMING_CONTEXT, table_ref
-from phaseflow.streams.clock import Clock
+from phaseflow.streams.core.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from phaseflow.agents.publisher import Publisher
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.topics import TopicName
 
 
 async def send_all(publisher: Publisher, messages: Iterable[tuple[TopicName, str, bytes]]) -> int:

@@ -33,11 +33,11 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from phaseflow.agents.envelope import Origin
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 
 log = logging.getLogger(__name__)
 

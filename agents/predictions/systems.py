@@ -37,8 +37,8 @@ from phaseflow.agents.predictions.system_base import (
     points_spread,
 )
 from phaseflow.agents.predictions.trend import RecencyTrend
+from phaseflow.streams.core.registry import Registry, SystemSpec
 from phaseflow.streams.core.system_ids import add_system_id
-from phaseflow.streams.registry import Registry, SystemSpec
 
 __all__ = [
     "SYSTEM_FACTORIES",

@@ -24,9 +24,9 @@ from phaseflow.agents.predictions.batch_state import PHASE, PROCESSOR
 from phaseflow.agents.predictions.messages import CoordinatorCommand, make_command, stable_id
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseTrigger, RerunRequest
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.topics import TopicName
 
 if TYPE_CHECKING:
     from phaseflow.streams.core.features import FeatureContext

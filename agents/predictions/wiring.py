@@ -16,9 +16,9 @@ from phaseflow.agents.predictions.history import HistoryLoader
 from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
 from phaseflow.agents.predictions.source import BigQuerySlateSource
 from phaseflow.agents.predictions.worker import PredictionWorker
-from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.bigquery_clients import RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

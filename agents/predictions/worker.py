@@ -17,19 +17,19 @@ from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
-from phaseflow.agents.envelope import Origin, dead_letter
 from phaseflow.agents.predictions.bq import QueryError
 from phaseflow.agents.predictions.breaker import CircuitBreaker
 from phaseflow.agents.predictions.features import GameContext, PlayerFeatures, PlayerHistory
 from phaseflow.agents.predictions.messages import PlayerDone
 from phaseflow.agents.predictions.publishing import send_all
 from phaseflow.agents.predictions.systems import PredictionSystem
-from phaseflow.agents.publisher import Publisher
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import Alert, Prediction, PredictionRequest
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.registry import SystemSpec
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.envelope import Origin, dead_letter
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.registry import SystemSpec
+from phaseflow.streams.core.topics import TopicName
 
 log = logging.getLogger(__name__)
 

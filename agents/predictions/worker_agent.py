@@ -12,12 +12,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.history import HistoryLoader
 from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
 from phaseflow.agents.predictions.systems import enabled_systems
 from phaseflow.agents.predictions.worker import PredictionWorker
 from phaseflow.models.events import Prediction
+from phaseflow.streams.core.envelope import Origin
 
 if TYPE_CHECKING:
     from phaseflow.streams.core.features import FeatureContext

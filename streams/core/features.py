@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from phaseflow.agents.publisher import Publisher
-from phaseflow.streams.clock import Clock
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.registry import Registry
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
-from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.metrics import Metrics
+from phaseflow.streams.core.clock import Clock
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.publisher import Publisher
+from phaseflow.streams.core.registry import Registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import TopicName
 
 
 @dataclass
@@ -32,7 +32,7 @@ class FeatureContext:
     topics: dict[TopicName, Any]
     #: Sends from stream processing: part of the consumed record's transaction (exactly_once).
     publisher: Publisher
-    #: Sends from timers and HTTP handlers (see phaseflow.streams.side_producer for why they
+    #: Sends from timers and HTTP handlers (see phaseflow.streams.core.side_producer for why they
     #: differ).
     side_publisher: SideProducer
     #: The app's Prometheus series (one registry per app, never the process-global one).

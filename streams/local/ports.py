@@ -30,7 +30,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 async def _metadata_brokers(bootstrap: str, request_seconds: float) -> int:
     # aiokafka is imported here so that importing phaseflow.streams.local stays cheap.
-    from phaseflow.streams import kafka_clients  # noqa: PLC0415
+    from phaseflow.streams.core import kafka_clients  # noqa: PLC0415
 
     timeout_ms = max(int(request_seconds * 1000), 500)
     client = kafka_clients.client(

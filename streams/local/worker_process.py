@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from phaseflow.streams.settings import Settings, settings_to_env
+from phaseflow.streams.core.settings import Settings, settings_to_env
 from phaseflow.streams.worker import READY_LINE
 
 

@@ -3,7 +3,7 @@
 The monitor watches the worker's own group (``app_id``) and ``lag_groups``. It starts with the
 app (an app task, retried while the broker is unreachable), stops before shutdown, publishes
 ``consumer_lag`` alerts through ``ctx.side_publisher`` (an alert is not the output of a consumed
-record, see phaseflow.streams.side_producer) and serves :attr:`Monitoring.lag`: the own group's
+record, see phaseflow.streams.core.side_producer) and serves :attr:`Monitoring.lag`: the own group's
 lag per (topic, partition) *assigned to this worker*, the shape streams/web expects for ``/lag``,
 ``/ready`` and the lag gauge.
 
@@ -32,15 +32,15 @@ from prometheus_client import Gauge
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
-from phaseflow.streams.clock import Clock, SystemClock
+from phaseflow.streams.core.clock import Clock, SystemClock
+from phaseflow.streams.core.metrics import LagSnapshot
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.dlq_letters import format_age
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring import recent_alerts
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
-from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.metrics import LagSnapshot
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Collection

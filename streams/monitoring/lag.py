@@ -27,8 +27,9 @@ from pydantic import JsonValue
 
 from phaseflow.models.events import Alert
 from phaseflow.models.fields import Severity
-from phaseflow.streams.clock import Clock, SystemClock
-from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.core.clock import Clock, SystemClock
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
 from phaseflow.streams.monitoring.lag_status import (
     LagEvaluator,
@@ -37,7 +38,6 @@ from phaseflow.streams.monitoring.lag_status import (
     Verdict,
     worst,
 )
-from phaseflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus, worst
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.text_table import aligned_rows
 
 _HEADER = ("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")

@@ -38,9 +38,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.clock import Clock, SystemClock
-from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.clock import Clock, SystemClock
+from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.monitoring.lag_status import LagSample
 
 log = logging.getLogger(__name__)

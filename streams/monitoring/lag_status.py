@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 
-from phaseflow.streams.clock import Clock
+from phaseflow.streams.core.clock import Clock
 
 
 class LagStatus(StrEnum):

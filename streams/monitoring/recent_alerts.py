@@ -19,11 +19,11 @@ from aiokafka import ConsumerRecord
 
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import Alert
-from phaseflow.streams.topics import TopicFollower, TopicName
+from phaseflow.streams.core.topics import TopicFollower, TopicName
 
 if TYPE_CHECKING:
     from phaseflow.streams.core.features import FeatureContext
-    from phaseflow.streams.settings import Settings
+    from phaseflow.streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

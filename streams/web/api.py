@@ -18,14 +18,14 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from phaseflow.models.audit import audit_record
 from phaseflow.models.codec import encode
 from phaseflow.models.fields import GameDate
 from phaseflow.streams.core.features import FeatureContext
-from phaseflow.streams.topics import TopicName
-from phaseflow.streams.web.audit import audit_record
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.web.auth import ApiKeys, presented_key
 from phaseflow.streams.web.health import ReadinessCheck
-from phaseflow.streams.web.metrics import Metrics
 from phaseflow.streams.web.phase_status import NO_STATES, phase_status
 from phaseflow.streams.web.ratelimit import RateLimiter
 from phaseflow.streams.web.responses import HttpError, error_response
@@ -126,7 +126,7 @@ class HttpApi:
 
         An HTTP caller must learn whether the record is durable. The side producer is used, not
         the app's: under exactly_once the app's producer would hold the record in a partition's
-        transaction until that partition next commits (see phaseflow.streams.side_producer).
+        transaction until that partition next commits (see phaseflow.streams.core.side_producer).
         """
         try:
             async with asyncio.timeout(self.send_timeout):

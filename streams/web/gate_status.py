@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.rules import gate_failure
-from phaseflow.streams.registry import PhaseSpec
+from phaseflow.streams.core.registry import PhaseSpec
 
 
 def gate_rejection(spec: PhaseSpec, state: PhaseState) -> str | None:

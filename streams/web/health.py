@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from phaseflow.streams.kafka_clients import KafkaConnection, connection_problem
-from phaseflow.streams.web.metrics import LagSnapshot
+from phaseflow.streams.core.kafka_clients import KafkaConnection, connection_problem
+from phaseflow.streams.core.metrics import LagSnapshot
 
 #: How long one broker probe may take before the broker counts as unreachable.
 PROBE_TIMEOUT_SECONDS: Final = 2.0

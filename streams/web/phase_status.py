@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from phaseflow.agents.phase_order import blocking_phase
 from phaseflow.agents.phase_timing import date_timing, sla_breached
 from phaseflow.agents.readiness_state import PhaseState
-from phaseflow.streams.registry import Registry
+from phaseflow.streams.core.registry import Registry
 from phaseflow.streams.web.gate_status import gate_rejection
 
 

@@ -19,11 +19,11 @@ from pydantic import JsonValue, ValidationError
 
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion, RerunRequest
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.metrics import CONTENT_TYPE_LATEST
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.web.api import GAME_DATE, HttpApi
 from phaseflow.streams.web.bodies import CoordinatorBody, RerunBody
 from phaseflow.streams.web.dependency_errors import dependency_failure
-from phaseflow.streams.web.metrics import CONTENT_TYPE_LATEST
 from phaseflow.streams.web.openapi import openapi_document
 from phaseflow.streams.web.phase_status import date_latency, phase_status
 from phaseflow.streams.web.responses import HttpError, bad_body, error_response, json_response

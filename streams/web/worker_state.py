@@ -13,10 +13,10 @@ from typing import Protocol
 from pydantic import JsonValue
 
 from phaseflow.streams.components import Components
+from phaseflow.streams.core.deployment import identity_summary
+from phaseflow.streams.core.metrics import LagSnapshot
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.delivery import Delivery
-from phaseflow.streams.deployment import identity_summary
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.web.metrics import LagSnapshot
 from phaseflow.streams.web.phase_status import PhaseStates
 from phaseflow.streams.web.status_summary import AlertSource, DeadLetterSource, LagHistorySource
 

@@ -14,10 +14,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.bigquery_clients import RetryPolicy
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.bigquery_clients import RetryPolicy
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 from tests.fixtures.prediction_keys import expected_prediction_keys as prediction_keys
 
 PLAYERS = 450

@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TriggerReader, phase_completions
-from phaseflow.streams.topics import ensure_topics
 from tests.chaos.probes import ReadyWatch
 from tests.chaos.report import ChaosReport
 from tests.integration.test_readiness_faults import (

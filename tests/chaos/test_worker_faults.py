@@ -30,17 +30,18 @@ from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseTrigger, Prediction
 from phaseflow.sinks.install import SINK_LABEL
 from phaseflow.sinks.merge_sql import TARGET_TABLE
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.bigquery_clients import RetryPolicy, ensure_dataset
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.bigquery_clients import RetryPolicy, ensure_dataset
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.dlq import read_letters, replay_command
 from phaseflow.streams.dlq_letters import LetterFilter
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import (
     TopicReader,
     TriggerReader,
@@ -48,7 +49,6 @@ from phaseflow.streams.simulation import (
     phase_completions,
     simulate_day,
 )
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.chaos.probes import (
     PLAYERS,
     ReadyWatch,

@@ -16,7 +16,7 @@ What the emulator does with timeouts and retries (bqemulator 1.4.0, google-cloud
   request timing out) `client.query(sql, timeout=1)` with default retries blocks for ~10 min, and
   so does `retry=DEFAULT_RETRY.with_timeout(3), job_retry=DEFAULT_JOB_RETRY.with_timeout(3)`.
   Bounded: `retry=<a Retry with timeout T>, job_retry=None` (RetryError in <= T s; phaseflow
-  passes its one policy, streams/bigquery_clients.py), or
+  passes its one policy, streams/core/bigquery_clients.py), or
   `query_and_wait(..., api_timeout=, wait_timeout=, retry=bounded, job_retry=None)`.
   Each retry of `jobs.insert` makes a new job id, so a timed-out statement may run twice: the
   MERGE must be idempotent (it is: matched rows update only to a newer `created_at`).
@@ -36,9 +36,9 @@ import requests
 from google.api_core.exceptions import BadRequest, RetryError
 from google.cloud import bigquery
 
-from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.bigquery_clients import RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
-from phaseflow.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
 from tests.fixtures.brokers import Broker
 
 TIMEOUT = 60.0

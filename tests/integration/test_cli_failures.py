@@ -15,10 +15,10 @@ from datetime import date
 from pathlib import Path
 
 from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.core.settings import Settings, settings_to_env
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.ports import free_port
-from phaseflow.streams.settings import Settings, settings_to_env
 from phaseflow.streams.simulation import TopicReader
-from phaseflow.streams.topics import TopicName, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-01-05"

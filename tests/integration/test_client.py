@@ -14,13 +14,13 @@ from aiokafka import ConsumerRecord
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.streams import kafka_clients
 from phaseflow.streams.client import ClientSettings, CompletionPublisher
-from phaseflow.streams.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TriggerReader, make_completion
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.brokers import Broker
 
 README = Path(__file__).resolve().parents[2] / "README.md"

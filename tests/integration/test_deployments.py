@@ -21,15 +21,15 @@ from typing import Any
 import aiohttp
 
 from phaseflow.models.events import RerunRequest
-from phaseflow.streams import kafka_clients
 from phaseflow.streams.broker_probe import probe_broker
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.settings import Settings, settings_to_env
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.monitoring.lag_sampler import LagSampler
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.settings import Settings, settings_to_env
 from phaseflow.streams.simulation import TopicReader, TriggerReader, make_completion
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.integration.test_first_path import PHASE2_REQUIRED
 from tests.integration.test_readiness_faults import SHORT_DEADLINES
 

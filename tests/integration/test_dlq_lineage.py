@@ -9,6 +9,8 @@ import io
 from collections.abc import Callable
 from datetime import date
 
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.dlq import (
     list_command,
     read_letters,
@@ -18,8 +20,6 @@ from phaseflow.streams.dlq import (
 from phaseflow.streams.dlq_letters import Letter, LetterFilter
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.polling import poll
 
 GAME_DATE = date(2026, 2, 1)

@@ -8,11 +8,11 @@ from datetime import date
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TriggerReader, make_completion
-from phaseflow.streams.topics import ensure_topics
 
 GAME_DATE = date(2026, 1, 15)
 PHASE2_REQUIRED = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores"]
@@ -54,7 +54,7 @@ async def test_a_whole_simulated_day_fires_each_phase_once_in_order(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], WorkerProcess],
 ) -> None:
-    from phaseflow.streams.registry import load_registry
+    from phaseflow.streams.core.registry import load_registry
     from phaseflow.streams.simulation import simulate_day
 
     settings = make_settings()

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import make_completion
 from phaseflow.streams.status import run_status
-from phaseflow.streams.topics import ensure_topics
 from tests.fixtures.polling import poll
 
 pytestmark = pytest.mark.integration

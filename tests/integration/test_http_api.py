@@ -22,13 +22,13 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from phaseflow.models.audit import AuditRecord
 from phaseflow.models.codec import decode
-from phaseflow.streams import kafka_clients
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING, TansuBroker
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName, ensure_topics
-from phaseflow.streams.web.audit import AuditRecord
 from phaseflow.streams.web.auth import key_id
 from tests.integration.test_first_path import PHASE2_REQUIRED, read_triggers
 

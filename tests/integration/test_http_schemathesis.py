@@ -18,9 +18,9 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import ensure_topics
 
 API_KEY = "schemathesis-key-0123456789"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aiokafka.admin import NewTopic
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
 from phaseflow.streams.local.ports import free_port, port_open
 from tests.support.apache_kafka import ApacheKafka
 

@@ -14,15 +14,15 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import Alert
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.monitoring.alert_publisher import KafkaAlertPublisher
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_cli import run_lag
 from phaseflow.streams.monitoring.lag_sampler import LagSampler, PartitionLag
 from phaseflow.streams.monitoring.lag_status import LagStatus
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
 from tests.fixtures.brokers import Broker
 
 TIMEOUT = 60.0

@@ -12,12 +12,12 @@ from google.cloud import bigquery
 
 from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.rerun import rerun_command
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TopicReader
-from phaseflow.streams.topics import TopicName, ensure_topics
 
 OLD_DAY = datetime.now(UTC).date() - timedelta(days=9)  # default retention_days is 7
 PLAYERS = 20

@@ -15,6 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import Alert, DeadLetter, PhaseCompletion, RerunRequest
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.dlq import (
     list_command,
     read_letters,
@@ -24,12 +28,8 @@ from phaseflow.streams.dlq import (
 from phaseflow.streams.dlq_letters import LetterFilter
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
 from phaseflow.streams.rerun import plan_reruns, rerun_command
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
 from phaseflow.streams.simulation import TopicReader, TriggerReader, make_completion
-from phaseflow.streams.topics import TopicName, ensure_topics
 
 ZONE = ZoneInfo("America/New_York")
 # Yesterday in the pipeline's zone: overnight mode, every required processor expected.

@@ -11,10 +11,10 @@ import pytest
 from google.cloud import bigquery
 
 from phaseflow.agents.predictions.commands import predict_from_cli
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from google.cloud import bigquery
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.bigquery_predictions import PredictionSink
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

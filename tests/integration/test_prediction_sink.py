@@ -23,12 +23,12 @@ from phaseflow.models.events import DeadLetter, Prediction
 from phaseflow.sinks.base import SinkFlushError, SinkMetrics
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.bigquery_clients import RetryPolicy, make_bigquery_client
-from phaseflow.streams.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.bigquery_clients import RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.brokers import Broker
 
 pytestmark = pytest.mark.integration

@@ -21,12 +21,12 @@ from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger, Prediction, PredictionRequest
-from phaseflow.streams import kafka_clients
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.fixtures.prediction_keys import expected_prediction_keys
 
 # Any date runs (an old one too: tests/integration/test_old_date_predictions.py); today here.

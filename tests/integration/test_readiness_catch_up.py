@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 
 from phaseflow.models.events import Alert, PhaseTrigger, RerunRequest
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TopicReader, TriggerReader, make_completion
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.integration.test_readiness_faults import wait_until_committed
 
 ALL_DONE = date(2026, 2, 1)

@@ -20,18 +20,18 @@ from aiokafka import TopicPartition
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import DeadLetter, PhaseTrigger, RerunRequest
-from phaseflow.streams import kafka_clients
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.registry import Registry, load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import Registry, load_registry
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import (
     TopicReader,
     TriggerReader,
     make_completion,
     phase_completions,
 )
-from phaseflow.streams.topics import TopicName, ensure_topics
 
 GAME_DATE = date(2026, 2, 1)
 TODAY = date(2026, 2, 2)

@@ -11,12 +11,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from phaseflow.models.events import PhaseTrigger, RerunRequest
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.rerun import rerun_command
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TopicReader, TriggerReader, make_completion
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.integration.test_readiness_faults import wait_until_committed
 
 SMALL = """

@@ -20,12 +20,12 @@ import orjson
 from aiokafka.admin import NewTopic
 
 from phaseflow.agents.slowdown import DurationWindow
-from phaseflow.streams import kafka_clients
 from phaseflow.streams.app import build_app
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import ensure_topics
 from tests.fixtures.polling import poll
 
 #: What Faust logs as the last step of a recovery (after which /ready may say 200); and when

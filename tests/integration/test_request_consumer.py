@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import TopicPartition
 
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName, ensure_topics
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 
 RECORDS = 240
 

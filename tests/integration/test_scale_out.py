@@ -22,12 +22,12 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TriggerReader, phase_completions
-from phaseflow.streams.topics import TopicName, ensure_topics
 from tests.integration.test_readiness_faults import assert_one_trigger_per_phase
 
 FIRST_DATE = date(2026, 3, 1)

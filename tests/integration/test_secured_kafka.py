@@ -26,14 +26,14 @@ from google.cloud import bigquery
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import PhaseCompletion
 from phaseflow.sinks.merge_sql import TARGET_TABLE
-from phaseflow.streams import kafka_clients
 from phaseflow.streams.client import ClientSettings, CompletionPublisher
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.settings import Settings, settings_to_env
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
-from phaseflow.streams.settings import Settings, settings_to_env
 from phaseflow.streams.simulation import make_completion
-from phaseflow.streams.topics import TopicName, ensure_topics
 from phaseflow.streams.web.health import BrokerUnreachableError, ReadinessCheck, probe_broker
 from tests.fixtures.brokers import SecuredBroker
 from tests.fixtures.prediction_keys import expected_prediction_keys

@@ -15,13 +15,13 @@ import pytest
 from google.cloud import bigquery
 from prometheus_client.parser import text_string_to_metric_families
 
+from phaseflow.models.audit import audit_record
 from phaseflow.models.events import Alert
 from phaseflow.sinks.bigquery_audit import AUDIT_TABLE, AuditSink
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import TopicReader
-from phaseflow.streams.topics import TopicName, ensure_topics
-from phaseflow.streams.web.audit import audit_record
 from phaseflow.streams.web.auth import key_id
 from tests.fixtures.polling import poll
 

@@ -23,13 +23,13 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.simulation import make_completion, phase_completions
 from phaseflow.streams.status import run_status
-from phaseflow.streams.topics import ensure_topics
 from tests.fixtures.polling import poll
 from tests.integration.test_first_path import read_triggers
 

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.backfill import follow_phases
-from phaseflow.streams.registry import load_registry
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.rerun import rerun_command
-from phaseflow.streams.settings import Settings
 
 DATES = [date(2026, 3, 1), date(2026, 3, 2)]
 AT = datetime(2026, 3, 20, 14, 0, tzinfo=UTC)

@@ -19,11 +19,11 @@ from phaseflow.models.events import Prediction
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.sinks.install import PredictionSinkService
 from phaseflow.sinks.predictions_consumer import SinkRunner
-from phaseflow.streams.bigquery_clients import RetryPolicy
-from phaseflow.streams.bigquery_permissions import BigQueryPermissionError
 from phaseflow.streams.components import Components
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.bigquery_clients import RetryPolicy
+from phaseflow.streams.core.bigquery_permissions import BigQueryPermissionError
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.web.worker_state import WorkerState
 from tests.fixtures.bigquery_double import ClientDouble, forbidden
 from tests.fixtures.polling import poll

@@ -1,4 +1,4 @@
-"""The one BigQuery retry policy and client construction (streams/bigquery_clients.py)."""
+"""The one BigQuery retry policy and client construction (streams/core/bigquery_clients.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 
 from phaseflow.agents.predictions.bq import QueryRunner
-from phaseflow.streams.bigquery_clients import (
+from phaseflow.streams.core.bigquery_clients import (
     BigQueryCalls,
     RetryPolicy,
     TransientError,
     is_transient,
     make_bigquery_client,
 )
-from phaseflow.streams.bigquery_permissions import Operation
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.bigquery_permissions import Operation
+from phaseflow.streams.core.settings import Settings
 from tests.fixtures.bigquery_double import ClientDouble
 
 FAST = RetryPolicy(deadline_seconds=5.0, initial_seconds=0.01, maximum_seconds=0.02)

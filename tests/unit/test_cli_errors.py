@@ -28,13 +28,13 @@ from phaseflow.streams.cli_errors import (
     run_command,
 )
 from phaseflow.streams.client import BrokerUnavailableError
-from phaseflow.streams.lifecycle import AsyncService
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.registry import RegistryError, load_registry, parse_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.publish import CompletionPublisher, publish_from_cli, registry_problem
 from phaseflow.streams.reachability import require_bigquery, require_broker
-from phaseflow.streams.registry import RegistryError, load_registry, parse_registry
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.side_producer import SideProducer
 
 CLOSED = f"127.0.0.1:{free_port()}"
 

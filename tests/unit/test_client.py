@@ -23,7 +23,7 @@ from phaseflow.streams.client import (
     InvalidCompletionError,
     validate_completion,
 )
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 #: Nothing listens on port 1: connecting is refused at once.
@@ -36,7 +36,7 @@ heavy = sorted(
     name for name in sys.modules
     if name.split(".")[0] in ("faust", "mode")
     or name == "google.cloud.bigquery" or name.startswith("google.cloud.bigquery.")
-    or name == "phaseflow.streams.settings"
+    or name == "phaseflow.streams.core.settings"
 )
 print(",".join(heavy))
 """

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from phaseflow.streams.app import build_app
-from phaseflow.streams.clock import AcceleratedClock, ManualClock, SystemClock, clock_for
+from phaseflow.streams.core.clock import AcceleratedClock, ManualClock, SystemClock, clock_for
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.monitoring.install import monitoring_clock
-from phaseflow.streams.settings import Settings
 
 
 def test_accelerated_clock_runs_speed_times_faster_from_its_origin() -> None:

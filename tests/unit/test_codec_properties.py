@@ -35,7 +35,7 @@ from phaseflow.models.fields import (
     SEVERITIES,
     TRIGGER_REASONS,
 )
-from phaseflow.streams.codecs import OrjsonCodec, register_orjson_codec
+from phaseflow.streams.core.codecs import OrjsonCodec, register_orjson_codec
 
 # --- strategies -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from phaseflow.agents.backlog import BACKLOG_HOLD_LIMIT, CompletionBacklog
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
 from tests.fixtures.readiness_harness import NOW
 
 SECOND = timedelta(seconds=1)

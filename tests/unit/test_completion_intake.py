@@ -11,8 +11,8 @@ from phaseflow.agents.intake import DropReason, IntakeCounter
 from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.agents.readiness_agent import LOG_APPEND_TIME, IntakeMetrics, record_time
 from phaseflow.models.codec import encode
+from phaseflow.streams.core.metrics import Metrics
 from phaseflow.streams.simulation import make_completion
-from phaseflow.streams.web.metrics import Metrics
 from tests.fixtures.readiness_harness import GAME_DATE, ORIGIN, Harness
 
 PHASE4 = [

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phaseflow.models.codec import encode
-from phaseflow.streams.registry import load_registry, parse_registry
+from phaseflow.streams.core.registry import load_registry, parse_registry
 from phaseflow.streams.simulation import make_completion
 from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness
 

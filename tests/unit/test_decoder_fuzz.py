@@ -19,8 +19,8 @@ from phaseflow.agents.predictions.messages import decode_progress
 from phaseflow.agents.readiness_state import ReadinessTick
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.phases import parse_phase
+from phaseflow.streams.core.registry_fields import parse_duration
 from phaseflow.streams.dlq_letters import parse_age
-from phaseflow.streams.registry_fields import parse_duration
 
 json_values = st.recursive(
     st.none()

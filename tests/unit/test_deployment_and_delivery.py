@@ -24,11 +24,11 @@ from phaseflow.streams.broker_probe import (
     probe_broker,
     probe_transactional_id,
 )
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.deployment import identity_line
+from phaseflow.streams.core.settings import Settings, settings_table, settings_to_env
 from phaseflow.streams.delivery import DeliverySettingError, resolve_delivery
-from phaseflow.streams.deployment import identity_line
 from phaseflow.streams.local.ports import free_port
-from phaseflow.streams.settings import Settings, settings_table, settings_to_env
 from phaseflow.streams.status import format_status
 from phaseflow.streams.web.dependency_errors import dependency_failure
 from phaseflow.streams.web.status_summary import StatusSummary

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from phaseflow.agents.envelope import REPLAY_OF_HEADER, Origin, dead_letter
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import DeadLetter
 from phaseflow.streams.cli import _parser
+from phaseflow.streams.core.envelope import REPLAY_OF_HEADER, Origin, dead_letter
 from phaseflow.streams.dlq import format_letters, summary
 from phaseflow.streams.dlq_letters import Letter, Lineage, failed_again, to_replay
 from tests.fixtures.readiness_harness import ORIGIN, Harness

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from phaseflow.streams.settings import Settings, env_var, settings_table
+from phaseflow.streams.core.settings import Settings, env_var, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

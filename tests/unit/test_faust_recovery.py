@@ -8,8 +8,8 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from phaseflow.streams.app import build_app
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.faust_recovery import _highwaters_from_the_broker
-from phaseflow.streams.settings import Settings
 
 
 class FakeConsumer:

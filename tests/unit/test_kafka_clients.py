@@ -1,4 +1,4 @@
-"""Nothing but phaseflow.streams.kafka_clients constructs an aiokafka client, so TLS/SASL
+"""Nothing but phaseflow.streams.core.kafka_clients constructs an aiokafka client, so TLS/SASL
 settings reach every producer, consumer and admin client."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.kafka_clients import KafkaEndpoint
-from phaseflow.streams.kafka_security import KafkaSecurity
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core.kafka_security import KafkaSecurity
 
 REPO = Path(__file__).resolve().parents[2]
-FACTORY = REPO / "streams" / "kafka_clients.py"
+FACTORY = REPO / "streams" / "core" / "kafka_clients.py"
 SEARCHED = ("streams", "agents", "sinks", "models", "bench", "tests", "scripts", "phaseflow")
 CONSTRUCTION = re.compile(
     r"\b(AIOKafkaProducer|AIOKafkaConsumer|AIOKafkaAdminClient|AIOKafkaClient)\("
@@ -40,7 +40,9 @@ def test_no_aiokafka_client_is_constructed_outside_the_factory() -> None:
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if CONSTRUCTION.search(line)
     ]
-    assert found == [], "build clients with phaseflow.streams.kafka_clients:\n" + "\n".join(found)
+    assert found == [], "build clients with phaseflow.streams.core.kafka_clients:\n" + "\n".join(
+        found
+    )
 
 
 def test_the_grep_sees_a_construction() -> None:

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from phaseflow.streams.cli_errors import BadInputError, load_settings
 from phaseflow.streams.client import BrokerUnavailableError, ClientSettings, CompletionPublisher
-from phaseflow.streams.kafka_clients import explain_connect_error, faust_broker_credentials
-from phaseflow.streams.kafka_security import KafkaSecurity, KafkaSecurityError
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.kafka_clients import explain_connect_error, faust_broker_credentials
+from phaseflow.streams.core.kafka_security import KafkaSecurity, KafkaSecurityError
+from phaseflow.streams.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 #: Distinctive enough that finding it anywhere means it leaked.

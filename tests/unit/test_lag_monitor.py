@@ -11,12 +11,12 @@ import pytest
 
 from phaseflow.models.events import Alert
 from phaseflow.streams.cli import _parser
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.monitoring.lag import LagMonitor, watched_groups
 from phaseflow.streams.monitoring.lag_cli import format_table
 from phaseflow.streams.monitoring.lag_sampler import PartitionLag
 from phaseflow.streams.monitoring.lag_status import LagStatus
-from phaseflow.streams.settings import Settings
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STEP = timedelta(seconds=5)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
 from phaseflow.streams.monitoring.lag_status import (
     LagEvaluator,
     LagPolicy,

@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from phaseflow.agents.predictions.systems import MovingAverageBaseline
 from phaseflow.agents.readiness_agent import observe_phase_duration
-from phaseflow.streams.registry import SystemSpec
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.registry import SystemSpec
 from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
-from phaseflow.streams.web.metrics import Metrics
 from phaseflow.streams.web.phase_status import date_latency, phase_status
 from tests.fixtures.readiness_harness import Harness
 from tests.unit.test_phase_timing import _complete_phase

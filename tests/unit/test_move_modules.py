@@ -59,6 +59,13 @@ move_modules = load()
             "from phaseflow.streams.core.bigquery_client import make_bigquery_client",
         ),
         (
+            "from phaseflow.streams import kafka_clients, topic_names",
+            (
+                "from phaseflow.streams.core import kafka_clients\n"
+                "from phaseflow.streams.core import topic_names"
+            ),
+        ),
+        (
             "from phaseflow.streams.kafka_clients import consumer",
             "from phaseflow.streams.core.kafka_clients import consumer",
         ),

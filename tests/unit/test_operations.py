@@ -13,6 +13,9 @@ from phaseflow.models.codec import encode
 from phaseflow.models.events import DeadLetter, RerunRequest
 from phaseflow.streams.app import build_app
 from phaseflow.streams.cli import _parser
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.dlq import format_letters, summary
 from phaseflow.streams.dlq_letters import (
     Letter,
@@ -26,10 +29,7 @@ from phaseflow.streams.monitoring.install import OwnConsumerStalledError, own_la
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.progress import ProgressBar
-from phaseflow.streams.registry import load_registry
 from phaseflow.streams.rerun import MAX_DAYS, RerunPlanError, date_range, plan_reruns
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

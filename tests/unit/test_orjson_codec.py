@@ -10,7 +10,7 @@ import pytest
 
 from phaseflow.models.codec import dumps, encode
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.streams.codecs import OrjsonCodec
+from phaseflow.streams.core.codecs import OrjsonCodec
 
 
 def completion() -> PhaseCompletion:

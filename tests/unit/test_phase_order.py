@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from phaseflow.streams.registry import parse_registry
+from phaseflow.streams.core.registry import parse_registry
 from phaseflow.streams.web.phase_status import phase_status
 from phaseflow.streams.web.status_summary import PhaseSummary, phase_condition
 from tests.fixtures.readiness_harness import GAME_DATE, PHASE3, PHASE4, Harness

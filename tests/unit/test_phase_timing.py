@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from phaseflow.agents.phase_timing import DateTiming, date_timing, sla_due_at
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.models.codec import encode
-from phaseflow.streams.registry import Registry, load_registry
+from phaseflow.streams.core.registry import Registry, load_registry
 from phaseflow.streams.simulation import make_completion, phase_completions
 from tests.fixtures.readiness_harness import ORIGIN, Harness
 

@@ -7,9 +7,9 @@ from phaseflow.agents.predictions.coordinator import Coordinator
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseCompletion
-from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.topics import TopicName
 from tests.fixtures.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
 
 

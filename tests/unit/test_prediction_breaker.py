@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from phaseflow.agents.predictions.breaker import CircuitBreaker
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
 from tests.fixtures.prediction_fakes import T0
 
 

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.batch_state import (
     BatchAlreadyRunningError,
     BatchNotRunningError,
@@ -19,9 +18,10 @@ from phaseflow.agents.predictions.messages import PlayerDone, decode_progress, m
 from phaseflow.agents.predictions.source import SourceRow, build_requests
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import Alert, DeadLetter, PhaseCompletion, PredictionRequest
-from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.registry import Registry, load_registry
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.registry import Registry, load_registry
+from phaseflow.streams.core.topics import TopicName
 from tests.fixtures.prediction_fakes import DAY, T0, FakeSlate, ListPublisher, slate
 
 

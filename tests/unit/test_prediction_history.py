@@ -6,7 +6,7 @@ import math
 from datetime import date, timedelta
 
 from phaseflow.agents.predictions.history import HistoryLoader, TTLCache, history_sql
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
 from phaseflow.streams.seed import generate
 from tests.fixtures.prediction_fakes import DAY, T0, FakeRunner
 

@@ -22,7 +22,7 @@ from phaseflow.agents.predictions.systems import (
     default_ensemble,
     enabled_systems,
 )
-from phaseflow.streams.registry import Registry, RegistryError, load_registry, parse_registry
+from phaseflow.streams.core.registry import Registry, RegistryError, load_registry, parse_registry
 from phaseflow.streams.seed import generate
 from tests.fixtures.prediction_fakes import DAY
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.features import PlayerFeatures
 from phaseflow.agents.predictions.history import HistoryLoader
 from phaseflow.agents.predictions.messages import PlayerDone, decode_progress
@@ -19,10 +18,11 @@ from phaseflow.agents.predictions.systems import (
 from phaseflow.agents.predictions.worker import PredictionWorker
 from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import Alert, DeadLetter, Prediction
-from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.registry import SystemSpec, load_registry
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.registry import SystemSpec, load_registry
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.seed import generate
-from phaseflow.streams.topics import TopicName
 from tests.fixtures.prediction_fakes import DAY, T0, FakeRunner, ListPublisher
 
 DATA = generate(DAY, players=60, history_games=20)

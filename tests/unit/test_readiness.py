@@ -10,8 +10,8 @@ import pytest
 
 from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.models.codec import encode
-from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.registry import load_registry
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.registry import load_registry
 from phaseflow.streams.simulation import make_completion
 from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, RecordingPublisher
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from phaseflow.streams.registry import (
+from phaseflow.streams.core.registry import (
     PhaseNotConfiguredError,
     Registry,
     RegistryError,
     load_registry,
     parse_registry,
 )
-from phaseflow.streams.registry_fields import format_duration, parse_duration
+from phaseflow.streams.core.registry_fields import format_duration, parse_duration
 
 TODAY = date(2024, 1, 15)
 YESTERDAY = date(2024, 1, 14)

@@ -16,7 +16,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phaseflow.streams.registry import DEFAULT_REGISTRY, Registry, RegistryError, parse_registry
+from phaseflow.streams.core.registry import (
+    DEFAULT_REGISTRY,
+    Registry,
+    RegistryError,
+    parse_registry,
+)
 
 SOURCE = "fuzz.toml"
 DEFAULT_DATA = tomllib.loads(

@@ -1,5 +1,5 @@
 """Registries that parse but could never do what they say are rejected at load time, with the
-file, the field and the fix (streams/registry_meaning.py)."""
+file, the field and the fix (streams/core/registry_meaning.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from phaseflow.agents.predictions import systems
 from phaseflow.streams.core import system_ids
-from phaseflow.streams.registry import RegistryError, load_registry, parse_registry
+from phaseflow.streams.core.registry import RegistryError, load_registry, parse_registry
 
 SYSTEM = '[[systems]]\nsystem_id = "moving_average_baseline_v1"\n'
 

@@ -16,10 +16,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
-from phaseflow.agents.envelope import Origin
 from phaseflow.agents.predictions.request_consumer import PredictionRequestConsumer
 from phaseflow.streams.app import build_app
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.settings import Settings
 
 SETTINGS = Settings(topic_prefix="pf", app_id="pf-app")
 TOPIC = SETTINGS.topic("prediction-requests")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from phaseflow.agents.readiness_state import RerunRecord
 from phaseflow.agents.reruns import release_due, request_rerun
 from phaseflow.models.codec import encode
-from phaseflow.streams.registry import load_registry, parse_registry
+from phaseflow.streams.core.registry import load_registry, parse_registry
 from phaseflow.streams.simulation import make_completion
 from phaseflow.streams.web.phase_status import phase_status
 from tests.fixtures.readiness_harness import GAME_DATE, NOW, ORIGIN, Harness

@@ -7,8 +7,8 @@ from typing import Any, cast
 
 from phaseflow.sinks.install import PredictionSinkService, prometheus_sink_metrics, sink_enabled
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.web.metrics import Metrics
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.settings import Settings
 
 
 def test_enabled_by_endpoint_unless_set_explicitly() -> None:

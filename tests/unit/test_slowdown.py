@@ -9,7 +9,7 @@ import pytest
 from phaseflow.agents.slowdown import DurationWindow, judge
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
-from phaseflow.streams.registry import SlowdownSpec, load_registry
+from phaseflow.streams.core.registry import SlowdownSpec, load_registry
 from phaseflow.streams.simulation import make_completion
 from tests.fixtures.readiness_harness import ORIGIN, Harness
 

@@ -11,7 +11,7 @@ import pytest
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert
-from phaseflow.streams.registry import Registry, RegistryError, parse_registry
+from phaseflow.streams.core.registry import Registry, RegistryError, parse_registry
 from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 DEFAULT_TOML = (Path(__file__).parents[2] / "streams" / "pipeline.toml").read_text()

@@ -15,13 +15,14 @@ import pytest
 from phaseflow.models.codec import encode
 from phaseflow.models.events import Alert, DeadLetter
 from phaseflow.streams.cli import _parser
-from phaseflow.streams.clock import ManualClock
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.dlq_letters import ledger_key
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring.lag import LAG_HISTORY_ROUNDS, LagMonitor
 from phaseflow.streams.monitoring.lag_sampler import PartitionLag
 from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
-from phaseflow.streams.settings import Settings
 from phaseflow.streams.status import (
     default_url,
     format_status,
@@ -29,7 +30,6 @@ from phaseflow.streams.status import (
     summary_url,
     text_sparkline,
 )
-from phaseflow.streams.topics import TopicName
 from phaseflow.streams.web.status_page import SPARK_HEIGHT, render_status_page, sparkline
 from phaseflow.streams.web.status_summary import (
     LagPoint,

@@ -10,8 +10,8 @@ import pytest
 from phaseflow.agents.predictions.trigger_listener import command_for
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseTrigger, RerunRequest
-from phaseflow.streams.clock import ManualClock
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.clock import ManualClock
+from phaseflow.streams.core.topics import TopicName
 
 NOW = datetime(2026, 3, 20, 14, 0, tzinfo=UTC)
 OLD_DATE = date(2026, 3, 12)  # older than retention_days = 7

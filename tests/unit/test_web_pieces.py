@@ -11,12 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from phaseflow.agents.readiness_state import PhaseState, ProcessorRecord, TriggerLedgerEntry
+from phaseflow.models.audit import AuditRecord, audit_record
 from phaseflow.models.codec import decode, encode
-from phaseflow.streams.registry import load_registry
-from phaseflow.streams.web.audit import AuditRecord, audit_record
+from phaseflow.streams.core.metrics import Metrics
+from phaseflow.streams.core.registry import load_registry
 from phaseflow.streams.web.auth import ApiKeys, key_id, presented_key
 from phaseflow.streams.web.health import BrokerUnreachableError, ReadinessCheck
-from phaseflow.streams.web.metrics import Metrics
 from phaseflow.streams.web.openapi import openapi_document
 from phaseflow.streams.web.phase_status import phase_status
 from phaseflow.streams.web.ratelimit import RateLimiter

@@ -11,13 +11,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from phaseflow.streams import kafka_clients, topic_names
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core import kafka_clients, topic_names
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The catalog's names (defined in phaseflow.streams.topic_names, which light clients import alone).
+#: The catalog's names (defined in phaseflow.streams.core.topic_names, which light clients import
+#: alone).
 TopicName = topic_names.TopicName
 
 

@@ -1,10 +1,10 @@
 """How phaseflow's Kafka clients authenticate and encrypt: TLS and SASL settings, one model.
 
 :class:`KafkaSecurity` is built from the ``PHASEFLOW_KAFKA_*`` settings of
-:class:`phaseflow.streams.broker_connection.BrokerConnectionSettings` and turned into aiokafka's
-keyword arguments by :mod:`phaseflow.streams.kafka_clients`, the one place that builds clients.
-Every problem is one line naming the variable to change; the password is a ``SecretStr`` and is
-never part of a message or a ``repr`` (tests/unit/test_kafka_security.py).
+:class:`phaseflow.streams.core.broker_connection.BrokerConnectionSettings` and turned into
+aiokafka's keyword arguments by :mod:`phaseflow.streams.core.kafka_clients`, the one place that
+builds clients. Every problem is one line naming the variable to change; the password is a
+``SecretStr`` and is never part of a message or a ``repr`` (tests/unit/test_kafka_security.py).
 
 OAUTHBEARER is not offered: aiokafka takes it only as a token-provider *object* written in code
 (``AbstractTokenProvider``), and each cloud (MSK IAM, Confluent, Azure) needs its own token code;

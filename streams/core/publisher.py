@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core.topics import TopicName
 
 
 class Publisher(Protocol):

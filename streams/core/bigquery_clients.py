@@ -31,8 +31,8 @@ from google.api_core.retry import AsyncRetry, Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from phaseflow.streams.bigquery_permissions import Operation, permission_error
-from phaseflow.streams.settings import Settings
+from phaseflow.streams.core.bigquery_permissions import Operation, permission_error
+from phaseflow.streams.core.settings import Settings
 
 T = TypeVar("T")
 
@@ -158,8 +158,8 @@ class BigQueryCalls:
     the same request timeout and ``retry=None`` to the client) and, with ``throttle``, inside
     it; transient failures are retried by :meth:`RetryPolicy.asynchronous`, so the pauses are
     cancellable. A 403 that is not a rate limit becomes a
-    :class:`~phaseflow.streams.bigquery_permissions.BigQueryPermissionError` naming the permission
-    and the table of the :class:`~phaseflow.streams.bigquery_permissions.Operation`.
+    :class:`~phaseflow.streams.core.bigquery_permissions.BigQueryPermissionError` naming the
+    permission and the table of the :class:`~phaseflow.streams.core.bigquery_permissions.Operation`.
     """
 
     def __init__(

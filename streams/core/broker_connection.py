@@ -1,10 +1,10 @@
 """How to reach the Kafka cluster: the settings every phaseflow Kafka client shares.
 
-The worker's :class:`phaseflow.streams.settings.Settings` and the processors'
+The worker's :class:`phaseflow.streams.core.settings.Settings` and the processors'
 :class:`phaseflow.streams.client. ClientSettings` both extend :class:`BrokerConnectionSettings`, so
 a connection setting (the address, the prefix, TLS and SASL) is declared once and read from the
 same ``PHASEFLOW_*`` variable by both. This module imports only pydantic-settings and
-:mod:`phaseflow.streams.kafka_security`.
+:mod:`phaseflow.streams.core.kafka_security`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Final, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from phaseflow.streams.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
+from phaseflow.streams.core.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 ENV_PREFIX: Final = "PHASEFLOW_"
 
@@ -94,7 +94,7 @@ class BrokerConnectionSettings(BaseSettings):
 
     @property
     def kafka_security(self) -> KafkaSecurity:
-        """The TLS/SASL settings as one value (phaseflow.streams.kafka_clients uses it)."""
+        """The TLS/SASL settings as one value (phaseflow.streams.core.kafka_clients uses it)."""
         return KafkaSecurity(
             protocol=self.kafka_security_protocol,
             sasl_mechanism=self.kafka_sasl_mechanism,

@@ -5,9 +5,9 @@ into frozen pydantic models. Every threshold used anywhere comes from here. Load
 says where: ``RegistryError("pipeline.toml: phases[3].tiers[1].after: '1x' is not a duration like
 '90s', '30m', '4h'")``. List positions in those paths count from 0, in file order.
 
-How field values are spelt is :mod:`phaseflow.streams.registry_fields`; the rules checked after
-the models validate, :mod:`phaseflow.streams.registry_structure` (across fields) and
-:mod:`phaseflow.streams.registry_meaning` (what the file would do).
+How field values are spelt is :mod:`phaseflow.streams.core.registry_fields`; the rules checked after
+the models validate, :mod:`phaseflow.streams.core.registry_structure` (across fields) and
+:mod:`phaseflow.streams.core.registry_meaning` (what the file would do).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import ErrorDetails
 
 from phaseflow.models.phases import FIRST_PHASE, LAST_PHASE
-from phaseflow.streams.core.system_ids import known_system_ids
-from phaseflow.streams.registry_fields import (
+from phaseflow.streams.core.registry_fields import (
     Duration,
     LocalTime,
     Name,
@@ -34,8 +33,9 @@ from phaseflow.streams.registry_fields import (
     PositiveDuration,
     Rule,
 )
-from phaseflow.streams.registry_meaning import meaning_problems
-from phaseflow.streams.registry_structure import structure_problems
+from phaseflow.streams.core.registry_meaning import meaning_problems
+from phaseflow.streams.core.registry_structure import structure_problems
+from phaseflow.streams.core.system_ids import known_system_ids
 
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"

@@ -8,7 +8,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from phaseflow.streams.broker_connection import ENV_PREFIX, BrokerConnectionSettings, Idempotence
+from phaseflow.streams.core.broker_connection import (
+    ENV_PREFIX,
+    BrokerConnectionSettings,
+    Idempotence,
+)
 
 
 class Settings(BrokerConnectionSettings):

@@ -1,7 +1,7 @@
 """Registry rules about meaning: a file that parses but could never do what it says.
 
-Syntax and field types are checked by the models in :mod:`phaseflow.streams.registry`; this module
-finds configurations that load and then silently do nothing: deadlines that can never fire, a
+Syntax and field types are checked by the models in :mod:`phaseflow.streams.core.registry`; this
+module finds configurations that load and then silently do nothing: deadlines that can never fire, a
 prediction phase with no system to run, a system id no code implements. Each problem is one
 line ``<field>: <what is wrong>; <what to do>``, which the loader prefixes with the file name.
 """
@@ -13,7 +13,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from phaseflow.streams.registry import PhaseSpec, Registry
+    from phaseflow.streams.core.registry import PhaseSpec, Registry
 
 #: The phase the prediction coordinator runs: it needs enabled systems.
 PREDICTIONS_PHASE: Final = 5

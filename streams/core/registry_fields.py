@@ -1,7 +1,7 @@
 """The registry's field types: how durations, local times and names are written in the file.
 
 Each is a pydantic ``Annotated`` type whose validator raises a ``PydanticCustomError`` with a
-message the loader (:mod:`phaseflow.streams.registry`) reports as is, after the field's path.
+message the loader (:mod:`phaseflow.streams.core.registry`) reports as is, after the field's path.
 """
 
 from __future__ import annotations

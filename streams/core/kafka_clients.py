@@ -1,8 +1,8 @@
 """The one place that builds Kafka clients: every producer, consumer, admin and low-level client.
 
 Each gets the connection's bootstrap servers and its TLS/SASL options
-(:class:`phaseflow.streams.kafka_security.KafkaSecurity`), so a secured cluster needs nothing at
-the call sites; Faust's own clients get the same through :func:`faust_broker_credentials`.
+(:class:`phaseflow.streams.core.kafka_security.KafkaSecurity`), so a secured cluster needs nothing
+at the call sites; Faust's own clients get the same through :func:`faust_broker_credentials`.
 tests/unit/test_kafka_clients.py checks that nothing else in the repository constructs an
 aiokafka client.
 
@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
-from phaseflow.streams.kafka_security import PLAINTEXT, KafkaSecurity
+from phaseflow.streams.core.kafka_security import PLAINTEXT, KafkaSecurity
 
 #: How long :func:`connection_problem` waits for one connection (TCP, TLS, SASL, Metadata).
 CONNECT_TIMEOUT_SECONDS: Final = 10.0

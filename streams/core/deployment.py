@@ -9,7 +9,7 @@ prefixes therefore share no state on one cluster.
 
 from __future__ import annotations
 
-from phaseflow.streams.settings import Settings, env_var
+from phaseflow.streams.core.settings import Settings, env_var
 
 
 def identity_source(settings: Settings) -> str:

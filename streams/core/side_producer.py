@@ -13,10 +13,10 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from phaseflow.streams import kafka_clients
-from phaseflow.streams.lifecycle import AsyncService
-from phaseflow.streams.settings import Settings
-from phaseflow.streams.topics import TopicName
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import TopicName
 
 
 class SideProducer(AsyncService):

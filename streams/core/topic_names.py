@@ -1,5 +1,5 @@
-"""The topic catalog's names, apart from their specs (phaseflow.streams.topics) so light clients can
-name a topic without importing the admin machinery."""
+"""The topic catalog's names, apart from their specs (phaseflow.streams.core.topics) so light
+clients can name a topic without importing the admin machinery."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Registry rules that span fields: membership, uniqueness, tier order.
 
-Field types and ranges are checked by the models in :mod:`phaseflow.streams.registry`, what a
-file means by :mod:`phaseflow.streams.registry_meaning`. Each problem is one line
+Field types and ranges are checked by the models in :mod:`phaseflow.streams.core.registry`, what a
+file means by :mod:`phaseflow.streams.core.registry_meaning`. Each problem is one line
 ``<field>: <what is wrong>``, which the loader prefixes with the file name.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from phaseflow.streams.registry_fields import format_duration
+from phaseflow.streams.core.registry_fields import format_duration
 
 if TYPE_CHECKING:
-    from phaseflow.streams.registry import PhaseSpec, Registry
+    from phaseflow.streams.core.registry import PhaseSpec, Registry
 
 
 def _check_members(index: int, spec: PhaseSpec) -> list[str]:
