@@ -147,9 +147,9 @@ def _lag_lines(groups: list[GroupLag] | None) -> list[str]:
 def _letter_lines(letters: DeadLetterSummary | None, summary: StatusSummary) -> list[str]:
     if letters is None:
         return ["(no dead-letter tracker in this worker)"]
-    if not letters.unreplayed:
+    if not letters.unreplayed and not letters.failed_again:
         return ["none waiting for replay"]
-    line = f"{letters.unreplayed} not replayed"
+    line = f"{letters.unreplayed} not replayed, {letters.failed_again} replay(s) failed again"
     if letters.oldest_age_seconds is not None:
         line += (
             f"; the oldest failed {format_age(timedelta(seconds=letters.oldest_age_seconds))} ago"

@@ -197,9 +197,14 @@ def _install_dlq_gauges(
         "Dead letters not replayed yet (one per original record).",
         registry=registry,
     )
+    failed_again = Gauge(
+        "phaseflow_dead_letters_failed_again",
+        "Replays that failed again and were not force-replayed (phaseflow dlq replay --force).",
+        registry=registry,
+    )
     oldest = Gauge(
         "phaseflow_dead_letters_oldest_unreplayed_seconds",
-        "Age of the oldest dead letter not replayed yet; 0 when there is none.",
+        "Age of the oldest dead letter not replayed yet (either kind); 0 when there is none.",
         registry=registry,
     )
     tracker = DeadLetterTracker(ctx.settings)
@@ -218,17 +223,20 @@ def _install_dlq_gauges(
         now = monitoring_clock(ctx).now()
         age = tracker.oldest_age(now)
         count.set(tracker.unreplayed)
+        failed_again.set(tracker.failed_again)
         oldest.set(0.0 if age is None else age.total_seconds())
-        if tracker.unreplayed and not announced[0]:
+        waiting = tracker.unreplayed + tracker.failed_again
+        if waiting and not announced[0]:
             alert = Alert(
                 kind="dlq",
                 severity="warning",
                 subject=ctx.settings.topic(TopicName.DEAD_LETTERS),
                 message=(
-                    f"{tracker.unreplayed} dead letter(s) not replayed, the oldest failed "
+                    f"{tracker.unreplayed} dead letter(s) not replayed and "
+                    f"{tracker.failed_again} replay(s) failed again, the oldest failed "
                     f"{format_age(age or now - now)} ago (phaseflow dlq list)"
                 ),
-                details={"unreplayed": tracker.unreplayed},
+                details={"unreplayed": tracker.unreplayed, "failed_again": tracker.failed_again},
                 raised_at=now,
             )
             try:
@@ -236,7 +244,7 @@ def _install_dlq_gauges(
             except Exception as error:  # noqa: BLE001 - retried at the next poll
                 log.warning("publishing the dlq alert failed: %r", error)
                 return
-        announced[0] = tracker.unreplayed
+        announced[0] = waiting
 
     @ctx.app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def _stop_tracker(_sender: Any, **_: Any) -> None:

@@ -190,7 +190,7 @@ def _lag(groups: list[GroupLag] | None) -> str:
 def _dead_letters(letters: DeadLetterSummary | None, now: datetime) -> str:
     if letters is None:
         return _none("no dead-letter tracker in this worker")
-    if not letters.unreplayed:
+    if not letters.unreplayed and not letters.failed_again:
         return '<p id="dead-letters">none waiting for replay</p>'
     oldest = (
         ""
@@ -204,7 +204,8 @@ def _dead_letters(letters: DeadLetterSummary | None, now: datetime) -> str:
         for letter in letters.recent
     )
     return (
-        f'<p id="dead-letters">{letters.unreplayed} not replayed{_e(oldest)} '
+        f'<p id="dead-letters">{letters.unreplayed} not replayed, '
+        f"{letters.failed_again} replay(s) failed again{_e(oldest)} "
         "(<code>phaseflow dlq list</code>)</p>"
         "<table><thead><tr><th>failed</th><th>source topic</th><th>error type</th>"
         f"<th>error</th></tr></thead><tbody>{rows}</tbody></table>"

@@ -73,6 +73,7 @@ class LetterLine(_Model):
 
 class DeadLetterSummary(_Model):
     unreplayed: int
+    failed_again: int = 0
     oldest_age_seconds: float | None
     recent: list[LetterLine]
 
@@ -192,6 +193,9 @@ class DeadLetterSource(Protocol):
     @property
     def unreplayed(self) -> int: ...
 
+    @property
+    def failed_again(self) -> int: ...
+
     def oldest_age(self, now: datetime) -> timedelta | None: ...
 
     def recent(self) -> list[DeadLetter]: ...
@@ -256,6 +260,7 @@ def _letters_section(letters: DeadLetterSource, now: datetime, limit: int) -> di
     age = letters.oldest_age(now)
     return {
         "unreplayed": letters.unreplayed,
+        "failed_again": letters.failed_again,
         "oldest_age_seconds": None if age is None else age.total_seconds(),
         "recent": [
             {

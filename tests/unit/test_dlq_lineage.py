@@ -13,8 +13,10 @@ from phaseflow.models.codec import decode, encode
 from phaseflow.models.events import DeadLetter
 from phaseflow.streams.cli import _parser
 from phaseflow.streams.core.envelope import REPLAY_OF_HEADER, Origin, dead_letter
+from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.dlq import format_letters, summary
 from phaseflow.streams.dlq_letters import Letter, Lineage, failed_again, to_replay
+from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from tests.fixtures.readiness_harness import ORIGIN, Harness
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -176,3 +178,22 @@ def test_cli_takes_force_and_full() -> None:
     assert args.force is True
     args = _parser().parse_args(["dlq", "list", "--full"])
     assert args.full is True
+
+
+def test_the_worker_counts_failed_replays_apart_as_dlq_list_does() -> None:
+    """The gauges (phaseflow_dead_letters_unreplayed / _failed_again) agree with
+    ``summary``: a replay that failed again is not a first failure waiting for replay."""
+    first, second, third = history()
+    fresh = letter(20, source_offset=99, age=timedelta(minutes=30))
+    tracker = DeadLetterTracker(Settings(topic_prefix="pf"))
+    for item in (first, second, fresh):
+        tracker.observe(DLQ, None, encode(item.letter))
+    tracker.observe("pf.dead-letter-replays", first.ledger_key.encode(), b"{}")
+    assert (tracker.unreplayed, tracker.failed_again) == (1, 1)
+    assert tracker.oldest_age(NOW) == timedelta(hours=1)  # second: the oldest still open
+
+    # --force replays second; it fails again as third: still one lineage waiting.
+    tracker.observe("pf.dead-letter-replays", second.ledger_key.encode(), b"{}")
+    tracker.observe(DLQ, None, encode(third.letter))
+    assert (tracker.unreplayed, tracker.failed_again) == (1, 1)
+    assert [dead.replay_of for dead in tracker.recent()] == [third.letter.replay_of, None]

@@ -136,6 +136,7 @@ class FakeLag:
 
 class FakeLetters:
     unreplayed = 2
+    failed_again = 1
 
     def oldest_age(self, now: datetime) -> timedelta | None:
         return now - (NOW - timedelta(hours=3))
@@ -270,7 +271,7 @@ def test_page_shows_the_grid_and_escapes_every_text() -> None:
     assert "setInterval(refresh, seconds * 1000)" in page
     assert "var seconds = 7;" in page
     assert '<meta http-equiv="refresh" content="7">' in page
-    assert "2 not replayed; the oldest failed 3h ago" in page
+    assert "2 not replayed, 1 replay(s) failed again; the oldest failed 3h ago" in page
     assert '<svg class="spark"' in page
 
 
@@ -295,7 +296,7 @@ def test_terminal_table_has_the_same_information() -> None:
     assert "waiting on b" in text
     assert any(line.split()[:3] == ["phaseflow", "WARN", "9"] for line in lines)
     assert any(line.split()[:4] == ["other", "OK", "no", "committed"] for line in lines)
-    assert "2 not replayed; the oldest failed 3h ago" in text
+    assert "2 not replayed, 1 replay(s) failed again; the oldest failed 3h ago" in text
     assert "message 9" in text
     assert "message 10" not in text
 
