@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 # .cache/). `make test PHASEFLOW_TEST_BROKER=tansu` uses the embedded broker instead.
 PHASEFLOW_TEST_BROKER ?= kafka
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many pytest-xdist processes, each with its own broker and
+# BigQuery emulator (started only if its tests need them). A file's tests stay together, in
+# order, on one process (--dist loadfile): module-scoped workers and tests that restart a
+# service see no other file's tests. PYTEST_WORKERS=0: one process, as plain `pytest`.
+PYTEST_WORKERS ?= 3
 # `make kafka PORT=19092 DATA_DIR=.kafka-data`: another port; a data directory kept across
 # stop/start (default: a temporary one deleted on stop). `SASL_SSL=1`: a SASL_SSL listener too
 # (docs/security.md).
@@ -27,7 +32,8 @@ demo: setup
 	$(BIN)/phaseflow demo
 
 test: setup
-	PHASEFLOW_TEST_BROKER=$(PHASEFLOW_TEST_BROKER) $(BIN)/pytest $(PYTEST_ARGS)
+	PHASEFLOW_TEST_BROKER=$(PHASEFLOW_TEST_BROKER) $(BIN)/pytest \
+		-n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.brokers",
     "tests.fixtures.bigquery",
     "tests.fixtures.worker",
+    "tests.fixtures.chaos_report",
 ]
