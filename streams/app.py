@@ -18,6 +18,7 @@ from phaseflow.streams.clock import Clock, clock_for
 from phaseflow.streams.codecs import register_orjson_codec
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
+from phaseflow.streams.faust_table_writes import commit_after_table_writes
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.registry import Registry, load_registry
@@ -132,6 +133,7 @@ def build_app(
     """
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
+    commit_after_table_writes()
     app = _faust_app(settings)
     topics = {
         entry.name: app.topic(
