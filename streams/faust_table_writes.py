@@ -15,7 +15,11 @@ is missing from its state) or, with the trigger ledger lost, could fire a phase 
 
 ``commit_after_table_writes`` makes the commit wait until every table write sent on the
 partitions it commits has been acknowledged by the broker, which puts it inside the transaction
-being committed (or an earlier one).
+being committed (or an earlier one). That covers the records whose offsets commit. A transaction
+also carries the outputs of records handled after its offsets were taken (a trigger sent while
+the commit waited): ``table_writes_sent`` makes such an output wait for the table writes made
+before it on its partition, so a committed trigger never comes without the ledger entry that
+records it (else the record is handled again after a crash and fires its trigger twice).
 """
 
 from __future__ import annotations
@@ -87,6 +91,15 @@ def pending_table_writes(app: Any) -> PendingTableWrites:
     if writes is None:
         writes = _writes[app] = PendingTableWrites()
     return writes
+
+
+async def table_writes_sent(app: Any, partition: int) -> None:
+    """Under exactly_once: wait until the table writes made so far on ``partition`` are stored,
+    before a transactional output of that partition is sent."""
+    if not app.in_transaction:
+        return
+    buffer = app.producer.buffer
+    await pending_table_writes(app).settled((partition,), sending=lambda: buffer.state == "running")
 
 
 def _partition_of(sent: asyncio.Future[Any]) -> int | None:

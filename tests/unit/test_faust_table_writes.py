@@ -19,7 +19,11 @@ from faust.transport import consumer as faust_consumer
 from faust.types import TP
 
 from phaseflow.streams.app import build_app
-from phaseflow.streams.faust_table_writes import TableWriteFailedError, pending_table_writes
+from phaseflow.streams.faust_table_writes import (
+    TableWriteFailedError,
+    pending_table_writes,
+    table_writes_sent,
+)
 from phaseflow.streams.settings import Settings
 
 COMPLETIONS = "pf.phase-completions"
@@ -45,6 +49,8 @@ class FakeConf:
 
 
 class FakeApp:
+    in_transaction = True
+
     def __init__(self) -> None:
         self.conf = FakeConf()
         self.assignor = FakeAssignor()
@@ -155,3 +161,25 @@ async def test_faust_table_writes_are_tracked_until_acknowledged(tmp_path: Path)
     sent.set_result("acknowledged")
     await settle()
     assert len(writes) == 0
+
+
+async def test_a_trigger_goes_out_only_after_the_table_writes_before_it() -> None:
+    # A trigger sent while a commit is under way joins that transaction even though the
+    # record it came from is not in the commit: without its ledger entry a crash would make
+    # the survivor handle the record again and fire the trigger twice.
+    app = FakeApp()
+    ledger = table_write(2)
+    pending_table_writes(app).add(ledger)
+    sending = asyncio.ensure_future(table_writes_sent(app, 2))
+    await settle()
+    assert not sending.done()
+    ledger.set_result("acknowledged")
+    await sending
+
+
+async def test_a_trigger_does_not_wait_for_other_partitions_or_at_least_once() -> None:
+    app = FakeApp()
+    pending_table_writes(app).add(table_write(1))
+    await table_writes_sent(app, 2)
+    app.in_transaction = False
+    await table_writes_sent(app, 1)
