@@ -18,7 +18,7 @@ from phaseflow.streams.clock import Clock, clock_for
 from phaseflow.streams.codecs import register_orjson_codec
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
-from phaseflow.streams.faust_table_writes import commit_after_table_writes, table_writes_sent
+from phaseflow.streams.faust_table_writes import commit_after_table_writes
 from phaseflow.streams.lifecycle import AsyncService
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.registry import Registry, load_registry
@@ -64,9 +64,6 @@ class FaustPublisher:
             event = faust.current_event()
             if event is not None:
                 partition = event.message.partition
-        if partition is not None:
-            # The table writes that record this output go first (streams/faust_table_writes.py).
-            await table_writes_sent(self._topics[topic].app, partition)
         await self._topics[topic].send(key=key.encode("utf-8"), value=value, partition=partition)
 
 

@@ -15,11 +15,14 @@ is missing from its state) or, with the trigger ledger lost, could fire a phase 
 
 ``commit_after_table_writes`` makes the commit wait until every table write sent on the
 partitions it commits has been acknowledged by the broker, which puts it inside the transaction
-being committed (or an earlier one). That covers the records whose offsets commit. A transaction
-also carries the outputs of records handled after its offsets were taken (a trigger sent while
-the commit waited): ``table_writes_sent`` makes such an output wait for the table writes made
-before it on its partition, so a committed trigger never comes without the ledger entry that
-records it (else the record is handled again after a crash and fires its trigger twice).
+being committed (or an earlier one).
+
+A commit can also fall *inside* the handling of one record, between its table writes and the
+trigger it sends: the state saying "fired" (and the record's dedup id) then commits without the
+trigger, and after a crash the record, handled again, is dropped as a duplicate: the trigger is
+lost for good. An agent whose outputs must commit together wraps each record in
+``one_transaction``: a commit waits for the record in progress, and the record ends only once
+its table writes are stored, so a transaction holds whole records.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from faust.tables import base as faust_tables
@@ -102,6 +106,25 @@ async def table_writes_sent(app: Any, partition: int) -> None:
     await pending_table_writes(app).settled((partition,), sending=lambda: buffer.state == "running")
 
 
+_records: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _record_lock(app: Any) -> asyncio.Lock:
+    lock = _records.get(app)
+    if lock is None:
+        lock = _records[app] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def one_transaction(app: Any, partition: int) -> AsyncIterator[None]:
+    """Handle one record of ``partition`` so that no commit splits its table writes from its
+    outputs (exactly_once; a no-op lock otherwise)."""
+    async with _record_lock(app):
+        yield
+        await table_writes_sent(app, partition)
+
+
 def _partition_of(sent: asyncio.Future[Any]) -> int | None:
     message = getattr(sent, "message", None)
     partition = getattr(message, "partition", None)
@@ -134,10 +157,11 @@ def commit_after_table_writes() -> None:
         self: Any, offsets: Mapping[Any, int], *, start_new_transaction: bool = True
     ) -> bool:
         buffer = self.app.producer.buffer
-        await pending_table_writes(self.app).settled(
-            (tp.partition for tp in offsets), sending=lambda: buffer.state == "running"
-        )
-        return bool(await commit(self, offsets, start_new_transaction=start_new_transaction))
+        async with _record_lock(self.app):  # never in the middle of a record (one_transaction)
+            await pending_table_writes(self.app).settled(
+                (tp.partition for tp in offsets), sending=lambda: buffer.state == "running"
+            )
+            return bool(await commit(self, offsets, start_new_transaction=start_new_transaction))
 
     collection.send_changelog = send_changelog_tracked
     manager.commit = commit_with_table_writes

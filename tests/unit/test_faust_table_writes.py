@@ -21,6 +21,7 @@ from faust.types import TP
 from phaseflow.streams.app import build_app
 from phaseflow.streams.faust_table_writes import (
     TableWriteFailedError,
+    one_transaction,
     pending_table_writes,
     table_writes_sent,
 )
@@ -183,3 +184,31 @@ async def test_a_trigger_does_not_wait_for_other_partitions_or_at_least_once() -
     await table_writes_sent(app, 2)
     app.in_transaction = False
     await table_writes_sent(app, 1)
+
+
+async def test_no_commit_falls_between_a_records_state_and_its_trigger(manager: Manager) -> None:
+    # The record wrote its state (ledger: fired) and has not sent its trigger yet. A commit now
+    # would store "fired" without the trigger; after a crash the record is a duplicate and the
+    # trigger is never sent.
+    record_started = asyncio.Event()
+    send_trigger = asyncio.Event()
+    ledger = table_write(0)
+
+    async def handle_record() -> None:
+        async with one_transaction(manager.app, 0):
+            pending_table_writes(manager.app).add(ledger)
+            record_started.set()
+            await send_trigger.wait()
+        # one_transaction returned: the ledger write is stored, the record is whole
+
+    handling = asyncio.ensure_future(handle_record())
+    await record_started.wait()
+    ledger.set_result("acknowledged")  # the state is on the broker, in the open transaction
+    committing = asyncio.ensure_future(commit(manager, {TP(COMPLETIONS, 0): 4}))
+    await settle()
+    # Without one_transaction the commit goes through here: "fired" without the trigger.
+    assert manager.producer.committed == []
+    send_trigger.set()
+    await handling
+    assert await committing
+    assert manager.producer.committed == [{"pf-app-1-0": {TP(COMPLETIONS, 0): 4}}]
