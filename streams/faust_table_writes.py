@@ -28,7 +28,6 @@ its table writes are stored, so a transaction holds whole records.
 from __future__ import annotations
 
 import asyncio
-import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -36,8 +35,6 @@ from typing import Any
 
 from faust.tables import base as faust_tables
 from faust.transport import consumer as faust_consumer
-
-log = logging.getLogger(__name__)
 
 _INSTALLED = "__phaseflow_commit_after_table_writes__"
 #: How often a commit waiting for table writes checks that the producer buffer still sends.
@@ -98,8 +95,8 @@ def pending_table_writes(app: Any) -> PendingTableWrites:
 
 
 async def table_writes_sent(app: Any, partition: int) -> None:
-    """Under exactly_once: wait until the table writes made so far on ``partition`` are stored,
-    before a transactional output of that partition is sent."""
+    """Under exactly_once: wait until the table writes made so far on ``partition`` are stored
+    (the end of a record in ``one_transaction``)."""
     if not app.in_transaction:
         return
     buffer = app.producer.buffer
