@@ -16,6 +16,7 @@ from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core.clock import SystemClock
 from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.faust_table_writes import one_transaction
 from phaseflow.streams.core.metrics import Metrics
 from phaseflow.streams.core.publisher import Publisher
 from phaseflow.streams.core.topics import TopicName
@@ -144,21 +145,27 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
     async def readiness(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            origin = Origin.of(message)
-            metrics.events_in.labels(topic=message.topic).inc()
-            if message.topic == completions:
-                received = (
-                    record_time(message.timestamp, message.timestamp_type) if on_wall_time else None
-                )
-                fired = await processor.handle(message.value or b"", origin, record_time=received)
-                backlog.processed(message.partition, message.offset)
-            elif backlog.holds(message.partition):
-                continue  # the timer sends the tick again (TICK_RESEND_AFTER)
-            else:
-                fired = await processor.handle_tick(message.value or b"", origin)
+            # A record's state writes and triggers commit together (exactly_once): else a crash
+            # can keep the ledger saying "fired" without the trigger, or the reverse.
+            async with one_transaction(ctx.app, message.partition):
+                fired = await handle_record(message)
             for trigger in fired:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
                 observe_phase_duration(processor, metrics, trigger)
+
+    async def handle_record(message: Any) -> list[PhaseTrigger]:
+        origin = Origin.of(message)
+        metrics.events_in.labels(topic=message.topic).inc()
+        if message.topic == completions:
+            received = (
+                record_time(message.timestamp, message.timestamp_type) if on_wall_time else None
+            )
+            fired = await processor.handle(message.value or b"", origin, record_time=received)
+            backlog.processed(message.partition, message.offset)
+            return fired
+        if backlog.holds(message.partition):
+            return []  # the timer sends the tick again (TICK_RESEND_AFTER)
+        return await processor.handle_tick(message.value or b"", origin)
 
     @ctx.app.timer(interval=settings.readiness_tick_seconds)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:

@@ -19,6 +19,7 @@ from phaseflow.sinks import install as prediction_sink
 from phaseflow.streams.components import Components
 from phaseflow.streams.core.clock import Clock, clock_for
 from phaseflow.streams.core.codecs import register_orjson_codec
+from phaseflow.streams.core.faust_table_writes import commit_after_table_writes
 from phaseflow.streams.core.features import FeatureContext
 from phaseflow.streams.core.kafka_clients import faust_broker_credentials
 from phaseflow.streams.core.registry import Registry, load_registry
@@ -130,6 +131,7 @@ def build_app(
     """
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
+    commit_after_table_writes()
     app = _faust_app(settings)
     topics = {
         entry.name: app.topic(
