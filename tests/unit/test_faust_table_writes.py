@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
-from phaseflow.streams.settings import Settings
 
 from phaseflow.streams.app import build_app
 from phaseflow.streams.core.faust_table_writes import (
@@ -26,6 +25,7 @@ from phaseflow.streams.core.faust_table_writes import (
     pending_table_writes,
     table_writes_sent,
 )
+from phaseflow.streams.core.settings import Settings
 
 COMPLETIONS = "pf.phase-completions"
 
