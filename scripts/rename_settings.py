@@ -201,7 +201,10 @@ def rewrite_python(text: str, renames: dict[str, str] = RENAMES) -> str:
     """A Python file with every use of an old setting's name renamed (see the module doc)."""
     if not any(old in text or old.upper() in text for old in renames):
         return text
-    tree = ast.parse(text)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return rename_env(text, renames)  # not Python we can read: --check lists the rest
     lines = text.splitlines(keepends=True)
     edits = set(_code_edits(tree, lines, renames)) | set(_prose_edits(text, tree, lines, renames))
     for row, start, end, replacement in sorted(edits, reverse=True):
@@ -270,7 +273,11 @@ def leftovers(repo: Path, renames: dict[str, str] = RENAMES) -> Iterator[tuple[P
 def _kept_lines(text: str) -> set[int]:
     """Lines of the keywords and attributes this script leaves on purpose."""
     kept: set[int] = set()
-    for node in ast.walk(ast.parse(text)):
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return kept
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _callee(node) in KEEP_CALLEES:
             kept.update(keyword.lineno for keyword in node.keywords if keyword.arg in RENAMES)
         elif isinstance(node, ast.Attribute) and _receiver(node) in KEEP_RECEIVERS:
