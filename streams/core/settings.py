@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode
 
 from phaseflow.streams.core.broker_connection import (
@@ -259,6 +260,7 @@ SETTING_GROUPS: Final = (
     ("sink_", "BigQuery sinks"),
     ("lag_", "Consumer lag"),
     ("prediction_", "Predictions"),
+    ("notify_", "Alert notifications"),
 )
 GENERAL_GROUP: Final = "General"
 
@@ -273,26 +275,32 @@ def setting_group(field_name: str) -> str:
 
 def settings_table() -> str:
     """docs/settings.md's settings tables, one per group, generated from the model so the
-    two cannot drift."""
+    two cannot drift. A group without settings (yet) has no table."""
     titles = [GENERAL_GROUP, *(title for _, title in SETTING_GROUPS)]
     sections = []
     for title in titles:
-        rows = [f"### {title}", "", "| variable | default | meaning |", "|---|---|---|"]
-        for name, field in Settings.model_fields.items():
-            if setting_group(name) != title:
-                continue
-            default = field.default
-            if field.default_factory is not None:
-                shown = "(derived)"
-            elif isinstance(default, tuple) and not default:
-                shown = "(none)"
-            elif default is None:
-                shown = "(unset)"
-            else:
-                shown = f"`{default}`"
-            rows.append(f"| `{env_var(name)}` | {shown} | {field.description} |")
-        sections.append("\n".join(rows))
+        rows = [
+            _table_row(name, field)
+            for name, field in Settings.model_fields.items()
+            if setting_group(name) == title
+        ]
+        if rows:
+            header = [f"### {title}", "", "| variable | default | meaning |", "|---|---|---|"]
+            sections.append("\n".join([*header, *rows]))
     return "\n\n".join(sections)
+
+
+def _table_row(name: str, field: FieldInfo) -> str:
+    default = field.default
+    if field.default_factory is not None:
+        shown = "(derived)"
+    elif isinstance(default, tuple) and not default:
+        shown = "(none)"
+    elif default is None:
+        shown = "(unset)"
+    else:
+        shown = f"`{default}`"
+    return f"| `{env_var(name)}` | {shown} | {field.description} |"
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

@@ -40,6 +40,11 @@ rename_settings = load()
             "n = self._settings.ctx.kafka_producer_idempotence\n",
         ),
         ("s = Settings(topic_partitions=2)\n", "s = Settings(kafka_topic_partitions=2)\n"),
+        # A setting another branch is adding is renamed once merged.
+        (
+            "s = Settings(consumer_fetch_wait_seconds=0.05)\n",
+            "s = Settings(kafka_fetch_wait_seconds=0.05)\n",
+        ),
         (
             "s = make_settings(api_keys=k, rate_limit_per_minute=3)\n",
             "s = make_settings(api_keys=k, web_rate_limit_per_minute=3)\n",
