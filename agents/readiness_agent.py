@@ -87,7 +87,7 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
     table = ctx.app.Table(
         "readiness",
         default=None,
-        partitions=settings.topic_partitions,
+        partitions=settings.kafka_topic_partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per (game_date, phase) readiness: processors seen, dedup ids, trigger ledger.",
     )
@@ -96,7 +96,7 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
     durations = ctx.app.Table(
         "processor_durations",
         default=None,
-        partitions=settings.topic_partitions,
+        partitions=settings.kafka_topic_partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per processor: the newest run durations, for processor_slowdown alerts.",
     )
@@ -121,7 +121,7 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.topic_partitions,
+        partitions=settings.kafka_topic_partitions,
     )
 
     def completions_end(partition: int) -> int | None:

@@ -26,12 +26,12 @@ app = faust.App(
     broker=settings.broker_url,
     store="memory://",
     datadir=tempfile.mkdtemp(prefix="faust-baseline-"),
-    topic_partitions=settings.topic_partitions,
+    topic_partitions=settings.kafka_topic_partitions,
     web_enabled=False,
     consumer_auto_offset_reset="earliest",
     stream_recovery_delay=0.0,
-    broker_session_timeout=settings.broker_session_timeout_seconds,
-    broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
+    broker_session_timeout=settings.kafka_session_timeout_seconds,
+    broker_heartbeat_interval=settings.kafka_heartbeat_interval_seconds,
 )
 topic = app.topic(
     os.environ.get("BASELINE_TOPIC", "missing"),
@@ -40,7 +40,7 @@ topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
 )
-table = app.Table("baseline", default=None, partitions=settings.topic_partitions)
+table = app.Table("baseline", default=None, partitions=settings.kafka_topic_partitions)
 progress: dict[str, Any] = {"seen": 0, "started": None}
 
 

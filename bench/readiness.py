@@ -106,7 +106,7 @@ async def committed_everything(settings: Settings) -> bool:
     )
     await probe.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        tps = [TopicPartition(topic, p) for p in range(settings.kafka_topic_partitions)]
         ends = await probe.end_offsets(tps)
         for tp in tps:
             if (await probe.committed(tp) or 0) < ends[tp]:

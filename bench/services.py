@@ -67,9 +67,9 @@ def tansu_settings() -> dict[str, Any]:
     from phaseflow.streams.local.tansu import TANSU_FAUST_TUNING
 
     return {
-        "producer_idempotence": False,
-        "broker_session_timeout_seconds": TANSU_FAUST_TUNING["broker_session_timeout"],
-        "broker_heartbeat_interval_seconds": TANSU_FAUST_TUNING["broker_heartbeat_interval"],
+        "kafka_producer_idempotence": False,
+        "kafka_session_timeout_seconds": TANSU_FAUST_TUNING["broker_session_timeout"],
+        "kafka_heartbeat_interval_seconds": TANSU_FAUST_TUNING["broker_heartbeat_interval"],
     }
 
 

@@ -107,8 +107,8 @@ class PredictionSinkService:
         return PredictionSinkRunner(
             settings,
             metrics=self.metrics,
-            session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
-            heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+            session_timeout_ms=int(settings.kafka_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_seconds * 1000),
         )
 
     async def run(self) -> None:

@@ -95,8 +95,8 @@ def _faust_app(settings: Settings) -> Any:
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
+        topic_partitions=settings.kafka_topic_partitions,
+        topic_replication_factor=settings.kafka_topic_replication_factor,
         processing_guarantee=settings.faust_processing_guarantee,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
@@ -111,9 +111,9 @@ def _faust_app(settings: Settings) -> Any:
         # Recovery already replays the changelog; waiting a further 3 s (the default) before
         # processing only adds latency to every start and rebalance.
         stream_recovery_delay=0.0,
-        broker_commit_interval=settings.commit_interval_seconds,
-        broker_session_timeout=settings.broker_session_timeout_seconds,
-        broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
+        broker_commit_interval=settings.kafka_commit_interval_seconds,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_seconds,
     )
 
 
@@ -140,7 +140,7 @@ def build_app(
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
-            partitions=settings.topic_partitions,
+            partitions=settings.kafka_topic_partitions,
         )
         for entry in CATALOG
     }
@@ -168,7 +168,7 @@ def build_app(
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.topic_partitions,
+        partitions=settings.kafka_topic_partitions,
     )
 
     @app.agent(outputs, name="transactional_outputs")  # type: ignore[untyped-decorator]

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from phaseflow.streams.cli_errors import (
     EXIT_BAD_INPUT,
     BadInputError,
+    check_settings_environment,
     load_settings,
     run_command,
 )
@@ -222,6 +223,7 @@ def _require_local_extra() -> None:
 
 def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0911
     """Run the parsed command (one return per command)."""
+    check_settings_environment()  # the registry check too: a stray variable is a typo anyway
     if args.command == "registry":
         from phaseflow.streams.registry_check import check_registry_file
 

@@ -12,8 +12,9 @@ its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final, TextIO
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -27,6 +28,7 @@ from phaseflow.streams.client import (
     IdempotenceUnavailableError,
     InvalidCompletionError,
 )
+from phaseflow.streams.core.env_check import UnknownSettingError, check_environment
 from phaseflow.streams.core.registry import PhaseNotConfiguredError, RegistryError
 from phaseflow.streams.core.settings import Settings, env_var
 
@@ -61,14 +63,27 @@ class ServiceUnavailableError(CliError):
     exit_code = EXIT_UNAVAILABLE
 
 
-def load_settings(factory: Callable[[], Settings] = Settings) -> Settings:
-    """The settings from the environment; a bad ``PHASEFLOW_*`` value is a :class:`BadInputError`
+def load_settings(
+    factory: Callable[[], Settings] = Settings, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """The settings from the environment; a bad ``PHASEFLOW_*`` value, or a ``PHASEFLOW_*``
+    variable that is no setting (renamed, removed, misspelled), is a :class:`BadInputError`
     naming the variable."""
+    check_settings_environment(environ)
     try:
         return factory()
     except ValidationError as error:
         problems = "; ".join(_setting_problem(detail) for detail in error.errors())
         raise BadInputError(problems) from None
+
+
+def check_settings_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Every ``PHASEFLOW_*`` variable is a setting or one the tests set on purpose: else a
+    :class:`BadInputError` naming it and what to set instead (streams/core/env_check.py)."""
+    try:
+        check_environment(os.environ if environ is None else environ, Settings.model_fields)
+    except UnknownSettingError as error:
+        raise BadInputError(str(error)) from None
 
 
 def _setting_problem(detail: ErrorDetails) -> str:

@@ -23,18 +23,20 @@ Delivery rules (docs/client.md):
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from phaseflow.models.codec import encode
 from phaseflow.models.events import PhaseCompletion
 from phaseflow.streams.broker_probe import BrokerProbeError, probe_idempotent_producer
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.broker_connection import BrokerConnectionSettings, Idempotence
+from phaseflow.streams.core.env_check import renamed_variables
 from phaseflow.streams.core.kafka_clients import KafkaConnection, connection_problem
 from phaseflow.streams.core.kafka_security import KafkaSecurity
 from phaseflow.streams.core.lifecycle import AsyncService
@@ -54,13 +56,23 @@ class ClientSettings(BrokerConnectionSettings):
     the worker and this client read them from the same variables.
     """
 
-    producer_idempotence: Idempotence = Field(
+    kafka_producer_idempotence: Idempotence = Field(
         "auto",
         description=(
             "Idempotent producer. `auto`: where the broker has it (asked at start); `true` on a "
             "broker without it fails at start; `false`: never."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_renamed_variable(cls, data: Any) -> Any:
+        # Only the client's own settings: the worker's (PHASEFLOW_WEB_PORT...) may share the
+        # environment and are none of the client's business.
+        problems = renamed_variables(os.environ, cls.model_fields)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return data
 
 
 class PublisherSettings(Protocol):
@@ -70,7 +82,7 @@ class PublisherSettings(Protocol):
     def bootstrap_servers(self) -> str: ...
 
     @property
-    def producer_idempotence(self) -> Idempotence: ...
+    def kafka_producer_idempotence(self) -> Idempotence: ...
 
     @property
     def kafka_security(self) -> KafkaSecurity: ...
@@ -83,7 +95,7 @@ class BrokerUnavailableError(ConnectionError):
 
 
 class IdempotenceUnavailableError(ValueError):
-    """``producer_idempotence=true`` on a broker without idempotent producers."""
+    """``kafka_producer_idempotence=true`` on a broker without idempotent producers."""
 
 
 class InvalidCompletionError(ValueError):
@@ -212,7 +224,7 @@ class CompletionPublisher(AsyncService):
         return self._producer
 
     async def _resolve_idempotence(self) -> bool:
-        wanted = self._settings.producer_idempotence
+        wanted = self._settings.kafka_producer_idempotence
         if wanted is False:
             return False
         try:
@@ -221,7 +233,7 @@ class CompletionPublisher(AsyncService):
             raise BrokerUnavailableError(_with_hint(str(error))) from None
         if wanted is True and not supported:
             raise IdempotenceUnavailableError(
-                f"PHASEFLOW_PRODUCER_IDEMPOTENCE=true but the broker at "
+                f"PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE=true but the broker at "
                 f"{self._settings.bootstrap_servers} has no idempotent producers (Tansu); "
                 "set it to auto or false"
             )

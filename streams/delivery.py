@@ -2,7 +2,7 @@
 
 ``auto`` (the default of both settings) takes what the broker supports: exactly_once where
 transactions work, idempotent producers where they work. An explicit ``exactly_once`` or
-``producer_idempotence=true`` the broker cannot honour is a configuration error: the worker
+``kafka_producer_idempotence=true`` the broker cannot honour is a configuration error: the worker
 must not quietly run a weaker guarantee than the one asked for, nor start producers that fail
 on their first send.
 """
@@ -30,7 +30,7 @@ class Delivery:
     def summary(self) -> dict[str, object]:
         return {
             "processing_guarantee": self.settings.processing_guarantee,
-            "producer_idempotence": self.settings.producer_idempotence,
+            "kafka_producer_idempotence": self.settings.kafka_producer_idempotence,
             "reason": self.reason,
         }
 
@@ -44,9 +44,9 @@ def resolve_delivery(settings: Settings, broker: BrokerCapabilities) -> Delivery
             f"the broker at {settings.bootstrap_servers} does not support "
             f"({transactions.detail}); set it to auto or at_least_once"
         )
-    if settings.producer_idempotence is True and not idempotence.supported:
+    if settings.kafka_producer_idempotence is True and not idempotence.supported:
         raise DeliverySettingError(
-            f"{env_var('producer_idempotence')}=true needs idempotent producers, which the "
+            f"{env_var('kafka_producer_idempotence')}=true needs idempotent producers, which the "
             f"broker at {settings.bootstrap_servers} does not support ({idempotence.detail}); "
             "set it to auto or false"
         )
@@ -61,7 +61,7 @@ def resolve_delivery(settings: Settings, broker: BrokerCapabilities) -> Delivery
         )
     else:
         reasons.append(f"{env_var('processing_guarantee')}={guarantee}")
-    idempotent = settings.producer_idempotence
+    idempotent = settings.kafka_producer_idempotence
     if idempotent == "auto":
         idempotent = idempotence.supported
         reasons.append(
@@ -69,8 +69,8 @@ def resolve_delivery(settings: Settings, broker: BrokerCapabilities) -> Delivery
             + ("supported" if idempotence.supported else f"not supported ({idempotence.detail})")
         )
     else:
-        reasons.append(f"{env_var('producer_idempotence')}={str(idempotent).lower()}")
+        reasons.append(f"{env_var('kafka_producer_idempotence')}={str(idempotent).lower()}")
     resolved = settings.model_copy(
-        update={"processing_guarantee": guarantee, "producer_idempotence": idempotent}
+        update={"processing_guarantee": guarantee, "kafka_producer_idempotence": idempotent}
     )
     return Delivery(settings=resolved, reason="; ".join(reasons))

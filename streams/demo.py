@@ -176,8 +176,8 @@ def run_demo(*, timeout: float = 180.0) -> int:
             data_dir=Path(workdir) / "worker",
             web_port=free_port(),
             # Tansu holds each group join for half the session timeout (60 s by default).
-            broker_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
-            broker_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
+            kafka_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
+            kafka_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
         )
         asyncio.run(ensure_topics(settings))
         today = datetime.now(UTC).astimezone(ZoneInfo(settings.pipeline_timezone)).date()

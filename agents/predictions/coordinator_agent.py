@@ -26,14 +26,14 @@ def install(ctx: FeatureContext, source: SlateSource) -> Coordinator:
     batches = ctx.app.Table(
         "prediction_batches",
         default=None,
-        partitions=settings.topic_partitions,
+        partitions=settings.kafka_topic_partitions,
         schema=schema,
         help="Per game_date: the prediction batch (running/complete), its progress, command ids.",
     )
     players = ctx.app.Table(
         "prediction_batch_players",
         default=None,
-        partitions=settings.topic_partitions,
+        partitions=settings.kafka_topic_partitions,
         schema=schema,
         help="Per (game_date, batch_id, player): predictions reported done (dedups re-sends).",
     )
@@ -57,7 +57,7 @@ def install(ctx: FeatureContext, source: SlateSource) -> Coordinator:
             origin = Origin.of(message)
             await coordinator.handle(message.value or b"", origin)
 
-    @ctx.app.timer(interval=settings.coordinator_tick_seconds)  # type: ignore[untyped-decorator]
+    @ctx.app.timer(interval=settings.prediction_coordinator_tick_seconds)  # type: ignore[untyped-decorator]
     async def stalled_batches() -> None:
         sent = await coordinator.send_due_checks()
         if sent:

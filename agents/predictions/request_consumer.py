@@ -99,8 +99,8 @@ class PredictionRequestConsumer(AsyncService):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self._batch_size,
-            session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
-            heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+            session_timeout_ms=int(settings.kafka_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_seconds * 1000),
         )
 
     # --- lifecycle ----------------------------------------------------------------------

@@ -108,8 +108,8 @@ def install(ctx: FeatureContext) -> None:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
-                session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
-                heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+                session_timeout_ms=int(settings.kafka_session_timeout_seconds * 1000),
+                heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_seconds * 1000),
             )
         )
         try:

@@ -19,7 +19,7 @@ from phaseflow.streams.core.kafka_security import KafkaSecurity, SaslMechanism, 
 
 ENV_PREFIX: Final = "PHASEFLOW_"
 
-#: ``producer_idempotence``: ``auto`` asks the broker (InitProducerId) whether it has them.
+#: ``kafka_producer_idempotence``: ``auto`` asks the broker (InitProducerId) whether it has them.
 Idempotence = Literal["auto"] | bool
 
 

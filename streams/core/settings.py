@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode
 
 from phaseflow.streams.core.broker_connection import (
@@ -38,10 +39,10 @@ class Settings(BrokerConnectionSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Comma-separated API keys; several may be valid at once (rotation)."
     )
-    rate_limit_per_minute: int = Field(
+    web_rate_limit_per_minute: int = Field(
         60, ge=1, description="Mutating HTTP calls allowed per API key per minute (token bucket)."
     )
-    ready_max_lag_messages: int = Field(
+    lag_ready_max_messages: int = Field(
         10_000, ge=0, description="`GET /ready` answers 503 when consumer lag exceeds this."
     )
     bigquery_project: str = Field("phaseflow-local", description="BigQuery project id.")
@@ -101,10 +102,10 @@ class Settings(BrokerConnectionSettings):
         description="Faust table store URL; tables are rebuilt from their changelog topics.",
     )
     data_dir: Path = Field(Path(".phaseflow-data"), description="Faust's working directory.")
-    topic_partitions: int = Field(
+    kafka_topic_partitions: int = Field(
         4, ge=1, description="Partitions of topics phaseflow creates (and of their changelogs)."
     )
-    topic_replication_factor: int = Field(
+    kafka_topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of topics phaseflow creates."
     )
     processing_guarantee: Literal["auto", "at_least_once", "exactly_once"] = Field(
@@ -115,14 +116,14 @@ class Settings(BrokerConnectionSettings):
             "explicit `exactly_once` on a broker without transactions stops the worker (exit 2)."
         ),
     )
-    producer_idempotence: Idempotence = Field(
+    kafka_producer_idempotence: Idempotence = Field(
         "auto",
         description=(
             "Idempotent producers. `auto`: the worker uses them where the broker has them "
             "(Apache Kafka, not Tansu); `true` on a broker without them stops the worker (exit 2)."
         ),
     )
-    broker_session_timeout_seconds: float = Field(
+    kafka_session_timeout_seconds: float = Field(
         10.0,
         gt=0,
         description=(
@@ -131,10 +132,10 @@ class Settings(BrokerConnectionSettings):
             "of it (use 3 there)."
         ),
     )
-    broker_heartbeat_interval_seconds: float = Field(
+    kafka_heartbeat_interval_seconds: float = Field(
         2.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
     )
-    commit_interval_seconds: float = Field(
+    kafka_commit_interval_seconds: float = Field(
         0.1,
         gt=0,
         description=(
@@ -193,7 +194,7 @@ class Settings(BrokerConnectionSettings):
     prediction_cache_ttl_seconds: float = Field(
         900.0, gt=0, description="How long a worker keeps loaded player history in memory."
     )
-    coordinator_tick_seconds: float = Field(
+    prediction_coordinator_tick_seconds: float = Field(
         5.0, gt=0, description="How often the prediction coordinator looks for stalled batches."
     )
     prediction_batch_deadline_seconds: float = Field(
@@ -228,7 +229,7 @@ class Settings(BrokerConnectionSettings):
         before it makes a producer (phaseflow.streams.delivery), the completion client
         (phaseflow.streams.client) when it starts; a command that does not ask the broker (``dlq
         replay``) treats ``auto`` as off, which every broker accepts."""
-        return self.producer_idempotence is True
+        return self.kafka_producer_idempotence is True
 
     @property
     def faust_processing_guarantee(self) -> Literal["at_least_once", "exactly_once"]:
@@ -250,21 +251,56 @@ def env_var(field_name: str) -> str:
     return f"{ENV_PREFIX}{field_name.upper()}"
 
 
+#: The settings' groups, by prefix of the field (and so of the variable), in the order
+#: docs/settings.md shows them; a field of no group is a general one, shown first.
+SETTING_GROUPS: Final = (
+    ("kafka_", "Kafka: connection, topics phaseflow creates, consumer groups, producers"),
+    ("web_", "HTTP API"),
+    ("bigquery_", "BigQuery"),
+    ("sink_", "BigQuery sinks"),
+    ("lag_", "Consumer lag"),
+    ("prediction_", "Predictions"),
+    ("notify_", "Alert notifications"),
+)
+GENERAL_GROUP: Final = "General"
+
+
+def setting_group(field_name: str) -> str:
+    """The title of the group ``field_name`` belongs to (:data:`SETTING_GROUPS`)."""
+    for prefix, title in SETTING_GROUPS:
+        if field_name.startswith(prefix):
+            return title
+    return GENERAL_GROUP
+
+
 def settings_table() -> str:
-    """The README's settings table, generated from the model so the two cannot drift."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        if field.default_factory is not None:
-            shown = "(derived)"
-        elif isinstance(default, tuple) and not default:
-            shown = "(none)"
-        elif default is None:
-            shown = "(unset)"
-        else:
-            shown = f"`{default}`"
-        rows.append(f"| `{env_var(name)}` | {shown} | {field.description} |")
-    return "\n".join(rows)
+    """docs/settings.md's settings tables, one per group, generated from the model so the
+    two cannot drift. A group without settings (yet) has no table."""
+    titles = [GENERAL_GROUP, *(title for _, title in SETTING_GROUPS)]
+    sections = []
+    for title in titles:
+        rows = [
+            _table_row(name, field)
+            for name, field in Settings.model_fields.items()
+            if setting_group(name) == title
+        ]
+        if rows:
+            header = [f"### {title}", "", "| variable | default | meaning |", "|---|---|---|"]
+            sections.append("\n".join([*header, *rows]))
+    return "\n\n".join(sections)
+
+
+def _table_row(name: str, field: FieldInfo) -> str:
+    default = field.default
+    if field.default_factory is not None:
+        shown = "(derived)"
+    elif isinstance(default, tuple) and not default:
+        shown = "(none)"
+    elif default is None:
+        shown = "(unset)"
+    else:
+        shown = f"`{default}`"
+    return f"| `{env_var(name)}` | {shown} | {field.description} |"
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

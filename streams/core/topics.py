@@ -152,8 +152,8 @@ async def ensure_topics(settings: Settings, *, timeout_seconds: float = 30.0) ->
         wanted = [
             NewTopic(
                 name=settings.topic(entry.name),
-                num_partitions=settings.topic_partitions,
-                replication_factor=settings.topic_replication_factor,
+                num_partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_topic_replication_factor,
                 topic_configs=entry.config(),
             )
             for entry in CATALOG

@@ -90,7 +90,7 @@ class HttpApi:
             raise HttpError(
                 error_response(
                     429,
-                    f"rate limit of {self.ctx.settings.rate_limit_per_minute} calls per minute "
+                    f"rate limit of {self.ctx.settings.web_rate_limit_per_minute} calls per minute "
                     f"exceeded; retry after {wait} s",
                     headers={"Retry-After": str(wait)},
                 )

@@ -27,13 +27,13 @@ def install(ctx: FeatureContext, state: WorkerState) -> HttpApi:
         assigned_partitions=assigned_partitions,
         recovery_pending=lambda: recovery_state(app).pending(),
         lag=state.lag,
-        max_lag_messages=settings.ready_max_lag_messages,
+        max_lag_messages=settings.lag_ready_max_messages,
     )
     api = HttpApi(
         ctx,
         state,
         keys=ApiKeys(settings.api_keys),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=RateLimiter(settings.web_rate_limit_per_minute),
         metrics=metrics,
         readiness=readiness,
     )

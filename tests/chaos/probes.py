@@ -130,7 +130,7 @@ async def committed_and_end(settings: Settings, group: str, topic: TopicName) ->
     probe = kafka_clients.consumer(settings, group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
-        tps = [TopicPartition(name, p) for p in range(settings.topic_partitions)]
+        tps = [TopicPartition(name, p) for p in range(settings.kafka_topic_partitions)]
         ends = await probe.end_offsets(tps)
         committed = [(await probe.committed(tp)) or 0 for tp in tps]
         return sum(committed), sum(ends.values())

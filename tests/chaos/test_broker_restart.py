@@ -82,7 +82,7 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
         app_id=f"{unique_prefix}-app",
         data_dir=tmp_path / "worker-data",
         web_port=free_port(),
-        producer_idempotence=True,
+        kafka_producer_idempotence=True,
         processing_guarantee="exactly_once",
         log_level="INFO",
     )

@@ -118,7 +118,7 @@ async def service(
             app_id=f"{prefix}-app",
             data_dir=workdir / "data",
             web_port=free_port(),
-            producer_idempotence=True,
+            kafka_producer_idempotence=True,
             processing_guarantee="exactly_once",
             log_level="INFO",
             bigquery_endpoint=proxy.endpoint,

@@ -122,7 +122,7 @@ async def test_defaults_pick_the_guarantee_the_broker_supports_and_show_it(
     broker: Any,
 ) -> None:
     settings = make_settings(deployment_defaults=True)
-    assert (settings.processing_guarantee, settings.producer_idempotence) == ("auto", "auto")
+    assert (settings.processing_guarantee, settings.kafka_producer_idempotence) == ("auto", "auto")
     await ensure_topics(settings)
     worker = start_worker(settings)
     await asyncio.to_thread(worker.wait_ready, 120.0)
@@ -143,8 +143,8 @@ def tansu_settings(
     return make_settings(
         deployment_defaults=True,
         broker_url=own.url,
-        broker_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
-        broker_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
+        kafka_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
+        kafka_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
         **extra,
     )
 
@@ -167,7 +167,7 @@ async def test_an_explicit_setting_the_broker_cannot_honour_exits_2_naming_it(
     with TansuBroker(log_dir=tmp_path / "tansu") as own:
         for setting, value in (
             ("processing_guarantee", "exactly_once"),
-            ("producer_idempotence", True),
+            ("kafka_producer_idempotence", True),
         ):
             settings = tansu_settings(own, make_settings, **{setting: value})
             done = await asyncio.to_thread(run_worker_until_exit, settings)

@@ -97,7 +97,7 @@ async def test_keys_rotation_rate_limit_audit_and_no_key_in_the_log(
     start_worker: Callable[[Settings], WorkerProcess],
     client_for: Callable[[Settings], aiohttp.ClientSession],
 ) -> None:
-    settings = make_settings(api_keys=f"{OLD_KEY},{NEW_KEY}", rate_limit_per_minute=3)
+    settings = make_settings(api_keys=f"{OLD_KEY},{NEW_KEY}", web_rate_limit_per_minute=3)
     worker = await started(start_worker, settings)
     http = client_for(settings)
     body = orjson.dumps(completion_body("p2_odds_game_lines"))
@@ -254,10 +254,10 @@ async def test_ready_follows_the_broker_down_and_back(
     try:
         settings = make_settings(
             broker_url=own.url,
-            producer_idempotence=False,
+            kafka_producer_idempotence=False,
             processing_guarantee="at_least_once",  # Tansu has no transactions
-            broker_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
-            broker_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
+            kafka_session_timeout_seconds=TANSU_FAUST_TUNING["broker_session_timeout"],
+            kafka_heartbeat_interval_seconds=TANSU_FAUST_TUNING["broker_heartbeat_interval"],
         )
         await started(start_worker, settings)
         http = client_for(settings)
@@ -331,7 +331,7 @@ def fuzz_worker(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], WorkerProcess],
 ) -> Settings:
-    settings = make_settings(api_keys=NEW_KEY, rate_limit_per_minute=100_000)
+    settings = make_settings(api_keys=NEW_KEY, web_rate_limit_per_minute=100_000)
     asyncio.run(ensure_topics(settings))
     worker = start_worker(settings)
     worker.wait_ready(120.0)

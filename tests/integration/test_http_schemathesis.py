@@ -30,7 +30,7 @@ def api_schema(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], WorkerProcess],
 ) -> Any:
-    settings = make_settings(api_keys=API_KEY, rate_limit_per_minute=1_000_000)
+    settings = make_settings(api_keys=API_KEY, web_rate_limit_per_minute=1_000_000)
     asyncio.run(ensure_topics(settings))
     worker = start_worker(settings)
     worker.wait_ready(120.0)

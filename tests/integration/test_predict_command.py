@@ -62,7 +62,7 @@ async def test_a_batch_that_stalls_fails_at_its_deadline_and_a_new_one_may_start
         bigquery_project=bq_settings.bigquery_project,
         bigquery_dataset=bq_settings.bigquery_dataset,
         prediction_batch_deadline_seconds=6.0,
-        coordinator_tick_seconds=0.5,
+        prediction_coordinator_tick_seconds=0.5,
         # Slow workers: they wait this long to fill a batch of 100 requests, far past the
         # deadline, so no player reports and the batch stalls at 0 %.
         prediction_batch_wait_seconds=600.0,

@@ -401,8 +401,8 @@ def runner_settings(base: Settings, broker: Broker, prefix: str) -> Settings:
         update={
             "broker_url": broker.url,
             "topic_prefix": prefix,
-            "topic_partitions": 2,
-            "producer_idempotence": broker.supports_transactions,
+            "kafka_topic_partitions": 2,
+            "kafka_producer_idempotence": broker.supports_transactions,
             "sink_flush_seconds": 0.2,
             "sink_batch_rows": 50,
             "bigquery_requests_per_second": 200,

@@ -110,7 +110,7 @@ async def sink_lag(settings: Settings) -> dict[int, tuple[int | None, int]]:
     )
     await probe.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        tps = [TopicPartition(topic, p) for p in range(settings.kafka_topic_partitions)]
         ends = await probe.end_offsets(tps)
         behind: dict[int, tuple[int | None, int]] = {}
         for tp in tps:

@@ -74,7 +74,7 @@ async def wait_until_committed(settings: Settings, give_up_after: float = 60) ->
     probe = kafka_clients.consumer(settings, group_id=settings.app_id)
     await probe.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        tps = [TopicPartition(topic, p) for p in range(settings.kafka_topic_partitions)]
         ends = await probe.end_offsets(tps)
         deadline = asyncio.get_running_loop().time() + give_up_after
         while [tp for tp in tps if (await probe.committed(tp) or 0) < ends[tp]]:
@@ -232,9 +232,9 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
     # partition unread (measured: 1 of 4 runs); the lag watchdog restarts the worker once its
     # own group is STOP for lag_window_seconds. 30 s (production default 120 s) lets that
     # self-healing finish inside this test's budget; the assertions are unchanged.
-    common: dict[str, Any] = {"topic_partitions": 4, "lag_window_seconds": 30.0}
+    common: dict[str, Any] = {"kafka_topic_partitions": 4, "lag_window_seconds": 30.0}
     if broker.kind != "tansu":
-        common |= {"broker_session_timeout_seconds": 6.0, "broker_heartbeat_interval_seconds": 1.0}
+        common |= {"kafka_session_timeout_seconds": 6.0, "kafka_heartbeat_interval_seconds": 1.0}
     first_settings = make_settings(**common, data_dir=tmp_path / "w1")
     second_settings = first_settings.model_copy(
         update={"data_dir": tmp_path / "w2", "web_port": first_settings.web_port + 1}

@@ -55,7 +55,7 @@ async def _fill_durations_changelog(settings: Settings) -> str:
             [
                 NewTopic(
                     changelog,
-                    num_partitions=settings.topic_partitions,
+                    num_partitions=settings.kafka_topic_partitions,
                     replication_factor=1,
                     topic_configs={"cleanup.policy": "compact"},
                 )
@@ -72,7 +72,7 @@ async def _fill_durations_changelog(settings: Settings) -> str:
                 changelog,
                 key=orjson.dumps(f"filler-{n}"),
                 value=value,
-                partition=n % settings.topic_partitions,
+                partition=n % settings.kafka_topic_partitions,
             )
             for n in range(RECORDS)
         ]

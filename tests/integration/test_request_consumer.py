@@ -62,7 +62,7 @@ class Recorder:
 
 async def produce(settings: Settings, indices: range) -> set[tuple[int, int]]:
     """Record ``i`` goes to partition ``i % partitions`` at offset ``i // partitions``."""
-    partitions = settings.topic_partitions
+    partitions = settings.kafka_topic_partitions
     producer = kafka_clients.producer(settings, acks="all")
     await producer.start()
     produced: set[tuple[int, int]] = set()
@@ -89,7 +89,7 @@ async def committed(settings: Settings) -> dict[int, int | None]:
         topic = settings.topic(TopicName.PREDICTION_REQUESTS)
         return {
             p: await consumer.committed(TopicPartition(topic, p))
-            for p in range(settings.topic_partitions)
+            for p in range(settings.kafka_topic_partitions)
         }
     finally:
         await consumer.stop()
@@ -116,8 +116,8 @@ async def test_every_request_is_handled_in_batches_and_committed_after_handling(
     assert set(seen.counts.values()) == {1}  # the failed batch was not half-handled
     assert max(handler.batch_sizes) <= 50
     assert requests.failed_batches == 1
-    per_partition = RECORDS // settings.topic_partitions
-    everything = dict.fromkeys(range(settings.topic_partitions), per_partition)
+    per_partition = RECORDS // settings.kafka_topic_partitions
+    everything = dict.fromkeys(range(settings.kafka_topic_partitions), per_partition)
     assert await committed(settings) == everything
 
     # A restarted worker of the group starts past everything committed.
@@ -149,6 +149,6 @@ async def test_a_second_worker_takes_over_the_partitions_of_one_that_leaves(
     assert handled_by_first > 0
     assert sum(first.batch_sizes) == handled_by_first
     assert sum(second.batch_sizes) >= half
-    per_partition = RECORDS // settings.topic_partitions
-    everything = dict.fromkeys(range(settings.topic_partitions), per_partition)
+    per_partition = RECORDS // settings.kafka_topic_partitions
+    everything = dict.fromkeys(range(settings.kafka_topic_partitions), per_partition)
     assert await committed(settings) == everything

@@ -80,9 +80,9 @@ async def test_three_workers_then_one_added_and_one_killed_fire_each_phase_once(
     broker: Any,
     tmp_path: Path,
 ) -> None:
-    common: dict[str, Any] = {"topic_partitions": PARTITIONS}
+    common: dict[str, Any] = {"kafka_topic_partitions": PARTITIONS}
     if broker.kind != "tansu":  # Kafka's minimum session timeout: a dead member leaves in 6 s
-        common |= {"broker_session_timeout_seconds": 6.0, "broker_heartbeat_interval_seconds": 1.0}
+        common |= {"kafka_session_timeout_seconds": 6.0, "kafka_heartbeat_interval_seconds": 1.0}
     base = make_settings(**common, data_dir=tmp_path / "w0")
     await ensure_topics(base)
     topic = base.topic(TopicName.PHASE_COMPLETIONS)

@@ -185,7 +185,7 @@ def _server_properties(
         # No 3 s wait for more members before the first rebalance: tests join one at a time.
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
-        # Matches Tansu (4 partitions on auto-create) and Settings.topic_partitions.
+        # Matches Tansu (4 partitions on auto-create) and Settings.kafka_topic_partitions.
         "num.partitions": "4",
     }
     if secured is not None:

@@ -265,7 +265,7 @@ def test_registry_check_of_a_good_file_says_what_it_declares(
 
 def _publisher_without_probe(settings: Settings) -> AsyncService:
     """The completion client with idempotence off: its producer's own start fails."""
-    return CompletionPublisher(settings.model_copy(update={"producer_idempotence": False}))
+    return CompletionPublisher(settings.model_copy(update={"kafka_producer_idempotence": False}))
 
 
 @pytest.mark.parametrize(

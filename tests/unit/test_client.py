@@ -71,11 +71,11 @@ def test_importing_the_client_loads_neither_faust_nor_bigquery_nor_the_worker_se
 def test_the_client_reads_the_workers_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHASEFLOW_BROKER_URL", "kafka://kafka-1:9092;kafka://kafka-2:9092")
     monkeypatch.setenv("PHASEFLOW_TOPIC_PREFIX", "nba-prod")
-    monkeypatch.setenv("PHASEFLOW_PRODUCER_IDEMPOTENCE", "false")
+    monkeypatch.setenv("PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE", "false")
     monkeypatch.setenv("PHASEFLOW_WEB_PORT", "7000")  # a worker setting: ignored, not an error
     client = ClientSettings()
     assert client.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
-    assert client.producer_idempotence is False
+    assert client.kafka_producer_idempotence is False
     publisher = CompletionPublisher(client)
     assert publisher.topic == "nba-prod.phase-completions"
     worker = Settings()
@@ -89,10 +89,10 @@ def test_the_client_reads_the_workers_variables(monkeypatch: pytest.MonkeyPatch)
 def test_client_settings_default_to_the_local_broker_and_are_frozen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("BROKER_URL", "TOPIC_PREFIX", "PRODUCER_IDEMPOTENCE"):
+    for name in ("BROKER_URL", "TOPIC_PREFIX", "KAFKA_PRODUCER_IDEMPOTENCE"):
         monkeypatch.delenv(f"PHASEFLOW_{name}", raising=False)
     client = ClientSettings()
-    assert (client.bootstrap_servers, client.topic_prefix, client.producer_idempotence) == (
+    assert (client.bootstrap_servers, client.topic_prefix, client.kafka_producer_idempotence) == (
         "127.0.0.1:9092",
         "phaseflow",
         "auto",
@@ -145,7 +145,7 @@ async def test_stop_is_idempotent_without_a_start() -> None:
 
 
 async def test_an_unreachable_broker_is_one_line_naming_the_address_and_the_variable() -> None:
-    settings = ClientSettings(broker_url=NOBODY_LISTENS, producer_idempotence=False)
+    settings = ClientSettings(broker_url=NOBODY_LISTENS, kafka_producer_idempotence=False)
     with pytest.raises(BrokerUnavailableError) as caught:
         async with CompletionPublisher(settings, connect_timeout=5):
             pass
@@ -159,7 +159,7 @@ async def test_idempotence_false_never_asks_the_broker() -> None:
     async def must_not_probe(servers: str, within: float) -> bool:
         raise AssertionError("probed although idempotence is off")
 
-    settings = ClientSettings(broker_url=NOBODY_LISTENS, producer_idempotence=False)
+    settings = ClientSettings(broker_url=NOBODY_LISTENS, kafka_producer_idempotence=False)
     with pytest.raises(BrokerUnavailableError):
         await CompletionPublisher(settings, connect_timeout=5, probe=must_not_probe).start()
 
@@ -171,9 +171,9 @@ async def test_idempotence_true_on_a_broker_without_it_stops_at_start() -> None:
         asked.append((servers, within))
         return False
 
-    settings = ClientSettings(broker_url=NOBODY_LISTENS, producer_idempotence=True)
+    settings = ClientSettings(broker_url=NOBODY_LISTENS, kafka_producer_idempotence=True)
     publisher = CompletionPublisher(settings, connect_timeout=3, probe=without_idempotence)
-    with pytest.raises(IdempotenceUnavailableError, match="PHASEFLOW_PRODUCER_IDEMPOTENCE"):
+    with pytest.raises(IdempotenceUnavailableError, match="PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE"):
         await publisher.start()
     assert asked == [(NOBODY_LISTENS, 3)]
     assert publisher.idempotent is None

@@ -106,15 +106,15 @@ def test_auto_runs_exactly_once_with_idempotence_where_transactions_work() -> No
 def test_auto_runs_at_least_once_without_idempotence_on_a_broker_without_them() -> None:
     delivery = resolve_delivery(Settings(), TANSU)
     assert delivery.settings.processing_guarantee == "at_least_once"
-    assert delivery.settings.producer_idempotence is False
+    assert delivery.settings.kafka_producer_idempotence is False
     assert "no transactions (InitProducerId answered UnknownError)" in delivery.reason
 
 
 def test_explicit_settings_the_broker_supports_are_kept() -> None:
-    settings = Settings(processing_guarantee="at_least_once", producer_idempotence=False)
+    settings = Settings(processing_guarantee="at_least_once", kafka_producer_idempotence=False)
     delivery = resolve_delivery(settings, KAFKA)
     assert delivery.settings.processing_guarantee == "at_least_once"
-    assert delivery.settings.producer_idempotence is False
+    assert delivery.settings.kafka_producer_idempotence is False
     assert "PHASEFLOW_PROCESSING_GUARANTEE=at_least_once" in delivery.reason
 
 
@@ -122,7 +122,7 @@ def test_explicit_settings_the_broker_supports_are_kept() -> None:
     ("setting", "value", "named"),
     [
         ("processing_guarantee", "exactly_once", "PHASEFLOW_PROCESSING_GUARANTEE=exactly_once"),
-        ("producer_idempotence", True, "PHASEFLOW_PRODUCER_IDEMPOTENCE=true"),
+        ("kafka_producer_idempotence", True, "PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE=true"),
     ],
 )
 def test_an_explicit_setting_the_broker_cannot_honour_is_refused_in_one_line(
@@ -138,18 +138,18 @@ def test_an_explicit_setting_the_broker_cannot_honour_is_refused_in_one_line(
 
 def test_unresolved_auto_never_asks_a_broker_for_what_it_may_lack() -> None:
     settings = Settings()
-    assert (settings.processing_guarantee, settings.producer_idempotence) == ("auto", "auto")
+    assert (settings.processing_guarantee, settings.kafka_producer_idempotence) == ("auto", "auto")
     assert settings.idempotent_producer is False
     assert settings.faust_processing_guarantee == "at_least_once"
 
 
 def test_auto_and_booleans_parse_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PHASEFLOW_PRODUCER_IDEMPOTENCE", "true")
-    assert Settings().producer_idempotence is True
-    monkeypatch.setenv("PHASEFLOW_PRODUCER_IDEMPOTENCE", "auto")
-    assert Settings().producer_idempotence == "auto"
-    monkeypatch.setenv("PHASEFLOW_PRODUCER_IDEMPOTENCE", "false")
-    assert Settings().producer_idempotence is False
+    monkeypatch.setenv("PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE", "true")
+    assert Settings().kafka_producer_idempotence is True
+    monkeypatch.setenv("PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE", "auto")
+    assert Settings().kafka_producer_idempotence == "auto"
+    monkeypatch.setenv("PHASEFLOW_KAFKA_PRODUCER_IDEMPOTENCE", "false")
+    assert Settings().kafka_producer_idempotence is False
 
 
 # --- dependency failures are 503 ----------------------------------------------------------------

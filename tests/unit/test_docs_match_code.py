@@ -82,9 +82,9 @@ def test_production_compose_is_three_kafka_nodes_rf3_min_isr2_and_replicated_wor
     settings = Settings.model_validate(
         values | {"kafka_ssl_cafile": __file__}  # the CA is mounted at deploy time
     )
-    assert settings.topic_replication_factor == 3
+    assert settings.kafka_topic_replication_factor == 3
     assert settings.processing_guarantee == "exactly_once"
-    assert settings.topic_partitions >= worker["deploy"]["replicas"]
+    assert settings.kafka_topic_partitions >= worker["deploy"]["replicas"]
     # Workers talk SASL_SSL to the listener each node advertises for it.
     assert settings.kafka_security_protocol == "SASL_SSL"
     assert environment["PHASEFLOW_KAFKA_SSL_CAFILE"] in " ".join(worker["volumes"])

@@ -181,7 +181,7 @@ async def test_a_failed_sasl_connect_leaks_the_password_nowhere(
     sasl_env: None, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = ClientSettings(broker_url=NOBODY_LISTENS, producer_idempotence=False)
+    settings = ClientSettings(broker_url=NOBODY_LISTENS, kafka_producer_idempotence=False)
     with pytest.raises(BrokerUnavailableError) as caught:
         await CompletionPublisher(settings, connect_timeout=3).start()
     captured = capsys.readouterr()
