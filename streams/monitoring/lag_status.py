@@ -16,10 +16,11 @@ that hold (``OK < WARN < REWIND < STALL < STOP``), and a group's status is its w
   there is lag*": the clock starts at whichever came later, the last committed-offset move or
   the first sample showing lag. Starting it at the last move alone would turn a consumer that
   idled at lag 0 for an hour into STOP at the first new record.
-* ``WARN``: the consumer is moving but falling behind: the samples of the current lagging run
-  inside the window (at least ``trend_samples`` of them) show the committed offset advanced,
-  the lag never shrank from one sample to the next and ended higher than it started; or,
-  independent of the trend, the latest lag is at least ``alert_messages``.
+* ``WARN``: the consumer is moving but falling behind: the samples cover the whole window (the
+  oldest kept sample is at or before its start, at least ``trend_samples`` of them), every one
+  has lag > 0, the lag grew at *every* step from one sample to the next (strictly: a step with
+  equal lag breaks the trend) and the committed offset advanced; or, independent of the trend,
+  the latest lag is at least ``alert_messages``.
 
 Kafka does not report *when* an offset was committed, only its value, so "a commit" here means
 "the committed offset moved between two samples": a consumer re-committing the same offset is
@@ -190,22 +191,22 @@ class PartitionHistory:
                     f"{latest.lag} behind (threshold {self._policy.alert_messages})",
                 )
             )
-        run: list[LagSample] = []  # the current lagging run, inside the window
-        for sample in reversed(self._samples):
-            if sample.at <= cutoff or sample.lag == 0:
-                break
-            run.append(sample)
-        run.reverse()
-        if len(run) < self._policy.trend_samples:
+        # The trend rule needs the *whole* window: a 3-sample rise inside a consumer's normal
+        # wobble (lag 1..9 around a steady rate) is noise, and flagged 32 of 55 samples WARN.
+        samples = self._samples
+        if samples[0].at > cutoff or len(samples) < self._policy.trend_samples:
+            return found  # not watched for a whole window yet
+        if any(sample.lag <= 0 for sample in samples):
             return found
-        moved = run[-1].committed > run[0].committed
-        never_shrank = all(b.lag >= a.lag for a, b in pairwise(run))
-        if moved and never_shrank and run[-1].lag > run[0].lag:
+        moved = samples[-1].committed > samples[0].committed
+        grew_every_step = all(b.lag > a.lag for a, b in pairwise(samples))
+        if moved and grew_every_step:
             found.append(
                 Verdict(
                     LagStatus.WARN,
-                    f"falling behind: lag grew from {run[0].lag} to {run[-1].lag} "
-                    f"over {len(run)} samples while commits moved",
+                    f"falling behind: lag grew at every one of {len(samples) - 1} steps "
+                    f"from {samples[0].lag} to {samples[-1].lag} over the "
+                    f"{self._policy.window.total_seconds():g} s window while commits moved",
                 )
             )
         return found
