@@ -163,7 +163,11 @@ class LagMonitor(AsyncService):
         self.interval = interval if interval is not None else settings.lag_sample_interval_seconds
         self.policy = lag_policy(settings)
         self._clock = clock or SystemClock()
-        self._source = source or LagSampler(settings, clock=self._clock)
+        #: The broker sampler this monitor built (None when a ``source`` was passed in).
+        self.sampler: LagSampler | None = None
+        if source is None:
+            source = self.sampler = LagSampler(settings, clock=self._clock)
+        self._source = source
         self._publish = publish
         self._on_own_stall = on_own_stall
         self.own_group = own_group if own_group is not None else settings.app_id

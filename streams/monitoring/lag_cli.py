@@ -68,6 +68,12 @@ async def lag_command(
         out.write(f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}\n")
         await monitor.stop()
         return 1
+    commits = monitor.sampler.commit_times if monitor.sampler is not None else None
+    if commits is not None and not commits.available:
+        out.write(
+            f"commit times unavailable ({commits.error}): STOP needs a window of samples "
+            "(--watch)\n"
+        )
     try:
         while True:
             try:
@@ -82,8 +88,8 @@ async def lag_command(
                 out.write(format_table(rows, monitor.groups) + "\n")
                 if not watch:
                     out.write(
-                        "(one sample: STALL, STOP and a growing-lag WARN need a window of "
-                        "samples; use --watch)\n"
+                        "(one sample: STALL and a growing-lag WARN need a window of samples; "
+                        "use --watch)\n"
                     )
                     return 0
             out.flush()

@@ -264,3 +264,62 @@ def test_evaluator_group_status_is_the_worst_partition_and_forgets_stale() -> No
     evaluator.observe(("g", "t", 1), LagSample(clock.now(), 9, 9, 0))
     assert set(evaluator.forget_stale()) == {("g", "t", 0), ("other", "t", 0)}
     assert evaluator.keys() == [("g", "t", 1)]
+
+
+# -- STOP from the group's commit timestamps (``committed_at``, read from __consumer_offsets) --
+
+
+def test_stopped_consumer_is_stop_within_one_interval_of_the_threshold() -> None:
+    # The consumer last committed at T0 and the records it left unread were written then too;
+    # the monitor starts watching only at T0 + 30 s: no window of own observation is needed.
+    history = PartitionHistory(POLICY)
+    now = T0 + timedelta(seconds=30)
+    statuses: list[tuple[float, LagStatus]] = []
+    while now <= T0 + WINDOW + 2 * STEP:
+        age = (now - T0).total_seconds()  # the unread records were written at the last commit
+        history.add(LagSample(now, 10, 20, 10, age, committed_at=T0))
+        statuses.append(((now - T0).total_seconds(), history.evaluate(now).status))
+        now += STEP
+    first_stop = next(seconds for seconds, status in statuses if status is LagStatus.STOP)
+    assert WINDOW.total_seconds() < first_stop <= WINDOW.total_seconds() + STEP.total_seconds()
+    assert all(status is not LagStatus.STOP for seconds, status in statuses if seconds <= 60)
+    assert "no commit for 65.0 s" in history.evaluate(T0 + WINDOW + STEP).reason
+
+
+def test_a_single_sample_with_an_old_commit_is_stop() -> None:
+    # What ``phaseflow lag`` (one sample) sees for a group that died ten minutes ago.
+    history = PartitionHistory(POLICY)
+    now = T0 + timedelta(minutes=10)
+    history.add(LagSample(now, 10, 20, 10, 600.0, committed_at=T0))
+    assert history.evaluate(now).status is LagStatus.STOP
+
+
+def test_old_commit_but_fresh_lag_is_not_stop() -> None:
+    # Idle at lag 0 for an hour (no commits needed), then a record arrives: the clock starts
+    # at that record, not at the hour-old commit.
+    history = PartitionHistory(POLICY)
+    now = T0 + timedelta(hours=1)
+    history.add(LagSample(now, 10, 11, 1, 2.0, committed_at=T0))
+    assert history.evaluate(now).status is LagStatus.OK
+    later = now + WINDOW - timedelta(seconds=3)
+    history.add(LagSample(later, 10, 11, 1, 2.0 + (later - now).total_seconds(), committed_at=T0))
+    assert history.evaluate(later).status is not LagStatus.STOP
+    assert history.evaluate(later + timedelta(seconds=2)).status is LagStatus.STOP
+
+
+def test_recommitting_the_same_offset_is_stall_not_stop() -> None:
+    # Burrow's split, now that commit times are known: alive (commits arrive) but not moving.
+    feed = Feed()
+    for _ in range(30):  # 150 s, far longer than the window
+        at = feed.clock.now() + (STEP if feed.ticks else timedelta(0))
+        feed.clock.set(at)
+        feed.ticks += 1
+        feed.history.add(LagSample(at, 10, 20, 10, 1.0, committed_at=at - timedelta(seconds=1)))
+    assert feed.status() is LagStatus.STALL
+    assert "unchanged" in feed.reason()
+
+
+def test_without_commit_times_stop_falls_back_to_observation() -> None:
+    history = PartitionHistory(POLICY)
+    history.add(LagSample(T0, 10, 20, 10, 600.0))  # committed_at unknown
+    assert history.evaluate(T0).status is LagStatus.OK  # one sample shows nothing stuck
