@@ -61,7 +61,8 @@ async def lag_command(
     interval: float | None,
     out: TextIO,
 ) -> int:
-    monitor = LagMonitor(settings, groups=groups or [settings.app_id], interval=interval)
+    # No --group: every discovered group (PHASEFLOW_LAG_INCLUDE/EXCLUDE) and our own.
+    monitor = LagMonitor(settings, groups=list(groups) or None, interval=interval)
     try:
         await monitor.start(background=False)
     except Exception as error:  # noqa: BLE001 - reported to the operator as an exit code

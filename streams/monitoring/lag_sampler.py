@@ -222,6 +222,16 @@ class LagSampler(AsyncService):
                 )
         return rows
 
+    async def list_groups(self) -> list[str]:
+        """Every consumer group the cluster knows: ``ListGroups``, plus the groups that have
+        commits in ``__consumer_offsets`` (when readable), which includes groups that only
+        commit offsets and never join."""
+        listed = await asyncio.wait_for(self._require()[0].list_consumer_groups(), self._timeout)
+        names = {str(entry[0]) for entry in listed}
+        if self.commit_times is not None and self.commit_times.available:
+            names |= self.commit_times.groups()
+        return sorted(names)
+
     def _committed_at(
         self, group: str, tp: TopicPartition, offset: int, now: datetime
     ) -> datetime | None:

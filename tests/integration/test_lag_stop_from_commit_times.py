@@ -111,3 +111,25 @@ async def test_a_group_that_stops_committing_is_stop_on_the_first_sample_after_t
     ]
     assert line.split()[-1] == "STOP", table
     assert f"group {group}: STOP" in table
+
+
+async def test_discovery_watches_matching_groups_and_always_the_own_ones(
+    broker: Broker, unique_prefix: str, make_settings: Callable[..., Settings]
+) -> None:
+    topic = f"{unique_prefix}.events"
+    tp = TopicPartition(topic, 0)
+    kept, skipped = f"{unique_prefix}.kept", f"{unique_prefix}.skip"
+    await _produce(broker, topic, 10)
+    for group in (kept, skipped):
+        await _commit_then_stop(broker, group, tp)  # groups that only commit, never join
+    settings = make_settings(
+        lag_include=rf"{unique_prefix}\..*", lag_exclude=rf"{unique_prefix}\.skip"
+    )
+    async with LagMonitor(settings) as monitor:
+        await monitor.stop()
+        await monitor.start(background=False)
+        rows = await monitor.sample_once()
+    assert monitor.groups[: len(monitor.own_groups)] == monitor.own_groups
+    assert kept in monitor.groups
+    assert skipped not in monitor.groups
+    assert [(r.group, r.committed, r.lag) for r in rows if r.topic == topic] == [(kept, 4, 6)]
