@@ -100,7 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     lag = commands.add_parser("lag", help="consumer lag per group/topic/partition, with status")
     lag.add_argument(
-        "--group", action="append", default=[], help="consumer group (repeatable; default: app id)"
+        "--group",
+        action="append",
+        default=[],
+        help="consumer group (repeatable; default: own and discovered groups)",
     )
     lag.add_argument("--watch", action="store_true", help="sample repeatedly until Ctrl-C")
     lag.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -182,6 +183,17 @@ class Settings(BrokerConnectionSettings):
     lag_groups: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated consumer groups to watch besides `APP_ID`'s own."
     )
+    lag_include: str = Field(
+        ".*",
+        description=(
+            "Consumer-lag monitor: regex (full match) of discovered groups to watch; "
+            "the deployment's own groups are always watched."
+        ),
+    )
+    lag_exclude: str = Field(
+        "",
+        description="Consumer-lag monitor: regex (full match) of discovered groups not to watch.",
+    )
     prediction_batch_size: int = Field(
         100, ge=1, description="Prediction workers take up to this many requests per history query."
     )
@@ -214,6 +226,15 @@ class Settings(BrokerConnectionSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(SecretStr(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("lag_include", "lag_exclude")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from error
         return value
 
     @field_validator("lag_groups", mode="before")

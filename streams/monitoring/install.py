@@ -39,6 +39,7 @@ from phaseflow.streams.dlq_letters import format_age
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring import recent_alerts
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
+from phaseflow.streams.monitoring.lag_metrics import LagRowsCollector
 from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
 
@@ -173,6 +174,7 @@ def install(ctx: FeatureContext) -> Monitoring:
     async def _stop_lag_monitor(_sender: Any, **_: Any) -> None:
         await monitor.stop()
 
+    ctx.metrics.registry.register(LagRowsCollector(monitor.rows))
     snapshot: Callable[[], LagSnapshot] = lambda: own_lag(  # noqa: E731
         monitor.rows(), monitor.own_group, assigned()
     )

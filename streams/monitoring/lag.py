@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -82,6 +83,7 @@ class LagRow:
     status: LagStatus
     reason: str
     sampled_at: datetime
+    committed_at: datetime | None = None  # the group's last commit; None if unknown
 
 
 def lag_policy(settings: Settings) -> LagPolicy:
@@ -97,6 +99,21 @@ def watched_groups(settings: Settings) -> list[str]:
     return list(
         dict.fromkeys([settings.app_id, settings.prediction_workers_group, *settings.lag_groups])
     )
+
+
+def select_groups(
+    discovered: Iterable[str], own: Sequence[str], include: str, exclude: str
+) -> list[str]:
+    """``own`` (always, in order), then the ``discovered`` groups that fully match ``include``
+    and do not fully match ``exclude`` (an empty ``exclude`` excludes nothing), sorted."""
+    wanted = re.compile(include)
+    unwanted = re.compile(exclude) if exclude else None
+    picked = sorted(
+        group
+        for group in set(discovered)
+        if wanted.fullmatch(group) and not (unwanted is not None and unwanted.fullmatch(group))
+    )
+    return list(dict.fromkeys([*own, *picked]))
 
 
 def build_alert(
@@ -159,11 +176,20 @@ class LagMonitor(AsyncService):
         clock: Clock | None = None,
         source: LagSource | None = None,
     ) -> None:
-        self.groups: list[str] = list(dict.fromkeys(groups or watched_groups(settings)))
+        # Without explicit groups: the deployment's own groups plus every discovered group that
+        # passes PHASEFLOW_LAG_INCLUDE / PHASEFLOW_LAG_EXCLUDE, rediscovered every round.
+        self.discover = groups is None
+        self.own_groups = watched_groups(settings)
+        self._include, self._exclude = settings.lag_include, settings.lag_exclude
+        self.groups: list[str] = list(dict.fromkeys(groups or self.own_groups))
         self.interval = interval if interval is not None else settings.lag_sample_interval_seconds
         self.policy = lag_policy(settings)
         self._clock = clock or SystemClock()
-        self._source = source or LagSampler(settings, clock=self._clock)
+        #: The broker sampler this monitor built (None when a ``source`` was passed in).
+        self.sampler: LagSampler | None = None
+        if source is None:
+            source = self.sampler = LagSampler(settings, clock=self._clock)
+        self._source = source
         self._publish = publish
         self._on_own_stall = on_own_stall
         self.own_group = own_group if own_group is not None else settings.app_id
@@ -218,6 +244,7 @@ class LagMonitor(AsyncService):
     # -- one round ---------------------------------------------------------------------------
     async def sample_once(self) -> list[LagRow]:
         """Sample all groups, update the windows, alert on transitions, run the watchdog."""
+        await self._discover()
         sampled = await self._source.sample(self.groups)
         for row in sampled:
             self._latest[row.key] = row
@@ -234,6 +261,16 @@ class LagMonitor(AsyncService):
             await self._announce(group, rows)
         await self._watchdog()
         return rows
+
+    async def _discover(self) -> None:
+        if not self.discover or self.sampler is None:
+            return
+        try:
+            found = await self.sampler.list_groups()
+        except Exception as error:  # noqa: BLE001 - keep watching the groups known so far
+            log.warning("listing consumer groups failed (%r); watching the known ones", error)
+            return
+        self.groups = select_groups(found, self.own_groups, self._include, self._exclude)
 
     def rows(self) -> list[LagRow]:
         """Every known partition's numbers and status as of the last round (for metrics).
@@ -317,4 +354,5 @@ def _row(sampled: PartitionLag, verdict: Verdict) -> LagRow:
         status=verdict.status,
         reason=verdict.reason,
         sampled_at=sampled.at,
+        committed_at=sampled.committed_at,
     )

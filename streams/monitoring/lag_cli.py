@@ -61,13 +61,20 @@ async def lag_command(
     interval: float | None,
     out: TextIO,
 ) -> int:
-    monitor = LagMonitor(settings, groups=groups or [settings.app_id], interval=interval)
+    # No --group: every discovered group (PHASEFLOW_LAG_INCLUDE/EXCLUDE) and our own.
+    monitor = LagMonitor(settings, groups=list(groups) or None, interval=interval)
     try:
         await monitor.start(background=False)
     except Exception as error:  # noqa: BLE001 - reported to the operator as an exit code
         out.write(f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}\n")
         await monitor.stop()
         return 1
+    commits = monitor.sampler.commit_times if monitor.sampler is not None else None
+    if commits is not None and not commits.available:
+        out.write(
+            f"commit times unavailable ({commits.error}): STOP needs a window of samples "
+            "(--watch)\n"
+        )
     try:
         while True:
             try:
@@ -82,8 +89,8 @@ async def lag_command(
                 out.write(format_table(rows, monitor.groups) + "\n")
                 if not watch:
                     out.write(
-                        "(one sample: STALL, STOP and a growing-lag WARN need a window of "
-                        "samples; use --watch)\n"
+                        "(one sample: STALL and a growing-lag WARN need a window of samples; "
+                        "use --watch)\n"
                     )
                     return 0
             out.flush()

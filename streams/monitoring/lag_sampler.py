@@ -21,6 +21,10 @@ Per group, per partition with a committed offset:
 * ``lag_seconds``: now minus the timestamp of the record at the committed offset (the oldest
   unconsumed one, from the same probe); 0 when the effective lag is 0; ``None`` when no visible
   record could be read (an open transaction holds it back, or the probe timed out).
+* ``committed_at``: when the group last committed the partition, from ``__consumer_offsets``
+  (:mod:`phaseflow.streams.monitoring.commit_times`), read up to its end before the offsets
+  are fetched. If the fetched offset is not the one the log showed, the group committed in
+  between, so the time is "now". ``None`` when that topic cannot be read.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from aiokafka.errors import KafkaError
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.clock import Clock, SystemClock
 from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.monitoring.commit_times import CommitTimes
 from phaseflow.streams.monitoring.lag_status import LagSample
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,7 @@ class PartitionLag:
     raw_lag: int  # end - committed, as kafka-consumer-groups shows it
     lag_seconds: float | None
     at: datetime
+    committed_at: datetime | None = None  # the group's last commit of this partition
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -76,6 +82,7 @@ class PartitionLag:
             end=self.end,
             lag=self.lag,
             lag_seconds=self.lag_seconds,
+            committed_at=self.committed_at,
         )
 
 
@@ -100,6 +107,7 @@ class LagSampler(AsyncService):
         probe_timeout: float = 2.0,
         list_all_offsets: bool = True,
         client_options: Mapping[str, Any] | None = None,
+        commit_times: bool = True,
     ) -> None:
         self._connection = connection
         self._clock = clock or SystemClock()
@@ -109,6 +117,9 @@ class LagSampler(AsyncService):
         self.list_all_offsets = list_all_offsets
         self._options = dict(client_options or {})
         self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer] | None = None
+        self.commit_times: CommitTimes | None = (
+            CommitTimes(connection, timeout=request_timeout) if commit_times else None
+        )
 
     def _make_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
         timeout_ms = int(self._timeout * 1000)
@@ -146,6 +157,9 @@ class LagSampler(AsyncService):
             await meta.start()
             started.append(meta.stop)
             await probe.start()
+            started.append(probe.stop)
+            if self.commit_times is not None:
+                await self.commit_times.start()
         except BaseException:
             await _close_all(reversed(started), deadline=self._timeout)
             raise
@@ -156,7 +170,10 @@ class LagSampler(AsyncService):
         clients, self._clients = self._clients, None
         if clients is not None:
             admin, meta, probe = clients
-            await _close_all([probe.stop, meta.stop, admin.close], deadline=self._timeout)
+            closers = [probe.stop, meta.stop, admin.close]
+            if self.commit_times is not None:
+                closers.insert(0, self.commit_times.stop)
+            await _close_all(closers, deadline=self._timeout)
 
     def _require(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
         if self._clients is None:
@@ -166,6 +183,8 @@ class LagSampler(AsyncService):
     # -- sampling ----------------------------------------------------------------------------
     async def sample(self, groups: Sequence[str]) -> list[PartitionLag]:
         """One sample of every partition the ``groups`` have committed offsets for."""
+        if self.commit_times is not None:
+            await self.commit_times.refresh()
         committed = {group: await self.committed(group) for group in groups}
         partitions = {tp for offsets in committed.values() for tp in offsets}
         if not partitions:
@@ -189,6 +208,7 @@ class LagSampler(AsyncService):
                     seconds = max(0.0, now.timestamp() - probe.timestamp_ms / 1000)
                 rows.append(
                     PartitionLag(
+                        committed_at=self._committed_at(group, tp, offset, now),
                         group=group,
                         topic=tp.topic,
                         partition=tp.partition,
@@ -201,6 +221,27 @@ class LagSampler(AsyncService):
                     )
                 )
         return rows
+
+    async def list_groups(self) -> list[str]:
+        """Every consumer group the cluster knows: ``ListGroups``, plus the groups that have
+        commits in ``__consumer_offsets`` (when readable), which includes groups that only
+        commit offsets and never join."""
+        listed = await asyncio.wait_for(self._require()[0].list_consumer_groups(), self._timeout)
+        names = {str(entry[0]) for entry in listed}
+        if self.commit_times is not None and self.commit_times.available:
+            names |= self.commit_times.groups()
+        return sorted(names)
+
+    def _committed_at(
+        self, group: str, tp: TopicPartition, offset: int, now: datetime
+    ) -> datetime | None:
+        if self.commit_times is None or not self.commit_times.available:
+            return None
+        commit = self.commit_times.latest(group, tp.topic, tp.partition)
+        if commit is None:
+            return None
+        # A different offset was committed after the log was read: just now, as far as we know.
+        return commit.committed_at if commit.offset == offset else now
 
     async def committed(self, group: str) -> dict[TopicPartition, int]:
         """The group's committed offsets (partitions without one are left out)."""

@@ -11,20 +11,26 @@ that hold (``OK < WARN < REWIND < STALL < STOP``), and a group's status is its w
   has not committed).
 * ``STALL``: the consumer is behind and not moving: the last ``stall_samples`` (or more)
   consecutive samples all have lag > 0 and the same committed offset.
-* ``STOP``: a STALL that has lasted longer than the window: the first sample of that stuck run
-  is more than ``window`` before now. This is "no commit for longer than the window *while
-  there is lag*": the clock starts at whichever came later, the last committed-offset move or
-  the first sample showing lag. Starting it at the last move alone would turn a consumer that
-  idled at lag 0 for an hour into STOP at the first new record.
-* ``WARN``: the consumer is moving but falling behind: the samples of the current lagging run
-  inside the window (at least ``trend_samples`` of them) show the committed offset advanced,
-  the lag never shrank from one sample to the next and ended higher than it started; or,
-  independent of the trend, the latest lag is at least ``alert_messages``.
+* ``STOP``: behind and no commit for longer than the window. With commit times (the sample's
+  ``committed_at``, read from ``__consumer_offsets``): lag > 0 and now minus the later of the
+  last commit and the moment the lag began (the oldest unread record's timestamp,
+  ``at - lag_seconds``) exceeds the window; one sample is enough, so a group that died long
+  ago is STOP on the monitor's first round, and a stop is seen on the first evaluation after
+  the threshold. Without commit times (the topic cannot be read): a STALL whose stuck run
+  started more than ``window`` before now (the clock starts at the later of the last
+  committed-offset move and the first sample showing lag). Either way a consumer idle at lag 0
+  for an hour is not STOP at the first new record.
+* ``WARN``: the consumer is moving but falling behind: the samples cover the whole window (the
+  oldest kept sample is at or before its start, at least ``trend_samples`` of them), every one
+  has lag > 0, the lag grew at *every* step from one sample to the next (strictly: a step with
+  equal lag breaks the trend) and the committed offset advanced; or, independent of the trend,
+  the latest lag is at least ``alert_messages``.
 
-Kafka does not report *when* an offset was committed, only its value, so "a commit" here means
-"the committed offset moved between two samples": a consumer re-committing the same offset is
-indistinguishable from one that stopped committing. That is why STALL and STOP are told apart
-by how long the lack of progress lasted rather than by whether commits arrive (Burrow's split).
+``OffsetFetch`` does not report *when* an offset was committed; ``__consumer_offsets`` does.
+With it, STALL and STOP are told apart as Burrow does: a consumer that keeps committing the same
+offset is alive but stuck (STALL however long), one that stopped committing is STOP. Without it
+"a commit" can only mean "the committed offset moved between two samples", and the two are
+told apart by how long the lack of progress lasted.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class LagSample:
     end: int
     lag: int  # effective lag in messages (transaction markers excluded), >= 0
     lag_seconds: float | None = None  # age of the oldest unconsumed record; None if unknown
+    committed_at: datetime | None = None  # the group's last commit (any offset); None if unknown
 
 
 @dataclass(frozen=True)
@@ -168,18 +175,44 @@ class PartitionHistory:
         return None
 
     def _stuck(self, now: datetime) -> Verdict | None:
+        latest = self._samples[-1]
+        window = self._policy.window
+        if latest.lag > 0 and latest.committed_at is not None:
+            stopped = self._stopped_by_commit_time(now, latest, latest.committed_at)
+            if stopped is not None:
+                return stopped
         if self._stuck_since is None or self._stuck_count < self._policy.stall_samples:
             return None
-        latest = self._samples[-1]
         stuck_for = (now - self._stuck_since).total_seconds()
         what = f"{latest.lag} behind, committed offset {latest.committed} unchanged"
-        if now - self._stuck_since > self._policy.window:
+        # With commit times, STOP is decided above: an unchanged offset that is still being
+        # committed is a live consumer that does not progress (STALL however long).
+        if latest.committed_at is None and now - self._stuck_since > window:
             return Verdict(
                 LagStatus.STOP,
                 f"{what} for {stuck_for:.1f} s (longer than the "
-                f"{self._policy.window.total_seconds():g} s window)",
+                f"{window.total_seconds():g} s window)",
             )
         return Verdict(LagStatus.STALL, f"{what} over {self._stuck_count} samples")
+
+    def _stopped_by_commit_time(
+        self, now: datetime, latest: LagSample, committed_at: datetime
+    ) -> Verdict | None:
+        # The clock starts at the later of the last commit and the moment the lag began (the
+        # oldest unread record's timestamp): a consumer idle at lag 0 is not STOP at once.
+        if latest.lag_seconds is not None:
+            began = latest.at - timedelta(seconds=latest.lag_seconds)
+        else:  # an open transaction hides that record: from the first sample with lag
+            began = self._stuck_since or latest.at
+        quiet_since = max(committed_at, began)
+        if now - quiet_since <= self._policy.window:
+            return None
+        return Verdict(
+            LagStatus.STOP,
+            f"{latest.lag} behind and no commit for {(now - quiet_since).total_seconds():.1f} s "
+            f"(longer than the {self._policy.window.total_seconds():g} s window; last commit "
+            f"{(now - committed_at).total_seconds():.1f} s ago)",
+        )
 
     def _behind(self, cutoff: datetime, latest: LagSample) -> list[Verdict]:
         found: list[Verdict] = []
@@ -190,22 +223,22 @@ class PartitionHistory:
                     f"{latest.lag} behind (threshold {self._policy.alert_messages})",
                 )
             )
-        run: list[LagSample] = []  # the current lagging run, inside the window
-        for sample in reversed(self._samples):
-            if sample.at <= cutoff or sample.lag == 0:
-                break
-            run.append(sample)
-        run.reverse()
-        if len(run) < self._policy.trend_samples:
+        # The trend rule needs the *whole* window: a 3-sample rise inside a consumer's normal
+        # wobble (lag 1..9 around a steady rate) is noise, and flagged 32 of 55 samples WARN.
+        samples = self._samples
+        if samples[0].at > cutoff or len(samples) < self._policy.trend_samples:
+            return found  # not watched for a whole window yet
+        if any(sample.lag <= 0 for sample in samples):
             return found
-        moved = run[-1].committed > run[0].committed
-        never_shrank = all(b.lag >= a.lag for a, b in pairwise(run))
-        if moved and never_shrank and run[-1].lag > run[0].lag:
+        moved = samples[-1].committed > samples[0].committed
+        grew_every_step = all(b.lag > a.lag for a, b in pairwise(samples))
+        if moved and grew_every_step:
             found.append(
                 Verdict(
                     LagStatus.WARN,
-                    f"falling behind: lag grew from {run[0].lag} to {run[-1].lag} "
-                    f"over {len(run)} samples while commits moved",
+                    f"falling behind: lag grew at every one of {len(samples) - 1} steps "
+                    f"from {samples[0].lag} to {samples[-1].lag} over the "
+                    f"{self._policy.window.total_seconds():g} s window while commits moved",
                 )
             )
         return found

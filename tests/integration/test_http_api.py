@@ -227,6 +227,9 @@ async def test_completions_over_http_fire_a_trigger_and_open_endpoints_answer(
         "phaseflow_sink_flushes",
         "phaseflow_sink_flush_seconds",
         "phaseflow_consumer_lag_messages",
+        "phaseflow_group_lag_messages",  # every watched group (streams/monitoring/lag_metrics.py)
+        "phaseflow_group_lag_seconds",
+        "phaseflow_group_lag_status",
         "phaseflow_phase_duration_seconds",
         "phaseflow_http_requests",
         "phaseflow_table_entries",
