@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
@@ -37,6 +37,35 @@ _ERROR_PAUSE_SECONDS: Final = 5.0
 def notifier_group(settings: Settings, route: str) -> str:
     """The consumer group of ``route``."""
     return f"{settings.app_id}.notifier.{route}"
+
+
+class _StartAtEnd(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits the end offset of every assigned partition the group never committed.
+
+    A new route starts with what is raised from now on, not the topic's history; committing
+    that start at once (instead of leaving it to ``auto_offset_reset``) matters after a crash:
+    a partition that got its first record only after the start would otherwise be reset to its
+    new end on restart, skipping that record.
+    """
+
+    def __init__(self, consumer: Any, route: str) -> None:
+        self._consumer = consumer
+        self._route = route
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing to do: offsets are committed after each record."""
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        fresh = [tp for tp in assigned if await self._consumer.committed(tp) is None]
+        if not fresh:
+            return
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(fresh)
+        await self._consumer.commit(ends)
+        for tp, offset in ends.items():
+            self._consumer.seek(tp, offset)
+        log.info(
+            "notifier route %s starts %d new partition(s) at their end", self._route, len(ends)
+        )
 
 
 class RouteNotifier(AsyncService):
@@ -75,14 +104,15 @@ class RouteNotifier(AsyncService):
         settings = self._settings
         consumer = kafka_clients.consumer(
             settings,
-            settings.topic(TopicName.ALERTS),
-            settings.topic(TopicName.PHASE_TRIGGERS),
             group_id=self.group,
             enable_auto_commit=False,
-            # A new route starts with what is raised from now on, not the topic's history.
             auto_offset_reset="latest",
             session_timeout_ms=int(settings.broker_session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(settings.broker_heartbeat_interval_seconds * 1000),
+        )
+        consumer.subscribe(
+            [settings.topic(TopicName.ALERTS), settings.topic(TopicName.PHASE_TRIGGERS)],
+            listener=_StartAtEnd(consumer, self.route),
         )
         await consumer.start()
         try:
