@@ -20,9 +20,11 @@ from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.notify import formats
 from phaseflow.streams.notify.delivery import RouteDelivery
-from phaseflow.streams.notify.install import build
+from phaseflow.streams.notify.install import Notifiers, build
 from phaseflow.streams.notify.routes import RouteConfigError, RouteFilter
 from phaseflow.streams.notify.senders import HttpSender, Sender, SmtpSender
+from phaseflow.streams.notify.service import RouteNotifier
+from phaseflow.streams.web.health import ReadinessCheck
 from tests.fixtures.receivers import HttpReceiver, SmtpReceiver
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -297,3 +299,31 @@ def http_problem(url: str) -> str | None:
     return HttpSender(
         url, formats.webhook_body, setting="PHASEFLOW_NOTIFY_WEBHOOK_URL", timeout=1
     ).problem()
+
+
+async def test_a_4xx_makes_the_worker_not_ready_with_the_setting_named(
+    receiver: HttpReceiver,
+) -> None:
+    route = Route(http(receiver))
+    notifiers = Notifiers((RouteNotifier(SETTINGS, route.delivery),))
+
+    async def reachable() -> None:
+        return None
+
+    check = ReadinessCheck(
+        probe=reachable,
+        assigned_partitions=lambda: 4,
+        recovery_pending=lambda: None,
+        lag=lambda: None,
+        max_lag_messages=100,
+        problems=notifiers.problems,
+    )
+    assert (await check.report()).ready
+    receiver.fail(410)
+    await route.delivery.sender.start()
+    await route.delivery.handle(alert_record(timeout_alert()))
+    await route.delivery.sender.stop()
+    report = await check.report()
+    assert not report.ready
+    [reason] = report.reasons
+    assert reason.startswith("notifier route test: PHASEFLOW_NOTIFY_WEBHOOK_URL: HTTP 410")
