@@ -87,6 +87,17 @@ class RouteDelivery:
             if failure is None:
                 self._noise.sent(notice, self._clock.now())
                 continue
+            if record.topic == self._triggers_topic:
+                # A replayed trigger would start the phase again downstream: never dead-letter
+                # one. The alert stays open at the receiver; said loudly, counted.
+                self._outcomes.labels(self.route, "resolve_not_sent").inc()
+                log.error(
+                    "notifier route %s: the resolve of %s was not sent (%s); resolve it by hand",
+                    self.route,
+                    notice.key,
+                    failure,
+                )
+                continue
             await self._to_dead_letters(
                 record, str(failure), "NotifierDeliveryFailed", failure.attempts
             )

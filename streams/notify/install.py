@@ -112,7 +112,7 @@ def build(
     outcomes = Counter(
         "phaseflow_notifications",
         "Alerts per notifier route and outcome (sent_trigger, sent_resolve, sent_summary, "
-        "filtered, repeat, not_open, rate_limited, dead_lettered).",
+        "filtered, repeat, not_open, rate_limited, dead_lettered, resolve_not_sent).",
         ["route", "outcome"],
         registry=registry,
     )

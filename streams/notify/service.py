@@ -6,7 +6,7 @@ is delivered (or dead-lettered), so a worker killed mid-delivery sends that reco
 comes back: at least once, and a receiver that honours the dedup key (PagerDuty) sees it once.
 
 A delivery that keeps failing (5xx, timeouts, connection refused) is retried with doubling
-pauses up to ``notify_retry_attempts`` times, then the record goes to the dead-letter topic with
+pauses up to ``notify_retry_attempts`` times, then the alert goes to the dead-letter topic with
 the reason (``phaseflow dlq replay`` sends it back to the alerts topic). A permanent failure
 (4xx, refused login) is not retried: it is dead-lettered at once and reported by
 :meth:`RouteNotifier.problem` (``/ready``) until a delivery succeeds.

@@ -327,3 +327,24 @@ async def test_a_4xx_makes_the_worker_not_ready_with_the_setting_named(
     assert not report.ready
     [reason] = report.reasons
     assert reason.startswith("notifier route test: PHASEFLOW_NOTIFY_WEBHOOK_URL: HTTP 410")
+
+
+async def test_a_resolve_from_a_trigger_is_never_dead_lettered(receiver: HttpReceiver) -> None:
+    route = Route(http(receiver))
+    await route.delivery.sender.start()
+    await route.delivery.handle(alert_record(timeout_alert()))
+    receiver.fail(500, 500, 500)
+    trigger = PhaseTrigger(
+        game_date=date(2026, 12, 6),
+        phase=3,
+        reason="ready",
+        rule="all",
+        trigger_id="t",
+        triggered_at=T0,
+    )
+    await route.delivery.handle(record(SETTINGS.topic(TopicName.PHASE_TRIGGERS), encode(trigger)))
+    await route.delivery.sender.stop()
+    # A replayed trigger would start phase 3 again downstream.
+    assert route.letters == []
+    assert route.count("resolve_not_sent") == 1
+    assert len(receiver.failed) == 3
