@@ -29,6 +29,7 @@ from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
 from phaseflow.streams.monitoring import install as lag_install
+from phaseflow.streams.notify import install as notify_install
 from phaseflow.streams.web import install as web_install
 from phaseflow.streams.web.api import HttpApi
 from phaseflow.streams.web.collectors import PhaseTimingCollector, PredictionSystemCollector
@@ -204,5 +205,6 @@ def _install_features(ctx: AppContext) -> None:
     components.lag = monitoring.lag
     components.dead_letters = monitoring.dead_letters
     components.recent_alerts = monitoring.recent_alerts
+    components.notifiers = notify_install.install(ctx)
     state = WorkerState(components, settings=ctx.settings, delivery=ctx.delivery)
     ctx.http_api = web_install.install(ctx, state)

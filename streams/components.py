@@ -21,6 +21,7 @@ from phaseflow.streams.core.metrics import LagSnapshot
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring.lag import LagMonitor
 from phaseflow.streams.monitoring.recent_alerts import RecentAlerts
+from phaseflow.streams.notify.install import Notifiers
 
 
 @dataclass
@@ -39,3 +40,5 @@ class Components:
     lag: Callable[[], LagSnapshot] | None = None
     dead_letters: DeadLetterTracker | None = None
     recent_alerts: RecentAlerts | None = None
+    #: The alert notifier routes (None: no route configured).
+    notifiers: Notifiers | None = None

@@ -217,6 +217,61 @@ class Settings(BrokerConnectionSettings):
             "phase 5's min_coverage_pct, otherwise failed; then a new batch may start."
         ),
     )
+    notify_webhook_url: SecretStr | None = Field(
+        None, description="Notifier route `webhook`: POST each alert as JSON to this URL."
+    )
+    notify_slack_url: SecretStr | None = Field(
+        None, description="Notifier route `slack`: a Slack incoming-webhook URL."
+    )
+    notify_pagerduty_routing_key: SecretStr | None = Field(
+        None, description="Notifier route `pagerduty`: the Events API v2 integration key."
+    )
+    notify_pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue",
+        description="Where the `pagerduty` route sends its Events API v2 events.",
+    )
+    notify_smtp_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Notifier route `email`: `smtp://[user:password@]host[:port]` (`smtps://` for "
+            "TLS from the start; `smtp://` uses STARTTLS when the server offers it)."
+        ),
+    )
+    notify_email_from: str = Field("phaseflow@localhost", description="Sender of alert mails.")
+    notify_email_to: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated recipients of alert mails (the `email` route needs one)."
+    )
+    notify_routes: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description=(
+            "What goes where, comma-separated `route=min_severity[:kind+kind...]`, e.g. "
+            "`pagerduty=critical:phase_timeout+consumer_lag,slack=warning`. A configured route "
+            "not named here gets `warning` and every kind."
+        ),
+    )
+    notify_repeat_after_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A route sends the same alert key again only after this long (or when its "
+        "severity rises).",
+    )
+    notify_max_per_hour: int = Field(
+        30,
+        ge=1,
+        description="Per route: at most this many messages an hour; the rest are counted and "
+        "sent as one summary when the route has room again.",
+    )
+    notify_retry_attempts: int = Field(
+        5,
+        ge=1,
+        description="Deliveries tried per alert (5xx, timeouts) before it is dead-lettered.",
+    )
+    notify_retry_backoff_seconds: float = Field(
+        1.0, gt=0, description="First pause between two delivery attempts; doubles each time."
+    )
+    notify_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of one delivery attempt (HTTP request or SMTP session)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
@@ -237,7 +292,7 @@ class Settings(BrokerConnectionSettings):
             raise ValueError(f"not a regular expression: {error}") from error
         return value
 
-    @field_validator("lag_groups", mode="before")
+    @field_validator("lag_groups", "notify_email_to", "notify_routes", mode="before")
     @classmethod
     def _split_groups(cls, value: object) -> object:
         if isinstance(value, str):

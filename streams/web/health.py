@@ -38,8 +38,9 @@ class ReadyReport:
 
 
 class ReadinessCheck:
-    """Combines the four conditions of ``GET /ready``; every input is injectable.
+    """Combines the conditions of ``GET /ready``; every input is injectable.
 
+    ``problems`` lists other reasons (a notifier route that cannot deliver).
     ``recovery_pending`` says why the tables are not recovered for the current assignment (see
     streams/recovery_progress.py), or None once they are.
     """
@@ -52,6 +53,7 @@ class ReadinessCheck:
         recovery_pending: Callable[[], str | None],
         lag: Callable[[], LagSnapshot | None],
         max_lag_messages: int,
+        problems: Callable[[], list[str]] = list,
         clock: Callable[[], float] = time.monotonic,
         cache_seconds: float = PROBE_CACHE_SECONDS,
     ) -> None:
@@ -60,6 +62,7 @@ class ReadinessCheck:
         self._recovery_pending = recovery_pending
         self._lag = lag
         self._max_lag = max_lag_messages
+        self._problems = problems
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._probed_at: float | None = None
@@ -95,4 +98,5 @@ class ReadinessCheck:
         total = sum(snapshot.values()) if snapshot is not None else None
         if total is not None and total > self._max_lag:
             reasons.append(f"consumer lag {total} messages exceeds {self._max_lag}")
+        reasons.extend(self._problems())
         return ReadyReport(ready=not reasons, reasons=tuple(reasons), total_lag=total)

@@ -28,6 +28,8 @@ def install(ctx: FeatureContext, state: WorkerState) -> HttpApi:
         recovery_pending=lambda: recovery_state(app).pending(),
         lag=state.lag,
         max_lag_messages=settings.lag_ready_max_messages,
+        # A notifier that cannot deliver (wrong URL or key) makes the worker not ready.
+        problems=state.notifier_problems,
     )
     api = HttpApi(
         ctx,

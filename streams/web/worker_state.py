@@ -65,6 +65,11 @@ class WorkerState:
         provider = self._components.lag
         return None if provider is None else provider()
 
+    def notifier_problems(self) -> list[str]:
+        """One line per notifier route that cannot deliver (none without notifiers)."""
+        notifiers = self._components.notifiers
+        return [] if notifiers is None else notifiers.problems()
+
     @property
     def lag_history(self) -> LagHistorySource | None:
         return self._components.lag_monitor
