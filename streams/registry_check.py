@@ -14,11 +14,13 @@ def check_registry_file(path: Path, out: TextIO | None = None) -> int:
     :class:`~phaseflow.streams.core.registry.RegistryError` (every problem, one line each; the CLI
     exits 2)."""
     registry = load_registry(path)
-    processors = sum(len(spec.processors) for spec in registry.phases)
+    processors = sum(len(spec.members) for spec in registry.phases)
+    groups = sum(len(spec.any_of) for spec in registry.phases)
     phases = ", ".join(str(spec.phase) for spec in registry.phases)
     systems = len(registry.enabled_systems)
+    fallbacks = f" ({groups} fallback group(s))" if groups else ""
     (out or sys.stdout).write(
-        f"{path}: ok: phases {phases}, {processors} processors, "
+        f"{path}: ok: phases {phases}, {processors} processors{fallbacks}, "
         f"{systems} prediction system(s) enabled\n"
     )
     return 0

@@ -88,7 +88,7 @@ def format_status(summary: StatusSummary) -> str:
                     str(phase.phase),
                     phase.name,
                     condition.state.upper(),
-                    f"{len(phase.done)}/{len(phase.expected)}",
+                    f"{phase.done_count}/{len(phase.expected)}",
                     detail,
                 )
             )
