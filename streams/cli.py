@@ -124,7 +124,29 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, help="registry TOML, e.g. streams/pipeline.toml")
     for command in (lag, status, check):
         _add_json(command)
+    _add_tail_command(commands)
     return parser
+
+
+def _add_tail_command(commands: Any) -> None:
+    from phaseflow.streams.tail import TOPICS, parse_topics
+
+    def topics(text: str) -> tuple[str, ...]:
+        try:
+            return parse_topics(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    tail = commands.add_parser(
+        "tail", help="print triggers, alerts, reruns and dead letters as they happen"
+    )
+    tail.add_argument("--date", type=date.fromisoformat, help="only this game date, YYYY-MM-DD")
+    tail.add_argument(
+        "--topics",
+        type=topics,
+        default=tuple(TOPICS),
+        help=f"comma-separated, from {','.join(TOPICS)} (default: all)",
+    )
 
 
 def _add_json(command: argparse.ArgumentParser) -> None:
@@ -213,7 +235,7 @@ def _broker_needed(args: argparse.Namespace) -> bool:
     """Commands that talk to Kafka at once; ``publish`` checks its input first itself."""
     if args.command == "rerun":
         return not args.dry_run
-    return args.command in {"topics", "predict", "lag", "dlq"}
+    return args.command in {"topics", "predict", "lag", "dlq", "tail"}
 
 
 def _require_services(args: argparse.Namespace, settings: Settings) -> None:
@@ -325,6 +347,10 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             phase_timeout=None if args.no_follow else timedelta(minutes=args.phase_timeout),
             as_json=args.json,
         )
+    if args.command == "tail":
+        from phaseflow.streams.tail import run_tail
+
+        return run_tail(settings, topics=args.topics, game_date=args.date)
     if args.command == "dlq":
         from phaseflow.streams.dlq import run_dlq
         from phaseflow.streams.dlq_letters import LetterFilter
