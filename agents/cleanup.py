@@ -56,7 +56,7 @@ class CleanupScan:
                 continue  # held by phase order: its inputs are not there yet
             expected = spec.expected_processors(game_date, today)
             expected_total += len(expected)
-            missing += [(state, name) for name in sorted(expected - state.done())]
+            missing += [(state, name) for name in sorted(expected - spec.satisfied(state.done()))]
         guard = self._registry.cleanup
         share = 100.0 * len(missing) / expected_total if expected_total else 0.0
         if len(missing) > guard.storm_min_missing and share > guard.storm_max_missing_pct:

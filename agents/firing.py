@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from phaseflow.agents.fallbacks import counted
 from phaseflow.agents.outbox import Outbox
 from phaseflow.agents.phase_order import upstream_states
 from phaseflow.agents.readiness_state import (
@@ -97,10 +98,7 @@ class Firing:
         assert state.trigger is not None  # noqa: S101 -- only a fired phase re-fires
         spec = self._registry.phase(state.phase)
         expected = spec.expected_processors(state.game_date, self._store.today())
-        done = state.done()
-        decision = Decision(
-            "rerun", "rerun", tuple(sorted(done & expected)), tuple(sorted(expected - done))
-        )
+        decision = Decision("rerun", "rerun", *counted(spec, state, expected))
         state = state.model_copy(update={"refire_due_at": None})
         if spec.validation is not None and (why := gate_failure(spec.validation, state)):
             return self._reject_at_gate(state, why, outbox)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from phaseflow.agents.fallbacks import counted
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.streams.core.registry import PhaseSpec, Registry
 
@@ -68,13 +69,18 @@ def _seconds_between(start: datetime | None, end: datetime | None) -> float | No
     return max(0.0, (end - start).total_seconds())
 
 
-def phase_completed_at(state: PhaseState, expected: frozenset[str]) -> datetime | None:
+def phase_completed_at(
+    spec: PhaseSpec, state: PhaseState, expected: frozenset[str]
+) -> datetime | None:
     """When the phase completed (see the module docstring), or None."""
     if state.trigger is not None:
         return state.trigger.triggered_at
-    if not expected or not expected <= state.done():
+    if not expected:
         return None
-    return max(state.processors[name].last_completed_at for name in expected)
+    completed, missing = counted(spec, state, expected)
+    if missing:
+        return None
+    return max(state.processors[name].last_completed_at for name in completed)
 
 
 def sla_due_at(spec: PhaseSpec, game_date: date, zone: ZoneInfo) -> datetime | None:
@@ -105,7 +111,7 @@ def date_timing(
             PhaseTiming(
                 phase=spec.phase,
                 started_at=state.first_completion_at,
-                completed_at=phase_completed_at(state, expected),
+                completed_at=phase_completed_at(spec, state, expected),
                 sla_due_at=sla_due_at(spec, game_date, zone),
                 sla_breached_at=state.sla_breached_at,
             )

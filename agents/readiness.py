@@ -90,7 +90,7 @@ class ReadinessProcessor:
         self._store = ReadinessStore(
             registry=registry, table=table, clock=clock, zone=ZoneInfo(pipeline_timezone)
         )
-        self._reruns = RerunDispatch(registry.rerun)
+        self._reruns = RerunDispatch(registry)
         self._firing = Firing(registry=registry, store=self._store, reruns=self._reruns)
         self._sla = SlaWatch(registry=registry, store=self._store)
         self._cleanup = CleanupScan(registry=registry, store=self._store, reruns=self._reruns)

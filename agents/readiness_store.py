@@ -83,4 +83,5 @@ class ReadinessStore:
 
     def missing(self, state: PhaseState) -> list[str]:
         spec = self._registry.phase(state.phase)
-        return sorted(spec.expected_processors(state.game_date, self.today()) - state.done())
+        expected = spec.expected_processors(state.game_date, self.today())
+        return sorted(expected - spec.satisfied(state.done()))

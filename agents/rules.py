@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from phaseflow.agents.fallbacks import counted
 from phaseflow.agents.readiness_state import GATE_FIELDS
 
 if TYPE_CHECKING:
@@ -28,22 +29,24 @@ class Decision:
     missing: tuple[str, ...]
 
 
-def _split(state: PhaseState, expected: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    done = state.done()
-    return tuple(sorted(done & expected)), tuple(sorted(expected - done))
+def _split(
+    spec: PhaseSpec, state: PhaseState, expected: frozenset[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # A fallback group counts once, done as soon as any member is (phaseflow.agents.fallbacks).
+    return counted(spec, state, expected)
 
 
 def evaluate_ready(spec: PhaseSpec, state: PhaseState, expected: frozenset[str]) -> Decision | None:
     """The ``ready`` decision for ``state`` under ``spec``'s rule, or None if not ready yet."""
     if not expected:
         return None
-    completed, missing = _split(state, expected)
+    completed, missing = _split(spec, state, expected)
     if spec.rule == "all_complete":
         if not missing:
             return Decision("ready", "all_complete", completed, missing)
         return None
     if spec.rule == "critical_plus_majority":
-        critical_missing = (frozenset(spec.critical) & expected) - state.done()
+        critical_missing = (frozenset(spec.critical) & expected) - spec.satisfied(state.done())
         share = 100.0 * len(completed) / len(expected)
         if not critical_missing and share >= spec.majority_pct:
             return Decision("ready", "critical_plus_majority", completed, missing)
@@ -81,7 +84,7 @@ def evaluate_deadline(
     anchor = state.received_since
     if anchor is None or not expected:
         return None
-    completed, missing = _split(state, expected)
+    completed, missing = _split(spec, state, expected)
     elapsed = now - anchor
     for index, tier in enumerate(spec.tiers, start=1):
         if elapsed >= tier.after and len(completed) >= tier.min_complete:

@@ -20,6 +20,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from phaseflow.agents.fallbacks import describe
 from phaseflow.agents.rules import evaluate_ready
 
 if TYPE_CHECKING:
@@ -70,7 +71,11 @@ def _subject(state: PhaseState) -> str:
     return f"{state.game_date.isoformat()}:phase_{state.phase}"
 
 
-def _waiting(missing: list[str], blocked_by: int | None) -> str:
+def _waiting(
+    registry: Registry, state: PhaseState, missing: list[str], blocked_by: int | None
+) -> str:
+    if registry.has_phase(state.phase):  # name each missing fallback group with its members
+        missing = describe(registry.phase(state.phase), missing)
     parts = []
     if blocked_by is not None:
         parts.append(f"phase {blocked_by} has not fired")
@@ -93,7 +98,7 @@ def raise_stall(
         "phase_stalled",
         _subject(state),
         f"phase {state.phase} of {state.game_date} has not finished {_hours(after)} after it "
-        f"started ({_waiting(missing, blocked_by)}); rerun it "
+        f"started ({_waiting(registry, state, missing, blocked_by)}); rerun it "
         f"(phaseflow rerun --date {state.game_date} --phase {state.phase}) or change the registry",
         details={
             "stall_after": after.total_seconds(),
@@ -113,11 +118,12 @@ def raise_expired_unfinished(
     blocked_by: int | None,
 ) -> None:
     """A gated phase that never finished is dropped by retention: critical, not an INFO line."""
+    waiting = _waiting(registry, state, missing, blocked_by)
     outbox.alert(
         "phase_stalled",
         _subject(state),
         f"readiness state of phase {state.phase} of {state.game_date} expired (idle for over "
-        f"{registry.retention_days} days) without finishing ({_waiting(missing, blocked_by)}); "
+        f"{registry.retention_days} days) without finishing ({waiting}); "
         f"phase {state.phase + 1} never started for that date",
         severity="critical",
         details={

@@ -126,7 +126,37 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="load FILE as the worker would; print every problem (exit 2) or a summary"
     )
     check.add_argument("file", type=Path, help="registry TOML, e.g. streams/pipeline.toml")
+    for command in (lag, status, check):
+        _add_json(command)
+    _add_tail_command(commands)
     return parser
+
+
+def _add_tail_command(commands: Any) -> None:
+    from phaseflow.streams.tail import TOPICS, parse_topics
+
+    def topics(text: str) -> tuple[str, ...]:
+        try:
+            return parse_topics(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    tail = commands.add_parser(
+        "tail", help="print triggers, alerts, reruns and dead letters as they happen"
+    )
+    tail.add_argument("--date", type=date.fromisoformat, help="only this game date, YYYY-MM-DD")
+    tail.add_argument(
+        "--topics",
+        type=topics,
+        default=tuple(TOPICS),
+        help=f"comma-separated, from {','.join(TOPICS)} (default: all)",
+    )
+
+
+def _add_json(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--json", action="store_true", help="print one JSON document (errors stay on stderr)"
+    )
 
 
 def _add_operations_commands(commands: Any) -> None:
@@ -148,6 +178,7 @@ def _add_operations_commands(commands: Any) -> None:
     rerun.add_argument("--processor", help="only this processor")
     rerun.add_argument("--attempt", type=int, default=1, help="ask again on purpose: 2, 3, ...")
     rerun.add_argument("--dry-run", action="store_true", help="show the requests, send none")
+    _add_json(rerun)
     rerun.add_argument(
         "--phase-timeout",
         type=float,
@@ -180,6 +211,7 @@ def _add_operations_commands(commands: Any) -> None:
             sub.add_argument(
                 "--full", action="store_true", help="whole error text and each letter's lineage"
             )
+            _add_json(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,11 +225,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(lambda: _run(args, loaded), settings=lambda: loaded[0] if loaded else None)
 
 
+def _check_json(args: argparse.Namespace) -> None:
+    """``--json`` is one document: not a stream of samples, not a sending command's progress."""
+    if not getattr(args, "json", False):
+        return
+    if args.command == "lag" and args.watch:
+        raise BadInputError("lag --json prints one sample; drop --watch")
+    if args.command == "rerun" and not args.dry_run:
+        raise BadInputError("rerun --json needs --dry-run (it prints the plan)")
+
+
 def _broker_needed(args: argparse.Namespace) -> bool:
     """Commands that talk to Kafka at once; ``publish`` checks its input first itself."""
     if args.command == "rerun":
         return not args.dry_run
-    return args.command in {"topics", "predict", "lag", "dlq"}
+    return args.command in {"topics", "predict", "lag", "dlq", "tail"}
 
 
 def _require_services(args: argparse.Namespace, settings: Settings) -> None:
@@ -227,10 +269,11 @@ def _require_local_extra() -> None:
 def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0911
     """Run the parsed command (one return per command)."""
     check_settings_environment()  # the registry check too: a stray variable is a typo anyway
+    _check_json(args)
     if args.command == "registry":
         from phaseflow.streams.registry_check import check_registry_file
 
-        return check_registry_file(args.file)
+        return check_registry_file(args.file, as_json=args.json)
     settings = load_settings()
     loaded.append(settings)
     _require_services(args, settings)
@@ -284,11 +327,17 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
     if args.command == "lag":
         from phaseflow.streams.monitoring.lag_cli import run_lag
 
-        return run_lag(settings, groups=args.group, watch=args.watch, interval=args.interval)
+        return run_lag(
+            settings,
+            groups=args.group,
+            watch=args.watch,
+            interval=args.interval,
+            as_json=args.json,
+        )
     if args.command == "status":
         from phaseflow.streams.status import run_status
 
-        return run_status(settings, game_date=args.date, url=args.url)
+        return run_status(settings, game_date=args.date, url=args.url, as_json=args.json)
     if args.command == "rerun":
         from phaseflow.streams.rerun import run_rerun
 
@@ -301,7 +350,12 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             attempt=args.attempt,
             dry_run=args.dry_run,
             phase_timeout=None if args.no_follow else timedelta(minutes=args.phase_timeout),
+            as_json=args.json,
         )
+    if args.command == "tail":
+        from phaseflow.streams.tail import run_tail
+
+        return run_tail(settings, topics=args.topics, game_date=args.date)
     if args.command == "dlq":
         from phaseflow.streams.dlq import run_dlq
         from phaseflow.streams.dlq_letters import LetterFilter
@@ -314,6 +368,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
             dry_run=getattr(args, "dry_run", False),
             force=getattr(args, "force", False),
             full=getattr(args, "full", False),
+            as_json=getattr(args, "json", False),
         )
     return EXIT_BAD_INPUT
 

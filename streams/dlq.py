@@ -50,6 +50,7 @@ from phaseflow.streams.dlq_letters import (
     to_replay,
     unreplayed,
 )
+from phaseflow.streams.json_output import write_json
 from phaseflow.streams.progress import ProgressBar
 from phaseflow.streams.text_table import aligned_rows
 
@@ -191,8 +192,53 @@ def summary(letters: Sequence[Letter], replayed: set[str], now: datetime) -> str
     return line
 
 
+def letters_document(
+    letters: Sequence[Letter],
+    replayed: set[str],
+    now: datetime,
+    *,
+    lineage: Lineage,
+    unreadable: int,
+) -> dict[str, Any]:
+    """``phaseflow dlq list --json``: the table's rows in full (whole error, lineage) and the
+    summary line's counts."""
+    pending = unreplayed(letters, replayed)
+    oldest = min((item.letter.failed_at for item in pending), default=None)
+    return {
+        "letters": [
+            {
+                "letter_id": item.letter_id,
+                "failed_at": item.letter.failed_at,
+                "age_seconds": (now - item.letter.failed_at).total_seconds(),
+                "source_topic": item.letter.source_topic,
+                "source_partition": item.letter.partition,
+                "source_offset": item.letter.offset,
+                "key": item.letter.key,
+                "error_type": item.letter.error_type,
+                "error": item.letter.error,
+                "replayed": _replayed_cell(item, replayed),
+                "replay_of": item.letter.replay_of,
+                "lineage": lineage.chain(item),
+            }
+            for item in letters
+        ],
+        "count": len(letters),
+        "not_replayed": len(pending),
+        "failed_again": len(failed_again(letters, replayed)),
+        "oldest_not_replayed_age_seconds": (
+            None if oldest is None else (now - oldest).total_seconds()
+        ),
+        "unreadable": unreadable,
+    }
+
+
 async def list_command(
-    settings: Settings, selection: LetterFilter, *, out: TextIO, full: bool = False
+    settings: Settings,
+    selection: LetterFilter,
+    *,
+    out: TextIO,
+    full: bool = False,
+    as_json: bool = False,
 ) -> int:
     # Catalog topics only: reading a missing topic could auto-create it with broker defaults
     # (the ledger must be compacted).
@@ -202,6 +248,10 @@ async def list_command(
     now = datetime.now(UTC)
     chosen = selection.select(letters, now=now, prefix=settings.topic_prefix)
     lineage = Lineage(letters)  # all letters: a filtered-out first failure still links
+    if as_json:
+        document = letters_document(chosen, replayed, now, lineage=lineage, unreadable=unreadable)
+        write_json(out, document)
+        return 0
     out.write(format_letters(chosen, replayed, now, full=full, lineage=lineage) + "\n")
     out.write(summary(chosen, replayed, now) + "\n")
     if unreadable:
@@ -316,11 +366,14 @@ def run_dlq(
     force: bool = False,
     full: bool = False,
     out: TextIO | None = None,
+    as_json: bool = False,
 ) -> int:
-    """``phaseflow dlq list|replay``."""
+    """``phaseflow dlq list|replay`` (``as_json``: ``list`` as one JSON document)."""
     stream = out or sys.stdout
     if action == "list":
-        return asyncio.run(list_command(settings, selection, out=stream, full=full))
+        return asyncio.run(
+            list_command(settings, selection, out=stream, full=full, as_json=as_json)
+        )
     return asyncio.run(
         replay_command(settings, selection, dry_run=dry_run, out=stream, force=force)
     )

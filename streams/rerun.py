@@ -20,7 +20,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from phaseflow.models.codec import encode
@@ -30,6 +30,7 @@ from phaseflow.streams.core.registry import Registry, load_registry
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import TopicName
+from phaseflow.streams.json_output import write_json
 from phaseflow.streams.progress import ProgressBar
 
 #: A longer range is almost certainly a typo (one season is ~250 days).
@@ -120,6 +121,20 @@ def describe(requests: Sequence[RerunRequest], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def plan_document(
+    requests: Sequence[RerunRequest], *, first: int | None, later: Sequence[int]
+) -> dict[str, Any]:
+    """``phaseflow rerun --dry-run --json``: every request that would be sent, and (for a rerun
+    of every gated phase) the phase sent first and those that then start from their triggers."""
+    return {
+        "dry_run": True,
+        "count": len(requests),
+        "first_phase": first,
+        "followed_phases": list(later),
+        "requests": [request.model_dump(mode="json") for request in requests],
+    }
+
+
 async def rerun_command(
     settings: Settings,
     *,
@@ -133,9 +148,15 @@ async def rerun_command(
     registry: Registry | None = None,
     requested_by: str = "cli",
     phase_timeout: timedelta | None = DEFAULT_PHASE_TIMEOUT,
+    as_json: bool = False,
+    err: TextIO | None = None,
 ) -> int:
     """Publish the planned requests; over every gated phase, then follow the later phases'
-    triggers (``phase_timeout`` per phase; None: do not follow)."""
+    triggers (``phase_timeout`` per phase; None: do not follow). ``as_json`` (with ``dry_run``
+    only): the plan as one JSON document, errors on ``err``."""
+    if as_json and not dry_run:
+        raise ValueError("as_json needs dry_run: a sent rerun reports its progress as text")
+    errors = (err or sys.stderr) if as_json else out
     registry = registry or load_registry(settings.registry_path)
     now = datetime.now(ZoneInfo(settings.pipeline_timezone))
     try:
@@ -151,14 +172,18 @@ async def rerun_command(
             attempt=attempt,
         )
     except RerunPlanError as error:
-        out.write(f"error: {error}\n")
+        errors.write(f"error: {error}\n")
         return 2
     if phase_timeout is not None and phase_timeout <= timedelta(0):
-        out.write("error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n")
+        errors.write("error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n")
         return 2
-    out.write(f"{len(requests)} rerun request(s)\n")
     every_phase = phase is None and processor is None
     first = first_gated_phase(registry)
+    if as_json:
+        later = followed_phases(registry, first) if every_phase else []
+        write_json(out, plan_document(requests, first=first if every_phase else None, later=later))
+        return 0
+    out.write(f"{len(requests)} rerun request(s)\n")
     if every_phase:
         later = followed_phases(registry, first)
         out.write(
@@ -204,6 +229,7 @@ def run_rerun(
     dry_run: bool = False,
     out: TextIO | None = None,
     phase_timeout: timedelta | None = DEFAULT_PHASE_TIMEOUT,
+    as_json: bool = False,
 ) -> int:
     """``phaseflow rerun``."""
     return asyncio.run(
@@ -217,5 +243,6 @@ def run_rerun(
             dry_run=dry_run,
             out=out or sys.stdout,
             phase_timeout=phase_timeout,
+            as_json=as_json,
         )
     )

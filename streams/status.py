@@ -15,8 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Final, TextIO
 
+import orjson
+
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.dlq_letters import format_age
+from phaseflow.streams.json_output import write_json
 from phaseflow.streams.text_table import aligned_rows
 from phaseflow.streams.web.status_summary import (
     DeadLetterSummary,
@@ -88,7 +91,7 @@ def format_status(summary: StatusSummary) -> str:
                     str(phase.phase),
                     phase.name,
                     condition.state.upper(),
-                    f"{len(phase.done)}/{len(phase.expected)}",
+                    f"{phase.done_count}/{len(phase.expected)}",
                     detail,
                 )
             )
@@ -174,9 +177,11 @@ def run_status(
     out: TextIO | None = None,
     err: TextIO | None = None,
     fetch: Fetch = http_get,
+    as_json: bool = False,
 ) -> int:
-    """Print the status of ``game_date``; 1 (the reason on stderr, nothing on stdout, so a
-    script reading stdout never parses an error as a status) when the worker cannot be asked."""
+    """Print the status of ``game_date`` (``as_json``: the worker's ``GET /status`` document as
+    is); 1 (the reason on stderr, nothing on stdout, so a script reading stdout never parses an
+    error as a status) when the worker cannot be asked."""
     stream = out or sys.stdout
     address = summary_url(url or default_url(settings), game_date)
     try:
@@ -184,5 +189,9 @@ def run_status(
     except (urllib.error.URLError, OSError) as error:
         (err or sys.stderr).write(f"phaseflow status: cannot read {address}: {error}\n")
         return 1
-    stream.write(format_status(StatusSummary.model_validate_json(body)) + "\n")
+    summary = StatusSummary.model_validate_json(body)  # a body that is no status fails here
+    if as_json:
+        write_json(stream, orjson.loads(body))
+    else:
+        stream.write(format_status(summary) + "\n")
     return 0

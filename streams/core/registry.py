@@ -123,6 +123,9 @@ class PhaseSpec(_Spec):
     rule: Rule = "all_complete"
     majority_pct: Annotated[float, Strict(), Field(gt=0, le=100)] = 60
     processors: tuple[Name, ...]
+    #: Source fallbacks: each group counts as one expected processor, named after its first
+    #: member (the primary) and satisfied by the first success of any member.
+    any_of: tuple[tuple[Name, ...], ...] = ()
     critical: tuple[Name, ...] = ()
     #: Tracked and shown, never waited for.
     optional: tuple[Name, ...] = ()
@@ -149,8 +152,26 @@ class PhaseSpec(_Spec):
 
     @property
     def required(self) -> frozenset[str]:
-        """Every processor that is not optional."""
-        return frozenset(self.processors) - frozenset(self.optional)
+        """Every processor that is not optional; a fallback group counts once, as its primary."""
+        return (frozenset(self.processors) - frozenset(self.optional)) | frozenset(
+            group[0] for group in self.any_of
+        )
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every processor name of the phase: ``processors`` then each group's members."""
+        return (*self.processors, *(name for group in self.any_of for name in group))
+
+    def group_of(self, name: str) -> tuple[str, ...] | None:
+        """The fallback group ``name`` is a member of (primary first), or None."""
+        return next((group for group in self.any_of if name in group), None)
+
+    def satisfied(self, done: Collection[str]) -> frozenset[str]:
+        """``done`` plus the primary of every group one of whose members is done: what to
+        compare with :meth:`expected_processors`."""
+        return frozenset(done) | frozenset(
+            group[0] for group in self.any_of if any(name in done for name in group)
+        )
 
     def is_pre_game(self, game_date: date, today: date) -> bool:
         """Whether ``game_date`` is judged in pre-game mode (same-day or future date)."""
@@ -206,7 +227,7 @@ class Registry(_Spec):
     def phase_for_processor(self, processor_name: str) -> int | None:
         """The phase a processor belongs to, or None for a processor the registry does not know."""
         for spec in self.phases:
-            if processor_name in spec.processors:
+            if processor_name in spec.members:
                 return spec.phase
         return None
 

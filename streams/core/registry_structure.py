@@ -19,8 +19,10 @@ def _check_members(index: int, spec: PhaseSpec) -> list[str]:
     problems: list[str] = []
     where = f"phases[{index}]"
     known = set(spec.processors)
-    if not known:
+    primaries = {group[0] for group in spec.any_of}
+    if not known and not primaries:
         problems.append(f"{where}.processors: a phase needs at least one processor")
+    problems += _check_groups(where, spec)
     for field in ("processors", "critical", "optional", "same_day_processors"):
         seen: set[str] = set()
         for position, name in enumerate(getattr(spec, field)):
@@ -28,10 +30,13 @@ def _check_members(index: int, spec: PhaseSpec) -> list[str]:
             if name in seen:
                 problems.append(f"{at}: {name!r} is listed twice")
             seen.add(name)
-            if field != "processors" and name not in known:
+            # critical and same_day_processors may name a group by its primary (the group).
+            allowed = known if field == "optional" else known | primaries
+            if field != "processors" and name not in allowed:
                 problems.append(
-                    f"{at}: {name!r} is not one of this phase's processors; add it to "
-                    f"{where}.processors or remove it from {field}"
+                    f"{at}: {name!r} is not one of this phase's processors"
+                    f"{_group_hint(spec, name, field)}; add it to {where}.processors or remove "
+                    f"it from {field}"
                 )
     for position, name in enumerate(spec.optional):
         if name in spec.critical:
@@ -40,6 +45,44 @@ def _check_members(index: int, spec: PhaseSpec) -> list[str]:
             )
     if spec.gated and not spec.required:
         problems.append(f"{where}.optional: every processor is optional; nothing would be awaited")
+    return problems
+
+
+def _group_hint(spec: PhaseSpec, name: str, field: str) -> str:
+    group = spec.group_of(name)
+    if group is None:
+        return ""
+    if field == "optional":
+        return " (a fallback group member cannot be optional)"
+    return f" (it is a fallback in any_of; name the group by its primary {group[0]!r})"
+
+
+def _check_groups(where: str, spec: PhaseSpec) -> list[str]:
+    """A name belongs to at most one group and never to a group and ``processors`` both."""
+    problems: list[str] = []
+    group_at: dict[str, int] = {}
+    listed = set(spec.processors)
+    for index, group in enumerate(spec.any_of):
+        if len(group) < 2:  # a primary and at least one fallback
+            problems.append(
+                f"{where}.any_of[{index}]: a fallback group needs at least two processors "
+                f"(got {list(group)!r}); move a lone name to {where}.processors"
+            )
+        for position, name in enumerate(group):
+            at = f"{where}.any_of[{index}][{position}]"
+            if name in listed:
+                problems.append(
+                    f"{at}: {name!r} is also in {where}.processors; a processor is either "
+                    f"awaited on its own or a member of a fallback group: remove it from one"
+                )
+            other = group_at.get(name)
+            if other is not None:
+                what = "twice in this group" if other == index else f"also in any_of[{other}]"
+                problems.append(
+                    f"{at}: {name!r} is {what}; a processor belongs to one fallback group "
+                    "only: remove it from all but one"
+                )
+            group_at.setdefault(name, index)
     return problems
 
 
@@ -69,6 +112,14 @@ def _check_deadlines(index: int, spec: PhaseSpec) -> list[str]:
     return problems
 
 
+def _named(spec: PhaseSpec) -> list[tuple[str, str, str]]:
+    """(field, name, position) of every processor name the phase declares."""
+    named = [("processors", name, f"[{position}]") for position, name in enumerate(spec.processors)]
+    for index, group in enumerate(spec.any_of):
+        named += [("any_of", name, f"[{index}][{position}]") for position, name in enumerate(group)]
+    return named
+
+
 def structure_problems(registry: Registry) -> list[str]:
     """Rules that span fields: membership, uniqueness, tier order."""
     problems: list[str] = []
@@ -83,11 +134,11 @@ def structure_problems(registry: Registry) -> list[str]:
                 f"by phases[{phase_at[spec.phase]}]"
             )
         phase_at.setdefault(spec.phase, index)
-        for position, name in enumerate(spec.processors):
+        for field, name, at in _named(spec):
             other = processor_at.get(name)
             if other is not None and other != index:
                 problems.append(
-                    f"phases[{index}].processors[{position}]: {name!r} already belongs to "
+                    f"phases[{index}].{field}{at}: {name!r} already belongs to "
                     f"phases[{other}] (phase {registry.phases[other].phase})"
                 )
             processor_at.setdefault(name, index)

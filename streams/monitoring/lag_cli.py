@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.json_output import write_json
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_status import LagStatus, worst
 from phaseflow.streams.text_table import aligned_rows
@@ -53,6 +55,36 @@ def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def lag_document(rows: Sequence[LagRow], groups: Sequence[str]) -> dict[str, Any]:
+    """``phaseflow lag --json``: every partition's row and each group's verdict."""
+    ordered = sorted(rows, key=lambda row: (row.group, row.topic, row.partition))
+    verdicts = []
+    for group in groups:
+        mine = [row for row in ordered if row.group == group]
+        worst_row = max(mine, key=lambda row: (row.status.rank, row.lag)) if mine else None
+        verdicts.append(
+            {
+                "group": group,
+                "committed_offsets": bool(mine),
+                "status": str(worst(row.status for row in mine)) if mine else None,
+                "lag": sum(row.lag for row in mine),
+                "worst": None
+                if worst_row is None or worst_row.status is LagStatus.OK
+                else {
+                    "topic": worst_row.topic,
+                    "partition": worst_row.partition,
+                    "reason": worst_row.reason,
+                },
+            }
+        )
+    return {
+        "rows": [{**dataclasses.asdict(row), "status": str(row.status)} for row in ordered],
+        "groups": verdicts,
+        # STALL, STOP and a growing-lag WARN need a window of samples (phaseflow lag --watch).
+        "samples": 1,
+    }
+
+
 async def lag_command(
     settings: Settings,
     *,
@@ -60,18 +92,22 @@ async def lag_command(
     watch: bool,
     interval: float | None,
     out: TextIO,
+    as_json: bool = False,
+    err: TextIO | None = None,
 ) -> int:
+    # With --json stdout holds the document only; a failure is one line on stderr.
+    errors = (err or sys.stderr) if as_json else out
     # No --group: every discovered group (PHASEFLOW_LAG_INCLUDE/EXCLUDE) and our own.
     monitor = LagMonitor(settings, groups=list(groups) or None, interval=interval)
     try:
         await monitor.start(background=False)
     except Exception as error:  # noqa: BLE001 - reported to the operator as an exit code
-        out.write(f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}\n")
+        errors.write(f"cannot reach the broker at {settings.bootstrap_servers}: {error!r}\n")
         await monitor.stop()
         return 1
     commits = monitor.sampler.commit_times if monitor.sampler is not None else None
     if commits is not None and not commits.available:
-        out.write(
+        errors.write(
             f"commit times unavailable ({commits.error}): STOP needs a window of samples "
             "(--watch)\n"
         )
@@ -80,10 +116,13 @@ async def lag_command(
             try:
                 rows = await monitor.sample_once()
             except Exception as error:  # noqa: BLE001
-                out.write(f"sampling failed: {error!r}\n")
+                errors.write(f"sampling failed: {error!r}\n")
                 if not watch:
                     return 1
             else:
+                if as_json:
+                    write_json(out, lag_document(rows, monitor.groups))
+                    return 0
                 if watch:
                     out.write(f"\n{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n")
                 out.write(format_table(rows, monitor.groups) + "\n")
@@ -106,12 +145,19 @@ def run_lag(
     watch: bool = False,
     interval: float | None = None,
     out: TextIO | None = None,
+    as_json: bool = False,
 ) -> int:
-    """``phaseflow lag``: the lag table once, or every ``interval`` with ``watch`` (Ctrl-C ends)."""
+    """``phaseflow lag``: the lag table once, or every ``interval`` with ``watch`` (Ctrl-C ends);
+    ``as_json``: one sample as one JSON document."""
     try:
         return asyncio.run(
             lag_command(
-                settings, groups=groups, watch=watch, interval=interval, out=out or sys.stdout
+                settings,
+                groups=groups,
+                watch=watch,
+                interval=interval,
+                out=out or sys.stdout,
+                as_json=as_json,
             )
         )
     except KeyboardInterrupt:

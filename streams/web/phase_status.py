@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from phaseflow.agents.fallbacks import satisfied_by
 from phaseflow.agents.phase_order import blocking_phase
 from phaseflow.agents.phase_timing import date_timing, sla_breached
 from phaseflow.agents.readiness_state import PhaseState
@@ -67,6 +68,7 @@ def phase_status(
         missed = zone is not None and now is not None and sla_breached(timing, entry, now)
         expected = spec.expected_processors(game_date, today)
         done = state.done()
+        satisfied = spec.satisfied(done)
         deadline = (
             (state.received_since + spec.max_wait).isoformat()
             if state.received_since is not None and spec.max_wait is not None
@@ -78,7 +80,9 @@ def phase_status(
                 "name": spec.name,
                 "expected": sorted(expected),
                 "done": sorted(done),
-                "missing": sorted(expected - done),
+                "missing": sorted(expected - satisfied),
+                # Fallback groups met by a member other than their primary: primary -> member.
+                "satisfied_by": satisfied_by(spec, state),
                 "processors": {name: rec.status for name, rec in sorted(state.processors.items())},
                 "first_completion_at": _iso(state.first_completion_at),
                 "deadline": deadline,

@@ -35,6 +35,8 @@ class PhaseSummary(_Model):
     done: list[str]
     missing: list[str]
     processors: dict[str, str] = {}
+    #: Fallback groups met by a member other than their primary: primary -> that member.
+    satisfied_by: dict[str, str] = {}
     first_completion_at: datetime | None = None
     deadline: datetime | None = None
     trigger: dict[str, JsonValue] | None = None
@@ -44,6 +46,11 @@ class PhaseSummary(_Model):
     held_by_phase: int | None = None
     #: When its phase_stalled alert was raised.
     stalled_at: datetime | None = None
+
+    @property
+    def done_count(self) -> int:
+        """Expected processors done; a fallback group counts once, however many members ran."""
+        return len(self.expected) - len(self.missing)
 
 
 class DateSummary(_Model):
@@ -123,7 +130,7 @@ def _blocked_condition(phase: PhaseSummary) -> PhaseCondition | None:
     if phase.held_by_phase is not None:
         headline = (
             f"held until phase {phase.held_by_phase} fires "
-            f"({len(phase.done)}/{len(phase.expected)} done)"
+            f"({phase.done_count}/{len(phase.expected)} done)"
         )
         if phase.stalled_at is not None:
             headline += "; stalled"
@@ -139,6 +146,7 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
         headline = f"triggered phase {phase.phase + 1} ({reason})"
         if phase.missing:
             headline += f" without {', '.join(phase.missing)}"
+        headline += _fallback_note(phase)
         upstream = phase.trigger.get("upstream")
         if isinstance(upstream, dict):
             # What the started phase runs on, when it is not a plain chain of ready triggers.
@@ -152,18 +160,26 @@ def phase_condition(phase: PhaseSummary, now: datetime) -> PhaseCondition:
     if not phase.expected:
         return PhaseCondition("nothing_expected", "no processors expected", None)
     if not phase.missing:
-        return PhaseCondition("done", f"done ({len(phase.done)}/{len(phase.expected)})", None)
+        headline = f"done ({phase.done_count}/{len(phase.expected)}){_fallback_note(phase)}"
+        return PhaseCondition("done", headline, None)
     if not phase.processors:
         return PhaseCondition("not_started", f"not started ({len(phase.expected)} expected)", None)
     failed = [name for name in phase.missing if phase.processors.get(name) == "failed"]
     headline = f"waiting on {', '.join(phase.missing)}"
     if failed:
         headline += f" (failed: {', '.join(failed)})"
+    headline += _fallback_note(phase)
     if phase.stalled_at is not None:
         headline += "; stalled"
     return PhaseCondition(
         "failed" if failed else "waiting", headline, deadline_text(phase.deadline, now)
     )
+
+
+def _fallback_note(phase: PhaseSummary) -> str:
+    """Which fallback sources stood in for their primaries (registry ``any_of``)."""
+    notes = [f"{primary} satisfied by {member}" for primary, member in phase.satisfied_by.items()]
+    return f"; {', '.join(notes)}" if notes else ""
 
 
 def deadline_text(deadline: datetime | None, now: datetime) -> str | None:
