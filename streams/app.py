@@ -26,6 +26,7 @@ from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
+from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.web import install as web_install
@@ -113,6 +114,9 @@ def _faust_app(settings: Settings) -> Any:
         broker_commit_interval=settings.commit_interval_seconds,
         broker_session_timeout=settings.broker_session_timeout_seconds,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
+        # Static membership: a worker restarted within the session timeout gets its partitions
+        # back without a rebalance of the others.
+        consumer_group_instance_id=settings.worker_id,
     )
 
 
@@ -131,6 +135,7 @@ def build_app(
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
     app = _faust_app(settings)
+    use_fetch_wait(app, settings.consumer_fetch_wait_seconds)
     topics = {
         entry.name: app.topic(
             settings.topic(entry.name),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -101,6 +103,16 @@ class Settings(BrokerConnectionSettings):
         description="Faust table store URL; tables are rebuilt from their changelog topics.",
     )
     data_dir: Path = Field(Path(".phaseflow-data"), description="Faust's working directory.")
+    worker_id: str = Field(
+        default_factory=lambda data: default_worker_id(data["data_dir"]),
+        min_length=1,
+        description=(
+            "This worker's static consumer-group membership id (Kafka `group.instance.id`): a "
+            "worker restarted within the session timeout gets its partitions back without a "
+            "rebalance. Unique per worker of a deployment (a second worker with the same id "
+            "stops, exit 2). Unset: the host name and a hash of the absolute `data_dir`."
+        ),
+    )
     topic_partitions: int = Field(
         4, ge=1, description="Partitions of topics phaseflow creates (and of their changelogs)."
     )
@@ -133,6 +145,14 @@ class Settings(BrokerConnectionSettings):
     )
     broker_heartbeat_interval_seconds: float = Field(
         2.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
+    )
+    consumer_fetch_wait_seconds: float = Field(
+        0.1,
+        gt=0,
+        description=(
+            "Longest a worker's fetch waits at the broker for new records (Faust fixes 1.5 s). "
+            "Brokers that hold every empty fetch this long (Tansu) add up to it to each trigger."
+        ),
     )
     commit_interval_seconds: float = Field(
         0.1,
@@ -243,6 +263,13 @@ class Settings(BrokerConnectionSettings):
     def prediction_workers_group(self) -> str:
         """The prediction workers' consumer group (agents/predictions/request_consumer.py)."""
         return f"{self.app_id}.prediction-workers"
+
+
+def default_worker_id(data_dir: Path) -> str:
+    """The host name and the worker's data directory: stable across restarts of one worker,
+    different for two workers on one host (they cannot share a data directory)."""
+    where = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{where}"
 
 
 def env_var(field_name: str) -> str:
