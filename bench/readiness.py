@@ -192,9 +192,11 @@ def latency_runs(
     runs: list[dict[str, Any]] = []
     for guarantee in guarantees:
         for wait in (FAUST_FETCH_WAIT_SECONDS, configured):
+            home = workdir / f"{guarantee}-{wait}"
+            home.mkdir()
             settings = worker_settings(
                 broker,
-                workdir / f"{guarantee}-{wait}",
+                home,
                 stem="latency",
                 processing_guarantee=guarantee,
                 consumer_fetch_wait_seconds=wait,
