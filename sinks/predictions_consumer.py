@@ -126,6 +126,9 @@ class SinkRunner(AsyncService, Generic[E]):
             self._consumer = kafka_clients.consumer(
                 self.settings,
                 group_id=self.group_id,
+                # Static membership: a worker restarted within the session timeout keeps its
+                # partitions without a rebalance.
+                group_instance_id=self.settings.group_instance_id,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 auto_offset_reset="earliest",

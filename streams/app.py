@@ -27,6 +27,7 @@ from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
+from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.notify import install as notify_install
@@ -115,6 +116,9 @@ def _faust_app(settings: Settings) -> Any:
         broker_commit_interval=settings.kafka_commit_interval_seconds,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_seconds,
+        # Static membership (opt-in, PHASEFLOW_KAFKA_STATIC_MEMBERSHIP): a worker restarted within
+        # the session timeout gets its partitions back without a rebalance of the others.
+        consumer_group_instance_id=settings.group_instance_id,
     )
 
 
@@ -134,6 +138,7 @@ def build_app(
     use_broker_highwaters_for_recovery()
     commit_after_table_writes()
     app = _faust_app(settings)
+    use_fetch_wait(app, settings.kafka_fetch_wait_seconds)
     topics = {
         entry.name: app.topic(
             settings.topic(entry.name),

@@ -15,6 +15,7 @@ from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.delivery import Delivery, DeliverySettingError, resolve_delivery
 from phaseflow.streams.recovery_progress import when_tables_recovered
+from phaseflow.streams.worker_identity import worker_id_problem
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ def run_worker(settings: Settings) -> None:
         _fail(str(error), EXIT_BROKER_UNAVAILABLE)
         return
     resolved = delivery.settings
+    taken = asyncio.run(worker_id_problem(resolved)) if resolved.kafka_static_membership else None
+    if taken is not None:
+        _fail(taken, EXIT_BAD_SETTING)
+        return
     # After the probe: a setting the broker cannot honour leaves nothing behind on the cluster.
     asyncio.run(ensure_topics(resolved))
     log.info(

@@ -95,6 +95,7 @@ class PredictionRequestConsumer(AsyncService):
             settings,
             self.topic,
             group_id=self.group_id,
+            group_instance_id=settings.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

@@ -105,6 +105,7 @@ def install(ctx: FeatureContext) -> None:
                 settings,
                 *names,
                 group_id=f"{settings.app_id}-prediction-triggers",
+                group_instance_id=settings.group_instance_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -103,6 +105,26 @@ class Settings(BrokerConnectionSettings):
         description="Faust table store URL; tables are rebuilt from their changelog topics.",
     )
     data_dir: Path = Field(Path(".phaseflow-data"), description="Faust's working directory.")
+    worker_id: str = Field(
+        default_factory=lambda data: default_worker_id(data["data_dir"]),
+        min_length=1,
+        description=(
+            "This worker's static consumer-group membership id (Kafka `group.instance.id`): a "
+            "worker restarted within the session timeout gets its partitions back without a "
+            "rebalance. Unique per worker of a deployment (a second worker with the same id "
+            "stops, exit 2). Unset: the host name and a hash of the absolute `data_dir`. Used "
+            "only with `PHASEFLOW_KAFKA_STATIC_MEMBERSHIP=true`."
+        ),
+    )
+    kafka_static_membership: bool = Field(
+        default=False,
+        description=(
+            "Join every consumer group as a static member with `PHASEFLOW_WORKER_ID` (no "
+            "rebalance when a worker restarts within the session timeout). Off by default: "
+            "faust-streaming 0.15 can crash after a static rejoin whose stored assignment "
+            "predates a changelog topic (docs/failure-modes.md)."
+        ),
+    )
     kafka_topic_partitions: int = Field(
         4, ge=1, description="Partitions of topics phaseflow creates (and of their changelogs)."
     )
@@ -135,6 +157,14 @@ class Settings(BrokerConnectionSettings):
     )
     kafka_heartbeat_interval_seconds: float = Field(
         2.0, gt=0, description="Consumer-group heartbeat interval (Tansu: 0.5)."
+    )
+    kafka_fetch_wait_seconds: float = Field(
+        0.1,
+        gt=0,
+        description=(
+            "Longest a worker's fetch waits at the broker for new records (Faust fixes 1.5 s). "
+            "Brokers that hold every empty fetch this long (Tansu) add up to it to each trigger."
+        ),
     )
     kafka_commit_interval_seconds: float = Field(
         0.1,
@@ -317,9 +347,22 @@ class Settings(BrokerConnectionSettings):
         return "at_least_once"
 
     @property
+    def group_instance_id(self) -> str | None:
+        """Kafka ``group.instance.id`` of this worker's consumers: its id under static
+        membership, else None (dynamic members)."""
+        return self.worker_id if self.kafka_static_membership else None
+
+    @property
     def prediction_workers_group(self) -> str:
         """The prediction workers' consumer group (agents/predictions/request_consumer.py)."""
         return f"{self.app_id}.prediction-workers"
+
+
+def default_worker_id(data_dir: Path) -> str:
+    """The host name and the worker's data directory: stable across restarts of one worker,
+    different for two workers on one host (they cannot share a data directory)."""
+    where = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{where}"
 
 
 def env_var(field_name: str) -> str:

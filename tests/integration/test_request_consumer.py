@@ -135,13 +135,16 @@ async def test_a_second_worker_takes_over_the_partitions_of_one_that_leaves(
     await ensure_topics(settings)
     seen = Seen()
     first, second = Recorder(seen), Recorder(seen)
-    leaving, staying = consumer(settings, first), consumer(settings, second)
+    # Two workers: two static member ids (one id would fence the other).
+    leaving = consumer(settings.model_copy(update={"worker_id": "leaving"}), first)
+    staying = consumer(settings.model_copy(update={"worker_id": "staying"}), second)
     half = RECORDS // 2
     async with staying:
         async with leaving:
             produced = await produce(settings, range(half))
             await seen.until(half, give_up_after=60)
-        # The first worker left the group: all partitions are the second one's now.
+        # The first worker stopped; a static member does not leave the group, so its
+        # partitions become the second one's once its session times out.
         handled_by_first = sum(first.batch_sizes)
         produced |= await produce(settings, range(half, RECORDS))
         await seen.until(RECORDS, give_up_after=90)
