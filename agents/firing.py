@@ -212,8 +212,12 @@ class Firing:
 
     def save_all(self, state: PhaseState, outbox: Outbox, *, touch: bool = True) -> None:
         """Write the state; a fired trigger also marks the started phase (cleanup waits from
-        there). The ledger is written before the trigger is sent: if the send is lost to a
-        crash, the replayed input re-sends the same trigger_id instead of leaving it stuck."""
+        there). The ledger is written before the trigger is sent, so the two must commit
+        together: a replayed input is dropped as a duplicate and would not send the trigger
+        again. Under exactly_once the readiness agent handles each record inside
+        ``one_transaction`` (streams/core/faust_table_writes.py), so state and trigger land in
+        one transaction. at_least_once has no transaction: a crash between the two can lose the
+        trigger, and the phase's stall alert (docs/readiness.md) is what notices it."""
         self._store.save(state, touch=touch)
         for trigger in outbox.triggers:
             if trigger.game_date == state.game_date and trigger.phase == state.phase + 1:
