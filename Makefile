@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # service see no other file's tests. PYTEST_WORKERS=0: one process, as plain `pytest`.
 # The chaos suite (-m chaos: kills workers and brokers, measures recovery) runs after, alone in
 # one process, so its recovery times are not inflated by the other files' load.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 # `make kafka PORT=19092 DATA_DIR=.kafka-data`: another port; a data directory kept across
 # stop/start (default: a temporary one deleted on stop). `SASL_SSL=1`: a SASL_SSL listener too
 # (docs/security.md).
