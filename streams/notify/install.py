@@ -20,6 +20,7 @@ from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.monitoring.install import monitoring_clock
 from phaseflow.streams.notify import formats
 from phaseflow.streams.notify.delivery import DeadLetterSink, RouteDelivery
+from phaseflow.streams.notify.quiet import parse_quiet_hours
 from phaseflow.streams.notify.routes import RouteConfigError, RouteFilter, parse_filters
 from phaseflow.streams.notify.senders import HttpSender, Sender, SmtpSender
 from phaseflow.streams.notify.service import RouteNotifier
@@ -102,17 +103,23 @@ def build(
     """The notifiers of every configured route; :class:`RouteConfigError` names a wrong
     setting (a filter for a route without destination, a bad filter entry)."""
     filters = parse_filters(settings.notify_routes)
+    quiet_hours = parse_quiet_hours(settings.notify_quiet_hours, settings.pipeline_timezone)
     found = senders(settings)
-    unset = sorted(set(filters) - set(found))
-    if unset:
-        raise RouteConfigError(
-            f"PHASEFLOW_NOTIFY_ROUTES names route(s) {', '.join(unset)} whose destination is "
-            "not set (docs/alerting.md)"
-        )
+    for setting, named in (
+        ("PHASEFLOW_NOTIFY_ROUTES", filters),
+        ("PHASEFLOW_NOTIFY_QUIET_HOURS", quiet_hours),
+    ):
+        unset = sorted(set(named) - set(found))
+        if unset:
+            raise RouteConfigError(
+                f"{setting} names route(s) {', '.join(unset)} whose destination is "
+                "not set (docs/alerting.md)"
+            )
     outcomes = Counter(
         "phaseflow_notifications",
         "Alerts per notifier route and outcome (sent_trigger, sent_resolve, sent_summary, "
-        "filtered, repeat, not_open, rate_limited, dead_lettered, resolve_not_sent).",
+        "filtered, held, held_cancelled, repeat, not_open, rate_limited, dead_lettered, "
+        "resolve_not_sent).",
         ["route", "outcome"],
         registry=registry,
     )
@@ -128,6 +135,7 @@ def build(
                     dead_letter=dead_letter,
                     clock=clock,
                     outcomes=outcomes,
+                    quiet_hours=quiet_hours.get(route),
                 ),
             )
             for route, sender in found.items()

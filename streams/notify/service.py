@@ -130,6 +130,14 @@ class RouteNotifier(AsyncService):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         consumer, self._consumer = self._consumer, None
+        if held := self._delivery.held():
+            # Their offsets are committed: they are not read again after the restart.
+            log.warning(
+                "notifier route %s stops with %d alert(s) held for the end of its quiet hours; "
+                "they will not be sent (the status page, GET /, lists the latest alerts)",
+                self.route,
+                held,
+            )
         if consumer is not None:
             await consumer.stop()
             await self._delivery.sender.stop()
@@ -147,6 +155,7 @@ class RouteNotifier(AsyncService):
                     for record in records:
                         await self._delivery.handle(record)
                         await consumer.commit({partition: record.offset + 1})
+                await self._delivery.release_held()
                 await self._delivery.send_summary()
             except asyncio.CancelledError:
                 raise
