@@ -93,6 +93,19 @@ def senders(settings: Settings) -> dict[str, Sender]:
     return found
 
 
+def check_unused(settings: Settings) -> None:
+    """With no destination set, routing settings would be ignored without a word: say so."""
+    for setting, value in (
+        ("PHASEFLOW_NOTIFY_ROUTES", settings.notify_routes),
+        ("PHASEFLOW_NOTIFY_QUIET_HOURS", settings.notify_quiet_hours),
+    ):
+        if value:
+            raise RouteConfigError(
+                f"{setting} is set but no notifier destination is (PHASEFLOW_NOTIFY_SLACK_URL, "
+                "_WEBHOOK_URL, _PAGERDUTY_ROUTING_KEY or _SMTP_URL; docs/alerting.md)"
+            )
+
+
 def build(
     settings: Settings,
     *,
@@ -147,6 +160,7 @@ def install(ctx: FeatureContext) -> Notifiers | None:
     """Run the configured routes in the worker (started with the app, stopped before its side
     producer); None when no route is configured."""
     if not senders(ctx.settings):
+        check_unused(ctx.settings)
         return None
 
     async def dead_letter(key: str, value: bytes) -> None:

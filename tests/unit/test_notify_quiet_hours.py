@@ -16,7 +16,7 @@ from phaseflow.streams.core.clock import ManualClock
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.notify.delivery import RouteDelivery
-from phaseflow.streams.notify.install import build
+from phaseflow.streams.notify.install import build, check_unused
 from phaseflow.streams.notify.notices import Notice
 from phaseflow.streams.notify.quiet import QuietHours, parse_quiet_hours
 from phaseflow.streams.notify.routes import RouteConfigError, RouteFilter
@@ -257,6 +257,12 @@ def test_build_refuses_quiet_hours_of_a_route_without_destination() -> None:
 
     with pytest.raises(RouteConfigError, match="PHASEFLOW_NOTIFY_QUIET_HOURS names route"):
         build(settings, dead_letter=letter, clock=ManualClock(NIGHT), registry=CollectorRegistry())
+
+
+def test_quiet_hours_without_any_destination_are_refused() -> None:
+    check_unused(Settings(topic_prefix="t"))
+    with pytest.raises(RouteConfigError, match="PHASEFLOW_NOTIFY_QUIET_HOURS is set but no"):
+        check_unused(Settings(topic_prefix="t", notify_quiet_hours="slack=22:00-07:00"))
 
 
 def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
