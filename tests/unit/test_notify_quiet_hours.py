@@ -3,6 +3,7 @@ cancels, held alerts delivered when the window ends; the setting parsed with one
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from phaseflow.streams.notify.notices import Notice
 from phaseflow.streams.notify.quiet import QuietHours, parse_quiet_hours
 from phaseflow.streams.notify.routes import RouteConfigError, RouteFilter
 from phaseflow.streams.notify.senders import DeliveryError
+from phaseflow.streams.notify.service import RouteNotifier
 
 NEW_YORK = ZoneInfo("America/New_York")
 #: 23:00 in New York (EST, UTC-5): inside 22:00-07:00.
@@ -268,3 +270,14 @@ def test_quiet_hours_without_any_destination_are_refused() -> None:
 def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHASEFLOW_NOTIFY_QUIET_HOURS", "slack=22:00-07:00, email=23:00-06:00")
     assert Settings().notify_quiet_hours == ("slack=22:00-07:00", "email=23:00-06:00")
+
+
+async def test_stopping_with_held_alerts_says_how_many_are_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    route = QuietRoute()
+    await route.raise_(alert("2026-12-07:phase_1"))
+    await route.raise_(alert("2026-12-07:phase_2"))
+    with caplog.at_level(logging.WARNING, logger="phaseflow.streams.notify.service"):
+        await RouteNotifier(SETTINGS, route.delivery).stop()
+    assert "notifier route slack stops with 2 alert(s) held" in caplog.text
