@@ -120,6 +120,16 @@ class RouteDelivery:
         """How many alerts are held for the end of the quiet hours."""
         return len(self._held)
 
+    def held_from(self, topic: str, partition: int) -> int | None:
+        """The lowest offset of a held record of that partition, which its committed offset
+        must not pass (so a restart reads the held alerts again); None when none is held."""
+        offsets = [
+            record.offset
+            for _, record in self._held.values()
+            if record.topic == topic and record.partition == partition
+        ]
+        return min(offsets, default=None)
+
     def _quiet_now(self) -> bool:
         return self._quiet_hours is not None and self._quiet_hours.active(self._clock.now())
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from phaseflow.models.codec import encode
@@ -52,11 +52,11 @@ class RecordingSender:
         self.sent.append(notice)
 
 
-def alert_record(value: bytes) -> ConsumerRecord[bytes, bytes]:
+def alert_record(value: bytes, offset: int = 7) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic=SETTINGS.topic(TopicName.ALERTS),
         partition=0,
-        offset=7,
+        offset=offset,
         timestamp=0,
         timestamp_type=0,
         key=b"k",
@@ -272,7 +272,31 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert Settings().notify_quiet_hours == ("slack=22:00-07:00", "email=23:00-06:00")
 
 
-async def test_stopping_with_held_alerts_says_how_many_are_dropped(
+async def test_commits_stop_before_the_first_held_alert_until_it_is_sent() -> None:
+    """A held alert's offset is not committed past, so a restart during the quiet hours reads
+    it again instead of losing it."""
+    route = QuietRoute()
+    notifier = RouteNotifier(SETTINGS, route.delivery)
+    partition = TopicPartition(SETTINGS.topic(TopicName.ALERTS), 0)
+    critical = alert_record(encode(alert("2026-12-07:phase_1", "critical")), offset=10)
+    await route.delivery.handle(critical)
+    assert notifier._commit_to(partition, critical) == 11  # sent at once: committed past
+    held = alert_record(encode(alert("2026-12-07:phase_2")), offset=12)
+    await route.delivery.handle(held)
+    later = alert_record(encode(alert("2026-12-07:phase_1", "critical")), offset=15)
+    await route.delivery.handle(later)
+    assert route.delivery.held_from(partition.topic, 0) == 12
+    assert notifier._commit_to(partition, held) == 12
+    assert notifier._commit_to(partition, later) == 12  # not past the held one
+    assert route.delivery.held_from(partition.topic, 1) is None
+
+    route.clock.set(NIGHT + timedelta(hours=9))  # 08:00 in New York: the window is over
+    await route.delivery.release_held()
+    assert route.delivery.held_from(partition.topic, 0) is None
+    assert notifier._commit_to(partition, later) == 16
+
+
+async def test_stopping_with_held_alerts_says_they_are_read_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     route = QuietRoute()
@@ -281,3 +305,4 @@ async def test_stopping_with_held_alerts_says_how_many_are_dropped(
     with caplog.at_level(logging.WARNING, logger="phaseflow.streams.notify.service"):
         await RouteNotifier(SETTINGS, route.delivery).stop()
     assert "notifier route slack stops with 2 alert(s) held" in caplog.text
+    assert "read again at the next start" in caplog.text
