@@ -279,6 +279,13 @@ class Settings(BrokerConnectionSettings):
             "not named here gets `warning` and every kind."
         ),
     )
+    notify_quiet_hours: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description=(
+            "Quiet hours per route, comma-separated `route=HH:MM-HH:MM` in `pipeline_timezone`, "
+            "e.g. `slack=22:00-07:00`: alerts below `critical` are held and sent when they end."
+        ),
+    )
     notify_repeat_after_seconds: float = Field(
         3600.0,
         gt=0,
@@ -322,7 +329,9 @@ class Settings(BrokerConnectionSettings):
             raise ValueError(f"not a regular expression: {error}") from error
         return value
 
-    @field_validator("lag_groups", "notify_email_to", "notify_routes", mode="before")
+    @field_validator(
+        "lag_groups", "notify_email_to", "notify_routes", "notify_quiet_hours", mode="before"
+    )
     @classmethod
     def _split_groups(cls, value: object) -> object:
         if isinstance(value, str):

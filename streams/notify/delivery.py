@@ -1,6 +1,13 @@
-"""What one route does with one record: filter, noise control, delivery with retries, and the
-dead-letter topic when delivery keeps failing (module docstring of
-phaseflow.streams.notify.service)."""
+"""What one route does with one record: filter, quiet hours, noise control, delivery with
+retries, and the dead-letter topic when delivery keeps failing (module docstring of
+phaseflow.streams.notify.service).
+
+During the route's quiet hours an alert below ``critical`` is held, one per alert key (the
+latest, at the highest severity seen), and delivered on its own when the quiet hours end, as if
+it had just arrived: one message per key keeps PagerDuty's ``dedup_key`` and the later resolve
+working, where one digest message could not be resolved. A resolve cancels the held alert of its
+key. Held alerts live in memory: a worker stopped during quiet hours logs how many it drops.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.notify import notices
 from phaseflow.streams.notify.noise import NoiseControl
 from phaseflow.streams.notify.notices import Notice
-from phaseflow.streams.notify.routes import RouteFilter
+from phaseflow.streams.notify.quiet import QuietHours
+from phaseflow.streams.notify.routes import SEVERITY_RANK, RouteFilter
 from phaseflow.streams.notify.senders import DeliveryError, Sender
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,8 @@ log = logging.getLogger(__name__)
 #: Sends a dead letter (key, encoded DeadLetter) to the dead-letter topic.
 DeadLetterSink = Callable[[str, bytes], Awaitable[None]]
 _MAX_BACKOFF_SECONDS: Final = 60.0
+#: Passes through quiet hours: it needs someone now.
+_URGENT: Final = "critical"
 
 
 class RouteDelivery:
@@ -45,6 +55,7 @@ class RouteDelivery:
         clock: Clock,
         outcomes: Counter,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        quiet_hours: QuietHours | None = None,
     ) -> None:
         self.route = route
         self.sender = sender
@@ -60,6 +71,10 @@ class RouteDelivery:
         )
         self._triggers_topic = settings.topic(TopicName.PHASE_TRIGGERS)
         self._problem: str | None = sender.problem()
+        self._quiet_hours = quiet_hours
+        #: Alert key -> the alert held during quiet hours and the record it came from (for the
+        #: dead-letter topic should its delayed delivery fail).
+        self._held: dict[str, tuple[Notice, ConsumerRecord[bytes, bytes]]] = {}
 
     def problem(self) -> str | None:
         """Why this route cannot deliver (configuration, a permanent failure), or None."""
@@ -79,28 +94,82 @@ class RouteDelivery:
             ):
                 self._outcomes.labels(self.route, "filtered").inc()
                 continue
-            verdict = self._noise.verdict(notice, self._clock.now())
-            if verdict != "send":
-                self._outcomes.labels(self.route, verdict).inc()
+            if notice.action == "resolve" and self._held.pop(notice.key, None) is not None:
+                # Never sent, so nothing to resolve at the receiver unless it was open before.
+                self._outcomes.labels(self.route, "held_cancelled").inc()
+            elif self._hold(notice, record):
                 continue
-            failure = await self._deliver(notice)
-            if failure is None:
-                self._noise.sent(notice, self._clock.now())
-                continue
-            if record.topic == self._triggers_topic:
-                # A replayed trigger would start the phase again downstream: never dead-letter
-                # one. The alert stays open at the receiver; said loudly, counted.
-                self._outcomes.labels(self.route, "resolve_not_sent").inc()
-                log.error(
-                    "notifier route %s: the resolve of %s was not sent (%s); resolve it by hand",
-                    self.route,
-                    notice.key,
-                    failure,
-                )
-                continue
-            await self._to_dead_letters(
-                record, str(failure), "NotifierDeliveryFailed", failure.attempts
+            await self._send(notice, record)
+
+    async def release_held(self) -> None:
+        """Once the quiet hours are over: deliver every held alert, oldest first."""
+        if not self._held or self._quiet_now():
+            return
+        log.info(
+            "notifier route %s: quiet hours over, sending %d held alert(s)",
+            self.route,
+            len(self._held),
+        )
+        for key, (notice, record) in sorted(self._held.items(), key=lambda item: item[1][0].at):
+            await self._send(notice, record)
+            # Only now: when the dead-letter topic is down _send raises, and what is still
+            # held is tried again on the next poll.
+            del self._held[key]
+
+    def held(self) -> int:
+        """How many alerts are held for the end of the quiet hours."""
+        return len(self._held)
+
+    def held_from(self, topic: str, partition: int) -> int | None:
+        """The lowest offset of a held record of that partition, which its committed offset
+        must not pass (so a restart reads the held alerts again); None when none is held."""
+        offsets = [
+            record.offset
+            for _, record in self._held.values()
+            if record.topic == topic and record.partition == partition
+        ]
+        return min(offsets, default=None)
+
+    def _quiet_now(self) -> bool:
+        return self._quiet_hours is not None and self._quiet_hours.active(self._clock.now())
+
+    def _hold(self, notice: Notice, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Hold ``notice`` when the route is quiet and it can wait; whether it was held."""
+        if notice.action != "trigger" or notice.severity == _URGENT or not self._quiet_now():
+            return False
+        previous = self._held.get(notice.key)
+        if (
+            previous is None
+            or SEVERITY_RANK[notice.severity] >= SEVERITY_RANK[previous[0].severity]
+        ):
+            self._held[notice.key] = (notice, record)
+        self._outcomes.labels(self.route, "held").inc()
+        return True
+
+    async def _send(self, notice: Notice, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Noise control, delivery, and the dead-letter topic when delivery fails."""
+        verdict = self._noise.verdict(notice, self._clock.now())
+        if verdict != "send":
+            self._outcomes.labels(self.route, verdict).inc()
+            return
+        failure = await self._deliver(notice)
+        if failure is None:
+            self._noise.sent(notice, self._clock.now())
+            return
+        if record.topic == self._triggers_topic:
+            # A replayed trigger would start the phase again downstream: never dead-letter
+            # one. The alert stays open at the receiver; said loudly, counted.
+            self._outcomes.labels(self.route, "resolve_not_sent").inc()
+            log.error(
+                "notifier route %s: the resolve of %s was not sent (%s); resolve it by hand",
+                self.route,
+                notice.key,
+                failure,
             )
+            return
+        await self._to_dead_letters(
+            record, str(failure), "NotifierDeliveryFailed", failure.attempts
+        )
 
     async def send_summary(self) -> None:
         """Send the summary of what the rate limit dropped, once there is room."""

@@ -20,6 +20,7 @@ from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.monitoring.install import monitoring_clock
 from phaseflow.streams.notify import formats
 from phaseflow.streams.notify.delivery import DeadLetterSink, RouteDelivery
+from phaseflow.streams.notify.quiet import parse_quiet_hours
 from phaseflow.streams.notify.routes import RouteConfigError, RouteFilter, parse_filters
 from phaseflow.streams.notify.senders import HttpSender, Sender, SmtpSender
 from phaseflow.streams.notify.service import RouteNotifier
@@ -92,6 +93,19 @@ def senders(settings: Settings) -> dict[str, Sender]:
     return found
 
 
+def check_unused(settings: Settings) -> None:
+    """With no destination set, routing settings would be ignored without a word: say so."""
+    for setting, value in (
+        ("PHASEFLOW_NOTIFY_ROUTES", settings.notify_routes),
+        ("PHASEFLOW_NOTIFY_QUIET_HOURS", settings.notify_quiet_hours),
+    ):
+        if value:
+            raise RouteConfigError(
+                f"{setting} is set but no notifier destination is (PHASEFLOW_NOTIFY_SLACK_URL, "
+                "_WEBHOOK_URL, _PAGERDUTY_ROUTING_KEY or _SMTP_URL; docs/alerting.md)"
+            )
+
+
 def build(
     settings: Settings,
     *,
@@ -102,17 +116,23 @@ def build(
     """The notifiers of every configured route; :class:`RouteConfigError` names a wrong
     setting (a filter for a route without destination, a bad filter entry)."""
     filters = parse_filters(settings.notify_routes)
+    quiet_hours = parse_quiet_hours(settings.notify_quiet_hours, settings.pipeline_timezone)
     found = senders(settings)
-    unset = sorted(set(filters) - set(found))
-    if unset:
-        raise RouteConfigError(
-            f"PHASEFLOW_NOTIFY_ROUTES names route(s) {', '.join(unset)} whose destination is "
-            "not set (docs/alerting.md)"
-        )
+    for setting, named in (
+        ("PHASEFLOW_NOTIFY_ROUTES", filters),
+        ("PHASEFLOW_NOTIFY_QUIET_HOURS", quiet_hours),
+    ):
+        unset = sorted(set(named) - set(found))
+        if unset:
+            raise RouteConfigError(
+                f"{setting} names route(s) {', '.join(unset)} whose destination is "
+                "not set (docs/alerting.md)"
+            )
     outcomes = Counter(
         "phaseflow_notifications",
         "Alerts per notifier route and outcome (sent_trigger, sent_resolve, sent_summary, "
-        "filtered, repeat, not_open, rate_limited, dead_lettered, resolve_not_sent).",
+        "filtered, held, held_cancelled, repeat, not_open, rate_limited, dead_lettered, "
+        "resolve_not_sent).",
         ["route", "outcome"],
         registry=registry,
     )
@@ -128,6 +148,7 @@ def build(
                     dead_letter=dead_letter,
                     clock=clock,
                     outcomes=outcomes,
+                    quiet_hours=quiet_hours.get(route),
                 ),
             )
             for route, sender in found.items()
@@ -139,6 +160,7 @@ def install(ctx: FeatureContext) -> Notifiers | None:
     """Run the configured routes in the worker (started with the app, stopped before its side
     producer); None when no route is configured."""
     if not senders(ctx.settings):
+        check_unused(ctx.settings)
         return None
 
     async def dead_letter(key: str, value: bytes) -> None:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
@@ -130,9 +130,24 @@ class RouteNotifier(AsyncService):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         consumer, self._consumer = self._consumer, None
+        if held := self._delivery.held():
+            # Their offsets are not committed: the next start reads them again.
+            log.warning(
+                "notifier route %s stops with %d alert(s) held for the end of its quiet hours; "
+                "not committed, they are read again at the next start",
+                self.route,
+                held,
+            )
         if consumer is not None:
             await consumer.stop()
             await self._delivery.sender.stop()
+
+    def _commit_to(self, partition: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> int:
+        """The offset to commit after ``record``: past it, unless an alert held for the end of
+        the quiet hours sits at or before it (held alerts must survive a restart)."""
+        held = self._delivery.held_from(partition.topic, partition.partition)
+        after: int = record.offset + 1
+        return after if held is None else min(after, held)
 
     def assigned(self) -> set[TopicPartition]:
         """The partitions this worker holds in the route's group (empty before the join)."""
@@ -146,7 +161,14 @@ class RouteNotifier(AsyncService):
                 for partition, records in batches.items():
                     for record in records:
                         await self._delivery.handle(record)
-                        await consumer.commit({partition: record.offset + 1})
+                        await consumer.commit({partition: self._commit_to(partition, record)})
+                held_before = self._delivery.held()
+                await self._delivery.release_held()
+                if held_before and not self._delivery.held():
+                    # Everything held is delivered: the commits it held back catch up.
+                    await consumer.commit(
+                        {tp: await consumer.position(tp) for tp in consumer.assignment()}
+                    )
                 await self._delivery.send_summary()
             except asyncio.CancelledError:
                 raise
