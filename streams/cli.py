@@ -325,7 +325,8 @@ def _audited_arguments(args: argparse.Namespace) -> dict[str, str] | None:
             phase=args.phase,
             processor=args.processor,
             attempt=args.attempt,
-            follow=args.phase_timeout if not args.no_follow else "no",
+            # Following later phases is what a rerun of every gated phase does, and only that.
+            follow=None if args.phase is not None or args.processor else _follow(args),
         )
     if args.command == "dlq" and args.dlq_command == "replay":
         return _present(
@@ -336,6 +337,10 @@ def _audited_arguments(args: argparse.Namespace) -> dict[str, str] | None:
             force=args.force,
         )
     return None
+
+
+def _follow(args: argparse.Namespace) -> str:
+    return "no" if args.no_follow else f"{args.phase_timeout:g} min per phase"
 
 
 def _present(**values: object) -> dict[str, str]:

@@ -167,7 +167,26 @@ COMMANDS: list[Case] = [
         "phaseflow.streams.rerun",
         "run_rerun",
         "cli rerun",
-        {"game_date": "2026-03-10", "phase": "3", "attempt": "2", "follow": "60.0"},
+        {"game_date": "2026-03-10", "phase": "3", "attempt": "2"},
+    ),
+    Case(
+        ["rerun", "--date", "2026-03-01", "--to", "2026-03-02", "--actor", "alice"],
+        "phaseflow.streams.rerun",
+        "run_rerun",
+        "cli rerun",
+        {
+            "game_date": "2026-03-01",
+            "to": "2026-03-02",
+            "attempt": "1",
+            "follow": "60 min per phase",
+        },
+    ),
+    Case(
+        ["rerun", "--date", "2026-03-01", "--no-follow", "--actor", "alice"],
+        "phaseflow.streams.rerun",
+        "run_rerun",
+        "cli rerun",
+        {"game_date": "2026-03-01", "attempt": "1", "follow": "no"},
     ),
     Case(
         ["dlq", "replay", "--reason", "not_json", "--limit", "5", "--actor", "alice"],
