@@ -246,10 +246,12 @@ def _check_json(args: argparse.Namespace) -> None:
 
 
 def _broker_needed(args: argparse.Namespace) -> bool:
-    """Commands that talk to Kafka at once; ``publish`` checks its input first itself."""
+    """Commands that talk to Kafka at once; ``publish`` checks its input first itself. ``seed``
+    writes to BigQuery only, but its audit record goes to Kafka: better not to start seeding
+    when the record cannot be written (streams/cli_audit.py)."""
     if args.command == "rerun":
         return not args.dry_run
-    return args.command in {"topics", "predict", "lag", "dlq", "tail"}
+    return args.command in {"topics", "predict", "lag", "dlq", "tail", "seed"}
 
 
 def _require_services(args: argparse.Namespace, settings: Settings) -> None:

@@ -268,3 +268,28 @@ def test_an_unwritable_trail_fails_the_command(
     [line] = capsys.readouterr().err.splitlines()
     assert "audit record was not written" in line
     assert "(TimeoutError)" in line
+
+
+def test_an_interrupted_action_is_recorded_then_raised() -> None:
+    publisher = RecordingPublisher()
+
+    def action() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_audited(
+            action,
+            command="dlq replay",
+            arguments={},
+            actor="bob",
+            writer=publisher_writer(publisher),
+            clock=ManualClock(NOW),
+            host="h",
+        )
+    assert records(publisher)[0].summary == {"outcome": "failed: KeyboardInterrupt"}
+
+
+def test_seed_checks_the_broker_first_its_audit_record_goes_there() -> None:
+    parse = cli._parser().parse_args
+    assert cli._broker_needed(parse(["seed", "--date", "2026-03-10"]))
+    assert not cli._broker_needed(parse(["rerun", "--date", "2026-03-10", "--dry-run"]))
