@@ -5,6 +5,9 @@ body) is published to ``{prefix}.audit`` (keyed by key id, kept 90 days) *before
 if the record cannot be written, the call is refused with 503, so nothing happens unaudited.
 The body is recorded as its sha256 digest only: bodies may be large, and the trail must not
 become a second copy of the data.
+
+Operator actions on the command line write the same record *after* acting, with the outcome in
+``summary`` (key id ``cli:{actor}``, client the host; phaseflow.streams.cli_audit).
 """
 
 from __future__ import annotations

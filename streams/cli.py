@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait for the phase-5 completion"
     )
+    for command in (seed, predict):
+        _add_actor(command)
     lag = commands.add_parser("lag", help="consumer lag per group/topic/partition, with status")
     lag.add_argument(
         "--group",
@@ -153,6 +155,12 @@ def _add_tail_command(commands: Any) -> None:
     )
 
 
+def _add_actor(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--actor", default=None, help="who acts, for the audit trail (default: the OS user)"
+    )
+
+
 def _add_json(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--json", action="store_true", help="print one JSON document (errors stay on stderr)"
@@ -179,6 +187,7 @@ def _add_operations_commands(commands: Any) -> None:
     rerun.add_argument("--attempt", type=int, default=1, help="ask again on purpose: 2, 3, ...")
     rerun.add_argument("--dry-run", action="store_true", help="show the requests, send none")
     _add_json(rerun)
+    _add_actor(rerun)
     rerun.add_argument(
         "--phase-timeout",
         type=float,
@@ -207,6 +216,7 @@ def _add_operations_commands(commands: Any) -> None:
                 help="also send letters already replayed and replays that failed again "
                 "(one per lineage)",
             )
+            _add_actor(sub)
         else:
             sub.add_argument(
                 "--full", action="store_true", help="whole error text and each letter's lineage"
@@ -236,10 +246,12 @@ def _check_json(args: argparse.Namespace) -> None:
 
 
 def _broker_needed(args: argparse.Namespace) -> bool:
-    """Commands that talk to Kafka at once; ``publish`` checks its input first itself."""
+    """Commands that talk to Kafka at once; ``publish`` checks its input first itself. ``seed``
+    writes to BigQuery only, but its audit record goes to Kafka: better not to start seeding
+    when the record cannot be written (streams/cli_audit.py)."""
     if args.command == "rerun":
         return not args.dry_run
-    return args.command in {"topics", "predict", "lag", "dlq", "tail"}
+    return args.command in {"topics", "predict", "lag", "dlq", "tail", "seed"}
 
 
 def _require_services(args: argparse.Namespace, settings: Settings) -> None:
@@ -266,8 +278,9 @@ def _require_local_extra() -> None:
         )
 
 
-def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0911
-    """Run the parsed command (one return per command)."""
+def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:
+    """Check the environment and arguments, load the settings, run the command (audited when it
+    is an operator action, see streams/cli_audit.py)."""
     check_settings_environment()  # the registry check too: a stray variable is a typo anyway
     _check_json(args)
     if args.command == "registry":
@@ -282,6 +295,62 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:  # noqa: PLR0
         level="WARNING" if args.command == "demo" else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    arguments = _audited_arguments(args)
+    if arguments is None:
+        return _dispatch(args, settings)
+    from phaseflow.streams.cli_audit import operator_actor, run_audited, side_producer_writer
+
+    command = " ".join(part for part in (args.command, getattr(args, "dlq_command", None)) if part)
+    return run_audited(
+        lambda: _dispatch(args, settings),
+        command=command,
+        arguments=arguments,
+        actor=operator_actor(args.actor),
+        writer=side_producer_writer(settings),
+    )
+
+
+def _audited_arguments(args: argparse.Namespace) -> dict[str, str] | None:
+    """The key arguments of an operator action for its audit record, or None when the command
+    changes nothing (reads, dry runs) and is not audited. Only options named here are recorded:
+    nothing from the environment, so no secret can reach the trail."""
+    if getattr(args, "dry_run", False):
+        return None
+    if args.command == "seed":
+        return {"game_date": args.date, "players": str(args.players)}
+    if args.command == "predict":
+        return {"game_date": args.date, "batch_id": args.batch_id or "", "wait": str(args.wait)}
+    if args.command == "rerun":
+        return _present(
+            game_date=args.date,
+            to=args.to,
+            phase=args.phase,
+            processor=args.processor,
+            attempt=args.attempt,
+            # Following later phases is what a rerun of every gated phase does, and only that.
+            follow=None if args.phase is not None or args.processor else _follow(args),
+        )
+    if args.command == "dlq" and args.dlq_command == "replay":
+        return _present(
+            topic=args.topic,
+            reason=args.reason,
+            older_than=args.older_than,
+            limit=args.limit,
+            force=args.force,
+        )
+    return None
+
+
+def _follow(args: argparse.Namespace) -> str:
+    return "no" if args.no_follow else f"{args.phase_timeout:g} min per phase"
+
+
+def _present(**values: object) -> dict[str, str]:
+    return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911
+    """Run the parsed command (one return per command)."""
     if args.command == "worker":
         from phaseflow.streams.worker import run_worker
 
