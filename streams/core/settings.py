@@ -1,4 +1,8 @@
-"""The one settings object. Every field is read from ``PHASEFLOW_<FIELD>`` and nowhere else."""
+"""The one settings object. Every field is read from ``PHASEFLOW_<FIELD>`` and nowhere else.
+
+Longer than ~400 lines on purpose: it is the single declaration of every setting, each with
+its description (docs/settings.md is generated from it); splitting it by group would make two
+places to look for one frozen object."""
 
 from __future__ import annotations
 
