@@ -16,6 +16,7 @@ from phaseflow.agents.readiness_state import PhaseState, ReadinessTick, TickKind
 from phaseflow.agents.readiness_store import ReadinessStore
 from phaseflow.agents.rearm import refire_due
 from phaseflow.agents.retention import Retention
+from phaseflow.agents.rules import evaluate_ready
 from phaseflow.agents.sla import SlaWatch
 from phaseflow.agents.stalls import is_declared, stall_due
 from phaseflow.models.codec import encode
@@ -93,7 +94,8 @@ class TickSchedule:
     ) -> list[TickKind]:
         """What one declared, live state asks the timer for."""
         kinds: list[TickKind] = []
-        if state.registry_digest != self._store.digest:
+        expected = self._registry.phase(state.phase).expected_processors(state.game_date, today)
+        if state.registry_digest != self._store.digest or self._ready_but_unfired(state, expected):
             kinds.append("evaluate")
         if (state.deadline_at is not None and state.deadline_at <= now) or refire_due(state, now):
             kinds.append("deadline")
@@ -101,10 +103,23 @@ class TickSchedule:
             kinds.append("rerun")
         if state.game_date >= lookback and self._cleanup.due(state, now):
             kinds.append("cleanup")
-        expected = self._registry.phase(state.phase).expected_processors(state.game_date, today)
         if stall_due(self._registry, state, expected, now):
             kinds.append("stall")
         return kinds
+
+    def _ready_but_unfired(self, state: PhaseState, expected: frozenset[str]) -> bool:
+        """A free, gated phase whose ready rule holds but that has no trigger: its completion
+        was recorded while the trigger was lost (a crash between the state write and the send,
+        or a commit that split them), and a replayed completion is dropped as a duplicate. The
+        next tick fires it instead of the stall alert hours later."""
+        spec = self._registry.phase(state.phase)
+        if state.trigger is not None or not spec.gated or state.gate_rejected_id is not None:
+            return False
+        if not self._registry.has_phase(state.phase + 1):
+            return False
+        if self._store.blocked_by(state) is not None:
+            return False
+        return evaluate_ready(spec, state, expected) is not None
 
     async def send_due(self, publisher: Publisher, orphans_reported: set[str]) -> int:
         """The timer's job: send every due tick to the partition that owns its date."""
