@@ -46,24 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from namespace_imports import _tidy  # noqa: E402
 
-#: old field -> new field (the variable is ``PHASEFLOW_`` + the upper-cased field). Keep in
-#: step with ``RENAMED`` in streams/core/env_check.py, which tells a user setting an old
-#: variable its new name (tests/unit/test_env_check.py checks the two agree).
-RENAMES: dict[str, str] = {
-    # Kafka: topics phaseflow creates, consumer-group timing, commits, producers
-    "topic_partitions": "kafka_topic_partitions",
-    "topic_replication_factor": "kafka_topic_replication_factor",
-    "producer_idempotence": "kafka_producer_idempotence",
-    "broker_session_timeout_seconds": "kafka_session_timeout_seconds",
-    "broker_heartbeat_interval_seconds": "kafka_heartbeat_interval_seconds",
-    "commit_interval_seconds": "kafka_commit_interval_seconds",
-    # consumer lag
-    "ready_max_lag_messages": "lag_ready_max_messages",
-    # predictions
-    "coordinator_tick_seconds": "prediction_coordinator_tick_seconds",
-    # the HTTP API
-    "rate_limit_per_minute": "web_rate_limit_per_minute",
-}
+from phaseflow.streams.core.env_check import RENAMED  # noqa: E402
+
+#: old field -> new field (the variable is ``PHASEFLOW_`` + the upper-cased field): the table
+#: streams/core/env_check.py uses to tell a user setting an old variable its new name.
+RENAMES: dict[str, str] = dict(RENAMED)
 #: Settings other branches are adding now, renamed when they are merged and this script is run
 #: again (a no-op before). Never released under the old name, so streams/core/env_check.py
 #: does not list them.

@@ -21,8 +21,8 @@ from typing import Final
 
 from phaseflow.streams.core.broker_connection import ENV_PREFIX
 
-#: Old field -> new field, from the grouping by prefix (scripts/rename_settings.py holds the
-#: same table and rewrites the code; tests/unit/test_env_check.py checks the two agree).
+#: Old field -> new field, from the grouping by prefix (scripts/rename_settings.py rewrites the
+#: code from this same table).
 RENAMED: Final[Mapping[str, str]] = {
     "topic_partitions": "kafka_topic_partitions",
     "topic_replication_factor": "kafka_topic_replication_factor",
