@@ -52,6 +52,14 @@ class Settings(BrokerConnectionSettings):
     lag_ready_max_messages: int = Field(
         10_000, ge=0, description="`GET /ready` answers 503 when consumer lag exceeds this."
     )
+    lag_burrow_cluster: str = Field(
+        "local",
+        min_length=1,
+        description=(
+            "Cluster name of the Burrow-compatible endpoints (`/v3/kafka/{cluster}/...`); "
+            "Burrow's own example config calls its cluster `local`."
+        ),
+    )
     bigquery_project: str = Field("phaseflow-local", description="BigQuery project id.")
     bigquery_dataset: str = Field("nba_predictions", description="BigQuery dataset.")
     bigquery_endpoint: str | None = Field(

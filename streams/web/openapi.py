@@ -80,6 +80,167 @@ def _completion_schema() -> dict[str, Any]:
     return schema
 
 
+def _burrow_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/Burrow{name}"}
+
+
+def _burrow_schemas() -> dict[str, Any]:
+    """Burrow's v3 shapes (linkedin/Burrow core/protocol/evaluator.go, storage.go,
+    core/internal/httpserver/structs.go), as phaseflow.streams.web.burrow fills them."""
+    nullable_offset = {"oneOf": [_burrow_ref("ConsumerOffset"), {"type": "null"}]}
+    partition = {
+        "type": "object",
+        "required": [
+            "topic",
+            "partition",
+            "owner",
+            "client_id",
+            "status",
+            "start",
+            "end",
+            "current_lag",
+            "complete",
+        ],
+        "properties": {
+            "topic": {"type": "string"},
+            "partition": {"type": "integer"},
+            "owner": {"type": "string"},
+            "client_id": {"type": "string"},
+            "status": {"enum": ["OK", "WARN", "STOP", "STALL", "REWIND"]},
+            "start": nullable_offset,
+            "end": nullable_offset,
+            "current_lag": {"type": "integer", "minimum": 0},
+            "complete": {"type": "number"},
+        },
+    }
+    group = {
+        "type": "object",
+        "required": [
+            "cluster",
+            "group",
+            "status",
+            "complete",
+            "partitions",
+            "partition_count",
+            "maxlag",
+            "totallag",
+        ],
+        "properties": {
+            "cluster": {"type": "string"},
+            "group": {"type": "string"},
+            "status": {"enum": ["NOTFOUND", "OK", "WARN", "ERR"]},
+            "complete": {"type": "number"},
+            "partitions": {"type": "array", "items": _burrow_ref("PartitionStatus")},
+            "partition_count": {"type": "integer"},
+            "maxlag": {"oneOf": [_burrow_ref("PartitionStatus"), {"type": "null"}]},
+            "totallag": {"type": "integer", "minimum": 0},
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["url", "host"],
+        "properties": {"url": {"type": "string"}, "host": {"type": "string"}},
+    }
+
+    def envelope(member: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["error", "message", member, "request"],
+            "properties": {
+                "error": {"type": "boolean"},
+                "message": {"type": "string"},
+                member: schema,
+                "request": _burrow_ref("Request"),
+            },
+        }
+
+    names = {"type": "array", "items": {"type": "string"}}
+    return {
+        "BurrowConsumerOffset": {
+            "type": "object",
+            "required": ["offset", "timestamp", "observedAt", "lag"],
+            "properties": {
+                "offset": {"type": "integer"},
+                "timestamp": {"type": "integer", "description": "Epoch milliseconds."},
+                "observedAt": {"type": "integer", "description": "Epoch milliseconds."},
+                "lag": {"type": ["integer", "null"]},
+            },
+        },
+        "BurrowPartitionStatus": partition,
+        "BurrowConsumerGroupStatus": group,
+        "BurrowRequest": request,
+        "BurrowConsumerStatusResponse": envelope("status", _burrow_ref("ConsumerGroupStatus")),
+        "BurrowClusterList": envelope("clusters", names),
+        "BurrowConsumerList": envelope("consumers", names),
+        "BurrowError": {
+            "type": "object",
+            "required": ["error", "message", "request"],
+            "properties": {
+                "error": {"type": "boolean"},
+                "message": {"type": "string"},
+                "request": _burrow_ref("Request"),
+            },
+        },
+    }
+
+
+def _burrow_paths() -> dict[str, Any]:
+    cluster = {
+        "name": "cluster",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "`PHASEFLOW_LAG_BURROW_CLUSTER`; another name is not found (404).",
+    }
+    group = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
+    unavailable = _errors(503)
+
+    def group_path(summary: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "summary": summary,
+                "parameters": [cluster, group],
+                "responses": {
+                    "200": _json(_burrow_ref("ConsumerStatusResponse"), "Group status."),
+                    "404": _json(
+                        _burrow_ref("ConsumerStatusResponse"),
+                        "Group (or cluster) not known: status NOTFOUND, Burrow's 404.",
+                    ),
+                    **unavailable,
+                },
+            }
+        }
+
+    return {
+        "/v3/kafka": {
+            "get": {
+                "summary": "Burrow-compatible: the cluster list (this deployment's one name).",
+                "responses": {
+                    "200": _json(_burrow_ref("ClusterList"), "Cluster list."),
+                    **unavailable,
+                },
+            }
+        },
+        "/v3/kafka/{cluster}/consumer": {
+            "get": {
+                "summary": "Burrow-compatible: the consumer groups the lag monitor has data for.",
+                "parameters": [cluster],
+                "responses": {
+                    "200": _json(_burrow_ref("ConsumerList"), "Consumer list."),
+                    "404": _json(_burrow_ref("Error"), "Cluster not found."),
+                    **unavailable,
+                },
+            }
+        },
+        "/v3/kafka/{cluster}/consumer/{group}/lag": group_path(
+            "Burrow-compatible: a group's status with every partition."
+        ),
+        "/v3/kafka/{cluster}/consumer/{group}/status": group_path(
+            "Burrow-compatible: a group's status with the partitions that are not OK."
+        ),
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (built once; treat it as read-only)."""
@@ -161,6 +322,7 @@ def openapi_document() -> dict[str, Any]:
             "/": page_path,
             "/lag": _open("Consumer lag per partition.", "Lag.", 503),
             "/openapi.json": _open("This document.", "OpenAPI 3.1 document."),
+            **_burrow_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -188,6 +350,7 @@ def openapi_document() -> dict[str, Any]:
                     "additionalProperties": False,
                     "properties": {"game_date": date, "batch_id": {"type": "string"}},
                 },
+                **_burrow_schemas(),
                 "Error": {
                     "type": "object",
                     "required": ["error", "field"],

@@ -9,6 +9,7 @@ they read the worker's state through its typed facade (``api.state``), never a F
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Final
@@ -21,6 +22,8 @@ from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion, RerunRequest
 from phaseflow.streams.core.metrics import CONTENT_TYPE_LATEST
 from phaseflow.streams.core.topics import TopicName
+from phaseflow.streams.monitoring.lag import LagRow
+from phaseflow.streams.web import burrow
 from phaseflow.streams.web.api import GAME_DATE, HttpApi
 from phaseflow.streams.web.bodies import CoordinatorBody, RerunBody
 from phaseflow.streams.web.dependency_errors import dependency_failure
@@ -97,6 +100,57 @@ class LagView(ApiView):
             for (topic, partition), lag in sorted(snapshot.items())
         ]
         return json_response({"total": sum(snapshot.values()), "partitions": partitions})
+
+
+# --- Burrow-compatible reads (phaseflow.streams.web.burrow) ------------------------------------
+
+
+class _BurrowView(ApiView):
+    """Burrow's v3 answers; 503 (phaseflow's error shape) without a lag monitor."""
+
+    def rows(self) -> list[LagRow]:
+        rows = self.api.state.lag_rows()
+        if rows is None:
+            raise HttpError(error_response(503, "no lag monitor is installed in this worker"))
+        return rows
+
+
+class BurrowClustersView(_BurrowView):
+    async def get(self, request: web.Request) -> web.Response:
+        self.rows()
+        cluster = self.api.state.burrow_cluster()
+        return json_response(burrow.cluster_list(cluster, request.path, socket.gethostname()))
+
+
+class BurrowConsumersView(_BurrowView):
+    async def get(self, request: web.Request, cluster: str) -> web.Response:
+        rows, host = self.rows(), socket.gethostname()
+        if cluster != self.api.state.burrow_cluster():
+            return json_response(burrow.error_body("cluster not found", request.path, host), 404)
+        groups = (row.group for row in rows)
+        return json_response(burrow.consumer_list(groups, request.path, host))
+
+
+class _BurrowGroupView(_BurrowView):
+    #: Burrow's ``/lag`` shows every partition, its ``/status`` only those not OK.
+    show_all: ClassVar[bool]
+
+    async def get(self, request: web.Request, cluster: str, group: str) -> web.Response:
+        rows = self.rows()
+        if cluster == self.api.state.burrow_cluster():
+            status = burrow.consumer_status(cluster, group, rows, show_all=self.show_all)
+        else:
+            status = burrow.not_found(cluster, group)
+        code, body = burrow.status_response(status, request.path, socket.gethostname())
+        return json_response(body, code)
+
+
+class BurrowGroupLagView(_BurrowGroupView):
+    show_all = True
+
+
+class BurrowGroupStatusView(_BurrowGroupView):
+    show_all = False
 
 
 class StatusView(ApiView):
@@ -257,4 +311,8 @@ ROUTES: Final[tuple[tuple[str, type[ApiView]], ...]] = (
     ("/", StatusPageView),
     ("/lag", LagView),
     ("/openapi.json", OpenApiView),
+    ("/v3/kafka", BurrowClustersView),
+    ("/v3/kafka/{cluster}/consumer", BurrowConsumersView),
+    ("/v3/kafka/{cluster}/consumer/{group}/lag", BurrowGroupLagView),
+    ("/v3/kafka/{cluster}/consumer/{group}/status", BurrowGroupStatusView),
 )

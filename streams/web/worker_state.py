@@ -17,6 +17,7 @@ from phaseflow.streams.core.deployment import identity_summary
 from phaseflow.streams.core.metrics import LagSnapshot
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.delivery import Delivery
+from phaseflow.streams.monitoring.lag import LagRow
 from phaseflow.streams.web.phase_status import PhaseStates
 from phaseflow.streams.web.status_summary import AlertSource, DeadLetterSource, LagHistorySource
 
@@ -69,6 +70,16 @@ class WorkerState:
         """One line per notifier route that cannot deliver (none without notifiers)."""
         notifiers = self._components.notifiers
         return [] if notifiers is None else notifiers.problems()
+
+    def lag_rows(self) -> list[LagRow] | None:
+        """Every watched group's partitions as of the monitor's last round; None without a
+        lag monitor."""
+        monitor = self._components.lag_monitor
+        return None if monitor is None else monitor.rows()
+
+    def burrow_cluster(self) -> str:
+        """The cluster name of the Burrow-compatible endpoints."""
+        return self._settings.lag_burrow_cluster
 
     @property
     def lag_history(self) -> LagHistorySource | None:
