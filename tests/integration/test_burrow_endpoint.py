@@ -1,0 +1,188 @@
+"""The Burrow-compatible endpoints of a real worker on the session broker (Apache Kafka with
+PHASEFLOW_TEST_BROKER=kafka): a slow group that keeps committing (lag, OK) and a group that
+stopped (STOP, group ERR), both answered in Burrow's schema (tests/support/burrow_schema.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import TopicPartition
+
+from phaseflow.streams.core import kafka_clients
+from phaseflow.streams.core.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
+from phaseflow.streams.local.worker_process import WorkerProcess
+from tests.fixtures.brokers import Broker
+from tests.support import burrow_schema
+from tests.support.burrow_schema import mismatches
+
+CLUSTER = "it-cluster"
+WINDOW = 4.0
+TIMEOUT = 90.0
+SLOW_RECORDS = 900  # below the 1000-record WARN threshold
+
+
+async def _produce(broker: Broker, topic: str, count: int) -> None:
+    producer = kafka_clients.producer(KafkaEndpoint(broker.bootstrap), enable_idempotence=False)
+    await producer.start()
+    try:
+        for i in range(count):
+            await producer.send(topic, b"v%d" % i, partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _commit_once(broker: Broker, group: str, tp: TopicPartition, offset: int) -> None:
+    """A member commits ``offset`` once, then goes away (a consumer that died)."""
+    member = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap), group_id=group, enable_auto_commit=False
+    )
+    await member.start()
+    try:
+        member.assign([tp])
+        await member.commit({tp: offset})
+    finally:
+        await member.stop()
+
+
+async def _commit_slowly(broker: Broker, group: str, tp: TopicPartition, done: list[int]) -> None:
+    """A consumer far behind that keeps going: one more offset every 0.1 s (a STALL would
+    need three samples, 1.5 s, without one)."""
+    member = kafka_clients.consumer(
+        KafkaEndpoint(broker.bootstrap), group_id=group, enable_auto_commit=False
+    )
+    await member.start()
+    try:
+        member.assign([tp])
+        for offset in range(1, SLOW_RECORDS):
+            await member.commit({tp: offset})
+            done.append(offset)
+            await asyncio.sleep(0.1)
+    finally:
+        await member.stop()
+
+
+async def _get(session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
+    async with session.get(path) as response:
+        assert response.content_type == "application/json", path
+        return response.status, await response.json()
+
+
+async def _until_stop(session: aiohttp.ClientSession, path: str) -> Any:
+    """Poll the group's ``/lag`` until its partition is STOP (a STALL comes first: the same
+    offset over three samples); the body of that answer."""
+    deadline = time.monotonic() + TIMEOUT
+    seen: list[tuple[int, str, list[str]]] = []
+    while time.monotonic() < deadline:
+        code, body = await _get(session, path)
+        partitions = [p["status"] for p in body["status"]["partitions"]]
+        seen.append((code, body["status"]["status"], partitions))
+        if partitions == ["STOP"]:
+            assert code == 200
+            return body
+        await asyncio.sleep(0.5)
+    pytest.fail(f"{path} never showed STOP within {TIMEOUT} s; last answers {seen[-5:]}")
+
+
+async def _check_lists_and_not_found(
+    session: aiohttp.ClientSession, base: str, groups: set[str], prefix: str
+) -> None:
+    """The consumer and cluster lists, and Burrow's not-found answers."""
+    code, body = await _get(session, base)
+    assert code == 200
+    assert mismatches(body, burrow_schema.CONSUMER_LIST_RESPONSE) == []
+    assert groups <= set(body["consumers"])
+    code, body = await _get(session, "/v3/kafka")
+    assert (code, body["clusters"]) == (200, [CLUSTER])
+    assert mismatches(body, burrow_schema.CLUSTER_LIST_RESPONSE) == []
+    code, body = await _get(session, f"{base}/{prefix}.nobody/lag")
+    assert (code, body["status"]["status"]) == (404, "NOTFOUND")
+    assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+    code, body = await _get(session, f"/v3/kafka/other/consumer/{next(iter(groups))}/lag")
+    assert (code, body["status"]["status"]) == (404, "NOTFOUND")
+    code, body = await _get(session, "/v3/kafka/other/consumer")
+    assert (code, body["error"], body["message"]) == (404, True, "cluster not found")
+    assert mismatches(body, burrow_schema.ERROR_RESPONSE) == []
+
+
+async def test_a_worker_answers_burrows_lag_for_a_slow_and_a_stopped_group(
+    broker: Broker,
+    unique_prefix: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client_for: Callable[[Settings], aiohttp.ClientSession],
+) -> None:
+    if broker.kind != "kafka":
+        pytest.skip(f"STOP from commit times needs __consumer_offsets; broker is '{broker.kind}'")
+    settings = make_settings(
+        lag_window_seconds=WINDOW, lag_sample_interval_seconds=0.5, lag_burrow_cluster=CLUSTER
+    )
+    await ensure_topics(settings)
+    worker = start_worker(settings)
+    await asyncio.to_thread(worker.wait_ready, 120.0)
+    session = client_for(settings)
+
+    slow, stopped = f"{unique_prefix}.slow", f"{unique_prefix}.stopped"
+    slow_tp = TopicPartition(f"{unique_prefix}.slow-events", 0)
+    stopped_tp = TopicPartition(f"{unique_prefix}.stopped-events", 0)
+    await _produce(broker, slow_tp.topic, SLOW_RECORDS)
+    await _produce(broker, stopped_tp.topic, 10)
+    before_commit = time.time()
+    await _commit_once(broker, stopped, stopped_tp, 4)
+    after_commit = time.time()
+    slow_commits: list[int] = []
+    committer = asyncio.create_task(_commit_slowly(broker, slow, slow_tp, slow_commits))
+    try:
+        base = f"/v3/kafka/{CLUSTER}/consumer"
+        body = await _until_stop(session, f"{base}/{stopped}/lag")
+        assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+        status = body["status"]
+        assert (status["cluster"], status["group"], status["status"]) == (CLUSTER, stopped, "ERR")
+        assert body["request"]["url"] == f"{base}/{stopped}/lag"
+        [partition] = status["partitions"]
+        assert partition["topic"] == stopped_tp.topic
+        assert (partition["current_lag"], partition["end"]["offset"]) == (6, 4)
+        # The commit's own time, read from __consumer_offsets (ms, as Burrow's).
+        committed_ms = partition["end"]["timestamp"]
+        assert before_commit * 1000 - 1000 <= committed_ms <= after_commit * 1000 + 1000
+        assert (status["totallag"], status["partition_count"], status["maxlag"]) == (
+            6,
+            1,
+            partition,
+        )
+
+        # Meanwhile the slow group kept committing: behind, and OK.
+        code, body = await _get(session, f"{base}/{slow}/lag")
+        assert code == 200
+        assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+        assert not committer.done(), "the slow consumer ran out of records"
+        status = body["status"]
+        [partition] = status["partitions"]
+        assert (status["status"], partition["status"]) == ("OK", "OK")
+        offset = partition["end"]["offset"]
+        assert 0 < offset <= slow_commits[-1]
+        assert partition["current_lag"] == SLOW_RECORDS - offset == status["totallag"]
+
+        # /status: only the partitions that are not OK.
+        code, body = await _get(session, f"{base}/{slow}/status")
+        assert (code, body["status"]["partitions"], body["status"]["partition_count"]) == (
+            200,
+            [],
+            1,
+        )
+        code, body = await _get(session, f"{base}/{stopped}/status")
+        assert [p["status"] for p in body["status"]["partitions"]] == ["STOP"]
+
+        await _check_lists_and_not_found(session, base, {slow, stopped}, unique_prefix)
+    finally:
+        committer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await committer
