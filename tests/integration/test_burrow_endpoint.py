@@ -1,6 +1,7 @@
 """The Burrow-compatible endpoints of a real worker on the session broker (Apache Kafka with
-PHASEFLOW_TEST_BROKER=kafka): a slow group that keeps committing (lag, OK) and a group that
-stopped (STOP, group ERR), both answered in Burrow's schema (tests/support/burrow_schema.py)."""
+PHASEFLOW_TEST_BROKER=kafka): a slow group that keeps committing (lag, OK), a group that
+stopped (STOP, group ERR) and an idle exactly_once group (raw lag 1, the commit marker: OK),
+all answered in Burrow's schema (tests/support/burrow_schema.py)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,25 @@ async def _commit_slowly(broker: Broker, group: str, tp: TopicPartition, done: l
         await member.stop()
 
 
+async def _transactional_group(broker: Broker, prefix: str, group: str) -> TopicPartition:
+    """One record written in a transaction (offset 0, commit marker 1), and a group that
+    processed it and committed 1 once: raw lag 1 (the marker), effective lag 0."""
+    tp = TopicPartition(f"{prefix}.tx-events", 0)
+    producer = kafka_clients.producer(
+        KafkaEndpoint(broker.bootstrap),
+        transactional_id=f"{prefix}.producer",
+        enable_idempotence=True,
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send(tp.topic, b"only", partition=0)
+    finally:
+        await producer.stop()
+    await _commit_once(broker, group, tp, 1)
+    return tp
+
+
 async def _get(session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
     async with session.get(path) as response:
         assert response.content_type == "application/json", path
@@ -90,6 +110,18 @@ async def _until_stop(session: aiohttp.ClientSession, path: str) -> Any:
             return body
         await asyncio.sleep(0.5)
     pytest.fail(f"{path} never showed STOP within {TIMEOUT} s; last answers {seen[-5:]}")
+
+
+async def _check_slow(session: aiohttp.ClientSession, path: str, last_commit: int) -> None:
+    code, body = await _get(session, path)
+    assert code == 200
+    assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+    status = body["status"]
+    [partition] = status["partitions"]
+    assert (status["status"], partition["status"]) == ("OK", "OK")
+    offset = partition["end"]["offset"]
+    assert 0 < offset <= last_commit
+    assert partition["current_lag"] == SLOW_RECORDS - offset == status["totallag"]
 
 
 async def _check_lists_and_not_found(
@@ -113,7 +145,8 @@ async def _check_lists_and_not_found(
     assert mismatches(body, burrow_schema.ERROR_RESPONSE) == []
 
 
-async def test_a_worker_answers_burrows_lag_for_a_slow_and_a_stopped_group(
+@pytest.mark.transactions
+async def test_a_worker_answers_burrows_lag_for_slow_stopped_and_exactly_once_groups(
     broker: Broker,
     unique_prefix: str,
     make_settings: Callable[..., Settings],
@@ -135,6 +168,8 @@ async def test_a_worker_answers_burrows_lag_for_a_slow_and_a_stopped_group(
     stopped_tp = TopicPartition(f"{unique_prefix}.stopped-events", 0)
     await _produce(broker, slow_tp.topic, SLOW_RECORDS)
     await _produce(broker, stopped_tp.topic, 10)
+    exactly_once = f"{unique_prefix}.eos"
+    await _transactional_group(broker, unique_prefix, exactly_once)
     before_commit = time.time()
     await _commit_once(broker, stopped, stopped_tp, 4)
     after_commit = time.time()
@@ -160,16 +195,16 @@ async def test_a_worker_answers_burrows_lag_for_a_slow_and_a_stopped_group(
         )
 
         # Meanwhile the slow group kept committing: behind, and OK.
-        code, body = await _get(session, f"{base}/{slow}/lag")
-        assert code == 200
-        assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
         assert not committer.done(), "the slow consumer ran out of records"
-        status = body["status"]
-        [partition] = status["partitions"]
-        assert (status["status"], partition["status"]) == ("OK", "OK")
-        offset = partition["end"]["offset"]
-        assert 0 < offset <= slow_commits[-1]
-        assert partition["current_lag"] == SLOW_RECORDS - offset == status["totallag"]
+        await _check_slow(session, f"{base}/{slow}/lag", slow_commits[-1])
+
+        # Idle longer than the window at raw lag 1 (the commit marker): Burrow calls it ERR.
+        code, body = await _get(session, f"{base}/{exactly_once}/lag")
+        assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+        [partition] = body["status"]["partitions"]
+        assert (code, body["status"]["status"], body["status"]["totallag"]) == (200, "OK", 0)
+        assert (partition["status"], partition["current_lag"]) == ("OK", 0)
+        assert partition["end"]["offset"] == 1
 
         # /status: only the partitions that are not OK.
         code, body = await _get(session, f"{base}/{slow}/status")
