@@ -96,17 +96,23 @@ async def _get(session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
         return response.status, await response.json()
 
 
-async def _until_stop(session: aiohttp.ClientSession, path: str) -> Any:
+async def _until_stop(session: aiohttp.ClientSession, path: str, since: float) -> Any:
     """Poll the group's ``/lag`` until its partition is STOP (a STALL comes first: the same
-    offset over three samples); the body of that answer."""
+    offset over three samples); the body of that answer. Prints when each status was first
+    seen, in seconds after ``since`` (the commit; a measurement, not asserted)."""
     deadline = time.monotonic() + TIMEOUT
     seen: list[tuple[int, str, list[str]]] = []
+    first_seen: dict[str, float] = {}
     while time.monotonic() < deadline:
         code, body = await _get(session, path)
         partitions = [p["status"] for p in body["status"]["partitions"]]
         seen.append((code, body["status"]["status"], partitions))
+        for status in partitions:
+            first_seen.setdefault(status, time.time() - since)
         if partitions == ["STOP"]:
             assert code == 200
+            shown = ", ".join(f"{name} after {at:.1f} s" for name, at in first_seen.items())
+            print(f"\n[burrow endpoint, window {WINDOW:g} s] stopped group: {shown}")
             return body
         await asyncio.sleep(0.5)
     pytest.fail(f"{path} never showed STOP within {TIMEOUT} s; last answers {seen[-5:]}")
@@ -177,7 +183,7 @@ async def test_a_worker_answers_burrows_lag_for_slow_stopped_and_exactly_once_gr
     committer = asyncio.create_task(_commit_slowly(broker, slow, slow_tp, slow_commits))
     try:
         base = f"/v3/kafka/{CLUSTER}/consumer"
-        body = await _until_stop(session, f"{base}/{stopped}/lag")
+        body = await _until_stop(session, f"{base}/{stopped}/lag", after_commit)
         assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
         status = body["status"]
         assert (status["cluster"], status["group"], status["status"]) == (CLUSTER, stopped, "ERR")
