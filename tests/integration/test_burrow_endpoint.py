@@ -1,7 +1,8 @@
 """The Burrow-compatible endpoints of a real worker on the session broker (Apache Kafka with
 PHASEFLOW_TEST_BROKER=kafka): a slow group that keeps committing (lag, OK), a group that
-stopped (STOP, group ERR) and an idle exactly_once group (raw lag 1, the commit marker: OK),
-all answered in Burrow's schema (tests/support/burrow_schema.py)."""
+stopped (STOP, group ERR), an idle exactly_once group (raw lag 1, the commit marker: OK) and a
+group whose offsets were reset back (REWIND, group ERR), all answered in Burrow's schema
+(tests/support/burrow_schema.py)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ async def _commit_once(broker: Broker, group: str, tp: TopicPartition, offset: i
         await member.stop()
 
 
-async def _commit_slowly(broker: Broker, group: str, tp: TopicPartition, done: list[int]) -> None:
+async def _commit_slowly(
+    broker: Broker, group: str, tp: TopicPartition, offsets: range, done: list[int]
+) -> None:
     """A consumer far behind that keeps going: one more offset every 0.1 s (a STALL would
     need three samples, 1.5 s, without one)."""
     member = kafka_clients.consumer(
@@ -63,7 +66,7 @@ async def _commit_slowly(broker: Broker, group: str, tp: TopicPartition, done: l
     await member.start()
     try:
         member.assign([tp])
-        for offset in range(1, SLOW_RECORDS):
+        for offset in offsets:
             await member.commit({tp: offset})
             done.append(offset)
             await asyncio.sleep(0.1)
@@ -96,10 +99,12 @@ async def _get(session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
         return response.status, await response.json()
 
 
-async def _until_stop(session: aiohttp.ClientSession, path: str, since: float) -> Any:
-    """Poll the group's ``/lag`` until its partition is STOP (a STALL comes first: the same
-    offset over three samples); the body of that answer. Prints when each status was first
-    seen, in seconds after ``since`` (the commit; a measurement, not asserted)."""
+async def _until_partition(
+    session: aiohttp.ClientSession, path: str, wanted: str, since: float
+) -> Any:
+    """Poll the group's ``/lag`` until its one partition has the status ``wanted``; the body of
+    that answer. Prints when each status was first seen, in seconds after ``since`` (a
+    measurement, not asserted)."""
     deadline = time.monotonic() + TIMEOUT
     seen: list[tuple[int, str, list[str]]] = []
     first_seen: dict[str, float] = {}
@@ -109,13 +114,44 @@ async def _until_stop(session: aiohttp.ClientSession, path: str, since: float) -
         seen.append((code, body["status"]["status"], partitions))
         for status in partitions:
             first_seen.setdefault(status, time.time() - since)
-        if partitions == ["STOP"]:
+        if partitions == [wanted]:
             assert code == 200
             shown = ", ".join(f"{name} after {at:.1f} s" for name, at in first_seen.items())
-            print(f"\n[burrow endpoint, window {WINDOW:g} s] stopped group: {shown}")
+            group = path.split("/")[-2].rsplit(".", 1)[-1]
+            print(f"\n[burrow endpoint, window {WINDOW:g} s] {group}: {shown}")
             return body
         await asyncio.sleep(0.5)
-    pytest.fail(f"{path} never showed STOP within {TIMEOUT} s; last answers {seen[-5:]}")
+    pytest.fail(f"{path} never showed {wanted} within {TIMEOUT} s; last answers {seen[-5:]}")
+
+
+async def _check_rewind(
+    broker: Broker, session: aiohttp.ClientSession, base: str, group: str, topic: str
+) -> None:
+    """A group at offset 60 of 100 resets to 20 and goes on from there: REWIND, group ERR."""
+    tp = TopicPartition(topic, 0)
+    await _produce(broker, topic, 100)
+    await _commit_once(broker, group, tp, 60)
+    path = f"{base}/{group}/lag"
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the monitor must have seen 60 before the reset
+        code, body = await _get(session, path)
+        partitions = body["status"]["partitions"]
+        if code == 200 and partitions and partitions[0]["end"]["offset"] == 60:
+            break
+        assert time.monotonic() < deadline, f"{path} never showed offset 60: {body}"
+        await asyncio.sleep(0.2)
+    reset_at, done = time.time(), list[int]()
+    rewinder = asyncio.create_task(_commit_slowly(broker, group, tp, range(20, 100), done))
+    try:
+        body = await _until_partition(session, path, "REWIND", reset_at)
+    finally:
+        rewinder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rewinder
+    assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+    [partition] = body["status"]["partitions"]
+    assert body["status"]["status"] == "ERR"
+    assert 20 <= partition["end"]["offset"] < 60
 
 
 async def _check_slow(session: aiohttp.ClientSession, path: str, last_commit: int) -> None:
@@ -128,6 +164,15 @@ async def _check_slow(session: aiohttp.ClientSession, path: str, last_commit: in
     offset = partition["end"]["offset"]
     assert 0 < offset <= last_commit
     assert partition["current_lag"] == SLOW_RECORDS - offset == status["totallag"]
+
+
+async def _check_exactly_once(session: aiohttp.ClientSession, path: str) -> None:
+    code, body = await _get(session, path)
+    assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
+    [partition] = body["status"]["partitions"]
+    assert (code, body["status"]["status"], body["status"]["totallag"]) == (200, "OK", 0)
+    assert (partition["status"], partition["current_lag"]) == ("OK", 0)
+    assert partition["end"]["offset"] == 1
 
 
 async def _check_lists_and_not_found(
@@ -152,7 +197,7 @@ async def _check_lists_and_not_found(
 
 
 @pytest.mark.transactions
-async def test_a_worker_answers_burrows_lag_for_slow_stopped_and_exactly_once_groups(
+async def test_a_worker_answers_burrows_lag_for_slow_stopped_exactly_once_rewound_groups(
     broker: Broker,
     unique_prefix: str,
     make_settings: Callable[..., Settings],
@@ -180,10 +225,12 @@ async def test_a_worker_answers_burrows_lag_for_slow_stopped_and_exactly_once_gr
     await _commit_once(broker, stopped, stopped_tp, 4)
     after_commit = time.time()
     slow_commits: list[int] = []
-    committer = asyncio.create_task(_commit_slowly(broker, slow, slow_tp, slow_commits))
+    committer = asyncio.create_task(
+        _commit_slowly(broker, slow, slow_tp, range(1, SLOW_RECORDS), slow_commits)
+    )
     try:
         base = f"/v3/kafka/{CLUSTER}/consumer"
-        body = await _until_stop(session, f"{base}/{stopped}/lag", after_commit)
+        body = await _until_partition(session, f"{base}/{stopped}/lag", "STOP", after_commit)
         assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
         status = body["status"]
         assert (status["cluster"], status["group"], status["status"]) == (CLUSTER, stopped, "ERR")
@@ -205,12 +252,7 @@ async def test_a_worker_answers_burrows_lag_for_slow_stopped_and_exactly_once_gr
         await _check_slow(session, f"{base}/{slow}/lag", slow_commits[-1])
 
         # Idle longer than the window at raw lag 1 (the commit marker): Burrow calls it ERR.
-        code, body = await _get(session, f"{base}/{exactly_once}/lag")
-        assert mismatches(body, burrow_schema.CONSUMER_STATUS_RESPONSE) == []
-        [partition] = body["status"]["partitions"]
-        assert (code, body["status"]["status"], body["status"]["totallag"]) == (200, "OK", 0)
-        assert (partition["status"], partition["current_lag"]) == ("OK", 0)
-        assert partition["end"]["offset"] == 1
+        await _check_exactly_once(session, f"{base}/{exactly_once}/lag")
 
         # /status: only the partitions that are not OK.
         code, body = await _get(session, f"{base}/{slow}/status")
@@ -222,7 +264,12 @@ async def test_a_worker_answers_burrows_lag_for_slow_stopped_and_exactly_once_gr
         code, body = await _get(session, f"{base}/{stopped}/status")
         assert [p["status"] for p in body["status"]["partitions"]] == ["STOP"]
 
-        await _check_lists_and_not_found(session, base, {slow, stopped}, unique_prefix)
+        rewound = f"{unique_prefix}.rewound"
+        await _check_rewind(broker, session, base, rewound, f"{unique_prefix}.rewound-events")
+
+        await _check_lists_and_not_found(
+            session, base, {slow, stopped, exactly_once, rewound}, unique_prefix
+        )
     finally:
         committer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
