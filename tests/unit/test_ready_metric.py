@@ -3,6 +3,8 @@ each readiness check (``GET /ready``, and every scrape) found."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from phaseflow.streams.core.metrics import NOT_READY_CAUSES, Metrics
@@ -64,7 +66,7 @@ async def test_the_ready_series_flips_with_each_cause_of_a_503() -> None:
     assert report.ready
     assert served(metrics) == (1.0, dict.fromkeys(NOT_READY_CAUSES, 0.0))
 
-    switches = {
+    switches: dict[str, Callable[[], object]] = {
         "broker_unreachable": lambda: setattr(world, "broker_down", True),
         "no_partitions": lambda: setattr(world, "assigned", 0),
         "recovery_pending": lambda: setattr(world, "recovering", "tables recovering (3 of 8)"),
