@@ -77,6 +77,10 @@ processors = ["player_game_summary"]
 """
 
 
+class BrokerUnreachableError(ConnectionError):
+    """No bootstrap server answered; the message says which and why."""
+
+
 @dataclass(frozen=True)
 class Readiness:
     """What the worker answered on ``GET /ready`` and ``phaseflow_worker_ready`` right after."""
@@ -147,6 +151,9 @@ async def run_alert_path(
             notify_pagerduty_url=pagerduty.url("/v2/enqueue"),
             notify_retry_backoff_seconds=0.2,
         )
+        problem = await kafka_clients.connection_problem(settings)
+        if problem is not None:
+            raise BrokerUnreachableError(problem)
         await ensure_topics(settings)
         worker = start_worker(settings)
         await asyncio.to_thread(worker.wait_ready, give_up_after)
@@ -302,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"broker: {kind} at {url}; phase 2 max_wait {DEADLINE_SECONDS} s", flush=True)
         try:
             path = asyncio.run(run_alert_path(make, start_worker, workdir))
+        except BrokerUnreachableError as error:
+            print(f"error: broker unreachable: {error}", file=sys.stderr)
+            return 1
         except (TimeoutError, AssertionError) as error:
             print(f"error: {error}", file=sys.stderr)
             for worker in started:
