@@ -16,36 +16,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any, Final
 
 from bench.readiness import target_p99_ms
-from bench.services import BROKER_KIND_ENV, bench_bigquery
+from bench.services import BROKER_KIND_ENV, bench_bigquery, started_broker
 from phaseflow.streams.text_table import aligned_rows
 
 #: Module names under bench/, in the order they run.
 BENCHMARKS: Final = ("readiness", "history_loading", "sink", "predictions_e2e")
 PROJECT: Final = "bench-report"
-
-
-@contextmanager
-def _broker(kind: str) -> Iterator[tuple[str, str]]:
-    """(bootstrap URL, kind) of the broker every benchmark uses."""
-    external = os.environ.get("PHASEFLOW_BROKER_URL")
-    if external:
-        yield external, os.environ.get(BROKER_KIND_ENV, "external")
-        return
-    if kind == "kafka":
-        from tests.support.apache_kafka import ApacheKafka
-
-        with ApacheKafka() as kafka:
-            yield kafka.url, "kafka"
-        return
-    from phaseflow.streams.local.tansu import TansuBroker
-
-    with TansuBroker() as tansu:
-        yield tansu.url, "tansu"
 
 
 def _last_json_line(output: str) -> dict[str, Any]:
@@ -176,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = args.only or list(BENCHMARKS)
     results: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
-        url, kind = stack.enter_context(_broker(args.broker))
+        url, kind = stack.enter_context(started_broker(args.broker))
         endpoint = stack.enter_context(bench_bigquery(PROJECT))
         env = {
             **os.environ,

@@ -46,6 +46,27 @@ def worker_settings(
 
 
 @contextmanager
+def started_broker(kind: str) -> Iterator[tuple[str, str]]:
+    """(bootstrap URL, kind) of a broker for benchmarks and demonstrations:
+    ``PHASEFLOW_BROKER_URL`` if set, else Apache Kafka from its jars (``kind`` "kafka") or the
+    embedded Tansu, stopped on exit."""
+    external = os.environ.get("PHASEFLOW_BROKER_URL")
+    if external:
+        yield external, os.environ.get(BROKER_KIND_ENV, "external")
+        return
+    if kind == "kafka":
+        from tests.support.apache_kafka import ApacheKafka
+
+        with ApacheKafka() as kafka:
+            yield kafka.url, "kafka"
+        return
+    from phaseflow.streams.local.tansu import TansuBroker
+
+    with TansuBroker() as tansu:
+        yield tansu.url, "tansu"
+
+
+@contextmanager
 def bench_broker() -> Iterator[BenchBroker]:
     """Tansu (in-process child) unless ``PHASEFLOW_BROKER_URL`` is set."""
     external = os.environ.get("PHASEFLOW_BROKER_URL")

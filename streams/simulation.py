@@ -82,9 +82,16 @@ class TopicReader(AsyncService, Generic[EventT]):
 
     async def read(self, wait_seconds: float) -> list[EventT]:
         """Records that arrive within ``wait_seconds`` (possibly none)."""
+        return [event for _, event in await self.read_stamped(wait_seconds)]
+
+    async def read_stamped(self, wait_seconds: float) -> list[tuple[datetime, EventT]]:
+        """Like :meth:`read`, each with its record's timestamp (when it went on the topic)."""
         batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000))
         return [
-            decode(self._model, record.value)
+            (
+                datetime.fromtimestamp(record.timestamp / 1000, UTC),
+                decode(self._model, record.value),
+            )
             for records in batches.values()
             for record in records
             if record.value is not None

@@ -43,8 +43,8 @@ REMOVED: Final[Mapping[str, str]] = {
 }
 
 #: Variables that are not settings, set on purpose: the test suite's (``PHASEFLOW_TEST_BROKER``,
-#: ``PHASEFLOW_TEST_KAFKA_VERSION``, ``PHASEFLOW_TEST_REQUIRE_CHROMIUM``) and the benchmarks'
-#: (``PHASEFLOW_BENCH_BROKER_KIND``).
+#: ``PHASEFLOW_TEST_KAFKA_VERSION``, ``PHASEFLOW_TEST_REQUIRE_CHROMIUM``, ``..._PROMTOOL``) and
+#: the benchmarks' (``PHASEFLOW_BENCH_BROKER_KIND``).
 ALLOWED_PREFIXES: Final = ("PHASEFLOW_TEST_", "PHASEFLOW_BENCH_")
 #: Single variables that are not settings: the status-page test rewrites its screenshot.
 ALLOWED_NAMES: Final = frozenset({"PHASEFLOW_UPDATE_SCREENSHOT"})

@@ -7,18 +7,24 @@ feature's state (``phaseflow.streams.web.collectors``) are registered by the app
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Callable, Collection, Mapping
+from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["CONTENT_TYPE_LATEST", "LagSnapshot", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "NOT_READY_CAUSES", "LagSnapshot", "Metrics", "NotReadyCause"]
 
 #: Consumer lag in messages per (topic, partition), as a lag monitor reports it.
 LagSnapshot = Mapping[tuple[str, int], int]
 #: Entries per table name that this worker holds (its partitions), read at each scrape.
 TableSizes = Mapping[str, int]
+
+#: Why ``GET /ready`` answers 503, as a closed set (the reasons' text holds the details).
+NotReadyCause = Literal[
+    "broker_unreachable", "no_partitions", "recovery_pending", "lag_over_limit", "notifier"
+]
+NOT_READY_CAUSES: Final[tuple[NotReadyCause, ...]] = get_args(NotReadyCause)
 
 # Phases run for minutes to hours; sink flushes for milliseconds to tens of seconds.
 _PHASE_BUCKETS: Final = (30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
@@ -100,10 +106,30 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.worker_ready = Gauge(
+            "phaseflow_worker_ready",
+            "1 when GET /ready answers 200, 0 when it answers 503 (checked at each scrape and "
+            "each /ready call; 0 until the first check).",
+            registry=r,
+        )
+        self.worker_not_ready_cause = Gauge(
+            "phaseflow_worker_not_ready_cause",
+            "1 for each cause GET /ready reports now, 0 for the others.",
+            ["cause"],
+            registry=r,
+        )
+        for cause in NOT_READY_CAUSES:  # every cause is a series, so a rule can watch each
+            self.worker_not_ready_cause.labels(cause=cause).set(0)
         # process_resident_memory_bytes and friends: the soak benchmark plots them.
         ProcessCollector(registry=r)
         self._lag_source: Callable[[], LagSnapshot] | None = None
         self._table_source: Callable[[], TableSizes] | None = None
+
+    def record_readiness(self, causes: Collection[NotReadyCause]) -> None:
+        """What ``GET /ready`` answered: ready exactly when there is no cause."""
+        self.worker_ready.set(0 if causes else 1)
+        for cause in NOT_READY_CAUSES:
+            self.worker_not_ready_cause.labels(cause=cause).set(1 if cause in causes else 0)
 
     def set_lag_source(self, source: Callable[[], LagSnapshot] | None) -> None:
         """Where ``phaseflow_consumer_lag_messages`` is read from at each scrape."""

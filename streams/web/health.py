@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from phaseflow.streams.core.kafka_clients import KafkaConnection, connection_problem
-from phaseflow.streams.core.metrics import LagSnapshot
+from phaseflow.streams.core.metrics import LagSnapshot, Metrics, NotReadyCause
 
 #: How long one broker probe may take before the broker counts as unreachable.
 PROBE_TIMEOUT_SECONDS: Final = 2.0
@@ -35,14 +35,18 @@ class ReadyReport:
     ready: bool
     reasons: tuple[str, ...]
     total_lag: int | None
+    #: One per reason, in the same order: the closed set the metrics label them with.
+    causes: tuple[NotReadyCause, ...] = ()
 
 
 class ReadinessCheck:
     """Combines the conditions of ``GET /ready``; every input is injectable.
 
-    ``problems`` lists other reasons (a notifier route that cannot deliver).
+    ``problems`` lists the notifier routes that cannot deliver.
     ``recovery_pending`` says why the tables are not recovered for the current assignment (see
     streams/recovery_progress.py), or None once they are.
+    With ``metrics``, every report is recorded there (``phaseflow_worker_ready``), so the
+    series says exactly what the last ``/ready`` or scrape found.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class ReadinessCheck:
         lag: Callable[[], LagSnapshot | None],
         max_lag_messages: int,
         problems: Callable[[], list[str]] = list,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         cache_seconds: float = PROBE_CACHE_SECONDS,
     ) -> None:
@@ -63,6 +68,7 @@ class ReadinessCheck:
         self._lag = lag
         self._max_lag = max_lag_messages
         self._problems = problems
+        self._metrics = metrics
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._probed_at: float | None = None
@@ -84,19 +90,29 @@ class ReadinessCheck:
             return self._probe_error
 
     async def report(self) -> ReadyReport:
-        reasons: list[str] = []
+        found: list[tuple[NotReadyCause, str]] = []
         broker_error = await self.broker_error()
         if broker_error is not None:
-            reasons.append(f"broker unreachable ({broker_error})")
+            found.append(("broker_unreachable", f"broker unreachable ({broker_error})"))
         if self._assigned() == 0:
-            reasons.append("no partitions assigned (starting or rebalancing)")
+            found.append(("no_partitions", "no partitions assigned (starting or rebalancing)"))
         else:
             pending = self._recovery_pending()
             if pending is not None:
-                reasons.append(pending)
+                found.append(("recovery_pending", pending))
         snapshot = self._lag()
         total = sum(snapshot.values()) if snapshot is not None else None
         if total is not None and total > self._max_lag:
-            reasons.append(f"consumer lag {total} messages exceeds {self._max_lag}")
-        reasons.extend(self._problems())
-        return ReadyReport(ready=not reasons, reasons=tuple(reasons), total_lag=total)
+            found.append(
+                ("lag_over_limit", f"consumer lag {total} messages exceeds {self._max_lag}")
+            )
+        found.extend(("notifier", problem) for problem in self._problems())
+        causes = tuple(cause for cause, _ in found)
+        if self._metrics is not None:
+            self._metrics.record_readiness(causes)
+        return ReadyReport(
+            ready=not found,
+            reasons=tuple(reason for _, reason in found),
+            total_lag=total,
+            causes=causes,
+        )

@@ -30,6 +30,7 @@ def install(ctx: FeatureContext, state: WorkerState) -> HttpApi:
         max_lag_messages=settings.lag_ready_max_messages,
         # A notifier that cannot deliver (wrong URL or key) makes the worker not ready.
         problems=state.notifier_problems,
+        metrics=metrics,
     )
     api = HttpApi(
         ctx,

@@ -80,6 +80,8 @@ class ReadyView(ApiView):
 
 class MetricsView(ApiView):
     async def get(self, _request: web.Request) -> web.Response:
+        # phaseflow_worker_ready says what /ready would answer now, not at its last call.
+        await self.api.readiness.report()
         return web.Response(
             body=self.api.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

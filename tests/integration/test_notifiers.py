@@ -10,41 +10,26 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
+from bench.alert_path import ALERT_KEY, MISSING, readiness_of, report, run_alert_path
 from phaseflow.models.codec import encode
-from phaseflow.models.events import Alert, PhaseTrigger
+from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.local.worker_process import WorkerProcess
 from tests.fixtures.polling import poll
-from tests.fixtures.receivers import HttpReceiver
+from tests.fixtures.receivers import (
+    HttpReceiver,
+    an_alert,
+    pagerduty_events,
+    slack_keys,
+    wait_until_joined,
+)
 
 GIVE_UP = 120.0
-
-
-def alert(subject: str, kind: str = "phase_timeout") -> Alert:
-    return Alert.model_validate(
-        {
-            "kind": kind,
-            "severity": "critical",
-            "subject": subject,
-            "message": f"{kind} of {subject}",
-            "raised_at": datetime.now(UTC),
-        }
-    )
-
-
-def pagerduty_events(receiver: HttpReceiver) -> list[tuple[str, str]]:
-    return [(entry.body["event_action"], entry.body["dedup_key"]) for entry in receiver.received]
-
-
-def slack_keys(receiver: HttpReceiver) -> list[str]:
-    # The context block carries the key: "`{key}` at {time}".
-    return [
-        entry.body["blocks"][1]["elements"][0]["text"].split("`")[1] for entry in receiver.received
-    ]
 
 
 async def test_alerts_reach_each_receiver_once_and_survive_a_kill(
@@ -70,10 +55,10 @@ async def test_alerts_reach_each_receiver_once_and_survive_a_kill(
                     settings.topic(topic), encode(event), key=event.key.encode()
                 )
 
-            await _wait_until_joined(send, slack, pagerduty)
+            await wait_until_joined(send, slack, pagerduty, give_up_after=GIVE_UP)
 
             # A timeout alert, then the next phase's trigger: trigger and resolve.
-            timeout = alert("2026-12-06:phase_2")
+            timeout = an_alert("2026-12-06:phase_2")
             sent_at = time.monotonic()
             await send(timeout)
 
@@ -94,7 +79,7 @@ async def test_alerts_reach_each_receiver_once_and_survive_a_kill(
                 ),
                 TopicName.PHASE_TRIGGERS,
             )
-            others = [alert(f"group-{index}", "consumer_lag") for index in range(3)]
+            others = [an_alert(f"group-{index}", "consumer_lag") for index in range(3)]
             for raised in others:
                 await send(raised)
             await send(others[0])  # a repeat within repeat_after: not sent again
@@ -120,25 +105,12 @@ async def test_alerts_reach_each_receiver_once_and_survive_a_kill(
             )
 
             await _kill_mid_delivery(send, slack, pagerduty, worker, lambda: start_worker(settings))
+            await _a_wrong_url_makes_the_worker_not_ready(send, slack, settings)
         finally:
             await producer.stop()
 
 
 Send = Callable[..., Awaitable[None]]
-
-
-async def _wait_until_joined(send: Send, slack: HttpReceiver, pagerduty: HttpReceiver) -> None:
-    """A new route starts at the end of the topic: canaries until both routes deliver."""
-    canaries = iter(range(1000))
-
-    async def both_joined() -> bool:
-        await send(alert(f"canary-{next(canaries)}", "sla_breach"))
-        return bool(slack.received) and bool(pagerduty.received)
-
-    await poll(both_joined, "both notifier routes to join", give_up_after=GIVE_UP)
-    await asyncio.sleep(2)  # canaries still in flight land before the counts are taken
-    slack.received.clear()
-    pagerduty.received.clear()
 
 
 async def _kill_mid_delivery(
@@ -151,7 +123,7 @@ async def _kill_mid_delivery(
     """kill -9 while the receivers are slow (deliveries under way), start a new worker: none
     lost; none twice at PagerDuty; only what was in flight is sent again."""
     slack.delay = pagerduty.delay = 0.5
-    burst = [alert(f"burst-{index}", "sla_breach") for index in range(6)]
+    burst = [an_alert(f"burst-{index}", "sla_breach") for index in range(6)]
     for raised in burst:
         await send(raised)
     await poll(lambda: _at_least(pagerduty, 7), "a burst alert delivered", give_up_after=GIVE_UP)
@@ -184,6 +156,59 @@ async def _kill_mid_delivery(
         f"{len(pagerduty.duplicates)} sent again (folded by dedup_key), "
         f"{len(slack.received) - 5 - len(burst)} sent twice to Slack"
     )
+
+
+async def _a_wrong_url_makes_the_worker_not_ready(
+    send: Send, slack: HttpReceiver, settings: Settings
+) -> None:
+    """A 404 from Slack (a wrong webhook URL): /ready answers 503 naming the route, and
+    phaseflow_worker_ready on /metrics goes from 1 to 0 with the cause ``notifier``."""
+
+    async def ready() -> bool:
+        return (await readiness_of(settings)).status == 200
+
+    await poll(ready, "/ready to answer 200", give_up_after=GIVE_UP)
+    before = await readiness_of(settings)
+    assert (before.status, before.metric) == (200, 1.0), before
+    assert not any(before.causes.values()), before
+    slack.fail(404)
+    await send(an_alert("wrong-url", "sla_breach"))
+
+    async def not_ready() -> bool:
+        return (await readiness_of(settings)).status == 503
+
+    await poll(not_ready, "/ready to answer 503 after the 404", give_up_after=GIVE_UP)
+    after = await readiness_of(settings)
+    assert (after.status, after.metric) == (503, 0.0), after
+    assert any("slack" in reason and "404" in reason for reason in after.reasons), after
+    assert after.causes["notifier"] == 1.0, after
+
+
+async def test_a_missing_processor_pages_and_its_report_resolves(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """The closing note's path (``python -m bench.alert_path`` runs the same): a phase past its
+    deadline with one processor missing, a phase_timeout alert as a Slack message and a
+    PagerDuty trigger; the processor reports, phase 3 starts, PagerDuty gets the resolve."""
+    path = await run_alert_path(make_settings, start_worker, tmp_path, give_up_after=GIVE_UP)
+    print(report(path))  # the closing note's messages and timings (pytest -s)
+    assert path.alert.kind == "phase_timeout"
+    assert path.alert.key == ALERT_KEY
+    assert path.alert.details["missing"] == [MISSING]
+    assert ALERT_KEY in path.slack.body["blocks"][1]["elements"][0]["text"]
+    assert path.slack.body["text"].startswith(":warning: *WARNING phase_timeout")
+    trigger = path.pagerduty_trigger.body
+    assert (trigger["event_action"], trigger["dedup_key"]) == ("trigger", ALERT_KEY)
+    assert trigger["routing_key"] == "demo-routing-key"
+    assert trigger["payload"]["custom_details"]["missing"] == [MISSING]
+    assert (path.trigger.phase, path.trigger.reason) == (3, "ready")
+    resolve = path.pagerduty_resolve.body
+    assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", ALERT_KEY)
+    assert path.completed < path.pagerduty_resolve.at
+    assert path.pagerduty_trigger.at < path.pagerduty_resolve.at
+    assert (path.readiness.status, path.readiness.metric) == (200, 1.0), path.readiness
 
 
 async def _at_least(receiver: HttpReceiver, count: int) -> bool:

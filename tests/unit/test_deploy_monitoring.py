@@ -55,7 +55,9 @@ def test_rules_cover_the_conditions_operators_page_on() -> None:
     rules = rule_expressions()
     for wanted in (
         "PhaseflowWorkerDown",
-        "PhaseflowConsumerLagStalled",
+        "PhaseflowWorkerNotReady",
+        "PhaseflowConsumerLagStall",
+        "PhaseflowConsumerLagStop",
         "PhaseflowSinkRowsUnwritten",
         "PhaseflowDeadLettersUnreplayed",
         "PhaseflowPhaseOverSla",
@@ -79,3 +81,13 @@ def test_every_series_named_is_served(source: str, served: set[str]) -> None:
 def test_a_misspelt_series_is_caught(served: set[str]) -> None:
     assert not is_served("phaseflow_consumer_lag_mesages", served)
     assert is_served("phaseflow_notifications_total", served)
+
+
+def test_the_lag_and_ready_rules_read_the_series_they_are_about() -> None:
+    rules = rule_expressions()
+    for name in ("PhaseflowConsumerLagStall", "PhaseflowConsumerLagStop"):
+        assert "phaseflow_group_lag_status" in rules[name]
+    assert "phaseflow_worker_ready" in rules["PhaseflowWorkerNotReady"]
+    panels = dashboard_expressions()
+    assert any("phaseflow_group_lag_status" in expr for expr in panels.values())
+    assert any("phaseflow_worker_ready" in expr for expr in panels.values())
