@@ -25,6 +25,12 @@ Per group, per partition with a committed offset:
   (:mod:`phaseflow.streams.monitoring.commit_times`), read up to its end before the offsets
   are fetched. If the fetched offset is not the one the log showed, the group committed in
   between, so the time is "now". ``None`` when that topic cannot be read.
+
+Partitions of a group *without* a committed offset are sampled too (``no_commit``): those
+assigned to the group's current members (``DescribeGroups``) and the other partitions of the
+topics the group has committed offsets for. Their ``committed`` is the log-start offset and
+their lag the whole log from there (what a consumer with ``auto.offset.reset=earliest`` would
+read; with ``latest`` it would skip it). Kafka's tool shows ``-`` for them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from phaseflow.streams.core import kafka_clients
@@ -70,6 +77,8 @@ class PartitionLag:
     lag_seconds: float | None
     at: datetime
     committed_at: datetime | None = None  # the group's last commit of this partition
+    # No committed offset: ``committed`` is the log-start offset, ``lag`` the log from there.
+    no_commit: bool = False
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -115,6 +124,8 @@ class LagSampler(AsyncService):
         self._probe_timeout = probe_timeout
         # False after the all-offsets request failed once (Tansu): explicit partitions from then.
         self.list_all_offsets = list_all_offsets
+        # False after DescribeGroups failed once: no member assignments from then on.
+        self.describe_groups = True
         self._options = dict(client_options or {})
         self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer] | None = None
         self.commit_times: CommitTimes | None = (
@@ -182,14 +193,18 @@ class LagSampler(AsyncService):
 
     # -- sampling ----------------------------------------------------------------------------
     async def sample(self, groups: Sequence[str]) -> list[PartitionLag]:
-        """One sample of every partition the ``groups`` have committed offsets for."""
+        """One sample of every partition the ``groups`` have committed offsets for, and of
+        their partitions without one (see the module docstring)."""
         if self.commit_times is not None:
             await self.commit_times.refresh()
         committed = {group: await self.committed(group) for group in groups}
+        uncommitted = await self.uncommitted(committed)
         partitions = {tp for offsets in committed.values() for tp in offsets}
+        partitions |= {tp for missing in uncommitted.values() for tp in missing}
         if not partitions:
             return []
         ends = await self.end_offsets(partitions)
+        starts = await self.start_offsets({tp for tps in uncommitted.values() for tp in tps})
         wanted = {(tp, offset) for offsets in committed.values() for tp, offset in offsets.items()}
         probes = await self._probe_all(wanted)
         now = self._clock.now()
@@ -220,7 +235,104 @@ class LagSampler(AsyncService):
                         at=now,
                     )
                 )
+        for group, missing in uncommitted.items():
+            for tp in sorted(missing):
+                if tp not in ends or tp not in starts:
+                    continue
+                start, end = starts[tp], ends[tp]
+                rows.append(
+                    PartitionLag(
+                        group=group,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        committed=start,
+                        end=end,
+                        lag=max(0, end - start),
+                        raw_lag=max(0, end - start),
+                        lag_seconds=None,
+                        at=now,
+                        no_commit=True,
+                    )
+                )
         return rows
+
+    async def uncommitted(
+        self, committed: Mapping[str, Mapping[TopicPartition, int]]
+    ) -> dict[str, set[TopicPartition]]:
+        """Per group, its partitions without a committed offset: those assigned to its current
+        members, and the other partitions of the topics it committed offsets for."""
+        assigned = await self._assignments(list(committed))
+        topics = {tp.topic for offsets in committed.values() for tp in offsets}
+        topics |= {tp.topic for tps in assigned.values() for tp in tps}
+        by_topic: dict[str, list[TopicPartition]] = defaultdict(list)
+        for tp in await self._partitions_of(sorted(topics)):
+            by_topic[tp.topic].append(tp)
+        # Only partitions that exist (a member may hold one of a topic deleted since).
+        known = {tp for tps in by_topic.values() for tp in tps}
+        missing: dict[str, set[TopicPartition]] = {}
+        for group, offsets in committed.items():
+            mine = set(assigned.get(group, set()))
+            for topic in {tp.topic for tp in offsets}:
+                mine.update(by_topic.get(topic, []))
+            left = (mine & known) - set(offsets)
+            if left:
+                missing[group] = left
+        return missing
+
+    async def _assignments(self, groups: Sequence[str]) -> dict[str, set[TopicPartition]]:
+        """The partitions assigned to each group's current members (consumer protocol only);
+        empty when the broker cannot describe groups (logged once)."""
+        if not groups or not self.describe_groups:
+            return {}
+        try:
+            responses = await asyncio.wait_for(
+                self._require()[0].describe_consumer_groups(list(groups)), self._timeout
+            )
+        except (KafkaError, TimeoutError) as error:
+            log.warning(
+                "describing consumer groups failed (%r); partitions without a commit are "
+                "found from the committed topics only from now on",
+                error,
+            )
+            self.describe_groups = False
+            return {}
+        found: dict[str, set[TopicPartition]] = {}
+        for response in responses:
+            for described in response.to_object()["groups"]:
+                if described["error_code"] or described["protocol_type"] != "consumer":
+                    continue
+                partitions = found.setdefault(str(described["group"]), set())
+                for member in described["members"]:
+                    raw = member["member_assignment"]
+                    if raw:
+                        assignment = ConsumerProtocolMemberAssignment.decode(raw)
+                        partitions.update(assignment.partitions())
+        return found
+
+    async def _partitions_of(self, topics: Sequence[str]) -> list[TopicPartition]:
+        if not topics:
+            return []
+        described: list[dict[str, Any]] = await asyncio.wait_for(
+            self._require()[0].describe_topics(list(topics)), self._timeout
+        )
+        return [
+            TopicPartition(str(topic["topic"]), int(p["partition"]))
+            for topic in described
+            if not topic.get("error_code")
+            for p in topic["partitions"]
+        ]
+
+    async def start_offsets(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The log-start offsets (the oldest record kept) of ``partitions``."""
+        wanted = sorted(partitions)
+        if not wanted:
+            return {}
+        starts: dict[TopicPartition, int] = await asyncio.wait_for(
+            self._require()[1].beginning_offsets(wanted), self._timeout
+        )
+        return dict(starts)
 
     async def list_groups(self) -> list[str]:
         """Every consumer group the cluster knows: ``ListGroups``, plus the groups that have

@@ -3,7 +3,9 @@
 One :class:`PartitionHistory` per (group, topic, partition) keeps the samples of the last
 ``window`` (plus one older sample, so a change that happened right at the window's edge is still
 seen). :meth:`PartitionHistory.evaluate` applies these rules; the status is the *worst* of all
-that hold (``OK < WARN < REWIND < STALL < STOP``), and a group's status is its worst partition's.
+that hold (``OK < WARN < REWIND < STALL < STOP``; ``NO_COMMIT``, between ``OK`` and ``WARN``,
+is set by the sampler for partitions without a committed offset, never by these rules), and
+a group's status is its worst partition's.
 
 * ``REWIND``: the committed offset went backwards between two consecutive samples, and the later
   of the two is inside the window (so a rewind is reported for one window, then forgotten).
@@ -49,6 +51,9 @@ class LagStatus(StrEnum):
     """A partition's (or group's) lag status; ``rank`` orders them from best to worst."""
 
     OK = "OK"
+    # A partition of a watched group with no committed offset (the sampler's, never the
+    # evaluator's): shown, not alerted; worse than OK so a group with one reads as such.
+    NO_COMMIT = "NO_COMMIT"
     WARN = "WARN"
     REWIND = "REWIND"
     STALL = "STALL"
