@@ -93,6 +93,25 @@ class LagRow:
     no_commit: bool = False
 
 
+def counted_status(row: LagRow) -> LagStatus:
+    """``row``'s status as it counts for its group: a partition without a commit whose log is
+    empty has nothing to read (a member assigned an idle partition never commits it), so it
+    counts as OK; the row itself still says NO_COMMIT."""
+    if row.status is LagStatus.NO_COMMIT and row.lag == 0:
+        return LagStatus.OK
+    return row.status
+
+
+def group_worst(rows: Iterable[LagRow]) -> LagStatus:
+    """A group's status: the worst :func:`counted_status` of its ``rows`` (OK for none)."""
+    return worst(counted_status(row) for row in rows)
+
+
+def worst_row(rows: Iterable[LagRow]) -> LagRow | None:
+    """The row that decides the group's status (the most behind among equals), or None."""
+    return max(rows, key=lambda row: (counted_status(row).rank, row.lag), default=None)
+
+
 def lag_policy(settings: Settings) -> LagPolicy:
     return LagPolicy(
         window=timedelta(seconds=settings.lag_window_seconds),
@@ -299,13 +318,13 @@ class LagMonitor(AsyncService):
 
     def group_status(self, group: str) -> LagStatus:
         """The group's worst partition status as of the last round (``OK`` if none known)."""
-        return worst(row.status for row in self._rows if row.group == group)
+        return group_worst(row for row in self._rows if row.group == group)
 
     def group_statuses(self) -> dict[str, LagStatus]:
         return {group: self.group_status(group) for group in self.groups}
 
     async def _announce(self, group: str, rows: Sequence[LagRow]) -> None:
-        status = worst(row.status for row in rows if row.group == group)
+        status = group_worst(row for row in rows if row.group == group)
         previous = self._announced.get(group, LagStatus.OK)
         if status is previous:
             return

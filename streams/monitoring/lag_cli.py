@@ -10,9 +10,9 @@ from typing import Any, TextIO
 
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.json_output import write_json
-from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
+from phaseflow.streams.monitoring.lag import LagMonitor, LagRow, group_worst, worst_row
 from phaseflow.streams.monitoring.lag_report import groups_document, ordered, row_document
-from phaseflow.streams.monitoring.lag_status import LagStatus, worst
+from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.text_table import aligned_rows
 
 _HEADER = ("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")
@@ -42,16 +42,11 @@ def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
         if not mine:
             lines.append(f"group {group}: no committed offsets")
             continue
-        status = worst(row.status for row in mine)
-        worst_row = max(mine, key=lambda row: (row.status.rank, row.lag))
-        lines.append(
-            f"group {group}: {status}, lag {sum(row.lag for row in mine)} messages"
-            + (
-                ""
-                if status is LagStatus.OK
-                else f"; {worst_row.topic}[{worst_row.partition}]: {worst_row.reason}"
-            )
-        )
+        status, deciding = group_worst(mine), worst_row(mine)
+        line = f"group {group}: {status}, lag {sum(row.lag for row in mine)} messages"
+        if status is not LagStatus.OK and deciding is not None:
+            line += f"; {deciding.topic}[{deciding.partition}]: {deciding.reason}"
+        lines.append(line)
     return "\n".join(line.rstrip() for line in lines)
 
 

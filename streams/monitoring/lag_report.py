@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from phaseflow.streams.monitoring.lag import LagRow
-from phaseflow.streams.monitoring.lag_status import LagStatus, worst
+from phaseflow.streams.monitoring.lag import LagRow, group_worst, worst_row
+from phaseflow.streams.monitoring.lag_status import LagStatus
 
 
 def row_document(row: LagRow) -> dict[str, Any]:
@@ -34,14 +34,14 @@ def group_document(
 ) -> dict[str, Any]:
     """``group``'s verdict from its ``rows``; with ``partitions`` also each partition's row."""
     mine = ordered([row for row in rows if row.group == group])
-    status = worst(row.status for row in mine) if mine else None
-    worst_row = max(mine, key=lambda row: (row.status.rank, row.lag)) if mine else None
-    if worst_row is None:
+    status = group_worst(mine) if mine else None
+    deciding = worst_row(mine)
+    if deciding is None:
         reason = "no committed offsets"
-    elif worst_row.status is LagStatus.OK:
-        reason = f"all {len(mine)} partition(s) OK"
+    elif status is LagStatus.OK:
+        reason = f"{len(mine)} partition(s) caught up or keeping pace"
     else:
-        reason = f"{worst_row.topic}[{worst_row.partition}] {worst_row.status}: {worst_row.reason}"
+        reason = f"{deciding.topic}[{deciding.partition}] {deciding.status}: {deciding.reason}"
     document: dict[str, Any] = {
         "group": group,
         "committed_offsets": any(not row.no_commit for row in mine),
@@ -49,11 +49,11 @@ def group_document(
         "reason": reason,
         "lag": sum(row.lag for row in mine),
         "worst": None
-        if worst_row is None or worst_row.status is LagStatus.OK
+        if deciding is None or status is LagStatus.OK
         else {
-            "topic": worst_row.topic,
-            "partition": worst_row.partition,
-            "reason": worst_row.reason,
+            "topic": deciding.topic,
+            "partition": deciding.partition,
+            "reason": deciding.reason,
         },
     }
     if partitions:

@@ -48,9 +48,9 @@ class Source:
         return [row for row in rows if row.group in groups]
 
 
-def _monitor() -> tuple[LagMonitor, Source, list[Alert]]:
+def _monitor(kind: type[Source] = Source) -> tuple[LagMonitor, Source, list[Alert]]:
     clock = ManualClock(T0)
-    source = Source(clock)
+    source = kind(clock)
     alerts: list[Alert] = []
 
     async def publish(alert: Alert) -> None:
@@ -69,7 +69,7 @@ async def test_a_partition_without_a_commit_is_a_no_commit_row_and_is_not_alerte
     missing = by_partition[1]
     assert (missing.status, missing.no_commit) == (LagStatus.NO_COMMIT, True)
     assert (missing.committed, missing.end, missing.lag) == (3, 8, 5)
-    assert "no committed offset" in missing.reason and "offset 3" in missing.reason
+    assert missing.reason == "no committed offset; lag counted from the log start (offset 3)"
     assert by_partition[0].status is LagStatus.OK
     # Worse than OK, better than WARN: the group reads NO_COMMIT, and nobody is paged.
     assert monitor.group_status(GROUP) is LagStatus.NO_COMMIT
@@ -133,3 +133,26 @@ async def test_a_first_commit_turns_it_into_an_evaluated_row_and_a_lost_one_back
     assert [(row.status, row.no_commit) for row in rows if row.partition == 1] == [
         (LagStatus.NO_COMMIT, True)
     ]
+
+
+async def test_an_empty_partition_without_a_commit_leaves_the_group_ok() -> None:
+    # A member assigned an idle partition never commits it: nothing to read, nothing wrong.
+    class EmptyPartition(Source):
+        async def sample(self, groups: Sequence[str]) -> list[PartitionLag]:
+            now = self.clock.now()
+            rows = [
+                PartitionLag(GROUP, "t", 0, 10, 10, 0, 0, 0.0, now),
+                PartitionLag(GROUP, "t", 1, 0, 0, 0, 0, None, now, no_commit=True),
+            ]
+            return [row for row in rows if row.group in groups]
+
+    monitor, _, alerts = _monitor(EmptyPartition)
+    rows = await monitor.sample_once()
+    assert [row.status for row in rows] == [LagStatus.OK, LagStatus.NO_COMMIT]
+    assert monitor.group_status(GROUP) is LagStatus.OK
+    assert (
+        format_table(rows, monitor.groups).splitlines()[-1] == f"group {GROUP}: OK, lag 0 messages"
+    )
+    [group] = groups_document(rows, monitor.groups)
+    assert (group["status"], group["worst"]) == ("OK", None)
+    assert alerts == []
