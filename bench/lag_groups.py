@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.settings import Settings
@@ -181,6 +183,16 @@ class Timeline:
         return counts
 
 
+async def _create_topics(settings: Settings, names: list[str]) -> None:
+    # One partition each, made before any client asks for them (no "topic not found" noise).
+    admin = kafka_clients.admin(settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1) for name in names])
+    finally:
+        await admin.close()
+
+
 def _delay(reached: float | None, cause: float | None) -> float | None:
     return None if reached is None or cause is None else round(reached - cause, 1)
 
@@ -198,6 +210,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     events, tx_events = f"{prefix}.events", f"{prefix}.tx-events"
     group = {name: f"{prefix}.{name}" for name in GROUPS}
     duration = CHANGE_AT + args.window + args.tail
+    await _create_topics(settings, [events, tx_events])
     stop = asyncio.Event()
     run_state = Run()
     tasks = [
@@ -287,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-every", type=float, default=5.0, help="seconds between tables")
     parser.add_argument("--tail", type=float, default=15.0, help="seconds run after the window")
     args = parser.parse_args(argv)
+    # The monitor's own warnings (a group's status changed) are part of the record; aiokafka's
+    # retries while the fresh broker elects its coordinators are not.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     with _broker() as url:
         figures = asyncio.run(run(args, url))
     print(json.dumps(figures))

@@ -53,7 +53,7 @@ from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.clock import Clock, SystemClock
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.monitoring.commit_times import CommitTimes
-from phaseflow.streams.monitoring.lag_status import LagSample
+from phaseflow.streams.monitoring.lag_status import LagSample, Rewind
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class PartitionLag:
     committed_at: datetime | None = None  # the group's last commit of this partition
     # No committed offset: ``committed`` is the log-start offset, ``lag`` the log from there.
     no_commit: bool = False
+    # The last backwards commit in __consumer_offsets (an offset reset), if any.
+    rewind: Rewind | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -92,6 +94,7 @@ class PartitionLag:
             lag=self.lag,
             lag_seconds=self.lag_seconds,
             committed_at=self.committed_at,
+            rewind=self.rewind,
         )
 
 
@@ -223,6 +226,7 @@ class LagSampler(AsyncService):
                     seconds = max(0.0, now.timestamp() - probe.timestamp_ms / 1000)
                 rows.append(
                     PartitionLag(
+                        rewind=self._rewind(group, tp),
                         committed_at=self._committed_at(group, tp, offset, now),
                         group=group,
                         topic=tp.topic,
@@ -343,6 +347,11 @@ class LagSampler(AsyncService):
         if self.commit_times is not None and self.commit_times.available:
             names |= self.commit_times.groups()
         return sorted(names)
+
+    def _rewind(self, group: str, tp: TopicPartition) -> Rewind | None:
+        if self.commit_times is None or not self.commit_times.available:
+            return None
+        return self.commit_times.rewind(group, tp.topic, tp.partition)
 
     def _committed_at(
         self, group: str, tp: TopicPartition, offset: int, now: datetime

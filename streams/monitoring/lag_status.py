@@ -92,6 +92,16 @@ class LagPolicy:
 
 
 @dataclass(frozen=True)
+class Rewind:
+    """The last time the commit log (``__consumer_offsets``) shows a group's committed offset
+    of a partition going backwards: an offset reset or a replay."""
+
+    at: datetime  # the lower commit's timestamp
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
 class LagSample:
     """One observation of a partition: offsets, lag in messages and seconds, and when."""
 
@@ -101,6 +111,7 @@ class LagSample:
     lag: int  # effective lag in messages (transaction markers excluded), >= 0
     lag_seconds: float | None = None  # age of the oldest unconsumed record; None if unknown
     committed_at: datetime | None = None  # the group's last commit (any offset); None if unknown
+    rewind: Rewind | None = None  # the last backwards commit in the commit log, if known
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,13 @@ class PartitionHistory:
             self._samples.popleft()
 
     def _rewind(self, cutoff: datetime) -> Verdict | None:
+        logged = self._samples[-1].rewind
+        if logged is not None and logged.at > cutoff:
+            return Verdict(
+                LagStatus.REWIND,
+                f"committed offset went back from {logged.before} to {logged.after} "
+                f"at {logged.at:%H:%M:%S} UTC (commit log)",
+            )
         samples = self._samples
         for before, after in pairwise(samples):
             if after.at > cutoff and after.committed < before.committed:
