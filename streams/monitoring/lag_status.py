@@ -8,7 +8,9 @@ is set by the sampler for partitions without a committed offset, never by these 
 a group's status is its worst partition's.
 
 * ``REWIND``: the committed offset went backwards between two consecutive samples, and the later
-  of the two is inside the window (so a rewind is reported for one window, then forgotten).
+  of the two is inside the window (so a rewind is reported for one window, then forgotten); or
+  the commit log shows a backwards commit (the sample's ``rewind``) inside the window, which
+  catches a reset that the group replayed past before the next sample.
 * ``OK``: the latest lag is 0 (an idle consumer of an idle topic is healthy however long it
   has not committed).
 * ``STALL``: the consumer is behind and not moving: the last ``stall_samples`` (or more)
