@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 # is far behind from pulling megabytes. The broker still returns at least one whole batch.
 _PROBE_FETCH_BYTES = 64 * 1024
 _PROBE_POLL_MS = 100
+_DESCRIBE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,10 @@ class LagSampler(AsyncService):
         self._probe_timeout = probe_timeout
         # False after the all-offsets request failed once (Tansu): explicit partitions from then.
         self.list_all_offsets = list_all_offsets
-        # False after DescribeGroups failed once: no member assignments from then on.
+        # False after DescribeGroups failed _DESCRIBE_ATTEMPTS rounds in a row: no member
+        # assignments from then on.
         self.describe_groups = True
+        self._describe_failures = 0
         self._options = dict(client_options or {})
         self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer] | None = None
         self.commit_times: CommitTimes | None = (
@@ -285,32 +288,40 @@ class LagSampler(AsyncService):
 
     async def _assignments(self, groups: Sequence[str]) -> dict[str, set[TopicPartition]]:
         """The partitions assigned to each group's current members (consumer protocol only);
-        empty when the broker cannot describe groups (logged once)."""
+        empty when the broker cannot describe groups."""
         if not groups or not self.describe_groups:
             return {}
-        try:
-            responses = await asyncio.wait_for(
-                self._require()[0].describe_consumer_groups(list(groups)), self._timeout
-            )
-        except (KafkaError, TimeoutError) as error:
-            log.warning(
-                "describing consumer groups failed (%r); partitions without a commit are "
-                "found from the committed topics only from now on",
-                error,
-            )
-            self.describe_groups = False
-            return {}
         found: dict[str, set[TopicPartition]] = {}
-        for response in responses:
-            for described in response.to_object()["groups"]:
-                if described["error_code"] or described["protocol_type"] != "consumer":
-                    continue
-                partitions = found.setdefault(str(described["group"]), set())
-                for member in described["members"]:
-                    raw = member["member_assignment"]
-                    if raw:
-                        assignment = ConsumerProtocolMemberAssignment.decode(raw)
-                        partitions.update(assignment.partitions())
+        failed: Exception | None = None
+        for group in groups:
+            # One group per request: aiokafka 0.14 cannot decode Apache Kafka 4.1's answer to
+            # a DescribeGroups of several groups (buffer underrun) and drops the connection.
+            try:
+                responses = await asyncio.wait_for(
+                    self._require()[0].describe_consumer_groups([group]), self._timeout
+                )
+            except (KafkaError, TimeoutError) as error:
+                failed = error
+                continue
+            for response in responses:
+                for described in response.to_object()["groups"]:
+                    found.setdefault(str(described["group"]), set()).update(_assigned(described))
+        if failed is None or found:
+            self._describe_failures = 0
+            return found
+        # A fresh broker may drop such requests while it loads its coordinators: give up only
+        # when every group failed several rounds in a row (a broker without DescribeGroups).
+        self._describe_failures += 1
+        if self._describe_failures >= _DESCRIBE_ATTEMPTS:
+            self.describe_groups = False
+            log.warning(
+                "describing consumer groups failed %d rounds in a row (%r); partitions "
+                "without a commit are found from the committed topics only from now on",
+                self._describe_failures,
+                failed,
+            )
+        else:
+            log.info("describing consumer groups failed (%r); retried next round", failed)
         return found
 
     async def _partitions_of(self, topics: Sequence[str]) -> list[TopicPartition]:
@@ -490,6 +501,18 @@ class LagSampler(AsyncService):
             # lag is real; its age cannot be read under read_committed.
             return _Probe(highwater=highwater)
         return None
+
+
+def _assigned(described: Mapping[str, Any]) -> set[TopicPartition]:
+    """The partitions assigned to the members of one described group (consumer protocol)."""
+    if described["error_code"] or described["protocol_type"] != "consumer":
+        return set()
+    partitions: set[TopicPartition] = set()
+    for member in described["members"]:
+        raw = member["member_assignment"]
+        if raw:
+            partitions.update(ConsumerProtocolMemberAssignment.decode(raw).partitions())
+    return partitions
 
 
 async def _close_all(

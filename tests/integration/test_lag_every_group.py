@@ -63,8 +63,9 @@ async def _commit_only(broker: Broker, group: str, offsets: dict[TopicPartition,
         await member.stop()
 
 
-async def _live_member(broker: Broker, topic: str, group: str) -> AIOKafkaConsumer:
-    """A member that joined (assigned every partition) and committed partition 0 only."""
+async def _live_member(broker: Broker, topics: list[str], group: str) -> AIOKafkaConsumer:
+    """A member that joined (assigned every partition of ``topics``) and committed partition 0
+    of the first topic only."""
     member = kafka_clients.consumer(
         KafkaEndpoint(broker.bootstrap),
         **broker.client_tuning,
@@ -73,12 +74,12 @@ async def _live_member(broker: Broker, topic: str, group: str) -> AIOKafkaConsum
         auto_offset_reset="earliest",
     )
     await member.start()
-    member.subscribe([topic])
+    member.subscribe(topics)
     deadline = time.monotonic() + TIMEOUT
-    while len(member.assignment()) < 4:
+    while len(member.assignment()) < 4 * len(topics):
         assert time.monotonic() < deadline, "the member got no assignment"
         await member.getmany(timeout_ms=200)
-    await member.commit({TopicPartition(topic, 0): 2})
+    await member.commit({TopicPartition(topics[0], 0): 2})
     return member
 
 
@@ -108,13 +109,16 @@ async def test_per_partition_lag_equals_consumer_group_command_on_several_groups
     broker: Broker, unique_prefix: str
 ) -> None:
     _needs_apache_kafka(broker)
-    topic = f"{unique_prefix}.events"
+    topic, other = f"{unique_prefix}.events", f"{unique_prefix}.other"
     behind, partial, live = (f"{unique_prefix}.{name}" for name in ("behind", "partial", "live"))
     await _produce(broker, topic, {0: 7, 1: 5, 2: 3, 3: 9})
+    await _produce(broker, other, {0: 1, 1: 2, 2: 0, 3: 4})
     tps = [TopicPartition(topic, p) for p in range(4)]
     await _commit_only(broker, behind, {tps[0]: 7, tps[1]: 2, tps[2]: 3, tps[3]: 1})
     await _commit_only(broker, partial, {tps[0]: 4, tps[1]: 5})  # 2 and 3: no commit
-    member = await _live_member(broker, topic, live)  # 1, 2 and 3: assigned, no commit
+    # Assigned, no commit: events 1-3 and every partition of "other", a topic the group never
+    # committed (only DescribeGroups' member assignments know of those).
+    member = await _live_member(broker, [topic, other], live)
     try:
         groups = [behind, partial, live]
         async with LagSampler(KafkaEndpoint(broker.bootstrap)) as sampler:
@@ -123,7 +127,7 @@ async def test_per_partition_lag_equals_consumer_group_command_on_several_groups
     finally:
         await member.stop()
 
-    ours = {(r.group, r.topic, r.partition): r for r in rows if r.topic == topic}
+    ours = {(r.group, r.topic, r.partition): r for r in rows if r.topic in (topic, other)}
     committed = {key: (r.committed, r.end, r.raw_lag) for key, r in ours.items() if not r.no_commit}
     # Every committed partition: exactly the tool's CURRENT-OFFSET, LOG-END-OFFSET and LAG.
     assert committed == {key: numbers for key, numbers in tool.items() if numbers[0] is not None}
@@ -132,7 +136,9 @@ async def test_per_partition_lag_equals_consumer_group_command_on_several_groups
     # The live member's uncommitted partitions: the tool shows "-", we show NO_COMMIT with the
     # same LOG-END-OFFSET and the log from its start as lag.
     dashes = {key: end for key, (offset, end, _) in tool.items() if offset is None}
-    assert sorted(dashes) == [(live, topic, p) for p in (1, 2, 3)]
+    assert sorted(dashes) == sorted(
+        [(live, topic, p) for p in (1, 2, 3)] + [(live, other, p) for p in range(4)]
+    )
     for key, end in dashes.items():
         row = ours[key]
         assert (row.no_commit, row.end, row.committed, row.lag) == (True, end, 0, end)
@@ -143,7 +149,9 @@ async def test_per_partition_lag_equals_consumer_group_command_on_several_groups
         (3, 3),
         (9, 9),
     ]
-    assert sorted((g, p) for g, _, p in ours) == sorted((g, p) for g in groups for p in range(4))
+    assert sorted(ours) == sorted(
+        [(g, topic, p) for g in groups for p in range(4)] + [(live, other, p) for p in range(4)]
+    )
 
 
 async def test_one_lag_run_without_group_lists_every_group_and_shows_stop(
