@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
+from phaseflow.streams.monitoring.lag_status import Rewind
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class Commit:
     partition: int
     offset: int | None  # None: the committed offset was deleted (tombstone)
     committed_at: datetime | None  # None for a tombstone
+
+
+class _TopicMissingError(RuntimeError):
+    """``__consumer_offsets`` does not exist yet: no group has used a coordinator so far."""
+
+
+#: Kafka's UNKNOWN_TOPIC_OR_PARTITION.
+_UNKNOWN_TOPIC = 3
 
 
 class _Reader:
@@ -126,7 +135,11 @@ class CommitTimes(AsyncService):
         self._timeout = timeout
         self._consumer: AIOKafkaConsumer | None = None
         self._latest: dict[tuple[str, str, int], Commit] = {}
+        self._rewinds: dict[tuple[str, str, int], Rewind] = {}
         self.error: str | None = None
+        # A fresh cluster has no __consumer_offsets until a group first commits or joins: no
+        # commits to know yet. Looked for again at every refresh, not an error.
+        self._topic_missing = False
 
     @property
     def available(self) -> bool:
@@ -145,18 +158,25 @@ class CommitTimes(AsyncService):
         )
         await consumer.start()
         self._consumer = consumer
+        await self._assign(consumer)
+        if self.error is not None:
+            log.warning("commit times unavailable, STOP falls back to observation: %s", self.error)
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         try:
             partitions = await asyncio.wait_for(self._partitions(), self._timeout)
+        except _TopicMissingError:
+            self._topic_missing = True
+            return
         except Exception as error:  # noqa: BLE001 - reported through .error, not fatal
             partitions = []
             self.error = f"cannot list {OFFSETS_TOPIC} ({error!r})"
+        self._topic_missing = False
         if partitions:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
         elif self.error is None:
             self.error = f"{OFFSETS_TOPIC} is not visible to this client (no READ/DESCRIBE ACL?)"
-        if self.error is not None:
-            log.warning("commit times unavailable, STOP falls back to observation: %s", self.error)
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -174,6 +194,8 @@ class CommitTimes(AsyncService):
             await admin.close()
         found: list[TopicPartition] = []
         for topic in described:
+            if topic.get("error_code") == _UNKNOWN_TOPIC:
+                raise _TopicMissingError(OFFSETS_TOPIC)
             if topic.get("error_code"):
                 raise RuntimeError(f"describing {OFFSETS_TOPIC}: error code {topic['error_code']}")
             found.extend(
@@ -186,6 +208,12 @@ class CommitTimes(AsyncService):
         consumer = self._consumer
         if consumer is None or self.error is not None:
             return
+        if self._topic_missing:
+            await self._assign(consumer)
+            if self.error is not None:
+                log.warning("commit times unavailable: %s", self.error)
+            if self._topic_missing or self.error is not None:
+                return
         assigned = consumer.assignment()
         try:
             ends = await asyncio.wait_for(consumer.end_offsets(list(assigned)), self._timeout)
@@ -199,7 +227,7 @@ class CommitTimes(AsyncService):
             batches = await consumer.getmany(*pending, timeout_ms=_POLL_MS)
             for records in batches.values():
                 for record in records:
-                    self._apply(record.key, record.value)
+                    self.apply_record(record.key, record.value)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
@@ -212,7 +240,8 @@ class CommitTimes(AsyncService):
                 self._timeout,
             )
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply_record(self, key: bytes | None, value: bytes | None) -> None:
+        """Take one record of the log into account (in log order)."""
         try:
             commit = parse_commit(key, value)
         except (struct.error, UnicodeDecodeError) as error:
@@ -223,8 +252,22 @@ class CommitTimes(AsyncService):
         slot = (commit.group, commit.topic, commit.partition)
         if commit.offset is None:
             self._latest.pop(slot, None)
-        else:
-            self._latest[slot] = commit
+            return
+        previous = self._latest.get(slot)
+        if (
+            previous is not None
+            and previous.offset is not None
+            and commit.committed_at is not None
+            and commit.offset < previous.offset
+        ):
+            # Every commit is in the log, so a reset seen here is seen even when the group
+            # replays so fast that no sample of the committed offset catches the lower value.
+            self._rewinds[slot] = Rewind(commit.committed_at, previous.offset, commit.offset)
+        self._latest[slot] = commit
+
+    def rewind(self, group: str, topic: str, partition: int) -> Rewind | None:
+        """The last backwards commit of ``group`` for the partition in the log, if any."""
+        return self._rewinds.get((group, topic, partition))
 
     def latest(self, group: str, topic: str, partition: int) -> Commit | None:
         """The last commit of ``group`` for the partition, if the log holds one."""

@@ -61,11 +61,16 @@ class OwnConsumerStalledError(RuntimeError):
 def own_lag(
     rows: Collection[LagRow], group: str, assigned: Collection[tuple[str, int]] | None
 ) -> dict[tuple[str, int], int]:
-    """``{(topic, partition): lag}`` of ``group``; only ``assigned`` partitions unless None."""
+    """``{(topic, partition): lag}`` of ``group``; only ``assigned`` partitions unless None.
+
+    Partitions without a committed offset are left out: their "lag" is the whole log, which
+    says nothing about whether this worker keeps up (``/ready`` reads this)."""
     return {
         (row.topic, row.partition): row.lag
         for row in rows
-        if row.group == group and (assigned is None or (row.topic, row.partition) in assigned)
+        if row.group == group
+        and not row.no_commit
+        and (assigned is None or (row.topic, row.partition) in assigned)
     }
 
 

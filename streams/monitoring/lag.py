@@ -50,12 +50,16 @@ LAG_HISTORY_ROUNDS = 120
 
 _SEVERITY: dict[LagStatus, Severity] = {
     LagStatus.OK: "info",
+    LagStatus.NO_COMMIT: "info",  # shown, never alerted
     LagStatus.WARN: "warning",
     LagStatus.REWIND: "warning",  # often an operator's deliberate offset reset
     LagStatus.STALL: "critical",
     LagStatus.STOP: "critical",
 }
 _STUCK = frozenset({LagStatus.STALL, LagStatus.STOP})
+#: Statuses that raise no alert: healthy, or a partition the group never committed (a new
+#: group or partition is not an incident; its lag shows on /metrics and in `phaseflow lag`).
+_QUIET = frozenset({LagStatus.OK, LagStatus.NO_COMMIT})
 
 
 class LagSource(Protocol):
@@ -84,6 +88,28 @@ class LagRow:
     reason: str
     sampled_at: datetime
     committed_at: datetime | None = None  # the group's last commit; None if unknown
+    #: No committed offset (status NO_COMMIT): ``committed`` is the log-start offset and
+    #: ``lag`` the whole log from there.
+    no_commit: bool = False
+
+
+def counted_status(row: LagRow) -> LagStatus:
+    """``row``'s status as it counts for its group: a partition without a commit whose log is
+    empty has nothing to read (a member assigned an idle partition never commits it), so it
+    counts as OK; the row itself still says NO_COMMIT."""
+    if row.status is LagStatus.NO_COMMIT and row.lag == 0:
+        return LagStatus.OK
+    return row.status
+
+
+def group_worst(rows: Iterable[LagRow]) -> LagStatus:
+    """A group's status: the worst :func:`counted_status` of its ``rows`` (OK for none)."""
+    return worst(counted_status(row) for row in rows)
+
+
+def worst_row(rows: Iterable[LagRow]) -> LagRow | None:
+    """The row that decides the group's status (the most behind among equals), or None."""
+    return max(rows, key=lambda row: (counted_status(row).rank, row.lag), default=None)
 
 
 def lag_policy(settings: Settings) -> LagPolicy:
@@ -246,13 +272,19 @@ class LagMonitor(AsyncService):
         """Sample all groups, update the windows, alert on transitions, run the watchdog."""
         await self._discover()
         sampled = await self._source.sample(self.groups)
+        uncommitted = [row for row in sampled if row.no_commit]
         for row in sampled:
+            if row.no_commit:
+                # Its commit is gone (offsets deleted): the last committed sample is stale.
+                self._latest.pop(row.key, None)
+                continue
             self._latest[row.key] = row
             self._evaluator.observe(row.key, row.sample())
         for key in self._evaluator.forget_stale():
             self._latest.pop(key, None)
         verdicts = self._evaluator.evaluate_all()
         rows = [_row(self._latest[key], verdicts[key]) for key in verdicts if key in self._latest]
+        rows.extend(_row(row, _no_commit_verdict(row)) for row in uncommitted)
         self._rows = rows
         self._history.append((self._clock.now(), group_totals(rows)))
         self.rounds += 1
@@ -286,18 +318,19 @@ class LagMonitor(AsyncService):
 
     def group_status(self, group: str) -> LagStatus:
         """The group's worst partition status as of the last round (``OK`` if none known)."""
-        return worst(row.status for row in self._rows if row.group == group)
+        return group_worst(row for row in self._rows if row.group == group)
 
     def group_statuses(self) -> dict[str, LagStatus]:
         return {group: self.group_status(group) for group in self.groups}
 
     async def _announce(self, group: str, rows: Sequence[LagRow]) -> None:
-        status = worst(row.status for row in rows if row.group == group)
+        status = group_worst(row for row in rows if row.group == group)
         previous = self._announced.get(group, LagStatus.OK)
         if status is previous:
             return
-        if status is LagStatus.OK:
-            log.info("consumer group %s recovered (was %s)", group, previous)
+        if status in _QUIET:
+            if previous not in _QUIET:
+                log.info("consumer group %s recovered (was %s)", group, previous)
             self._announced[group] = status
             return
         alert = build_alert(group, status, previous, rows, self._clock.now())
@@ -341,6 +374,13 @@ def group_totals(rows: Sequence[LagRow]) -> dict[str, int]:
     return totals
 
 
+def _no_commit_verdict(sampled: PartitionLag) -> Verdict:
+    return Verdict(
+        LagStatus.NO_COMMIT,
+        f"no committed offset; lag counted from the log start (offset {sampled.committed})",
+    )
+
+
 def _row(sampled: PartitionLag, verdict: Verdict) -> LagRow:
     return LagRow(
         group=sampled.group,
@@ -355,4 +395,5 @@ def _row(sampled: PartitionLag, verdict: Verdict) -> LagRow:
         reason=verdict.reason,
         sampled_at=sampled.at,
         committed_at=sampled.committed_at,
+        no_commit=sampled.no_commit,
     )

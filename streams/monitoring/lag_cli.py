@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,8 +10,9 @@ from typing import Any, TextIO
 
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.json_output import write_json
-from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
-from phaseflow.streams.monitoring.lag_status import LagStatus, worst
+from phaseflow.streams.monitoring.lag import LagMonitor, LagRow, group_worst, worst_row
+from phaseflow.streams.monitoring.lag_report import groups_document, ordered, row_document
+from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.text_table import aligned_rows
 
 _HEADER = ("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")
@@ -29,7 +29,7 @@ def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
                 row.group,
                 row.topic,
                 str(row.partition),
-                str(row.committed),
+                "-" if row.no_commit else str(row.committed),
                 str(row.end),
                 lag,
                 seconds,
@@ -42,45 +42,21 @@ def format_table(rows: Sequence[LagRow], groups: Sequence[str]) -> str:
         if not mine:
             lines.append(f"group {group}: no committed offsets")
             continue
-        status = worst(row.status for row in mine)
-        worst_row = max(mine, key=lambda row: (row.status.rank, row.lag))
-        lines.append(
-            f"group {group}: {status}, lag {sum(row.lag for row in mine)} messages"
-            + (
-                ""
-                if status is LagStatus.OK
-                else f"; {worst_row.topic}[{worst_row.partition}]: {worst_row.reason}"
-            )
-        )
+        status, deciding = group_worst(mine), worst_row(mine)
+        line = f"group {group}: {status}, lag {sum(row.lag for row in mine)} messages"
+        if status is not LagStatus.OK and deciding is not None:
+            line += f"; {deciding.topic}[{deciding.partition}]: {deciding.reason}"
+        lines.append(line)
     return "\n".join(line.rstrip() for line in lines)
 
 
 def lag_document(rows: Sequence[LagRow], groups: Sequence[str]) -> dict[str, Any]:
     """``phaseflow lag --json``: every partition's row and each group's verdict."""
-    ordered = sorted(rows, key=lambda row: (row.group, row.topic, row.partition))
-    verdicts = []
-    for group in groups:
-        mine = [row for row in ordered if row.group == group]
-        worst_row = max(mine, key=lambda row: (row.status.rank, row.lag)) if mine else None
-        verdicts.append(
-            {
-                "group": group,
-                "committed_offsets": bool(mine),
-                "status": str(worst(row.status for row in mine)) if mine else None,
-                "lag": sum(row.lag for row in mine),
-                "worst": None
-                if worst_row is None or worst_row.status is LagStatus.OK
-                else {
-                    "topic": worst_row.topic,
-                    "partition": worst_row.partition,
-                    "reason": worst_row.reason,
-                },
-            }
-        )
     return {
-        "rows": [{**dataclasses.asdict(row), "status": str(row.status)} for row in ordered],
-        "groups": verdicts,
-        # STALL, STOP and a growing-lag WARN need a window of samples (phaseflow lag --watch).
+        "rows": [row_document(row) for row in ordered(rows)],
+        "groups": groups_document(rows, groups),
+        # STALL and a growing-lag WARN need a window of samples (phaseflow lag --watch); STOP
+        # comes from commit times, so one sample shows it.
         "samples": 1,
     }
 

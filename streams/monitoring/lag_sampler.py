@@ -25,6 +25,12 @@ Per group, per partition with a committed offset:
   (:mod:`phaseflow.streams.monitoring.commit_times`), read up to its end before the offsets
   are fetched. If the fetched offset is not the one the log showed, the group committed in
   between, so the time is "now". ``None`` when that topic cannot be read.
+
+Partitions of a group *without* a committed offset are sampled too (``no_commit``): those
+assigned to the group's current members (``DescribeGroups``) and the other partitions of the
+topics the group has committed offsets for. Their ``committed`` is the log-start offset and
+their lag the whole log from there (what a consumer with ``auto.offset.reset=earliest`` would
+read; with ``latest`` it would skip it). Kafka's tool shows ``-`` for them.
 """
 
 from __future__ import annotations
@@ -40,13 +46,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.clock import Clock, SystemClock
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.monitoring.commit_times import CommitTimes
-from phaseflow.streams.monitoring.lag_status import LagSample
+from phaseflow.streams.monitoring.lag_status import LagSample, Rewind
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,7 @@ log = logging.getLogger(__name__)
 # is far behind from pulling megabytes. The broker still returns at least one whole batch.
 _PROBE_FETCH_BYTES = 64 * 1024
 _PROBE_POLL_MS = 100
+_DESCRIBE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ class PartitionLag:
     lag_seconds: float | None
     at: datetime
     committed_at: datetime | None = None  # the group's last commit of this partition
+    # No committed offset: ``committed`` is the log-start offset, ``lag`` the log from there.
+    no_commit: bool = False
+    # The last backwards commit in __consumer_offsets (an offset reset), if any.
+    rewind: Rewind | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -83,6 +95,7 @@ class PartitionLag:
             lag=self.lag,
             lag_seconds=self.lag_seconds,
             committed_at=self.committed_at,
+            rewind=self.rewind,
         )
 
 
@@ -115,6 +128,10 @@ class LagSampler(AsyncService):
         self._probe_timeout = probe_timeout
         # False after the all-offsets request failed once (Tansu): explicit partitions from then.
         self.list_all_offsets = list_all_offsets
+        # False after DescribeGroups failed _DESCRIBE_ATTEMPTS rounds in a row: no member
+        # assignments from then on.
+        self.describe_groups = True
+        self._describe_failures = 0
         self._options = dict(client_options or {})
         self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer] | None = None
         self.commit_times: CommitTimes | None = (
@@ -182,14 +199,18 @@ class LagSampler(AsyncService):
 
     # -- sampling ----------------------------------------------------------------------------
     async def sample(self, groups: Sequence[str]) -> list[PartitionLag]:
-        """One sample of every partition the ``groups`` have committed offsets for."""
+        """One sample of every partition the ``groups`` have committed offsets for, and of
+        their partitions without one (see the module docstring)."""
         if self.commit_times is not None:
             await self.commit_times.refresh()
         committed = {group: await self.committed(group) for group in groups}
+        uncommitted = await self.uncommitted(committed)
         partitions = {tp for offsets in committed.values() for tp in offsets}
+        partitions |= {tp for missing in uncommitted.values() for tp in missing}
         if not partitions:
             return []
         ends = await self.end_offsets(partitions)
+        starts = await self.start_offsets({tp for tps in uncommitted.values() for tp in tps})
         wanted = {(tp, offset) for offsets in committed.values() for tp, offset in offsets.items()}
         probes = await self._probe_all(wanted)
         now = self._clock.now()
@@ -208,6 +229,7 @@ class LagSampler(AsyncService):
                     seconds = max(0.0, now.timestamp() - probe.timestamp_ms / 1000)
                 rows.append(
                     PartitionLag(
+                        rewind=self._rewind(group, tp),
                         committed_at=self._committed_at(group, tp, offset, now),
                         group=group,
                         topic=tp.topic,
@@ -220,7 +242,112 @@ class LagSampler(AsyncService):
                         at=now,
                     )
                 )
+        for group, missing in uncommitted.items():
+            for tp in sorted(missing):
+                if tp not in ends or tp not in starts:
+                    continue
+                start, end = starts[tp], ends[tp]
+                rows.append(
+                    PartitionLag(
+                        group=group,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        committed=start,
+                        end=end,
+                        lag=max(0, end - start),
+                        raw_lag=max(0, end - start),
+                        lag_seconds=None,
+                        at=now,
+                        no_commit=True,
+                    )
+                )
         return rows
+
+    async def uncommitted(
+        self, committed: Mapping[str, Mapping[TopicPartition, int]]
+    ) -> dict[str, set[TopicPartition]]:
+        """Per group, its partitions without a committed offset: those assigned to its current
+        members, and the other partitions of the topics it committed offsets for."""
+        assigned = await self._assignments(list(committed))
+        topics = {tp.topic for offsets in committed.values() for tp in offsets}
+        topics |= {tp.topic for tps in assigned.values() for tp in tps}
+        by_topic: dict[str, list[TopicPartition]] = defaultdict(list)
+        for tp in await self._partitions_of(sorted(topics)):
+            by_topic[tp.topic].append(tp)
+        # Only partitions that exist (a member may hold one of a topic deleted since).
+        known = {tp for tps in by_topic.values() for tp in tps}
+        missing: dict[str, set[TopicPartition]] = {}
+        for group, offsets in committed.items():
+            mine = set(assigned.get(group, set()))
+            for topic in {tp.topic for tp in offsets}:
+                mine.update(by_topic.get(topic, []))
+            left = (mine & known) - set(offsets)
+            if left:
+                missing[group] = left
+        return missing
+
+    async def _assignments(self, groups: Sequence[str]) -> dict[str, set[TopicPartition]]:
+        """The partitions assigned to each group's current members (consumer protocol only);
+        empty when the broker cannot describe groups."""
+        if not groups or not self.describe_groups:
+            return {}
+        found: dict[str, set[TopicPartition]] = {}
+        failed: Exception | None = None
+        for group in groups:
+            # One group per request: aiokafka 0.14 cannot decode Apache Kafka 4.1's answer to
+            # a DescribeGroups of several groups (buffer underrun) and drops the connection.
+            try:
+                responses = await asyncio.wait_for(
+                    self._require()[0].describe_consumer_groups([group]), self._timeout
+                )
+            except (KafkaError, TimeoutError) as error:
+                failed = error
+                continue
+            for response in responses:
+                for described in response.to_object()["groups"]:
+                    found.setdefault(str(described["group"]), set()).update(_assigned(described))
+        if failed is None or found:
+            self._describe_failures = 0
+            return found
+        # A fresh broker may drop such requests while it loads its coordinators: give up only
+        # when every group failed several rounds in a row (a broker without DescribeGroups).
+        self._describe_failures += 1
+        if self._describe_failures >= _DESCRIBE_ATTEMPTS:
+            self.describe_groups = False
+            log.warning(
+                "describing consumer groups failed %d rounds in a row (%r); partitions "
+                "without a commit are found from the committed topics only from now on",
+                self._describe_failures,
+                failed,
+            )
+        else:
+            log.info("describing consumer groups failed (%r); retried next round", failed)
+        return found
+
+    async def _partitions_of(self, topics: Sequence[str]) -> list[TopicPartition]:
+        if not topics:
+            return []
+        described: list[dict[str, Any]] = await asyncio.wait_for(
+            self._require()[0].describe_topics(list(topics)), self._timeout
+        )
+        return [
+            TopicPartition(str(topic["topic"]), int(p["partition"]))
+            for topic in described
+            if not topic.get("error_code")
+            for p in topic["partitions"]
+        ]
+
+    async def start_offsets(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The log-start offsets (the oldest record kept) of ``partitions``."""
+        wanted = sorted(partitions)
+        if not wanted:
+            return {}
+        starts: dict[TopicPartition, int] = await asyncio.wait_for(
+            self._require()[1].beginning_offsets(wanted), self._timeout
+        )
+        return dict(starts)
 
     async def list_groups(self) -> list[str]:
         """Every consumer group the cluster knows: ``ListGroups``, plus the groups that have
@@ -231,6 +358,11 @@ class LagSampler(AsyncService):
         if self.commit_times is not None and self.commit_times.available:
             names |= self.commit_times.groups()
         return sorted(names)
+
+    def _rewind(self, group: str, tp: TopicPartition) -> Rewind | None:
+        if self.commit_times is None or not self.commit_times.available:
+            return None
+        return self.commit_times.rewind(group, tp.topic, tp.partition)
 
     def _committed_at(
         self, group: str, tp: TopicPartition, offset: int, now: datetime
@@ -369,6 +501,18 @@ class LagSampler(AsyncService):
             # lag is real; its age cannot be read under read_committed.
             return _Probe(highwater=highwater)
         return None
+
+
+def _assigned(described: Mapping[str, Any]) -> set[TopicPartition]:
+    """The partitions assigned to the members of one described group (consumer protocol)."""
+    if described["error_code"] or described["protocol_type"] != "consumer":
+        return set()
+    partitions: set[TopicPartition] = set()
+    for member in described["members"]:
+        raw = member["member_assignment"]
+        if raw:
+            partitions.update(ConsumerProtocolMemberAssignment.decode(raw).partitions())
+    return partitions
 
 
 async def _close_all(

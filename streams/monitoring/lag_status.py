@@ -3,10 +3,14 @@
 One :class:`PartitionHistory` per (group, topic, partition) keeps the samples of the last
 ``window`` (plus one older sample, so a change that happened right at the window's edge is still
 seen). :meth:`PartitionHistory.evaluate` applies these rules; the status is the *worst* of all
-that hold (``OK < WARN < REWIND < STALL < STOP``), and a group's status is its worst partition's.
+that hold (``OK < WARN < REWIND < STALL < STOP``; ``NO_COMMIT``, between ``OK`` and ``WARN``,
+is set by the sampler for partitions without a committed offset, never by these rules), and
+a group's status is its worst partition's.
 
 * ``REWIND``: the committed offset went backwards between two consecutive samples, and the later
-  of the two is inside the window (so a rewind is reported for one window, then forgotten).
+  of the two is inside the window (so a rewind is reported for one window, then forgotten); or
+  the commit log shows a backwards commit (the sample's ``rewind``) inside the window, which
+  catches a reset that the group replayed past before the next sample.
 * ``OK``: the latest lag is 0 (an idle consumer of an idle topic is healthy however long it
   has not committed).
 * ``STALL``: the consumer is behind and not moving: the last ``stall_samples`` (or more)
@@ -49,6 +53,9 @@ class LagStatus(StrEnum):
     """A partition's (or group's) lag status; ``rank`` orders them from best to worst."""
 
     OK = "OK"
+    # A partition of a watched group with no committed offset (the sampler's, never the
+    # evaluator's): shown, not alerted; worse than OK so a group with one reads as such.
+    NO_COMMIT = "NO_COMMIT"
     WARN = "WARN"
     REWIND = "REWIND"
     STALL = "STALL"
@@ -87,6 +94,16 @@ class LagPolicy:
 
 
 @dataclass(frozen=True)
+class Rewind:
+    """The last time the commit log (``__consumer_offsets``) shows a group's committed offset
+    of a partition going backwards: an offset reset or a replay."""
+
+    at: datetime  # the lower commit's timestamp
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
 class LagSample:
     """One observation of a partition: offsets, lag in messages and seconds, and when."""
 
@@ -96,6 +113,7 @@ class LagSample:
     lag: int  # effective lag in messages (transaction markers excluded), >= 0
     lag_seconds: float | None = None  # age of the oldest unconsumed record; None if unknown
     committed_at: datetime | None = None  # the group's last commit (any offset); None if unknown
+    rewind: Rewind | None = None  # the last backwards commit in the commit log, if known
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,13 @@ class PartitionHistory:
             self._samples.popleft()
 
     def _rewind(self, cutoff: datetime) -> Verdict | None:
+        logged = self._samples[-1].rewind
+        if logged is not None and logged.at > cutoff:
+            return Verdict(
+                LagStatus.REWIND,
+                f"committed offset went back from {logged.before} to {logged.after} "
+                f"at {logged.at:%H:%M:%S} UTC (commit log)",
+            )
         samples = self._samples
         for before, after in pairwise(samples):
             if after.at > cutoff and after.committed < before.committed:

@@ -320,7 +320,9 @@ def openapi_document() -> dict[str, Any]:
             "/status/{game_date}": status_path,
             "/status": summary_path,
             "/": page_path,
-            "/lag": _open("Consumer lag per partition.", "Lag.", 503),
+            "/lag": _open(
+                "Consumer lag: the own group on this worker, and every watched group.", "Lag.", 503
+            ),
             "/openapi.json": _open("This document.", "OpenAPI 3.1 document."),
             **_burrow_paths(),
         },

@@ -42,7 +42,7 @@ td.phase{min-width:9em;max-width:16em}
 .triggered{background:#e3f4e6}.done{background:#eef8ef}.waiting{background:#fff6dd}
 .failed,.rejected{background:#fde5e3}.not_started,.nothing_expected{background:#f3f4f6;color:#6b7280}
 .sev-critical{color:#a3190d;font-weight:600}.sev-warning{color:#8a5a00}
-.lag-OK{color:#207a3a}.lag-WARN,.lag-REWIND{color:#8a5a00}.lag-STALL,.lag-STOP{color:#a3190d}
+.lag-OK{color:#207a3a}.lag-NO_COMMIT{color:#555}.lag-WARN,.lag-REWIND{color:#8a5a00}.lag-STALL,.lag-STOP{color:#a3190d}
 svg.spark polyline{fill:none;stroke:#3b6fd1;stroke-width:1.5}
 .none{color:#6b7280;font-style:italic}
 """

@@ -101,7 +101,11 @@ class LagView(ApiView):
             {"topic": topic, "partition": partition, "lag": lag}
             for (topic, partition), lag in sorted(snapshot.items())
         ]
-        return json_response({"total": sum(snapshot.values()), "partitions": partitions})
+        # "total"/"partitions": the own group on this worker (as before); "groups": every
+        # watched group, the same on every worker (docs/lag-monitor.md).
+        body: dict[str, Any] = {"total": sum(snapshot.values()), "partitions": partitions}
+        body["groups"] = self.api.state.lag_groups() or []
+        return json_response(body)
 
 
 # --- Burrow-compatible reads (phaseflow.streams.web.burrow) ------------------------------------

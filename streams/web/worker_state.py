@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import JsonValue
 
@@ -18,6 +18,7 @@ from phaseflow.streams.core.metrics import LagSnapshot
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.monitoring.lag import LagRow
+from phaseflow.streams.monitoring.lag_report import groups_document
 from phaseflow.streams.web.phase_status import PhaseStates
 from phaseflow.streams.web.status_summary import AlertSource, DeadLetterSource, LagHistorySource
 
@@ -65,6 +66,14 @@ class WorkerState:
         """The own group's lag per assigned (topic, partition); None without a lag monitor."""
         provider = self._components.lag
         return None if provider is None else provider()
+
+    def lag_groups(self) -> list[dict[str, Any]] | None:
+        """Every watched group as of the monitor's last round: status, reason, lag and each
+        partition's offsets, offset lag, time lag and status; None without a lag monitor."""
+        monitor = self._components.lag_monitor
+        if monitor is None:
+            return None
+        return groups_document(monitor.rows(), monitor.groups, partitions=True)
 
     def notifier_problems(self) -> list[str]:
         """One line per notifier route that cannot deliver (none without notifiers)."""

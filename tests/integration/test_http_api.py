@@ -214,7 +214,7 @@ async def test_completions_over_http_fire_a_trigger_and_open_endpoints_answer(
     async with http.get("/lag") as response:
         # The lag monitor is installed in the worker (streams/monitoring/install.py).
         assert response.status == 200
-        assert set(await response.json()) == {"total", "partitions"}
+        assert set(await response.json()) == {"total", "partitions", "groups"}
 
     async with http.get("/metrics") as response:
         assert response.status == 200

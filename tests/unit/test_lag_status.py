@@ -46,7 +46,15 @@ class Feed:
 
 
 def test_status_order_and_worst() -> None:
-    assert [s.rank for s in LagStatus] == [0, 1, 2, 3, 4]
+    assert [s.rank for s in LagStatus] == [0, 1, 2, 3, 4, 5]
+    assert sorted(LagStatus, key=lambda s: s.rank) == [
+        LagStatus.OK,
+        LagStatus.NO_COMMIT,
+        LagStatus.WARN,
+        LagStatus.REWIND,
+        LagStatus.STALL,
+        LagStatus.STOP,
+    ]
     assert worst([LagStatus.WARN, LagStatus.STOP, LagStatus.REWIND]) is LagStatus.STOP
     assert worst([]) is LagStatus.OK
 
