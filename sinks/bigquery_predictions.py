@@ -204,6 +204,11 @@ class PredictionSink(BufferedSink[Prediction]):
             "the staging cleanup (DELETE)", self.staging_id, "bigquery.jobs.create"
         )
 
+    @property
+    def storage_write(self) -> StorageWriteStaging | None:
+        """The Storage Write staging (None when staging with insertAll)."""
+        return self._storage_write
+
     # --- BigQuery calls -----------------------------------------------------------------
 
     def _retrying(self, exc: Exception) -> None:
