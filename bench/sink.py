@@ -27,7 +27,9 @@ from google.cloud import bigquery
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.bigquery_predictions import MAX_ROWS_PER_INSERT, PredictionSink, prediction_row
-from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, merge_sql
+from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, STAGING_SCHEMA, merge_sql
+from phaseflow.sinks.storage_write_rows import RowEncoder
+from phaseflow.sinks.storage_write_staging import ROWS_PER_REQUEST
 from phaseflow.streams.core.bigquery_clients import (
     RetryPolicy,
     ensure_dataset,
@@ -246,6 +248,37 @@ def _one_by_one(settings: Settings, table_id: str, rows: list[Prediction]) -> fl
         client.close()
 
 
+def _storage_write_breakdown(rows: list[Prediction]) -> dict[str, Any]:
+    """Where Storage Write staging spends its time, in this process: building the row dicts,
+    encoding them as protobuf (the sink's side), and the emulator's own decoding of those rows
+    into Arrow (bqemulator's servicer code, called directly: its per-row Python loop)."""
+    from bqemulator.api.routes.tabledata import _build_arrow_schema
+    from bqemulator.streaming.proto_deserializer import ProtoRowDecoder, proto_rows_to_arrow_table
+
+    staged_at = datetime.now(UTC)
+    began = time.monotonic()
+    dicts = [
+        prediction_row(row, flush_id="f", seq=seq, staged_at=staged_at)
+        for seq, row in enumerate(rows, start=1)
+    ]
+    built = time.monotonic()
+    encoder = RowEncoder(STAGING_SCHEMA)
+    encoded = [encoder.encode(row) for row in dicts]
+    encoded_at = time.monotonic()
+    decoder = ProtoRowDecoder(encoder.descriptor)
+    schema = _build_arrow_schema(
+        [{"name": f.name, "type": f.field_type, "mode": f.mode} for f in STAGING_SCHEMA]
+    )
+    decode_began = time.monotonic()
+    for start in range(0, len(encoded), ROWS_PER_REQUEST):
+        proto_rows_to_arrow_table(decoder, encoded[start : start + ROWS_PER_REQUEST], schema)
+    return {
+        "row_dicts_seconds": round(built - began, 3),
+        "proto_encode_seconds": round(encoded_at - built, 3),
+        "emulator_proto_decode_seconds": round(time.monotonic() - decode_began, 3),
+    }
+
+
 async def _run(settings: Settings) -> dict[str, Any]:
     rows = predictions()
     # The load on this shared machine swings: the per-row sample runs in three slices, before,
@@ -259,6 +292,7 @@ async def _run(settings: Settings) -> dict[str, Any]:
     per_row_seconds += await asyncio.to_thread(_one_by_one, settings, table_id, slices[1])
     batched = await asyncio.to_thread(_batched_without_sink, settings, rows)
     per_row_seconds += await asyncio.to_thread(_one_by_one, settings, table_id, slices[2])
+    breakdown = _storage_write_breakdown(rows)
     count_client = make_bigquery_client(settings)
     try:
         landed = await asyncio.to_thread(
@@ -284,6 +318,7 @@ async def _run(settings: Settings) -> dict[str, Any]:
         "requests_per_second": settings.bigquery_requests_per_second,
         **sink,
         **storage_write,
+        **breakdown,
         **batched,
         **naive,
         "ratio": round(ratio, 1),
@@ -336,6 +371,11 @@ def _table(f: dict[str, Any]) -> str:
             f"(target >= {STORAGE_WRITE_TARGET:g}x); staging alone (MERGEs taken out): "
             f"{f['storage_write_staging_only_ratio']}x; MERGEs {f['sink_merge_seconds']:.3f} s "
             f"(insertAll) and {f['storage_write_merge_seconds']:.3f} s (Storage Write)"
+        ),
+        (
+            f"Storage Write staging, in this process: row dicts {f['row_dicts_seconds']:.3f} s, "
+            f"protobuf encoding {f['proto_encode_seconds']:.3f} s; the emulator's decoding of "
+            f"the same rows {f['emulator_proto_decode_seconds']:.3f} s"
         ),
         (
             f"without the sink: {f['batched_ratio']}x; the sink runs at "
