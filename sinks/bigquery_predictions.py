@@ -11,6 +11,9 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
    emulator keeps them, and the MERGE's dedup makes them harmless). The insertId includes the
    flush id on purpose: a prediction re-delivered in a later flush must not be dropped as a copy
    of a row whose flush never merged. Rows BigQuery rejects as invalid go to dead letters.
+   With ``PHASEFLOW_SINK_STAGING=storage_write`` the rows go instead through one PENDING
+   Storage Write stream, committed before the MERGE
+   (:mod:`phaseflow.sinks.storage_write_staging`).
 2. One ``MERGE`` from this flush's staged rows (``WHERE flush_id = @flush_id``) into
    ``player_prop_predictions``; see :mod:`phaseflow.sinks.merge_sql`. A MERGE BigQuery refuses (400)
    is retried with the batch; once it has been refused ``isolate_after_rejections`` times, the
