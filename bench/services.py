@@ -97,11 +97,19 @@ def tansu_settings() -> dict[str, Any]:
 @contextmanager
 def bench_bigquery(project: str) -> Iterator[str]:
     """The emulator's endpoint: ``PHASEFLOW_BIGQUERY_ENDPOINT`` or an ephemeral emulator."""
+    with bench_bigquery_endpoints(project) as (endpoint, _):
+        yield endpoint
+
+
+@contextmanager
+def bench_bigquery_endpoints(project: str) -> Iterator[tuple[str, str | None]]:
+    """The emulator's REST and Storage Write (gRPC) endpoints: ``PHASEFLOW_BIGQUERY_ENDPOINT``
+    and ``PHASEFLOW_BIGQUERY_WRITE_ENDPOINT`` (None if unset), or an ephemeral emulator's."""
     external = os.environ.get("PHASEFLOW_BIGQUERY_ENDPOINT")
     if external:
-        yield external
+        yield external, os.environ.get("PHASEFLOW_BIGQUERY_WRITE_ENDPOINT")
         return
     from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
 
     with BigQueryEmulator(project) as emulator:
-        yield emulator.endpoint
+        yield emulator.endpoint, emulator.write_endpoint

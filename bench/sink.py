@@ -7,8 +7,11 @@ inserts of 500 rows + one MERGE per flush) and counts what landed, (b) writes th
 the sink does but without it (staging inserts of 500 rows one after the other, then ONE MERGE of
 all of them: the floor the sink's own overhead is measured against), and (c) inserts a 300-row
 sample one ``insert_rows_json`` request per row, as a naive writer would, in three slices around
-(a) and (b). Reports rows/s for all three, side by side, on the same emulator. No broker is
-needed. Prints a table; the last line is one JSON object with the figures.
+(a) and (b). (a) runs twice, staging with insertAll (the default) and through the Storage Write
+API (``PHASEFLOW_SINK_STAGING=storage_write``), each into tables of its own, with the MERGEs timed
+apart; and where Storage Write staging spends its time is measured in this process (row dicts,
+protobuf encoding, the emulator's own decoding code). Reports rows/s side by side, on the same
+emulator. No broker is needed. Prints a table; the last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from google.cloud import bigquery
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.bigquery_predictions import MAX_ROWS_PER_INSERT, PredictionSink, prediction_row
-from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, merge_sql
+from phaseflow.sinks.merge_sql import PREDICTION_SCHEMA, STAGING_SCHEMA, merge_sql
+from phaseflow.sinks.storage_write_rows import RowEncoder
+from phaseflow.sinks.storage_write_staging import ROWS_PER_REQUEST
 from phaseflow.streams.core.bigquery_clients import (
     RetryPolicy,
     ensure_dataset,
@@ -45,6 +50,9 @@ PER_ROW_SAMPLE: Final = 300
 BATCH_ROWS: Final = 2500  # 5 staging requests of 500 rows + 1 MERGE per flush
 REQUESTS_PER_SECOND: Final = 100
 TARGET_RATIO: Final = 100.0
+#: The sink staging through the Storage Write API vs through insertAll (issue 14).
+STORAGE_WRITE_TARGET: Final = 3.0
+Staging = Literal["insert_all", "storage_write"]
 
 
 def predictions() -> list[Prediction]:
@@ -141,8 +149,20 @@ def _batched_without_sink(settings: Settings, rows: list[Prediction]) -> dict[st
     }
 
 
-async def _through_sink(settings: Settings, rows: list[Prediction]) -> dict[str, Any]:
-    sink = PredictionSink(settings, dead_letter=_dead_letter, max_buffer_rows=len(rows))
+async def _through_sink(
+    settings: Settings, rows: list[Prediction], staging: Staging = "insert_all"
+) -> dict[str, Any]:
+    """The sink on ``staging``, its own tables; also how long staging and the MERGEs took."""
+    sink = PredictionSink(
+        settings,
+        dead_letter=_dead_letter,
+        max_buffer_rows=len(rows),
+        staging=staging,
+        table=f"predictions_{staging}",
+        staging_table=f"predictions_{staging}_staging",
+        latest_view=f"predictions_{staging}_latest",
+    )
+    merge_seconds = _time_merges(sink)
     await sink.start()
     began = time.monotonic()
     for row in rows:
@@ -157,13 +177,31 @@ async def _through_sink(settings: Settings, rows: list[Prediction]) -> dict[str,
         )
     finally:
         client.close()
+    prefix = "sink" if staging == "insert_all" else "storage_write"
     return {
-        "sink_rows": len(rows),
-        "sink_seconds": round(seconds, 3),
-        "sink_flushes": sink.metrics.flushes,
-        "sink_rows_in_table": landed,
-        "sink_rows_per_second": round(len(rows) / seconds, 1),
+        f"{prefix}_rows": len(rows),
+        f"{prefix}_seconds": round(seconds, 3),
+        f"{prefix}_merge_seconds": round(sum(merge_seconds), 3),
+        f"{prefix}_flushes": sink.metrics.flushes,
+        f"{prefix}_rows_in_table": landed,
+        f"{prefix}_rows_per_second": round(len(rows) / seconds, 1),
     }
+
+
+def _time_merges(sink: PredictionSink) -> list[float]:
+    """Record how long each of ``sink``'s MERGEs takes (the rest of a flush is staging)."""
+    took: list[float] = []
+    merge = sink._merge
+
+    async def timed(flush_id: str, first_seq: int, last_seq: int) -> int | None:
+        began = time.monotonic()
+        try:
+            return await merge(flush_id, first_seq, last_seq)
+        finally:
+            took.append(time.monotonic() - began)
+
+    sink._merge = timed  # type: ignore[method-assign]
+    return took
 
 
 def _per_row_table(settings: Settings) -> str:
@@ -213,6 +251,37 @@ def _one_by_one(settings: Settings, table_id: str, rows: list[Prediction]) -> fl
         client.close()
 
 
+def _storage_write_breakdown(rows: list[Prediction]) -> dict[str, Any]:
+    """Where Storage Write staging spends its time, in this process: building the row dicts,
+    encoding them as protobuf (the sink's side), and the emulator's own decoding of those rows
+    into Arrow (bqemulator's servicer code, called directly: its per-row Python loop)."""
+    from bqemulator.api.routes.tabledata import _build_arrow_schema
+    from bqemulator.streaming.proto_deserializer import ProtoRowDecoder, proto_rows_to_arrow_table
+
+    staged_at = datetime.now(UTC)
+    began = time.monotonic()
+    dicts = [
+        prediction_row(row, flush_id="f", seq=seq, staged_at=staged_at)
+        for seq, row in enumerate(rows, start=1)
+    ]
+    built = time.monotonic()
+    encoder = RowEncoder(STAGING_SCHEMA)
+    encoded = [encoder.encode(row) for row in dicts]
+    encoded_at = time.monotonic()
+    decoder = ProtoRowDecoder(encoder.descriptor)
+    schema = _build_arrow_schema(
+        [{"name": f.name, "type": f.field_type, "mode": f.mode} for f in STAGING_SCHEMA]
+    )
+    decode_began = time.monotonic()
+    for start in range(0, len(encoded), ROWS_PER_REQUEST):
+        proto_rows_to_arrow_table(decoder, encoded[start : start + ROWS_PER_REQUEST], schema)
+    return {
+        "row_dicts_seconds": round(built - began, 3),
+        "proto_encode_seconds": round(encoded_at - built, 3),
+        "emulator_proto_decode_seconds": round(time.monotonic() - decode_began, 3),
+    }
+
+
 async def _run(settings: Settings) -> dict[str, Any]:
     rows = predictions()
     # The load on this shared machine swings: the per-row sample runs in three slices, before,
@@ -222,9 +291,11 @@ async def _run(settings: Settings) -> dict[str, Any]:
     slices = [rows[i : i + third] for i in range(0, PER_ROW_SAMPLE, third)]
     per_row_seconds = await asyncio.to_thread(_one_by_one, settings, table_id, slices[0])
     sink = await _through_sink(settings, rows)
+    storage_write = await _through_sink(settings, rows, "storage_write")
     per_row_seconds += await asyncio.to_thread(_one_by_one, settings, table_id, slices[1])
     batched = await asyncio.to_thread(_batched_without_sink, settings, rows)
     per_row_seconds += await asyncio.to_thread(_one_by_one, settings, table_id, slices[2])
+    breakdown = _storage_write_breakdown(rows)
     count_client = make_bigquery_client(settings)
     try:
         landed = await asyncio.to_thread(
@@ -239,12 +310,18 @@ async def _run(settings: Settings) -> dict[str, Any]:
         "per_row_rows_per_second": round(PER_ROW_SAMPLE / per_row_seconds, 1),
     }
     ratio = sink["sink_rows_per_second"] / naive["per_row_rows_per_second"]
+    staging_ratio = storage_write["storage_write_rows_per_second"] / sink["sink_rows_per_second"]
+    staging_only_ratio = (sink["sink_seconds"] - sink["sink_merge_seconds"]) / (
+        storage_write["storage_write_seconds"] - storage_write["storage_write_merge_seconds"]
+    )
     floor_ratio = batched["batched_rows_per_second"] / naive["per_row_rows_per_second"]
     return {
         "benchmark": "sink",
         "batch_rows": settings.sink_batch_rows,
         "requests_per_second": settings.bigquery_requests_per_second,
         **sink,
+        **storage_write,
+        **breakdown,
         **batched,
         **naive,
         "ratio": round(ratio, 1),
@@ -253,8 +330,13 @@ async def _run(settings: Settings) -> dict[str, Any]:
             sink["sink_rows_per_second"] / batched["batched_rows_per_second"], 2
         ),
         "ratio_target": TARGET_RATIO,
+        "storage_write_ratio": round(staging_ratio, 2),
+        "storage_write_staging_only_ratio": round(staging_only_ratio, 2),
+        "storage_write_ratio_target": STORAGE_WRITE_TARGET,
         "meets_targets": ratio >= TARGET_RATIO
+        and staging_ratio >= STORAGE_WRITE_TARGET
         and sink["sink_rows_in_table"] == len(rows)
+        and storage_write["storage_write_rows_in_table"] == len(rows)
         and batched["batched_rows_in_table"] == len(rows)
         and naive["per_row_rows_in_table"] == PER_ROW_SAMPLE,
     }
@@ -272,6 +354,11 @@ def _table(f: dict[str, Any]) -> str:
             f"{f['sink_rows_per_second']:>11.1f}{f['sink_rows_in_table']:>10}"
         ),
         (
+            f"{'PredictionSink, Storage Write':<34}{f['storage_write_rows']:>7}"
+            f"{f['storage_write_seconds']:>10.3f}{f['storage_write_rows_per_second']:>11.1f}"
+            f"{f['storage_write_rows_in_table']:>10}"
+        ),
+        (
             f"{'batched inserts + 1 MERGE, no sink':<34}{f['batched_rows']:>7}"
             f"{f['batched_seconds']:>10.3f}{f['batched_rows_per_second']:>11.1f}"
             f"{f['batched_rows_in_table']:>10}"
@@ -282,6 +369,17 @@ def _table(f: dict[str, Any]) -> str:
             f"{f['per_row_rows_in_table']:>10}"
         ),
         f"ratio: {f['ratio']}x rows/s (target >= {TARGET_RATIO:g}x); flushes: {f['sink_flushes']}",
+        (
+            f"Storage Write / insertAll staging: {f['storage_write_ratio']}x rows/s "
+            f"(target >= {STORAGE_WRITE_TARGET:g}x); staging alone (MERGEs taken out): "
+            f"{f['storage_write_staging_only_ratio']}x; MERGEs {f['sink_merge_seconds']:.3f} s "
+            f"(insertAll) and {f['storage_write_merge_seconds']:.3f} s (Storage Write)"
+        ),
+        (
+            f"Storage Write staging, in this process: row dicts {f['row_dicts_seconds']:.3f} s, "
+            f"protobuf encoding {f['proto_encode_seconds']:.3f} s; the emulator's decoding of "
+            f"the same rows {f['emulator_proto_decode_seconds']:.3f} s"
+        ),
         (
             f"without the sink: {f['batched_ratio']}x; the sink runs at "
             f"{f['sink_share_of_batched']:.0%} of that"
@@ -305,7 +403,11 @@ def main() -> dict[str, Any]:
         figures = asyncio.run(_run(_settings()))
     else:
         with BigQueryEmulator(PROJECT) as emulator:
-            settings = _settings(bigquery_endpoint=emulator.endpoint, bigquery_project=PROJECT)
+            settings = _settings(
+                bigquery_endpoint=emulator.endpoint,
+                bigquery_write_endpoint=emulator.write_endpoint,
+                bigquery_project=PROJECT,
+            )
             figures = asyncio.run(_run(settings))
     print(_table(figures))
     print(json.dumps(figures))

@@ -11,6 +11,9 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
    emulator keeps them, and the MERGE's dedup makes them harmless). The insertId includes the
    flush id on purpose: a prediction re-delivered in a later flush must not be dropped as a copy
    of a row whose flush never merged. Rows BigQuery rejects as invalid go to dead letters.
+   With ``PHASEFLOW_SINK_STAGING=storage_write`` the rows go instead through one PENDING
+   Storage Write stream, committed before the MERGE
+   (:mod:`phaseflow.sinks.storage_write_staging`).
 2. One ``MERGE`` from this flush's staged rows (``WHERE flush_id = @flush_id``) into
    ``player_prop_predictions``; see :mod:`phaseflow.sinks.merge_sql`. A MERGE BigQuery refuses (400)
    is retried with the batch; once it has been refused ``isolate_after_rejections`` times, the
@@ -45,11 +48,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from asyncio_throttle.throttler import Throttler
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
+from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.base import Batch, BufferedSink, Entry, SinkMetrics
@@ -65,12 +69,14 @@ from phaseflow.sinks.merge_sql import (
     latest_view_sql,
     merge_sql,
 )
+from phaseflow.sinks.storage_write_staging import StorageWriteStaging
 from phaseflow.streams.core.bigquery_clients import (
     TRANSIENT_REASONS,
     BigQueryCalls,
     RetryPolicy,
     TransientError,
     make_bigquery_client,
+    make_write_client,
 )
 from phaseflow.streams.core.bigquery_permissions import Operation
 from phaseflow.streams.core.settings import Settings
@@ -137,6 +143,8 @@ class PredictionSink(BufferedSink[Prediction]):
         isolate_after_rejections: int = 3,
         parallel_inserts: int = 4,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        staging: Literal["insert_all", "storage_write"] | None = None,
+        write_client: BigQueryWriteClient | None = None,
     ) -> None:
         super().__init__(
             batch_rows=batch_rows or settings.sink_batch_rows,
@@ -178,6 +186,18 @@ class PredictionSink(BufferedSink[Prediction]):
         self._isolate_after = isolate_after_rejections
         self._insert_slots = asyncio.Semaphore(parallel_inserts)
         self.last_merge_affected_rows: int | None = None
+        #: How flushes are staged (``PHASEFLOW_SINK_STAGING`` unless given).
+        self.staging = staging or settings.sink_staging
+        self._storage_write: StorageWriteStaging | None = None
+        self._own_write_client = write_client is None
+        if self.staging == "storage_write":
+            self._storage_write = StorageWriteStaging(
+                write_client or make_write_client(settings),
+                self.staging_id,
+                STAGING_SCHEMA,
+                call=self._call,
+                timeout_seconds=self._timeout,
+            )
         self._setup_op = setup_operation(settings, dataset)
         self._insert_op = Operation(
             "the streaming insert into staging", self.staging_id, "bigquery.tables.updateData"
@@ -186,6 +206,11 @@ class PredictionSink(BufferedSink[Prediction]):
         self._cleanup_op = Operation(
             "the staging cleanup (DELETE)", self.staging_id, "bigquery.jobs.create"
         )
+
+    @property
+    def storage_write(self) -> StorageWriteStaging | None:
+        """The Storage Write staging (None when staging with insertAll)."""
+        return self._storage_write
 
     # --- BigQuery calls -----------------------------------------------------------------
 
@@ -247,13 +272,42 @@ class PredictionSink(BufferedSink[Prediction]):
     # --- one batch ----------------------------------------------------------------------
 
     async def write_batch(self, batch: Batch[Prediction]) -> None:
-        inserted: set[int] = batch.state.setdefault(_INSERTED, set())
         dead: dict[int, str] = batch.state.setdefault(_DEAD, {})
+        staged_at = self._wall_clock()
+        if self._storage_write is not None:
+            rows = [
+                (
+                    e.seq,
+                    prediction_row(e.row, flush_id=batch.batch_id, seq=e.seq, staged_at=staged_at),
+                )
+                for e in batch.entries
+                if e.seq not in dead
+            ]
+            dead.update(await self._storage_write.stage(batch.state, rows))
+        else:
+            await self._stage_insert_all(batch, staged_at)
+        await self._deliver_dead_letters(batch)
+        if batch.state.get(_REJECTIONS, 0) < self._isolate_after:
+            try:
+                self.last_merge_affected_rows = await self._merge(
+                    batch.batch_id, batch.entries[0].seq, batch.last_seq
+                )
+            except gexc.BadRequest:
+                batch.state[_REJECTIONS] = batch.state.get(_REJECTIONS, 0) + 1
+                raise
+        else:
+            await self._merge_isolating(batch)
+            await self._deliver_dead_letters(batch)
+        await self._maybe_cleanup()
+
+    async def _stage_insert_all(self, batch: Batch[Prediction], staged_at: datetime) -> None:
+        """insertAll the batch in chunks; chunks staged by an earlier attempt are skipped."""
+        inserted: set[int] = batch.state.setdefault(_INSERTED, set())
+        dead: dict[int, str] = batch.state[_DEAD]
         chunks = [
             batch.entries[i : i + MAX_ROWS_PER_INSERT]
             for i in range(0, len(batch.entries), MAX_ROWS_PER_INSERT)
         ]
-        staged_at = self._wall_clock()
 
         async def stage(number: int, chunk: Sequence[Entry[Prediction]]) -> None:
             async with self._insert_slots:
@@ -272,19 +326,6 @@ class PredictionSink(BufferedSink[Prediction]):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        await self._deliver_dead_letters(batch)
-        if batch.state.get(_REJECTIONS, 0) < self._isolate_after:
-            try:
-                self.last_merge_affected_rows = await self._merge(
-                    batch.batch_id, batch.entries[0].seq, batch.last_seq
-                )
-            except gexc.BadRequest:
-                batch.state[_REJECTIONS] = batch.state.get(_REJECTIONS, 0) + 1
-                raise
-        else:
-            await self._merge_isolating(batch)
-            await self._deliver_dead_letters(batch)
-        await self._maybe_cleanup()
 
     async def _merge(self, flush_id: str, first_seq: int, last_seq: int) -> int | None:
         """MERGE the rows of flush ``flush_id`` staged with ``first_seq <= seq <= last_seq``."""
@@ -434,3 +475,5 @@ class PredictionSink(BufferedSink[Prediction]):
     async def close(self) -> None:
         if self._own_client:
             self._client.close()  # type: ignore[no-untyped-call]
+        if self._storage_write is not None and self._own_write_client:
+            self._storage_write.close()

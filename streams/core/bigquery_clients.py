@@ -24,15 +24,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+import grpc
 import requests
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import AsyncRetry, Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+    BigQueryWriteGrpcTransport,
+)
 
 from phaseflow.streams.core.bigquery_permissions import Operation, permission_error
-from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.settings import Settings, env_var
 
 T = TypeVar("T")
 
@@ -124,6 +129,21 @@ def make_bigquery_client(settings: Settings) -> bigquery.Client:
             location=settings.bigquery_location,
         )
     return bigquery.Client(project=settings.bigquery_project, location=settings.bigquery_location)
+
+
+def make_write_client(settings: Settings) -> BigQueryWriteClient:
+    """A Storage Write API client: plaintext gRPC without credentials to
+    ``settings.bigquery_write_endpoint`` (the emulator's gRPC port), else Google's endpoint with
+    Application Default Credentials. Refuses to send rows meant for the emulator to Google."""
+    if settings.bigquery_write_endpoint:
+        channel = grpc.insecure_channel(settings.bigquery_write_endpoint)
+        return BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))  # type: ignore[no-untyped-call]
+    if settings.bigquery_endpoint:
+        raise ValueError(
+            f"{env_var('sink_staging')}=storage_write with {env_var('bigquery_endpoint')} set "
+            f"needs {env_var('bigquery_write_endpoint')} (the emulator's gRPC host:port)"
+        )
+    return BigQueryWriteClient()  # type: ignore[no-untyped-call]
 
 
 def ensure_dataset(

@@ -65,6 +65,14 @@ class Settings(BrokerConnectionSettings):
     bigquery_endpoint: str | None = Field(
         None, description="BigQuery API endpoint (the emulator's URL); unset means Google's."
     )
+    bigquery_write_endpoint: str | None = Field(
+        None,
+        description=(
+            "Storage Write API gRPC endpoint as `host:port` (the emulator's gRPC port; plaintext, "
+            "no credentials). Unset: Google's. Needed with `PHASEFLOW_BIGQUERY_ENDPOINT` when "
+            "`PHASEFLOW_SINK_STAGING=storage_write`."
+        ),
+    )
     bigquery_timeout_seconds: float = Field(
         30.0, gt=0, description="Timeout of every BigQuery job and request."
     )
@@ -103,6 +111,14 @@ class Settings(BrokerConnectionSettings):
         10_000,
         ge=1,
         description="BigQuery sink: buffer limit; beyond it the consumer pauses (backpressure).",
+    )
+    sink_staging: Literal["insert_all", "storage_write"] = Field(
+        "insert_all",
+        description=(
+            "How the prediction sink stages a flush before its MERGE: `insert_all` (streaming "
+            "inserts) or `storage_write` (one PENDING Storage Write stream per flush, committed "
+            "before the MERGE; docs/bigquery-sink.md)."
+        ),
     )
     sink_enabled: bool | None = Field(
         None,

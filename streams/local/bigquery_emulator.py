@@ -111,6 +111,11 @@ class BigQueryEmulator:
         return f"http://127.0.0.1:{self.rest_port}"
 
     @property
+    def write_endpoint(self) -> str:
+        """The Storage Write API's gRPC endpoint, as `Settings.bigquery_write_endpoint` wants it."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
     def running(self) -> bool:
         return self._process.alive()
 

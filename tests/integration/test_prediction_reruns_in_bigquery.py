@@ -14,8 +14,12 @@ from google.cloud import bigquery
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.streams.core.settings import Settings
+from tests.fixtures.bigquery import STAGINGS
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("sink_staging", STAGINGS, indirect=True),
+]
 
 DAY = date(2026, 1, 15)
 OTHER_DAY = date(2026, 1, 16)

@@ -29,9 +29,14 @@ from phaseflow.streams.core.kafka_clients import KafkaEndpoint
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.bigquery_emulator import BigQueryEmulator
+from tests.fixtures.bigquery import STAGINGS
 from tests.fixtures.brokers import Broker
 
-pytestmark = pytest.mark.integration
+# Every test runs on both staging paths (insertAll; Storage Write).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("sink_staging", STAGINGS, indirect=True),
+]
 
 GAME_DATE = date(2026, 1, 15)
 T0 = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
@@ -519,12 +524,14 @@ async def test_runner_writes_every_key_once_when_everything_is_delivered_twice(
 
 
 async def test_runner_rides_out_a_bigquery_outage_without_loss_duplicates_or_early_commits(
-    broker: Broker, unique_prefix: str
+    broker: Broker, unique_prefix: str, sink_staging: str
 ) -> None:
     project = "sink-outage"
     with BigQueryEmulator(project, persistent=True) as emulator:
         base = Settings(
             bigquery_endpoint=emulator.endpoint,
+            bigquery_write_endpoint=emulator.write_endpoint,
+            sink_staging=sink_staging,
             bigquery_project=project,
             bigquery_dataset="outage",
             bigquery_timeout_seconds=2.0,

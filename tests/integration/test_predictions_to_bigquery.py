@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+import pytest
 from aiokafka import TopicPartition
 from google.cloud import bigquery
 
@@ -30,10 +31,12 @@ from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.seed import seed
+from tests.fixtures.bigquery import STAGINGS
 from tests.fixtures.prediction_keys import expected_prediction_keys
 from tests.integration.test_predictions_path import PLAYERS, read_topic
 
 _TIMEOUT = 30.0
+pytestmark = pytest.mark.parametrize("sink_staging", STAGINGS, indirect=True)
 
 
 def today() -> date:
@@ -153,6 +156,8 @@ async def test_450_players_each_key_once_in_bigquery_also_when_delivered_twice(
 ) -> None:
     settings = make_settings(
         bigquery_endpoint=bq_settings.bigquery_endpoint,
+        bigquery_write_endpoint=bq_settings.bigquery_write_endpoint,
+        sink_staging=bq_settings.sink_staging,
         bigquery_project=bq_settings.bigquery_project,
         bigquery_dataset=bq_settings.bigquery_dataset,
         prediction_batch_size=100,

@@ -1,0 +1,106 @@
+"""Rows for the BigQuery Storage Write API: a protobuf message type built from a table schema at
+run time (no hand-written .proto per table) and the encoding of the sink's JSON-form rows into it.
+
+Wire types follow BigQuery's Storage Write type table: DATE as int32 days since 1970-01-01,
+TIMESTAMP as int64 microseconds since the epoch, NUMERIC as its decimal string (exact), INT64,
+FLOAT64 and STRING as themselves. Every field is proto2 ``optional``, so an unset field is NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from google.cloud import bigquery
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+_Field = descriptor_pb2.FieldDescriptorProto
+_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
+#: NUMERIC holds 29 digits before the point and 9 after; BigQuery rejects a row beyond that.
+_NUMERIC_LIMIT: Final = Decimal("1e29")
+
+
+class RowRejectedError(ValueError):
+    """A row BigQuery would reject (a value its column cannot hold); the row is dead-lettered."""
+
+
+def _days(value: str) -> int:
+    return date.fromisoformat(value).toordinal() - _EPOCH_DAY
+
+
+def _micros(value: str) -> int:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise RowRejectedError(f"TIMESTAMP without a time zone: {value!r}")
+    return round(moment.timestamp() * 1_000_000)
+
+
+def _numeric(value: str) -> str:
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:
+        raise RowRejectedError(f"not a NUMERIC: {value!r}") from exc
+    if not number.is_finite() or abs(number) >= _NUMERIC_LIMIT:
+        raise RowRejectedError(f"{value} is outside NUMERIC's range (29 digits before the point)")
+    if number != number.quantize(Decimal("1e-9")):
+        raise RowRejectedError(f"{value} has more than NUMERIC's 9 digits after the point")
+    return value
+
+
+#: BigQuery type -> (protobuf field type, JSON-form value -> protobuf value).
+_TYPES: Final[dict[str, tuple[int, Callable[[Any], Any]]]] = {
+    "STRING": (_Field.TYPE_STRING, str),
+    "INT64": (_Field.TYPE_INT64, int),
+    "INTEGER": (_Field.TYPE_INT64, int),
+    "FLOAT64": (_Field.TYPE_DOUBLE, float),
+    "FLOAT": (_Field.TYPE_DOUBLE, float),
+    "BOOL": (_Field.TYPE_BOOL, bool),
+    "BOOLEAN": (_Field.TYPE_BOOL, bool),
+    "DATE": (_Field.TYPE_INT32, _days),
+    "TIMESTAMP": (_Field.TYPE_INT64, _micros),
+    "NUMERIC": (_Field.TYPE_STRING, _numeric),
+}
+
+
+def row_descriptor(
+    schema: Sequence[bigquery.SchemaField], name: str = "Row"
+) -> descriptor_pb2.DescriptorProto:
+    """The message type of one row of ``schema``: a field per column, numbered in order."""
+    message = descriptor_pb2.DescriptorProto(name=name)
+    for number, column in enumerate(schema, start=1):
+        kind = _TYPES.get(column.field_type.upper())
+        if kind is None or column.mode == "REPEATED":
+            raise ValueError(
+                f"no Storage Write encoding for column {column.name} ({column.field_type})"
+            )
+        message.field.add(
+            name=column.name, number=number, type=kind[0], label=_Field.LABEL_OPTIONAL
+        )
+    return message
+
+
+class RowEncoder:
+    """Serializes rows (``{column: JSON-form value}``, as insertAll takes them) of one schema."""
+
+    def __init__(self, schema: Sequence[bigquery.SchemaField]) -> None:
+        self.descriptor = row_descriptor(schema)
+        file = descriptor_pb2.FileDescriptorProto(name="phaseflow_row.proto", syntax="proto2")
+        file.message_type.add().CopyFrom(self.descriptor)
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(file)
+        self._message = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(self.descriptor.name)
+        )
+        self._convert = {column.name: _TYPES[column.field_type.upper()][1] for column in schema}
+
+    def encode(self, row: Mapping[str, Any]) -> bytes:
+        """The serialized row; :class:`RowRejectedError` for a value BigQuery would refuse."""
+        values = {
+            column: convert(row[column])
+            for column, convert in self._convert.items()
+            if row.get(column) is not None
+        }
+        data: bytes = self._message(**values).SerializeToString()
+        return data

@@ -1,0 +1,217 @@
+"""Staging a flush through the BigQuery Storage Write API: one PENDING stream per flush.
+
+A PENDING stream's rows become visible only when the stream is finalized and committed, all at
+once, so a flush is staged exactly once whatever fails:
+
+1. ``CreateWriteStream`` (PENDING) on the staging table; its name is kept in the flush's
+   resumable state (``Batch.state``).
+2. ``AppendRows``: every row, in requests with explicit offsets. A request appended before (a
+   retried call on the same stream) answers ALREADY_EXISTS and is not appended twice.
+3. ``FinalizeWriteStream``, then ``BatchCommitWriteStreams``: the rows appear in staging.
+
+A retried flush first asks to commit the stream of its previous attempt: if that stream was
+committed already (the answer to the commit was lost) or is finalized and commits now, staging is
+done and only the MERGE runs again. Otherwise (failed while appending, or gone) that stream is
+left uncommitted, and BigQuery discards it, and the rows go into a new stream. Rows BigQuery
+refuses (``row_errors``) or that a column cannot hold (checked before sending) are returned for
+dead letters; the others go into a new stream, since a refused request appends nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+from google.cloud.bigquery_storage_v1 import BigQueryWriteClient, types
+
+from phaseflow.sinks.storage_write_rows import RowEncoder, RowRejectedError
+from phaseflow.streams.core.bigquery_clients import TransientError
+from phaseflow.streams.core.bigquery_permissions import Operation
+
+T = TypeVar("T")
+Call = Callable[[Operation, Callable[[], T]], Awaitable[T]]
+
+#: Rows and bytes per AppendRows request (BigQuery's limit is 10 MB per request).
+ROWS_PER_REQUEST: Final = 2000
+BYTES_PER_REQUEST: Final = 8 * 1024 * 1024
+_STREAM: Final = "write_stream"
+_COMMITTED: Final = "write_stream_committed"
+_StorageCode = types.StorageError.StorageErrorCode
+#: The emulator answers a commit of a committed stream with INVALID_STREAM_STATE and this text
+#: (Google answers STREAM_ALREADY_COMMITTED).
+_COMMITTED_STATE: Final = re.compile(r"state=COMMITTED\b", re.IGNORECASE)
+
+
+def _grpc_error(code: int, message: str) -> gexc.GoogleAPICallError:
+    """The google.api_core exception of a status carried in a response (so the one retry
+    policy and the 403 handling see it like any failed call)."""
+    status = next((s for s in grpc.StatusCode if s.value[0] == code), grpc.StatusCode.UNKNOWN)
+    error: gexc.GoogleAPICallError = gexc.from_grpc_status(status, message)  # type: ignore[no-untyped-call]
+    return error
+
+
+class StorageWriteStaging:
+    """Stages rows of ``schema`` into ``table_id`` (``project.dataset.table``) through ``client``;
+    every call goes through ``call`` (the sink's retrying, bounded, throttled call)."""
+
+    def __init__(
+        self,
+        client: BigQueryWriteClient,
+        table_id: str,
+        schema: Sequence[bigquery.SchemaField],
+        *,
+        call: Call[Any],
+        timeout_seconds: float,
+    ) -> None:
+        project, dataset, table = table_id.split(".")
+        self.parent = f"projects/{project}/datasets/{dataset}/tables/{table}"
+        self._client = client
+        self._encoder = RowEncoder(schema)
+        self._call = call
+        self._timeout = timeout_seconds
+        self._operation = Operation(
+            "the Storage Write staging", table_id, "bigquery.tables.updateData"
+        )
+        #: Streams created (a test's and the bench's view of how often a flush was staged).
+        self.streams_created = 0
+
+    async def stage(
+        self, state: dict[str, Any], rows: Sequence[tuple[int, Mapping[str, Any]]]
+    ) -> dict[int, str]:
+        """Stage ``rows`` (``(seq, row)``) once; return ``{seq: reason}`` of rows refused.
+        ``state`` is the flush's: a retry of the same flush resumes from it."""
+        if state.get(_COMMITTED):
+            return {}
+        refused: dict[int, str] = {}
+        encoded: list[tuple[int, bytes]] = []
+        for seq, row in rows:
+            try:
+                encoded.append((seq, self._encoder.encode(row)))
+            except RowRejectedError as exc:
+                refused[seq] = f"BigQuery rejected the row (checked before staging): {exc}"
+        previous = state.get(_STREAM)
+        if previous is not None and await self._commit(previous):
+            state[_COMMITTED] = True
+            return refused
+        while encoded:
+            stream = await self._create()
+            state[_STREAM] = stream
+            bad = await self._append(stream, [data for _, data in encoded])
+            if bad:  # nothing of a refused request was appended: again, without those rows
+                refused.update({encoded[i][0]: reason for i, reason in bad.items()})
+                encoded = [row for i, row in enumerate(encoded) if i not in bad]
+                continue
+            await self._finalize(stream)
+            if not await self._commit(stream):
+                raise TransientError(f"write stream {stream} could not be committed")
+            break
+        state[_COMMITTED] = True
+        return refused
+
+    async def _create(self) -> str:
+        def create() -> str:
+            stream = self._client.create_write_stream(
+                parent=self.parent,
+                write_stream=types.WriteStream(type_=types.WriteStream.Type.PENDING),
+                retry=None,
+                timeout=self._timeout,
+            )
+            return str(stream.name)
+
+        name: str = await self._call(self._operation, create)
+        self.streams_created += 1
+        return name
+
+    def _requests(
+        self, stream: str, rows: Sequence[bytes]
+    ) -> tuple[list[types.AppendRowsRequest], list[int]]:
+        """The AppendRows requests of ``rows`` and the index of each one's first row."""
+        requests: list[types.AppendRowsRequest] = []
+        starts: list[int] = []
+        start = 0
+        while start < len(rows):
+            end, size = start, 0
+            while end < len(rows) and end - start < ROWS_PER_REQUEST:
+                if end > start and size + len(rows[end]) > BYTES_PER_REQUEST:
+                    break
+                size += len(rows[end])
+                end += 1
+            data = types.AppendRowsRequest.ProtoData(
+                rows=types.ProtoRows(serialized_rows=list(rows[start:end]))
+            )
+            if start == 0:  # the first request of a connection names the row type (a retried
+                # call sends every request again, on a new connection, from this one)
+                data.writer_schema = types.ProtoSchema(proto_descriptor=self._encoder.descriptor)
+            requests.append(
+                types.AppendRowsRequest(write_stream=stream, offset=start, proto_rows=data)
+            )
+            starts.append(start)
+            start = end
+        return requests, starts
+
+    async def _append(self, stream: str, rows: Sequence[bytes]) -> dict[int, str]:
+        """Append ``rows``; ``{row index: reason}`` of rows BigQuery refused (then the stream
+        must not be committed: a refused request appended nothing)."""
+        requests, starts = self._requests(stream, rows)
+
+        def append() -> dict[int, str]:
+            responses: Iterable[types.AppendRowsResponse] = self._client.append_rows(
+                iter(requests),
+                retry=None,
+                timeout=self._timeout,
+                # Routes the bidirectional call to the stream's server (required by Google).
+                metadata=(("x-goog-request-params", f"write_stream={stream}"),),
+            )
+            refused: dict[int, str] = {}
+            answered = 0
+            for start, response in zip(starts, responses, strict=False):
+                answered += 1
+                if response.row_errors:
+                    for error in response.row_errors:
+                        refused[start + error.index] = f"BigQuery rejected the row: {error.message}"
+                elif response.error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]:
+                    continue  # appended by an earlier try of this call, at this offset
+                elif response.error.code:
+                    raise _grpc_error(response.error.code, response.error.message)
+            if answered != len(requests):
+                raise TransientError(
+                    f"AppendRows answered {answered} of {len(requests)} requests on {stream}"
+                )
+            return refused
+
+        result: dict[int, str] = await self._call(self._operation, append)
+        return result
+
+    async def _finalize(self, stream: str) -> None:
+        def finalize() -> None:
+            self._client.finalize_write_stream(name=stream, retry=None, timeout=self._timeout)
+
+        await self._call(self._operation, finalize)
+
+    async def _commit(self, stream: str) -> bool:
+        """Commit ``stream``: True once it is committed (now or before), False if it cannot be
+        (not finalized, gone): its rows are then never visible."""
+        request = types.BatchCommitWriteStreamsRequest(parent=self.parent, write_streams=[stream])
+
+        def commit() -> bool:
+            response = self._client.batch_commit_write_streams(
+                request=request, retry=None, timeout=self._timeout
+            )
+            if not response.stream_errors:
+                return True
+            error = response.stream_errors[0]
+            if error.code == _StorageCode.STREAM_ALREADY_COMMITTED:
+                return True
+            return error.code == _StorageCode.INVALID_STREAM_STATE and bool(
+                _COMMITTED_STATE.search(error.error_message)
+            )
+
+        committed: bool = await self._call(self._operation, commit)
+        return committed
+
+    def close(self) -> None:
+        self._client.transport.close()  # type: ignore[no-untyped-call]
