@@ -4,7 +4,9 @@ Per (date, phase): when the phase was started on the log (its first ``ready``/``
 trigger on the trigger topic) and when the replay under the new registry would start it, and
 the delta; then the readiness processor's reruns and alerts that differ between what was sent
 and what would be sent. Reruns are matched on (date, phase, processor, reason, attempt), alerts
-on (kind, subject): the same decision at a slightly different moment is no difference.
+on (kind, subject): the same decision at a slightly different moment is no difference. A
+decision the replay takes after the log ends (the replay runs on past the last completion, to
+its deadlines) has nothing on the log to compare with: it is listed apart.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class Comparison:
     reruns_would_send: tuple[RerunRequest, ...]
     alerts_sent: tuple[Alert, ...]
     alerts_would_send: tuple[Alert, ...]
+    #: What the replay decides after ``log_end``: nothing on the log to compare with yet.
+    reruns_after_log: tuple[RerunRequest, ...]
+    alerts_after_log: tuple[Alert, ...]
     dead_lettered: int
 
     @property
@@ -147,7 +152,7 @@ def compare(
         PhaseStart(day, phase, fired.get((day, phase)), would.get((day, phase)))
         for day, phase in sorted(fired.keys() | would.keys())
     )
-    compared = [a for a in outcome.alerts if a.kind in COMPARED_ALERT_KINDS]
+    alerts = [a for a in outcome.alerts if a.kind in COMPARED_ALERT_KINDS]
     return Comparison(
         dates=dates,
         registry=registry,
@@ -156,9 +161,11 @@ def compare(
         replayed_until=replayed_until,
         phases=phases,
         reruns_sent=tuple(recorded.reruns),
-        reruns_would_send=tuple(outcome.reruns),
+        reruns_would_send=tuple(r for r in outcome.reruns if r.requested_at <= log_end),
         alerts_sent=tuple(recorded.alerts),
-        alerts_would_send=tuple(compared),
+        alerts_would_send=tuple(a for a in alerts if a.raised_at <= log_end),
+        reruns_after_log=tuple(r for r in outcome.reruns if r.requested_at > log_end),
+        alerts_after_log=tuple(a for a in alerts if a.raised_at > log_end),
         dead_lettered=outcome.dead_lettered,
     )
 
@@ -196,25 +203,30 @@ def _after(moment: datetime, log_end: datetime) -> str:
     return " (after the log ends)" if moment > log_end else ""
 
 
-def _rerun_line(rerun: RerunRequest, log_end: datetime) -> str:
+def _rerun_line(rerun: RerunRequest) -> str:
     return (
         f"{_at(rerun.requested_at)} {rerun.game_date} phase {rerun.phase} {rerun.processor_name} "
-        f"({rerun.reason}, attempt {rerun.attempt}){_after(rerun.requested_at, log_end)}"
+        f"({rerun.reason}, attempt {rerun.attempt})"
     )
 
 
-def _alert_line(alert: Alert, log_end: datetime) -> str:
-    return f"{_at(alert.raised_at)} {alert.kind} {alert.subject}{_after(alert.raised_at, log_end)}"
+def _alert_line(alert: Alert) -> str:
+    return f"{_at(alert.raised_at)} {alert.kind} {alert.subject}"
 
 
 def _differences(
-    title: str, sent: int, would: int, only_sent: list[str], only_would: list[str]
+    title: str,
+    counts: tuple[int, int],
+    only_sent: list[str],
+    only_would: list[str],
+    after_log: list[str],
 ) -> list[str]:
-    lines = [f"{title}: sent {sent}, would send {would}"]
-    if not only_sent and not only_would:
-        return [lines[0] + ": no difference"]
+    sent, would = counts
+    head = f"{title}: sent {sent}, would send {would}"
+    lines = [head if only_sent or only_would else f"{head}: no difference"]
     lines += [f"  only sent:       {line}" for line in only_sent]
     lines += [f"  only would send: {line}" for line in only_would]
+    lines += [f"  after log end:   {line}" for line in after_log]
     return lines
 
 
@@ -225,7 +237,7 @@ def render_text(comparison: Comparison) -> list[str]:
         f"replay of {days} under {comparison.registry}: {comparison.completions} completion(s), "
         f"log read to {_at(comparison.log_end)}, replayed to {_at(comparison.replayed_until)}"
     )
-    lines, end = [head], comparison.log_end
+    lines = [head]
     rows = [["date", "phase", "started (log)", f"would start ({comparison.registry})", "delta"]]
     rows += [
         [
@@ -240,17 +252,17 @@ def render_text(comparison: Comparison) -> list[str]:
     lines += aligned_rows(rows)
     lines += _differences(
         "reruns",
-        len(comparison.reruns_sent),
-        len(comparison.reruns_would_send),
-        [_rerun_line(r, end) for r in comparison.reruns_only_sent],
-        [_rerun_line(r, end) for r in comparison.reruns_only_would_send],
+        (len(comparison.reruns_sent), len(comparison.reruns_would_send)),
+        [_rerun_line(r) for r in comparison.reruns_only_sent],
+        [_rerun_line(r) for r in comparison.reruns_only_would_send],
+        [_rerun_line(r) for r in comparison.reruns_after_log],
     )
     lines += _differences(
         "alerts",
-        len(comparison.alerts_sent),
-        len(comparison.alerts_would_send),
-        [_alert_line(a, end) for a in comparison.alerts_only_sent],
-        [_alert_line(a, end) for a in comparison.alerts_only_would_send],
+        (len(comparison.alerts_sent), len(comparison.alerts_would_send)),
+        [_alert_line(a) for a in comparison.alerts_only_sent],
+        [_alert_line(a) for a in comparison.alerts_only_would_send],
+        [_alert_line(a) for a in comparison.alerts_after_log],
     )
     if comparison.dead_lettered:
         lines.append(
@@ -312,12 +324,14 @@ def json_document(comparison: Comparison) -> dict[str, Any]:
             "would_send": len(comparison.reruns_would_send),
             "only_sent": [_rerun_doc(r) for r in comparison.reruns_only_sent],
             "only_would_send": [_rerun_doc(r) for r in comparison.reruns_only_would_send],
+            "after_log_end": [_rerun_doc(r) for r in comparison.reruns_after_log],
         },
         "alerts": {
             "sent": len(comparison.alerts_sent),
             "would_send": len(comparison.alerts_would_send),
             "only_sent": [_alert_doc(a) for a in comparison.alerts_only_sent],
             "only_would_send": [_alert_doc(a) for a in comparison.alerts_only_would_send],
+            "after_log_end": [_alert_doc(a) for a in comparison.alerts_after_log],
         },
         "dead_lettered": comparison.dead_lettered,
     }

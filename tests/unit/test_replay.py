@@ -187,9 +187,40 @@ async def test_a_decision_on_one_side_only_is_listed_with_its_side() -> None:
     text = "\n".join(render_text(comparison))
     assert (
         "only sent:       2026-03-11T10:00:00Z 2026-03-10 phase 3 c (missing_at_deadline, "
-        "attempt 1) (after the log ends)" in text
+        "attempt 1)" in text
     )
     assert "2026-03-11T10:00:00Z timeout (tier_1_2_of_3) (after the log ends)" in text
+
+
+async def test_decisions_after_the_log_ends_are_listed_apart_not_as_differences() -> None:
+    would = await run("10m", a_day(with_c=False))
+    comparison = compare(
+        dates=(DAY,),
+        registry="new.toml",
+        completions=2,
+        log_end=T0 + timedelta(minutes=5),  # the log was read before the 10 min tier passed
+        replayed_until=T0 + timedelta(hours=3),
+        recorded=recorded_decisions((DAY,), [], [], []),
+        outcome=would,
+    )
+    assert comparison.reruns_would_send == comparison.alerts_would_send == ()
+    assert [r.processor_name for r in comparison.reruns_after_log] == ["c"]
+    assert [a.kind for a in comparison.alerts_after_log] == ["phase_timeout"]
+    assert render_text(comparison)[2:] == [
+        (
+            "2026-03-10  4      -              2026-03-11T09:10:00Z timeout (tier_1_2_of_3) "
+            "(after the log ends)  -"
+        ),
+        "reruns: sent 0, would send 0: no difference",
+        (
+            "  after log end:   2026-03-11T09:10:00Z 2026-03-10 phase 3 c (missing_at_deadline, "
+            "attempt 1)"
+        ),
+        "alerts: sent 0, would send 0: no difference",
+        "  after log end:   2026-03-11T09:10:00Z phase_timeout 2026-03-10:phase_3",
+    ]
+    document = json_document(comparison)
+    assert [r["processor"] for r in document["reruns"]["after_log_end"]] == ["c"]
 
 
 async def test_operator_reruns_other_dates_and_other_alert_kinds_are_not_compared() -> None:
