@@ -203,7 +203,8 @@ async def test_decisions_after_the_log_ends_are_listed_apart_not_as_differences(
         recorded=recorded_decisions((DAY,), [], [], []),
         outcome=would,
     )
-    assert comparison.reruns_would_send == comparison.alerts_would_send == ()
+    assert comparison.reruns_would_send == ()
+    assert comparison.alerts_would_send == ()
     assert [r.processor_name for r in comparison.reruns_after_log] == ["c"]
     assert [a.kind for a in comparison.alerts_after_log] == ["phase_timeout"]
     assert render_text(comparison)[2:] == [
