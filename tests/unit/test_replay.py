@@ -19,7 +19,7 @@ from phaseflow.models.codec import encode
 from phaseflow.streams.cli import main
 from phaseflow.streams.cli_errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, BadInputError
 from phaseflow.streams.core.envelope import Origin
-from phaseflow.streams.core.registry import Registry, parse_registry
+from phaseflow.streams.core.registry import Registry, load_registry, parse_registry
 from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.replay import replay_dates
 from phaseflow.streams.replay_report import (
@@ -277,3 +277,17 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(
     assert main(["replay", "--date", "2026-03-10", "--registry", str(shipped)]) == EXIT_UNAVAILABLE
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("phaseflow: error: cannot reach the Kafka broker")
+
+
+def test_the_demo_example_registry_is_the_default_with_a_10_minute_phase_4_tier() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    default = load_registry(repo / "streams" / "pipeline.toml")
+    example = load_registry(repo / "docs" / "examples" / "phase4-10m-tier.toml")
+    [tier, *_] = example.phase(4).tiers
+    assert (tier.after, tier.min_complete) == (timedelta(minutes=10), 4)
+    phases = [p if p.phase != 4 else p.model_copy(update={"tiers": ()}) for p in example.phases]
+    default_phases = [
+        p if p.phase != 4 else p.model_copy(update={"tiers": ()}) for p in default.phases
+    ]
+    assert phases == default_phases
+    assert example.model_copy(update={"phases": ()}) == default.model_copy(update={"phases": ()})
