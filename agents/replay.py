@@ -18,7 +18,9 @@ Nothing leaves the process: what the processor would have sent is kept in the ou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -118,12 +120,26 @@ async def replay(
         future_tolerance=settings.future_tolerance,
     )
     ticker = _Ticker(processor, clock, settings.tick)
-    for record in ordered:
-        await ticker.run_until(record.received_at)
-        clock.set(record.received_at)
-        await processor.handle(record.value, record.origin, record_time=record.received_at)
-    await ticker.run_until(max(until, ordered[-1].received_at))
+    with _agents_quiet():
+        for record in ordered:
+            await ticker.run_until(record.received_at)
+            clock.set(record.received_at)
+            await processor.handle(record.value, record.origin, record_time=record.received_at)
+        await ticker.run_until(max(until, ordered[-1].received_at))
     return outcome
+
+
+@contextmanager
+def _agents_quiet() -> Iterator[None]:
+    """The processor's log lines ("phase 4 of ... stalled") would describe a day that is not
+    happening: below ERROR they are dropped while it replays."""
+    agents = logging.getLogger(__name__.rpartition(".")[0])
+    level = agents.level
+    agents.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        agents.setLevel(level)
 
 
 class _Ticker:

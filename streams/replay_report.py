@@ -188,8 +188,8 @@ def format_delta(seconds: float | None) -> str:
     """``+50m00s``, ``-1h02m03s``, ``+0s``; ``-`` when one side did not fire."""
     if seconds is None:
         return "-"
-    sign = "-" if seconds < 0 else "+"
     whole = round(abs(seconds))
+    sign = "-" if seconds < 0 and whole else "+"
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -3,6 +3,7 @@ readiness processor on recorded receive times, a manual clock, a dict as its tab
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -238,7 +239,14 @@ async def test_operator_reruns_other_dates_and_other_alert_kinds_are_not_compare
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "-"), (0.2, "+0s"), (-59, "-59s"), (3000, "+50m00s"), (-3723, "-1h02m03s")],
+    [
+        (None, "-"),
+        (0.2, "+0s"),
+        (-0.4, "+0s"),
+        (-59, "-59s"),
+        (3000, "+50m00s"),
+        (-3723, "-1h02m03s"),
+    ],
 )
 def test_format_delta(seconds: float | None, text: str) -> None:
     assert format_delta(seconds) == text
@@ -291,3 +299,13 @@ def test_the_demo_example_registry_is_the_default_with_a_10_minute_phase_4_tier(
     ]
     assert phases == default_phases
     assert example.model_copy(update={"phases": ()}) == default.model_copy(update={"phases": ()})
+
+
+async def test_the_replayed_day_does_not_log_as_if_it_were_happening(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        outcome = await run("1h", a_day(with_c=False))
+    assert outcome.triggers  # the processor logs "phase 4 ... started" for it on a worker
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("phaseflow.agents")] == []
+    assert logging.getLogger("phaseflow.agents").level == logging.NOTSET
