@@ -315,8 +315,8 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:
     loaded.append(settings)
     _require_services(args, settings)
     logging.basicConfig(
-        # The demo prints a summary; library chatter would bury it.
-        level="WARNING" if args.command == "demo" else settings.log_level,
+        # The demo and replay print a report; library chatter would bury it.
+        level="WARNING" if args.command in {"demo", "replay"} else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     arguments = _audited_arguments(args)
