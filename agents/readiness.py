@@ -13,6 +13,8 @@ own; each concern is a module of its own:
   ``phaseflow.agents.slowdown``;
 - the timer's ticks: ``phaseflow.agents.ticks``; ticks waiting for completions already on the
   broker: ``phaseflow.agents.backlog`` (in the agent).
+- a past day replayed offline through this processor under another registry (``phaseflow
+  replay``): ``phaseflow.agents.replay``.
 
 Everything is testable with a plain dict as its table, a list as its publisher and a manual
 clock. The Faust wiring is in ``phaseflow.agents.readiness_agent``: completions and timer ticks

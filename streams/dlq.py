@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import orjson
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from phaseflow.models.codec import EventDecodeError, decode
@@ -40,7 +38,7 @@ from phaseflow.models.events import DeadLetter
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.envelope import REPLAY_OF_HEADER
 from phaseflow.streams.core.settings import Settings
-from phaseflow.streams.core.topics import TopicName, committed_reader, ensure_topics
+from phaseflow.streams.core.topics import TopicName, ensure_topics
 from phaseflow.streams.dlq_letters import (
     Letter,
     LetterFilter,
@@ -51,6 +49,7 @@ from phaseflow.streams.dlq_letters import (
     unreplayed,
 )
 from phaseflow.streams.json_output import write_json
+from phaseflow.streams.log_read import read_to_end
 from phaseflow.streams.progress import ProgressBar
 from phaseflow.streams.text_table import aligned_rows
 
@@ -64,36 +63,7 @@ async def read_topic(
     settings: Settings, topic: TopicName, *, give_up_after: float = 30.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of a catalog topic as of now, from the beginning, no group."""
-    name = settings.topic(topic)
-    consumer = committed_reader(settings, topic)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + give_up_after
-        while not consumer.assignment():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partitions of {name} (does the topic exist?)")
-            await asyncio.sleep(0.1)
-        tps = sorted(consumer.assignment())
-        await consumer.seek_to_beginning(*tps)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while time.monotonic() < deadline:
-            # ListOffsets may under-report on Tansu; the fetch's high watermark does not.
-            pending = [
-                tp
-                for tp in tps
-                if await consumer.position(tp) < max(ends[tp], consumer.highwater(tp) or 0)
-            ]
-            if not pending:
-                break
-            batches = await consumer.getmany(*pending, timeout_ms=500)
-            for batch in batches.values():
-                records.extend(batch)
-        else:
-            raise TimeoutError(f"could not read {name} to its end within {give_up_after:.0f} s")
-        return records
-    finally:
-        await consumer.stop()
+    return await read_to_end(settings, topic, give_up_after=give_up_after)
 
 
 async def read_letters(settings: Settings) -> tuple[list[Letter], int]:

@@ -55,11 +55,17 @@ def make_completion(
 
 
 def phase_completions(
-    registry: Registry, game_date: date, phase: int, *, today: date
+    registry: Registry,
+    game_date: date,
+    phase: int,
+    *,
+    today: date,
+    silent: frozenset[str] = frozenset(),
 ) -> list[PhaseCompletion]:
-    """One successful completion from every processor the registry expects of ``phase``."""
+    """One successful completion from every processor the registry expects of ``phase``, but
+    the ``silent`` ones (processors that never report)."""
     spec = registry.phase(phase)
-    processors = sorted(spec.expected_processors(game_date, today))
+    processors = sorted(spec.expected_processors(game_date, today) - silent)
     if phase == 5:
         metadata = {"expected_players": 450, "completed_players": 448, "total_predictions": 11200}
         return [make_completion(name, game_date, phase, metadata=metadata) for name in processors]
@@ -147,11 +153,13 @@ async def simulate_day(
     today: date,
     give_up_after: float = 120.0,
     real_phases: frozenset[int] = frozenset(),
+    silent: frozenset[str] = frozenset(),
 ) -> DayResult:
     """Run a game day end to end: phases 1-2 report, then each trigger starts the next phase.
 
     Phases in ``real_phases`` are left to the real service (e.g. 5: the prediction coordinator
     and workers, with seeded source data); their triggers are waited for, not answered.
+    Processors in ``silent`` never report (their phase waits for its deadlines).
     """
     result = DayResult(game_date=game_date)
     started = time.monotonic()
@@ -161,7 +169,8 @@ async def simulate_day(
         async with CompletionPublisher(settings) as publisher:
             for phase in (1, 2):
                 result.completions_sent += await _publish_all(
-                    publisher, phase_completions(registry, game_date, phase, today=today)
+                    publisher,
+                    phase_completions(registry, game_date, phase, today=today, silent=silent),
                 )
             while time.monotonic() - started < give_up_after and not result.finished:
                 for trigger in await reader.read(0.5):
@@ -174,7 +183,9 @@ async def simulate_day(
                     # The started phase's processors run and report.
                     result.completions_sent += await _publish_all(
                         publisher,
-                        phase_completions(registry, game_date, trigger.phase, today=today),
+                        phase_completions(
+                            registry, game_date, trigger.phase, today=today, silent=silent
+                        ),
                     )
                     if trigger.phase == 6:
                         result.finished = True
