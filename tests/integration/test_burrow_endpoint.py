@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.kafka_clients import KafkaEndpoint
@@ -31,7 +32,20 @@ TIMEOUT = 90.0
 SLOW_RECORDS = 900  # below the 1000-record WARN threshold
 
 
+async def _one_partition_topic(broker: Broker, topic: str) -> None:
+    """Each group commits to partition 0 only; a topic auto-created with more partitions would
+    add NO_COMMIT partitions to the group's answer (shown, as Burrow does, with ``complete``
+    0; tests/unit/test_burrow_endpoint.py covers them)."""
+    admin = kafka_clients.admin(KafkaEndpoint(broker.bootstrap))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
 async def _produce(broker: Broker, topic: str, count: int) -> None:
+    await _one_partition_topic(broker, topic)
     producer = kafka_clients.producer(KafkaEndpoint(broker.bootstrap), enable_idempotence=False)
     await producer.start()
     try:
@@ -78,6 +92,7 @@ async def _transactional_group(broker: Broker, prefix: str, group: str) -> Topic
     """One record written in a transaction (offset 0, commit marker 1), and a group that
     processed it and committed 1 once: raw lag 1 (the marker), effective lag 0."""
     tp = TopicPartition(f"{prefix}.tx-events", 0)
+    await _one_partition_topic(broker, tp.topic)
     producer = kafka_clients.producer(
         KafkaEndpoint(broker.bootstrap),
         transactional_id=f"{prefix}.producer",

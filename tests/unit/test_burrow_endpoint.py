@@ -202,6 +202,10 @@ def test_a_status_burrow_has_no_name_for_is_an_ok_partition_without_commits() ->
     assert (partition["status"], partition["start"], partition["end"]) == ("OK", None, None)
     assert partition["complete"] == 0.0
     assert status["complete"] == 0.5
+    # Its whole-log lag is no consumer's lag: not in current_lag, totallag or maxlag.
+    assert partition["current_lag"] == 0
+    assert status["totallag"] == status["partitions"][0]["current_lag"]
+    assert status["maxlag"]["partition"] == 0
 
 
 def test_consumer_list_is_sorted_and_unique_and_errors_are_burrows() -> None:
