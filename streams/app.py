@@ -16,6 +16,7 @@ import faust
 
 from phaseflow.agents import predictions, readiness_agent
 from phaseflow.sinks import install as prediction_sink
+from phaseflow.streams.aiokafka_txn_coordinator import retry_coordinator_lookups
 from phaseflow.streams.components import Components
 from phaseflow.streams.core.clock import Clock, clock_for
 from phaseflow.streams.core.codecs import register_orjson_codec
@@ -140,6 +141,7 @@ def build_app(
     """
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
+    retry_coordinator_lookups()
     use_quick_aborted_tx_detection()
     start_tables_at_once()
     commit_after_table_writes()
