@@ -314,6 +314,11 @@ def _print_timings(
         f"polled every {BURROW_POLL_EVERY:g} s):"
     )
     print("\n".join(line.rstrip() for line in aligned_rows(cells)))
+    flat = observers.burrow.steps_without_growth("slow", causes.get("slow", 0.0))
+    print(
+        f"slow, the worker's samples after the slowdown whose lag did not grow ({len(flat)}; "
+        f"each breaks the trend WARN for one window): {'; '.join(flat) or 'none'}"
+    )
     for label, timeline in (
         ("in-process monitor", observers.monitor),
         ("phaseflow lag --watch", observers.watch),
@@ -324,27 +329,38 @@ def _print_timings(
         print(f"statuses seen, {label} (observations): {json.dumps(counts)}")
 
 
+def _start_clients(
+    settings: Settings, group: dict[str, str], run_state: Run, stop: asyncio.Event, *, rate: float
+) -> list[asyncio.Task[None]]:
+    """The two producers and the four groups' consumers, until ``stop``."""
+    prefix = settings.topic_prefix
+    events, tx_events = f"{prefix}.events", f"{prefix}.tx-events"
+    tasks = [
+        asyncio.create_task(_produce(settings, events, rate, stop)),
+        asyncio.create_task(_produce_transactions(settings, tx_events, rate, stop)),
+    ]
+    for name in GROUPS:
+        topic = tx_events if name == "transactional" else events
+        tasks.append(
+            asyncio.create_task(
+                _consume(settings, group[name], topic, run_state, stop, rate=rate, name=name)
+            )
+        )
+    return tasks
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     prefix = settings.topic_prefix
     events, tx_events = f"{prefix}.events", f"{prefix}.tx-events"
     group = {name: f"{prefix}.{name}" for name in GROUPS}
+    ours = list(group.values())
     duration = CHANGE_AT + args.window + args.tail
     await _create_topics(settings, [events, tx_events])
     env = child_environment(settings)
     stop = asyncio.Event()
     run_state = Run()
     observers = Observers()
-    tasks = [
-        asyncio.create_task(_produce(settings, events, args.rate, stop)),
-        asyncio.create_task(_produce_transactions(settings, tx_events, args.rate, stop)),
-    ]
-    for name in GROUPS:
-        topic = tx_events if name == "transactional" else events
-        tasks.append(
-            asyncio.create_task(
-                _consume(settings, group[name], topic, run_state, stop, rate=args.rate, name=name)
-            )
-        )
+    tasks = _start_clients(settings, group, run_state, stop, rate=args.rate)
     base_url = f"http://127.0.0.1:{settings.web_port}"
     tasks.append(
         asyncio.create_task(
@@ -371,8 +387,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 observers.monitor.add(name, at, str(monitor.group_status(group[name])))
             if at - last_print >= args.print_every:
                 last_print = at
+                # Only the run's groups: the worker's own groups are watched too.
+                mine = [row for row in rows if row.group in ours]
                 print(f"\n--- t = {at:5.1f} s (in-process monitor)")
-                print(format_table(rows, monitor.groups), flush=True)
+                print(format_table(mine, ours), flush=True)
             if checkpoints and at >= checkpoints[0]:
                 checkpoints.pop(0)
                 tasks.append(

@@ -16,6 +16,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Final
 
 import aiohttp
@@ -57,6 +58,32 @@ class BurrowObservations:
     partitions: Timeline = field(default_factory=Timeline)
     groups: Timeline = field(default_factory=Timeline)
     last_body: dict[str, Any] = field(default_factory=dict)
+    #: Per group, the worker's samples of its first partition: observedAt (ms) → (seconds
+    #: since the start when first read, committed offset, lag).
+    samples: dict[str, dict[int, tuple[float, int, int]]] = field(default_factory=dict)
+
+    def record(self, name: str, at: float, body: dict[str, Any]) -> None:
+        status = body["status"]
+        self.groups.add(name, at, status["status"])
+        for partition in status["partitions"]:
+            self.partitions.add(name, at, partition["status"])
+        end = status["partitions"][0]["end"] if status["partitions"] else None
+        if end is not None:
+            samples = self.samples.setdefault(name, {})
+            samples.setdefault(end["observedAt"], (at, end["offset"], end["lag"]))
+        self.last_body[name] = body
+
+    def steps_without_growth(self, name: str, after: float) -> list[str]:
+        """The worker's consecutive samples of ``name`` (read after ``after``) whose lag did
+        not grow: each one breaks the trend WARN for a window."""
+        series = sorted(self.samples.get(name, {}).items())
+        found = []
+        for (_, (_, offset_a, lag_a)), (_, (at, offset_b, lag_b)) in pairwise(series):
+            if at >= after and lag_b <= lag_a:
+                found.append(
+                    f"{at:.1f} s: lag {lag_a} -> {lag_b} (offset {offset_a} -> {offset_b})"
+                )
+        return found
 
 
 async def poll_burrow(
@@ -76,12 +103,7 @@ async def poll_burrow(
                 path = f"/v3/kafka/{cluster}/consumer/{group}/lag"
                 async with session.get(path) as response:
                     body = await response.json()
-                at = clock()
-                status = body["status"]
-                seen.groups.add(name, at, status["status"])
-                for partition in status["partitions"]:
-                    seen.partitions.add(name, at, partition["status"])
-                seen.last_body[name] = body
+                seen.record(name, clock(), body)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), BURROW_POLL_EVERY)
 
