@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from typing import Any
 
-from bench.lag_observers import Timeline, trim_json, trim_table
+from bench.lag_observers import BurrowObservations, Timeline, trim_json, trim_table
 from phaseflow.streams.json_output import write_json
 from phaseflow.streams.monitoring.lag import LagRow
 from phaseflow.streams.monitoring.lag_cli import format_table, lag_document
@@ -59,3 +60,22 @@ def test_first_sighting_counts_only_from_the_cause() -> None:
     assert timeline.first("stopped", "STOP") == 12.0
     assert timeline.first("stopped", "REWIND") is None
     assert timeline.seen("stopped") == {"STALL": 2, "OK": 1, "STOP": 1}
+
+
+def _burrow_body(status: str, observed_ms: int, offset: int, lag: int) -> dict[str, Any]:
+    end = {"offset": offset, "timestamp": observed_ms, "observedAt": observed_ms, "lag": lag}
+    partition = {"topic": "t", "partition": 0, "status": status, "end": end, "current_lag": lag}
+    return {"status": {"status": "WARN" if status == "WARN" else "OK", "partitions": [partition]}}
+
+
+def test_burrow_answers_give_first_sightings_and_the_steps_that_broke_the_trend() -> None:
+    seen = BurrowObservations()
+    answers = [(1.0, "OK", 1000, 10, 5), (1.5, "OK", 1000, 10, 5), (2.0, "OK", 2000, 15, 9)]
+    answers += [(3.0, "OK", 3000, 20, 9), (4.0, "WARN", 4000, 25, 14)]
+    for at, status, observed, offset, lag in answers:
+        seen.record("slow", at, _burrow_body(status, observed, offset, lag))
+    assert seen.partitions.first("slow", "WARN") == 4.0
+    assert seen.groups.first("slow", "WARN") == 4.0
+    # The repeated answer of one worker sample (1.5 s) is one sample, not a flat step.
+    assert seen.steps_without_growth("slow", after=0.0) == ["3.0 s: lag 9 -> 9 (offset 15 -> 20)"]
+    assert seen.steps_without_growth("slow", after=3.5) == []
