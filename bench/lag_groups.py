@@ -315,8 +315,10 @@ def _print_timings(
     )
     print("\n".join(line.rstrip() for line in aligned_rows(cells)))
     flat = observers.burrow.steps_without_growth("slow", causes.get("slow", 0.0))
+    read = observers.burrow.sample_count("slow", causes.get("slow", 0.0))
     print(
-        f"slow, the worker's samples after the slowdown whose lag did not grow ({len(flat)}; "
+        f"slow, of the worker's {read} samples read after the slowdown, those whose lag did "
+        f"not grow ({len(flat)}; "
         f"each breaks the trend WARN for one window): {'; '.join(flat) or 'none'}"
     )
     for label, timeline in (

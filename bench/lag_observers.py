@@ -26,7 +26,7 @@ from phaseflow.streams.local.worker_process import phaseflow_argv
 #: A group's verdict line of the ``phaseflow lag`` table: ``group NAME: STATUS, lag ...``.
 _GROUP_LINE: Final = re.compile(r"^group (?P<group>\S+): (?P<status>[A-Z_]+),")
 #: Seconds between two polls of the Burrow endpoint (all groups each time).
-BURROW_POLL_EVERY: Final = 0.5
+BURROW_POLL_EVERY: Final = 0.25
 
 
 @dataclass
@@ -73,6 +73,10 @@ class BurrowObservations:
             samples.setdefault(end["observedAt"], (at, end["offset"], end["lag"]))
         self.last_body[name] = body
 
+    def sample_count(self, name: str, after: float) -> int:
+        """How many of the worker's samples of ``name`` were read after ``after``."""
+        return sum(1 for at, _, _ in self.samples.get(name, {}).values() if at >= after)
+
     def steps_without_growth(self, name: str, after: float) -> list[str]:
         """The worker's consecutive samples of ``name`` (read after ``after``) whose lag did
         not grow: each one breaks the trend WARN for a window."""
@@ -97,13 +101,16 @@ async def poll_burrow(
 ) -> None:
     """Poll each group's Burrow ``/lag`` (``groups``: short name → consumer group) until
     ``stop``; a 404 (NOTFOUND: not sampled yet) is recorded like any other answer."""
+
+    async def ask(session: aiohttp.ClientSession, name: str, group: str) -> None:
+        async with session.get(f"/v3/kafka/{cluster}/consumer/{group}/lag") as response:
+            body = await response.json()
+        seen.record(name, clock(), body)
+
     async with aiohttp.ClientSession(base_url) as session:
         while not stop.is_set():
-            for name, group in groups.items():
-                path = f"/v3/kafka/{cluster}/consumer/{group}/lag"
-                async with session.get(path) as response:
-                    body = await response.json()
-                seen.record(name, clock(), body)
+            # All groups at once, so each poll sees (nearly) every one of the worker's samples.
+            await asyncio.gather(*(ask(session, name, group) for name, group in groups.items()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), BURROW_POLL_EVERY)
 
