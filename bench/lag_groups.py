@@ -431,7 +431,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lag_groups", description=__doc__)
     parser.add_argument("--window", type=float, default=30.0, help="PHASEFLOW_LAG_WINDOW_SECONDS")
-    parser.add_argument("--interval", type=float, default=1.0, help="sample interval, seconds")
+    # 2 s, longer than a round takes in a loaded worker and than the consumers' 0.5 s commit
+    # interval (production: 5 s vs Faust's 2.8 s). At 1 s the loaded worker's rounds overran and
+    # its samples came in pairs 0.1-0.5 s apart; the slow group's lag then often did not grow
+    # between the two, and each such step kept the trend WARN away for a whole window.
+    parser.add_argument("--interval", type=float, default=2.0, help="sample interval, seconds")
     parser.add_argument("--rate", type=float, default=20.0, help="records/s per producer")
     parser.add_argument("--print-every", type=float, default=5.0, help="seconds between tables")
     parser.add_argument("--tail", type=float, default=15.0, help="seconds run after the window")
