@@ -13,9 +13,11 @@ from faust.types import TP
 from phaseflow.agents.backlog import CompletionBacklog
 from phaseflow.agents.intake import DropReason
 from phaseflow.agents.readiness import ReadinessProcessor
+from phaseflow.agents.write_back import WriteBackTable
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core.clock import SystemClock
 from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.faust_events import current_event, handling
 from phaseflow.streams.core.faust_table_writes import one_transaction
 from phaseflow.streams.core.metrics import Metrics
 from phaseflow.streams.core.publisher import Publisher
@@ -100,14 +102,18 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
         schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per processor: the newest run durations, for processor_slowdown alerts.",
     )
+    # The agent handles records in batches; each key a batch touches is written to its Faust
+    # table (a changelog record) once, when the batch ends (phaseflow.agents.write_back).
+    batch_table = WriteBackTable(table, origin=current_event, within=handling)
+    batch_durations = WriteBackTable(durations, origin=current_event, within=handling)
     processor = ReadinessProcessor(
         registry=ctx.registry,
-        table=table,
+        table=batch_table,
         publisher=_CountingPublisher(ctx.publisher, metrics),
         clock=ctx.clock,
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
-        durations=durations,
+        durations=batch_durations,
         future_tolerance=timedelta(seconds=settings.future_timestamp_tolerance_seconds),
         intake_counter=IntakeMetrics(metrics),
     )
@@ -143,12 +149,28 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
 
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]
     async def readiness(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            # A record's state writes and triggers commit together (exactly_once): else a crash
+        # A batch is whatever arrived within readiness_batch_wait_seconds (at most
+        # readiness_batch_size records); Faust acknowledges its offsets only after this body.
+        async for events in stream.take_events(
+            settings.readiness_batch_size, within=settings.readiness_batch_wait_seconds
+        ):
+            partitions = {event.message.partition for event in events}
+            # A batch's state writes and triggers commit together (exactly_once): else a crash
             # can keep the ledger saying "fired" without the trigger, or the reverse.
-            async with one_transaction(ctx.app, message.partition):
-                fired = await handle_record(message)
+            async with one_transaction(ctx.app, partitions):
+                fired: list[PhaseTrigger] = []
+                try:
+                    for event in events:
+                        with handling(event):
+                            fired += await handle_record(event.message)
+                except BaseException:
+                    # The batch's offsets are not acknowledged, so its records come again; its
+                    # dedup ids must not be in the state they are checked against.
+                    batch_table.discard()
+                    batch_durations.discard()
+                    raise
+                batch_table.flush()
+                batch_durations.flush()
             for trigger in fired:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
                 observe_phase_duration(processor, metrics, trigger)

@@ -181,6 +181,23 @@ class Settings(BrokerConnectionSettings):
     readiness_tick_seconds: float = Field(
         1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
     )
+    readiness_batch_size: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Most records the readiness agent handles as one batch: each table key a batch "
+            "touches is written (one changelog record) once, at its end."
+        ),
+    )
+    readiness_batch_wait_seconds: float = Field(
+        0.01,
+        gt=0,
+        le=0.05,
+        description=(
+            "Longest the readiness agent waits to fill a batch; a record arriving alone is "
+            "handled at most this much later."
+        ),
+    )
     future_timestamp_tolerance_seconds: float = Field(
         300.0,
         ge=0,
