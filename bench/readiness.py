@@ -195,13 +195,15 @@ async def changelog_records(settings: Settings, marker: str) -> int:
     consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        topics = [t for t in await consumer.topics() if marker in t and "changelog" in t]
+        # The consumer's own metadata covers only what it is assigned; ask for every topic.
+        cluster = await consumer._client.fetch_all_metadata()
+        topics = [t for t in cluster.topics() if marker in t and "changelog" in t]
         if not topics:
             raise RuntimeError(f"no changelog topic with {marker!r} in its name")
         tps = [
             TopicPartition(topic, partition)
             for topic in topics
-            for partition in consumer.partitions_for_topic(topic) or ()
+            for partition in cluster.partitions_for_topic(topic) or ()
         ]
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
