@@ -45,8 +45,15 @@ class WriteBackTable(MutableMapping[str, Any]):
         self._backing = backing
         self._origin = origin
         self._within = within
+        #: Applied to each value as it is stored (encode_with).
+        self._encode: Callable[[Any], Any] | None = None
         #: key -> (value or _DELETED, origin of the last write)
         self._pending: dict[str, tuple[Any, Any]] = {}
+
+    def encode_with(self, encode: Callable[[Any], Any]) -> None:
+        """Serialize each value with ``encode`` as it is stored: its writer (the readiness
+        store) puts its own objects here, serialized once per batch instead of per write."""
+        self._encode = encode
 
     @property
     def pending(self) -> int:
@@ -63,7 +70,7 @@ class WriteBackTable(MutableMapping[str, Any]):
                     if key in self._backing:
                         del self._backing[key]
                 else:
-                    self._backing[key] = value
+                    self._backing[key] = value if self._encode is None else self._encode(value)
         return len(pending)
 
     def discard(self) -> int:
