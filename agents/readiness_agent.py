@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,41 @@ def record_time(timestamp: float | None, timestamp_type: int | None) -> datetime
     return datetime.fromtimestamp(timestamp, UTC)
 
 
+async def handle_batch(
+    app: Any,
+    events: list[Any],
+    handle_record: Callable[[Any], Awaitable[list[PhaseTrigger]]],
+    tables: Sequence[WriteBackTable],
+) -> list[PhaseTrigger]:
+    """Handle ``events`` in order, then store each key of ``tables`` they wrote, once; return
+    the triggers fired."""
+    partitions = {event.message.partition for event in events}
+    # A batch's state writes and triggers commit together (exactly_once): else a crash can
+    # keep the ledger saying "fired" without the trigger, or the reverse.
+    async with one_transaction(app, partitions):
+        fired: list[PhaseTrigger] = []
+        try:
+            for event in events:
+                with handling(event):  # its partition, for table writes and outputs
+                    fired += await handle_record(event.message)
+        except BaseException:
+            # The batch is not acknowledged, so its records come again; their dedup ids must
+            # not be in the state they are checked against.
+            for table in tables:
+                table.discard()
+            raise
+        for table in tables:
+            table.flush()
+    return fired
+
+
+def _queue_empty(stream: Any) -> bool:
+    """Whether the stream has no record ready (a stream over something other than a Faust
+    channel counts as empty: each record is a batch of its own)."""
+    queue = getattr(stream.channel, "queue", None)
+    return queue is None or bool(queue.empty())
+
+
 def observe_phase_duration(
     processor: ReadinessProcessor, metrics: Metrics, trigger: PhaseTrigger
 ) -> None:
@@ -106,6 +142,7 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
     # table (a changelog record) once, when the batch ends (phaseflow.agents.write_back).
     batch_table = WriteBackTable(table, origin=current_event, within=handling)
     batch_durations = WriteBackTable(durations, origin=current_event, within=handling)
+    batch_tables = (batch_table, batch_durations)
     processor = ReadinessProcessor(
         registry=ctx.registry,
         table=batch_table,
@@ -149,28 +186,20 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
 
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]
     async def readiness(stream: Any) -> None:
-        # A batch is whatever arrived within readiness_batch_wait_seconds (at most
-        # readiness_batch_size records); Faust acknowledges its offsets only after this body.
-        async for events in stream.take_events(
-            settings.readiness_batch_size, within=settings.readiness_batch_wait_seconds
-        ):
-            partitions = {event.message.partition for event in events}
-            # A batch's state writes and triggers commit together (exactly_once): else a crash
-            # can keep the ledger saying "fired" without the trigger, or the reverse.
-            async with one_transaction(ctx.app, partitions):
-                fired: list[PhaseTrigger] = []
-                try:
-                    for event in events:
-                        with handling(event):
-                            fired += await handle_record(event.message)
-                except BaseException:
-                    # The batch's offsets are not acknowledged, so its records come again; its
-                    # dedup ids must not be in the state they are checked against.
-                    batch_table.discard()
-                    batch_durations.discard()
-                    raise
-                batch_table.flush()
-                batch_durations.flush()
+        # Records are handled in batches: whatever the stream has ready (never waiting for
+        # more, so a record arriving alone is handled at once), up to readiness_batch_size.
+        # Acknowledged (their offsets committable) only once the batch's table writes are
+        # stored, below.
+        stream.enable_acks = False
+        batch: list[Any] = []
+        async for event in stream.events():
+            batch.append(event)
+            if len(batch) < settings.readiness_batch_size and not _queue_empty(stream):
+                continue
+            fired = await handle_batch(ctx.app, batch, handle_record, batch_tables)
+            for handled in batch:
+                await stream.ack(handled)
+            batch = []
             for trigger in fired:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
                 observe_phase_duration(processor, metrics, trigger)

@@ -185,17 +185,8 @@ class Settings(BrokerConnectionSettings):
         500,
         ge=1,
         description=(
-            "Most records the readiness agent handles as one batch: each table key a batch "
-            "touches is written (one changelog record) once, at its end."
-        ),
-    )
-    readiness_batch_wait_seconds: float = Field(
-        0.01,
-        gt=0,
-        le=0.05,
-        description=(
-            "Longest the readiness agent waits to fill a batch; a record arriving alone is "
-            "handled at most this much later."
+            "Most records the readiness agent handles as one batch (it takes what is ready, "
+            "never waits for more): each table key a batch touches is written once, at its end."
         ),
     )
     future_timestamp_tolerance_seconds: float = Field(
