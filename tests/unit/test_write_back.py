@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.write_back import WriteBackTable
 from phaseflow.models.codec import encode
@@ -117,3 +119,44 @@ async def test_a_batch_of_completions_writes_each_phase_state_once_and_decides_t
     assert one_fired == batch_fired == [(GAME_DATE, 4, "ready")]
     assert one_state == batch_state
     assert len(batch_keys) == len(set(batch_keys)) < len(one_keys)
+
+
+class FakeMessage:
+    def __init__(self, partition: int, value: bytes) -> None:
+        self.partition = partition
+        self.value = value
+
+
+class FakeEvent:
+    def __init__(self, partition: int, value: bytes) -> None:
+        self.message = FakeMessage(partition, value)
+
+
+class NoTransactionApp:
+    in_transaction = False
+
+
+async def test_a_failed_batch_stores_nothing_and_a_good_one_each_key_once() -> None:
+    from phaseflow.agents.readiness_agent import handle_batch
+
+    table, backing, _ = table_with_origins()
+
+    async def handle_record(message: FakeMessage) -> list[Any]:
+        if message.value == b"bad":
+            raise ValueError("handler failed")
+        table[f"date-{message.partition}"] = message.value
+        return []
+
+    good = [FakeEvent(0, b"a"), FakeEvent(0, b"b"), FakeEvent(1, b"c")]
+    with pytest.raises(ValueError, match="handler failed"):
+        await handle_batch(
+            NoTransactionApp(), [*good, FakeEvent(1, b"bad")], handle_record, [table]
+        )
+    assert backing.writes == []
+    assert table.get("date-0") is None  # its records come again: nothing of them may remain
+
+    assert await handle_batch(NoTransactionApp(), good, handle_record, [table]) == []
+    assert [(key, value) for key, value, _ in backing.writes] == [
+        ("date-0", b"b"),
+        ("date-1", b"c"),
+    ]
