@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -100,11 +101,25 @@ async def handle_batch(
     return fired
 
 
-def _queue_empty(stream: Any) -> bool:
-    """Whether the stream has no record ready (a stream over something other than a Faust
-    channel counts as empty: each record is a batch of its own)."""
+#: How many times the agent lets the event loop run before it ends a batch on an empty queue.
+#: Faust's fetcher hands records already fetched to the stream one by one, between other tasks:
+#: without this a worker that keeps up sees an empty queue after every record (batches of one:
+#: 617 events/s and 39,379 changelog records on the 40,000-event benchmark, at_least_once);
+#: with 3 passes, 1,625 events/s and 7,396 records. A pass is one turn of the loop, no timer.
+_READY_CHECKS = 3
+
+
+async def _more_ready(stream: Any) -> bool:
+    """Whether the stream has another record ready, after letting the loop run a little (a
+    stream over something other than a Faust channel never has: each record is a batch)."""
     queue = getattr(stream.channel, "queue", None)
-    return queue is None or bool(queue.empty())
+    if queue is None:
+        return False
+    for _ in range(_READY_CHECKS):
+        if not queue.empty():
+            return True
+        await asyncio.sleep(0)
+    return not queue.empty()
 
 
 def observe_phase_duration(
@@ -194,7 +209,7 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
         batch: list[Any] = []
         async for event in stream.events():
             batch.append(event)
-            if len(batch) < settings.readiness_batch_size and not _queue_empty(stream):
+            if len(batch) < settings.readiness_batch_size and await _more_ready(stream):
                 continue
             fired = await handle_batch(ctx.app, batch, handle_record, batch_tables)
             for handled in batch:
