@@ -41,12 +41,17 @@ def install(
     async def handle_batch(items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
         # Returns after every send was acknowledged; only then are the offsets committed.
         predictions = await worker.handle_batch(items)
+        spent = worker.stats.last_batch_seconds
         log.info(
-            "predicted %d request(s): %d prediction(s); history queries %d, cache hits %d",
+            "predicted %d request(s): %d prediction(s); history queries %d, cache hits %d; "
+            "seconds: history %.3f, predict %.3f, publish %.3f",
             len(items),
             len(predictions),
             loader.stats.history_queries,
             loader.cache.hits,
+            spent.get("history", 0.0),
+            spent.get("predict", 0.0),
+            spent.get("publish", 0.0),
         )
         return predictions
 
