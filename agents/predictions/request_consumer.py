@@ -18,8 +18,9 @@ A batch is up to ``prediction_batch_size`` records, collected for at most
 ``prediction_batch_wait_seconds`` after the first one arrives, and no longer once the consumer
 has read every owned partition to its end (a backlog, as after a restart, is not held back).
 Offsets are committed only after :meth:`PredictionWorker.handle_batch` returned, i.e. after
-every prediction and report of the batch was acknowledged by the broker. A crash, a failed batch (broker unreachable) or a
-rebalance before that re-delivers the batch, which the identities above make harmless.
+every prediction and report of the batch was acknowledged by the broker. A crash, a failed
+batch (broker unreachable) or a rebalance before that re-delivers the batch, which the
+identities above make harmless.
 """
 
 from __future__ import annotations
