@@ -15,10 +15,12 @@ rather than a Faust agent in the app's group:
   out, 80-180 s). The plain consumer has no such state.
 
 A batch is up to ``prediction_batch_size`` records, collected for at most
-``prediction_batch_wait_seconds`` after the first one arrives. Offsets are committed only after
-:meth:`PredictionWorker.handle_batch` returned, i.e. after every prediction and report of the
-batch was acknowledged by the broker. A crash, a failed batch (broker unreachable) or a
-rebalance before that re-delivers the batch, which the identities above make harmless.
+``prediction_batch_wait_seconds`` after the first one arrives, and no longer once the consumer
+has read every owned partition to its end (a backlog, as after a restart, is not held back).
+Offsets are committed only after :meth:`PredictionWorker.handle_batch` returned, i.e. after
+every prediction and report of the batch was acknowledged by the broker. A crash, a failed
+batch (broker unreachable) or a rebalance before that re-delivers the batch, which the
+identities above make harmless.
 """
 
 from __future__ import annotations
@@ -191,9 +193,29 @@ class PredictionRequestConsumer(AsyncService):
                 records.extend(partition_records)
             if not records:
                 return records  # idle: let the loop look at the stop flag
+            if await self._caught_up(consumer):
+                # Nothing more is on the topic now (e.g. a backlog read after a restart): the
+                # window is for requests still being published, waiting would only delay these.
+                break
             if deadline is None:
                 deadline = self._monotonic() + self._batch_wait
         return records
+
+    @staticmethod
+    async def _caught_up(consumer: Any) -> bool:
+        """Has this consumer read every owned partition up to its end as of its last fetch?
+
+        The end is the last stable offset (the consumer reads committed records only); a
+        partition whose end is not known yet counts as not caught up, so the window is waited.
+        """
+        owned = consumer.assignment()
+        if not owned:
+            return False
+        for tp in owned:
+            end = consumer.last_stable_offset(tp)
+            if end is None or await consumer.position(tp) < end:
+                return False
+        return True
 
     async def _process(self, consumer: Any, records: list[Any]) -> None:
         items = [

@@ -11,7 +11,8 @@ one ``done`` record per player to ``{prefix}.prediction-progress`` for the coord
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -61,6 +62,8 @@ class WorkerStats:
     predictions: int = 0
     dead_letters: int = 0
     systems: dict[str, SystemStats] = field(default_factory=dict)
+    #: Where the last batch's time went: loading history, running the systems, publishing.
+    last_batch_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class PredictionWorker:
@@ -74,8 +77,10 @@ class PredictionWorker:
         publisher: Publisher,
         clock: Clock,
         max_message_bytes: int = 1_048_576,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.systems = [system for system, _ in systems]
+        self._monotonic = monotonic
         self.breakers = {
             system.system_id: CircuitBreaker.from_spec(spec, clock) for system, spec in systems
         }
@@ -88,6 +93,7 @@ class PredictionWorker:
     async def handle_batch(self, items: Sequence[tuple[bytes, Origin]]) -> list[Prediction]:
         """Process one batch of raw requests; return the predictions published."""
         self.stats.batches += 1
+        spent = {"history": 0.0, "predict": 0.0, "publish": 0.0}
         requests: list[tuple[PredictionRequest, bytes, Origin]] = []
         seen: set[str] = set()
         for raw, origin in items:
@@ -109,6 +115,7 @@ class PredictionWorker:
             by_date.setdefault(entry[0].game_date, []).append(entry)
         for game_date, group in by_date.items():
             players = [request.player_lookup for request, _, _ in group]
+            began = self._monotonic()
             try:
                 context = await self._features.context(game_date)
                 histories = await self._features.load(players, game_date)
@@ -118,6 +125,9 @@ class PredictionWorker:
                 for _, raw, origin in group:
                     await self._dead_letter(raw, origin, str(error), "history_unavailable")
                 continue
+            finally:
+                spent["history"] += self._monotonic() - began
+            began = self._monotonic()
             for request, _, _ in group:
                 features = PlayerFeatures.build(
                     histories.get(request.player_lookup),
@@ -137,6 +147,8 @@ class PredictionWorker:
                         done_at=self._clock.now(),
                     )
                 )
+            spent["predict"] += self._monotonic() - began
+        began = self._monotonic()
         # Predictions first and acknowledged, then the "done" reports: a player counted done
         # by the coordinator has its predictions on the topic.
         await send_all(
@@ -145,6 +157,8 @@ class PredictionWorker:
         await send_all(
             self._publisher, ((TopicName.PREDICTION_PROGRESS, d.key, encode(d)) for d in done)
         )
+        spent["publish"] = self._monotonic() - began
+        self.stats.last_batch_seconds = spent
         self.stats.predictions += len(published)
         return published
 

@@ -263,7 +263,12 @@ class Settings(BrokerConnectionSettings):
         100, ge=1, description="Prediction workers take up to this many requests per history query."
     )
     prediction_batch_wait_seconds: float = Field(
-        0.5, gt=0, description="How long a prediction worker waits to fill a batch."
+        0.5,
+        gt=0,
+        description=(
+            "How long a prediction worker waits to fill a batch (not once it has read every "
+            "request partition to its end)."
+        ),
     )
     prediction_history_games: int = Field(
         60, ge=1, description="Past games loaded per player for the prediction systems."

@@ -61,6 +61,8 @@ class FakeConsumer:
         self.commit_errors: deque[Exception] = deque()
         self.delivered: list[Record] = []
         self.started = self.stopped = 0
+        #: Each partition's end (last stable offset) as a fetch reports it; unknown if absent.
+        self.ends: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         self.started += 1
@@ -88,6 +90,13 @@ class FakeConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.owned)
+
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        return self.ends.get(tp)
+
+    async def position(self, tp: TopicPartition) -> int:
+        offsets = [r.offset for r in self.delivered if (r.topic, r.partition) == tp]
+        return max(offsets) + 1 if offsets else 0
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """The next polls deliver ``tp`` again from ``offset``."""
@@ -166,6 +175,35 @@ async def test_a_short_batch_waits_at_most_the_batch_window_after_its_first_reco
     # once, then the batch goes out instead of waiting for more.
     assert fake.timeouts[:3] == [500, 500, 500]
     assert fake.commits[0] == {P0: 10}
+
+
+async def test_a_batch_goes_out_without_the_window_once_every_partition_is_read_to_its_end() -> (
+    None
+):
+    time = FakeTime()
+    fake = FakeConsumer([records(P0, range(30)) + records(P1, range(20)), None], time)
+    fake.ends = {P0: 30, P1: 20}
+    handler = Handler(expected_records=50)
+    handler.gate = asyncio.Event()
+    async with consumer_for(handler, fake, time):
+        await asyncio.wait_for(handler.entered.wait(), 5)
+        # Handed over after the one poll that found the backlog, with no time waited for more.
+        assert (fake.timeouts, time.now) == ([500], 1000.0)
+        handler.gate.set()
+        await asyncio.wait_for(handler.done.wait(), 5)
+    assert [len(batch) for batch in handler.batches] == [50]
+    assert fake.commits[0] == {P0: 30, P1: 20}
+
+
+async def test_a_partition_not_read_to_its_end_keeps_the_window_open() -> None:
+    time = FakeTime()
+    fake = FakeConsumer([records(P0, range(30)), records(P1, range(5)), None, None], time)
+    fake.ends = {P0: 30, P1: 10}  # P1 has 10 records, the batch so far holds 5 of them
+    handler = Handler(expected_records=35)
+    async with consumer_for(handler, fake, time):
+        await asyncio.wait_for(handler.done.wait(), 5)
+    assert [len(batch) for batch in handler.batches] == [35]
+    assert fake.timeouts[:3] == [500, 500, 500]  # waited the window for the rest of P1
 
 
 async def test_a_failed_batch_is_rewound_uncommitted_then_read_again() -> None:
