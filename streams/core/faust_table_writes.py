@@ -28,6 +28,7 @@ its table writes are stored, so a transaction holds whole records.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -104,6 +105,28 @@ async def table_writes_sent(app: Any, partition: int) -> None:
 
 
 _records: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+#: Per app: who holds the record lock now ("record on partition 2", "commit of partitions
+#: [0, 2]") and since when (monotonic): for the watchdog's report of a stuck worker.
+_holders: weakref.WeakKeyDictionary[Any, tuple[str, float]] = weakref.WeakKeyDictionary()
+
+
+def lock_holder(app: Any) -> str:
+    """What holds ``app``'s record lock and for how long, or "nobody" (diagnostics)."""
+    held = _holders.get(app)
+    if held is None:
+        return "nobody"
+    what, since = held
+    return f"{what} for {time.monotonic() - since:.1f} s"
+
+
+@asynccontextmanager
+async def _holding(app: Any, what: str) -> AsyncIterator[None]:
+    async with _record_lock(app):
+        _holders[app] = (what, time.monotonic())
+        try:
+            yield
+        finally:
+            _holders.pop(app, None)
 
 
 def _record_lock(app: Any) -> asyncio.Lock:
@@ -117,7 +140,7 @@ def _record_lock(app: Any) -> asyncio.Lock:
 async def one_transaction(app: Any, partition: int) -> AsyncIterator[None]:
     """Handle one record of ``partition`` so that no commit splits its table writes from its
     outputs (exactly_once; a no-op lock otherwise)."""
-    async with _record_lock(app):
+    async with _holding(app, f"record on partition {partition}"):
         yield
         await table_writes_sent(app, partition)
 
@@ -154,7 +177,9 @@ def commit_after_table_writes() -> None:
         self: Any, offsets: Mapping[Any, int], *, start_new_transaction: bool = True
     ) -> bool:
         buffer = self.app.producer.buffer
-        async with _record_lock(self.app):  # never in the middle of a record (one_transaction)
+        partitions = sorted({tp.partition for tp in offsets})
+        # Never in the middle of a record (one_transaction).
+        async with _holding(self.app, f"commit of partitions {partitions}"):
             await pending_table_writes(self.app).settled(
                 (tp.partition for tp in offsets), sending=lambda: buffer.state == "running"
             )
