@@ -32,6 +32,7 @@ from phaseflow.streams.simulation import (
     make_completion,
     phase_completions,
 )
+from tests.integration.stuck_report import stuck_report
 
 GAME_DATE = date(2026, 2, 1)
 TODAY = date(2026, 2, 2)
@@ -263,10 +264,10 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
         killed = False
         deadline = asyncio.get_running_loop().time() + 150
         while {(t.game_date, t.phase) for t in triggers} != expected:
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"stuck: {sorted(expected - {(t.game_date, t.phase) for t in triggers})}\n"
-                f"{second.tail()}"
-            )
+            if asyncio.get_running_loop().time() >= deadline:
+                stuck = expected - {(t.game_date, t.phase) for t in triggers}
+                report = await stuck_report(first_settings, stuck)
+                raise AssertionError(f"stuck: {sorted(stuck)}\n{report}\n{second.tail()}")
             triggers += await answer_new_triggers(
                 reader, publisher, registry, answered, today=today
             )
