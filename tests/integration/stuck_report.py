@@ -1,6 +1,7 @@
 """What the broker holds for dates a failover test found stuck: for its failure message.
 
-The readiness table's changelog (per record: offset, phase, processors, trigger), read once
+The readiness table's changelog (per key: its number of writes and the newest one's offset,
+processors and trigger), read once
 read_committed (what a worker restores) and once read_uncommitted (what was written, committed
 or not), and the worker group's committed offset against the end of every completions
 partition. Comparing the two tells lost state writes from unread completions.
@@ -34,7 +35,8 @@ async def _changelog(settings: Settings, days: set[date], isolation: str) -> lis
     topic = f"{settings.app_id}-readiness-changelog"
     reader = kafka_clients.consumer(settings, isolation_level=isolation, enable_auto_commit=False)
     await reader.start()
-    lines: list[str] = []
+    newest: dict[str, tuple[int, int, str]] = {}  # key -> (partition, offset, summary)
+    writes: dict[str, int] = {}
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.kafka_topic_partitions)]
         reader.assign(tps)
@@ -48,12 +50,14 @@ async def _changelog(settings: Settings, days: set[date], isolation: str) -> lis
                 for record in batch.get(tp, []):
                     key = (record.key or b"").decode(errors="replace")
                     if any(day.isoformat() in key for day in days):
-                        lines.append(
-                            f"  [{tp.partition}]@{record.offset} {key}: {_summary(record.value)}"
-                        )
+                        writes[key] = writes.get(key, 0) + 1
+                        newest[key] = (tp.partition, record.offset, _summary(record.value))
     finally:
         await reader.stop()
-    return lines
+    return [
+        f"  {key} ({writes[key]} writes, newest [{partition}]@{offset}): {summary}"
+        for key, (partition, offset, summary) in sorted(newest.items())
+    ]
 
 
 async def _commits(settings: Settings) -> list[str]:
