@@ -31,6 +31,7 @@ from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
+from phaseflow.streams.faust_stream_seek import seek_streams_before_resuming
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.notify import install as notify_install
 from phaseflow.streams.web import install as web_install
@@ -138,6 +139,7 @@ def build_app(
     """
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
+    seek_streams_before_resuming()
     commit_after_table_writes()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)
