@@ -24,25 +24,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import os
+import re
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
+from bench.lag_observers import (
+    BURROW_POLL_EVERY,
+    BurrowObservations,
+    Timeline,
+    burrow_summary,
+    lag_once,
+    poll_burrow,
+    watch_lag,
+)
+from bench.services import BenchBroker, started_broker, worker_settings
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
+from phaseflow.streams.local.worker_process import WorkerProcess, child_environment
 from phaseflow.streams.monitoring.lag import LagMonitor
 from phaseflow.streams.monitoring.lag_cli import format_table
-from phaseflow.streams.monitoring.lag_status import LagStatus
 from phaseflow.streams.text_table import aligned_rows
 
 #: Seconds after the start at which "stopped" stops and "slow" halves its rate.
@@ -63,18 +74,6 @@ class Run:
 
     def now(self) -> float:
         return time.monotonic() - self.started
-
-
-@contextlib.contextmanager
-def _broker() -> Iterator[str]:
-    external = os.environ.get("PHASEFLOW_BROKER_URL")
-    if external:
-        yield external
-        return
-    from tests.support.apache_kafka import ApacheKafka
-
-    with ApacheKafka() as kafka:
-        yield kafka.url
 
 
 async def _produce(settings: Settings, topic: str, rate: float, stop: asyncio.Event) -> None:
@@ -161,28 +160,6 @@ async def _consume(
         await consumer.stop()
 
 
-@dataclass
-class Timeline:
-    """Each group's status at each sample: (seconds since the start, status)."""
-
-    samples: dict[str, list[tuple[float, LagStatus]]] = field(default_factory=dict)
-
-    def add(self, group: str, at: float, status: LagStatus) -> None:
-        self.samples.setdefault(group, []).append((at, status))
-
-    def first(self, group: str, status: LagStatus, after: float = 0.0) -> float | None:
-        return next(
-            (at for at, seen in self.samples.get(group, []) if seen is status and at >= after),
-            None,
-        )
-
-    def seen(self, group: str) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for _, status in self.samples.get(group, []):
-            counts[str(status)] = counts.get(str(status), 0) + 1
-        return counts
-
-
 async def _create_topics(settings: Settings, names: list[str]) -> None:
     # One partition each, made before any client asks for them (no "topic not found" noise).
     admin = kafka_clients.admin(settings)
@@ -197,34 +174,210 @@ def _delay(reached: float | None, cause: float | None) -> float | None:
     return None if reached is None or cause is None else round(reached - cause, 1)
 
 
-async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
+#: Each change and what it should bring: (group, cause, status, Burrow's group status).
+EXPECTED: Final = (
+    ("stopped", "last commit", "STALL", "ERR"),
+    ("stopped", "last commit", "STOP", "ERR"),
+    ("slow", "half rate from", "WARN", "WARN"),
+    ("rewound", "offsets reset to 0", "REWIND", "ERR"),
+)
+BURROW_CLUSTER: Final = "bench"
+
+
+@dataclass
+class Observers:
+    """The three views of the same groups: the bench's own LagMonitor, `phaseflow lag --watch`
+    and the worker's Burrow endpoint."""
+
+    monitor: Timeline = field(default_factory=Timeline)
+    watch: Timeline = field(default_factory=Timeline)
+    burrow: BurrowObservations = field(default_factory=BurrowObservations)
+
+
+def run_settings(args: argparse.Namespace, url: str, workdir: Path) -> Settings:
+    """One set of settings for the monitor, the worker and the CLI: this run's prefix, its
+    groups discovered by the include pattern, the bench's lag window and sample interval."""
     prefix = f"laggroups-{uuid.uuid4().hex[:6]}"
-    settings = Settings(
-        broker_url=url,
+    return worker_settings(
+        BenchBroker(url=url, kind="kafka"),
+        workdir,
         topic_prefix=prefix,
         app_id=f"{prefix}-app",
         lag_window_seconds=args.window,
         lag_sample_interval_seconds=args.interval,
-        lag_include=rf"{prefix}\..*",
+        lag_include=rf"{re.escape(prefix)}\..*",
+        lag_burrow_cluster=BURROW_CLUSTER,
     )
+
+
+async def _snapshot(
+    env: dict[str, str],
+    group: dict[str, str],
+    run_state: Run,
+    burrow: BurrowObservations,
+    *,
+    as_json: bool,
+) -> None:
+    """One `phaseflow lag` (or `--json`) verbatim, and the Burrow answers of that moment."""
+    asked = run_state.now()
+    answers = [
+        burrow_summary(name, burrow.last_body[name]) for name in GROUPS if name in burrow.last_body
+    ]
+    output = await lag_once(env, group.values(), as_json=as_json)
+    command = "phaseflow lag --json" if as_json else "phaseflow lag"
+    print(
+        f"\n=== t = {asked:5.1f} s: $ {command}   (done at {run_state.now():.1f} s; "
+        f"other groups' lines left out)\n{output}\n"
+        f"=== t = {asked:5.1f} s: GET /v3/kafka/{BURROW_CLUSTER}/consumer/{{group}}/lag\n"
+        + "\n".join(answers),
+        flush=True,
+    )
+
+
+def _cell(reached: float | None, cause: float | None) -> str:
+    delay = _delay(reached, cause)
+    return "-" if delay is None else f"{delay:.1f}"
+
+
+def _timings(observers: Observers, causes: dict[str, float]) -> dict[str, float | None]:
+    """Seconds from each cause to its status, per observer (None: not seen)."""
+    figures: dict[str, float | None] = {}
+    for name, _, status, burrow_group in EXPECTED:
+        cause = causes.get(name)
+        after = cause or 0.0
+        key = f"{name}_{status.lower()}"
+        figures[f"{key}_monitor_s"] = _delay(observers.monitor.first(name, status, after), cause)
+        figures[f"{key}_lag_watch_s"] = _delay(observers.watch.first(name, status, after), cause)
+        figures[f"{key}_burrow_s"] = _delay(
+            observers.burrow.partitions.first(name, status, after), cause
+        )
+        figures[f"{key}_burrow_group_{burrow_group.lower()}_s"] = _delay(
+            observers.burrow.groups.first(name, burrow_group, after), cause
+        )
+    return figures
+
+
+def _print_timings(
+    args: argparse.Namespace, observers: Observers, causes: dict[str, float]
+) -> None:
+    cells: list[tuple[str, ...]] = [
+        (
+            "GROUP",
+            "CAUSE",
+            "AT_S",
+            "STATUS",
+            "MONITOR_S",
+            "LAG_WATCH_S",
+            "BURROW_S",
+            "BURROW_GROUP",
+            "BURROW_GROUP_S",
+        )
+    ]
+    for name, cause_text, status, burrow_group in EXPECTED:
+        cause = causes.get(name)
+        after = cause or 0.0
+        cells.append(
+            (
+                name,
+                cause_text,
+                "-" if cause is None else f"{cause:.1f}",
+                status,
+                _cell(observers.monitor.first(name, status, after), cause),
+                _cell(observers.watch.first(name, status, after), cause),
+                _cell(observers.burrow.partitions.first(name, status, after), cause),
+                burrow_group,
+                _cell(observers.burrow.groups.first(name, burrow_group, after), cause),
+            )
+        )
+    seen = (
+        observers.monitor.seen("transactional"),
+        observers.watch.seen("transactional"),
+        observers.burrow.partitions.seen("transactional"),
+        observers.burrow.groups.seen("transactional"),
+    )
+    cells.append(
+        (
+            "transactional",
+            "keeps up (exactly_once)",
+            "-",
+            "statuses seen",
+            *["/".join(sorted(s)) for s in seen[:3]],
+            "seen",
+            "/".join(sorted(seen[3])),
+        )
+    )
+    print(
+        f"\ntimings, seconds from the cause to the first observation of the status "
+        f"(window {args.window:g} s, sample interval {args.interval:g} s; MONITOR: in-process "
+        f"LagMonitor, LAG_WATCH: `phaseflow lag --watch`, BURROW: the worker's "
+        f"/v3/kafka/{BURROW_CLUSTER}/consumer/{{group}}/lag partition status and group status, "
+        f"polled every {BURROW_POLL_EVERY:g} s):"
+    )
+    print("\n".join(line.rstrip() for line in aligned_rows(cells)))
+    flat = observers.burrow.steps_without_growth("slow", causes.get("slow", 0.0))
+    read = observers.burrow.sample_count("slow", causes.get("slow", 0.0))
+    print(
+        f"slow, of the worker's {read} samples read after the slowdown, those whose lag did "
+        f"not grow ({len(flat)}; "
+        f"each breaks the trend WARN for one window): {'; '.join(flat) or 'none'}"
+    )
+    for label, timeline in (
+        ("in-process monitor", observers.monitor),
+        ("phaseflow lag --watch", observers.watch),
+        ("Burrow partition", observers.burrow.partitions),
+        ("Burrow group", observers.burrow.groups),
+    ):
+        counts = {name: timeline.seen(name) for name in GROUPS}
+        print(f"statuses seen, {label} (observations): {json.dumps(counts)}")
+
+
+def _start_clients(
+    settings: Settings, group: dict[str, str], run_state: Run, stop: asyncio.Event, *, rate: float
+) -> list[asyncio.Task[None]]:
+    """The two producers and the four groups' consumers, until ``stop``."""
+    prefix = settings.topic_prefix
     events, tx_events = f"{prefix}.events", f"{prefix}.tx-events"
-    group = {name: f"{prefix}.{name}" for name in GROUPS}
-    duration = CHANGE_AT + args.window + args.tail
-    await _create_topics(settings, [events, tx_events])
-    stop = asyncio.Event()
-    run_state = Run()
     tasks = [
-        asyncio.create_task(_produce(settings, events, args.rate, stop)),
-        asyncio.create_task(_produce_transactions(settings, tx_events, args.rate, stop)),
+        asyncio.create_task(_produce(settings, events, rate, stop)),
+        asyncio.create_task(_produce_transactions(settings, tx_events, rate, stop)),
     ]
     for name in GROUPS:
         topic = tx_events if name == "transactional" else events
         tasks.append(
             asyncio.create_task(
-                _consume(settings, group[name], topic, run_state, stop, rate=args.rate, name=name)
+                _consume(settings, group[name], topic, run_state, stop, rate=rate, name=name)
             )
         )
-    timeline = Timeline()
+    return tasks
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    prefix = settings.topic_prefix
+    events, tx_events = f"{prefix}.events", f"{prefix}.tx-events"
+    group = {name: f"{prefix}.{name}" for name in GROUPS}
+    ours = list(group.values())
+    duration = CHANGE_AT + args.window + args.tail
+    await _create_topics(settings, [events, tx_events])
+    env = child_environment(settings)
+    stop = asyncio.Event()
+    run_state = Run()
+    observers = Observers()
+    tasks = _start_clients(settings, group, run_state, stop, rate=args.rate)
+    base_url = f"http://127.0.0.1:{settings.web_port}"
+    tasks.append(
+        asyncio.create_task(
+            poll_burrow(
+                base_url, BURROW_CLUSTER, group, run_state.now, stop=stop, seen=observers.burrow
+            )
+        )
+    )
+    watcher = asyncio.create_task(
+        watch_lag(env, args.interval, group, run_state.now, observers.watch)
+    )
+    tasks.append(watcher)
+    # Single `phaseflow lag` runs: after the rewind (and the stopped group's STALL), after
+    # STOP and WARN are due, and at the end (there also --json).
+    checkpoints = sorted({REWIND_AT + 5.0, CHANGE_AT + args.window + 5.0})
     last_print = -args.print_every
     monitor = LagMonitor(settings, interval=args.interval)
     await monitor.start(background=False)
@@ -233,69 +386,56 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             rows = await monitor.sample_once()
             at = run_state.now()
             for name in GROUPS:
-                timeline.add(name, at, monitor.group_status(group[name]))
+                observers.monitor.add(name, at, str(monitor.group_status(group[name])))
             if at - last_print >= args.print_every:
                 last_print = at
-                print(f"\n--- t = {at:5.1f} s")
-                print(format_table(rows, monitor.groups), flush=True)
+                # Only the run's groups: the worker's own groups are watched too.
+                mine = [row for row in rows if row.group in ours]
+                print(f"\n--- t = {at:5.1f} s (in-process monitor)")
+                print(format_table(mine, ours), flush=True)
+            if checkpoints and at >= checkpoints[0]:
+                checkpoints.pop(0)
+                tasks.append(
+                    asyncio.create_task(
+                        _snapshot(env, group, run_state, observers.burrow, as_json=False)
+                    )
+                )
             for task in tasks:
                 if task.done() and task.exception() is not None:
-                    raise RuntimeError("a producer or consumer failed") from task.exception()
+                    raise RuntimeError("a task of the run failed") from task.exception()
             await asyncio.sleep(max(0.0, args.interval - (run_state.now() - at)))
+        await _snapshot(env, group, run_state, observers.burrow, as_json=False)
+        await _snapshot(env, group, run_state, observers.burrow, as_json=True)
+        stopped = observers.burrow.last_body.get("stopped")
+        print(f"\n=== GET /v3/kafka/{BURROW_CLUSTER}/consumer/{group['stopped']}/lag (last answer)")
+        print(json.dumps(stopped, indent=2))
     finally:
         stop.set()
+        watcher.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await monitor.stop()
 
     causes = run_state.events
-    figures = {
+    figures: dict[str, Any] = {
         "window_s": args.window,
         "interval_s": args.interval,
         "rate_per_s": args.rate,
-        "stopped_stall_after_last_commit_s": _delay(
-            timeline.first("stopped", LagStatus.STALL, causes.get("stopped", 0.0)),
-            causes.get("stopped"),
-        ),
-        "stopped_stop_after_last_commit_s": _delay(
-            timeline.first("stopped", LagStatus.STOP), causes.get("stopped")
-        ),
-        "slow_warn_after_slowing_s": _delay(
-            timeline.first("slow", LagStatus.WARN), causes.get("slow")
-        ),
-        "rewound_rewind_after_reset_s": _delay(
-            timeline.first("rewound", LagStatus.REWIND), causes.get("rewound")
-        ),
-        "statuses_seen": {name: timeline.seen(name) for name in GROUPS},
+        **_timings(observers, causes),
+        "statuses_seen": {name: observers.monitor.seen(name) for name in GROUPS},
+        "burrow_statuses_seen": {name: observers.burrow.partitions.seen(name) for name in GROUPS},
     }
-    cells = [("GROUP", "CAUSE", "AT_S", "STATUS", "REACHED_AT_S", "AFTER_S")]
-    for name, cause, status in (
-        ("stopped", "last commit", LagStatus.STALL),
-        ("stopped", "last commit", LagStatus.STOP),
-        ("slow", "half rate from", LagStatus.WARN),
-        ("rewound", "offsets reset to 0", LagStatus.REWIND),
-    ):
-        caused = causes.get(name)
-        reached = timeline.first(name, status, caused or 0.0)
-        cells.append(
-            (
-                name,
-                cause,
-                "-" if caused is None else f"{caused:.1f}",
-                str(status),
-                "-" if reached is None else f"{reached:.1f}",
-                "-" if reached is None or caused is None else f"{reached - caused:.1f}",
-            )
-        )
-    print(f"\ntimings (window {args.window:g} s, sample interval {args.interval:g} s):")
-    print("\n".join(line.rstrip() for line in aligned_rows(cells)))
-    print("statuses seen per group (samples):", json.dumps(figures["statuses_seen"]))
+    _print_timings(args, observers, causes)
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lag_groups", description=__doc__)
     parser.add_argument("--window", type=float, default=30.0, help="PHASEFLOW_LAG_WINDOW_SECONDS")
-    parser.add_argument("--interval", type=float, default=1.0, help="sample interval, seconds")
+    # 2 s, longer than a round takes in a loaded worker and than the consumers' 0.5 s commit
+    # interval (production: 5 s vs Faust's 2.8 s). At 1 s the loaded worker's rounds overran and
+    # its samples came in pairs 0.1-0.5 s apart; the slow group's lag then often did not grow
+    # between the two, and each such step kept the trend WARN away for a whole window.
+    parser.add_argument("--interval", type=float, default=2.0, help="sample interval, seconds")
     parser.add_argument("--rate", type=float, default=20.0, help="records/s per producer")
     parser.add_argument("--print-every", type=float, default=5.0, help="seconds between tables")
     parser.add_argument("--tail", type=float, default=15.0, help="seconds run after the window")
@@ -304,8 +444,18 @@ def main(argv: list[str] | None = None) -> int:
     # retries while the fresh broker elects its coordinators are not.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    with _broker() as url:
-        figures = asyncio.run(run(args, url))
+    with started_broker("kafka") as (url, _), tempfile.TemporaryDirectory() as workdir:
+        settings = run_settings(args, url, Path(workdir))
+        asyncio.run(ensure_topics(settings))
+        # A real worker serves the Burrow endpoint from its own lag monitor.
+        with WorkerProcess(settings, Path(workdir) / "worker.log") as worker:
+            ready = worker.wait_ready(180.0)
+            print(f"worker ready after {ready:.1f} s (pid {worker.pid})", flush=True)
+            try:
+                figures = asyncio.run(run(args, settings))
+            except BaseException:
+                print(f"worker log (last lines):\n{worker.tail()}", file=sys.stderr)
+                raise
     print(json.dumps(figures))
     missing = [key for key, value in figures.items() if key.endswith("_s") and value is None]
     if missing:

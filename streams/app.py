@@ -17,6 +17,7 @@ import faust
 
 from phaseflow.agents import predictions, readiness_agent
 from phaseflow.sinks import install as prediction_sink
+from phaseflow.streams.aiokafka_txn_coordinator import retry_coordinator_lookups
 from phaseflow.streams.components import Components
 from phaseflow.streams.core.clock import Clock, clock_for
 from phaseflow.streams.core.codecs import register_orjson_codec
@@ -30,8 +31,12 @@ from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
-from phaseflow.streams.faust_recovery import use_broker_highwaters_for_recovery
+from phaseflow.streams.faust_recovery import (
+    use_broker_highwaters_for_recovery,
+    use_quick_aborted_tx_detection,
+)
 from phaseflow.streams.faust_stream_seek import seek_streams_before_resuming
+from phaseflow.streams.faust_table_start import start_tables_at_once
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.notify import install as notify_install
 from phaseflow.streams.web import install as web_install
@@ -119,8 +124,8 @@ def _faust_app(settings: Settings) -> Any:
         broker_commit_interval=settings.kafka_commit_interval_seconds,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_seconds,
-        # Static membership (opt-in, PHASEFLOW_KAFKA_STATIC_MEMBERSHIP): a worker restarted within
-        # the session timeout gets its partitions back without a rebalance of the others.
+        # Static membership (PHASEFLOW_KAFKA_STATIC_MEMBERSHIP, on by default): a worker restarted
+        # within the session timeout gets its partitions back without a rebalance of the others.
         consumer_group_instance_id=settings.group_instance_id,
     )
 
@@ -140,6 +145,9 @@ def build_app(
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
     seek_streams_before_resuming()
+    retry_coordinator_lookups()
+    use_quick_aborted_tx_detection()
+    start_tables_at_once()
     commit_after_table_writes()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)

@@ -14,6 +14,7 @@ from phaseflow.streams.core.deployment import identity_line
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.delivery import Delivery, DeliverySettingError, resolve_delivery
+from phaseflow.streams.faust_changelogs import ChangelogTopicsError, ensure_changelog_topics
 from phaseflow.streams.recovery_progress import when_tables_recovered
 from phaseflow.streams.worker_identity import worker_id_problem
 
@@ -67,6 +68,12 @@ def run_worker(settings: Settings) -> None:
     )
     built = build_app(resolved, delivery=delivery)
     app = built.app
+    try:
+        # Before the consumer joins: the group's assignment must name every changelog.
+        asyncio.run(ensure_changelog_topics(resolved, app))
+    except ChangelogTopicsError as error:
+        _fail(str(error), EXIT_BROKER_UNAVAILABLE)
+        return
 
     def _announce(_generation: int) -> None:
         assigned = len(app.consumer.assignment())

@@ -140,17 +140,16 @@ class Settings(BrokerConnectionSettings):
             "This worker's static consumer-group membership id (Kafka `group.instance.id`): a "
             "worker restarted within the session timeout gets its partitions back without a "
             "rebalance. Unique per worker of a deployment (a second worker with the same id "
-            "stops, exit 2). Unset: the host name and a hash of the absolute `data_dir`. Used "
-            "only with `PHASEFLOW_KAFKA_STATIC_MEMBERSHIP=true`."
+            "stops, exit 2). Unset: the host name and a hash of the absolute `data_dir`. Not used "
+            "with `PHASEFLOW_KAFKA_STATIC_MEMBERSHIP=false`."
         ),
     )
     kafka_static_membership: bool = Field(
-        default=False,
+        default=True,
         description=(
             "Join every consumer group as a static member with `PHASEFLOW_WORKER_ID` (no "
-            "rebalance when a worker restarts within the session timeout). Off by default: "
-            "faust-streaming 0.15 can crash after a static rejoin whose stored assignment "
-            "predates a changelog topic (docs/failure-modes.md)."
+            "rebalance when a worker restarts within the session timeout). `false`: dynamic "
+            "members (every restart is a rebalance of the whole group)."
         ),
     )
     kafka_topic_partitions: int = Field(

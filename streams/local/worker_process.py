@@ -15,6 +15,18 @@ from phaseflow.streams.core.settings import Settings, settings_to_env
 from phaseflow.streams.worker import READY_LINE
 
 
+def phaseflow_argv(*arguments: str) -> list[str]:
+    """The command line of ``phaseflow <arguments>`` in this interpreter (no console script
+    needed, so a worktree's ``PYTHONPATH`` applies)."""
+    return [sys.executable, "-m", "phaseflow.streams.cli", *arguments]
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``settings`` on top: a child ``phaseflow`` command
+    loads the same settings."""
+    return {**os.environ, **settings_to_env(settings)}
+
+
 class WorkerProcess:
     """One worker process with its output in a log file; ``kill()`` is a real kill -9."""
 
@@ -57,10 +69,10 @@ class WorkerProcess:
         if self._process is not None and self._process.poll() is None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **settings_to_env(self._settings)}
+        env = child_environment(self._settings)
         with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "phaseflow.streams.cli", "worker"],
+            self._process = subprocess.Popen(  # noqa: S603 - our own CLI, this interpreter
+                phaseflow_argv("worker"),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=env,

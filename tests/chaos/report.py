@@ -1,7 +1,7 @@
 """Recovery times the fault tests measure: a table at the end of the run, and a JSON file.
 
 The numbers in docs/failure-modes.md come from ``.cache/chaos-report.json``,
-written by ``PHASEFLOW_TEST_BROKER=kafka .venv/bin/pytest -m chaos``.
+written by ``PHASEFLOW_TEST_BROKER=kafka .venv/bin/pytest -m "chaos or endurance"``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ChaosReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": "PHASEFLOW_TEST_BROKER=kafka .venv/bin/pytest -m chaos",
+            "command": 'PHASEFLOW_TEST_BROKER=kafka .venv/bin/pytest -m "chaos or endurance"',
             "broker": os.environ.get("PHASEFLOW_TEST_BROKER", "tansu"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "faults": self.faults,

@@ -34,7 +34,7 @@ from tests.integration.test_readiness_faults import (
     assert_one_trigger_per_phase,
     wait_until_committed,
 )
-from tests.support.apache_kafka import ApacheKafka
+from tests.support.apache_kafka import RESTART_QUICKLY, ApacheKafka
 
 # Apache Kafka from the jars, whatever the session's broker; skipped with Tansu like every
 # test that demands exactly one trigger record per phase.
@@ -65,7 +65,7 @@ class BrokerFault:
 
 @pytest.fixture(params=list(FAULTS))
 def broker_fault(request: pytest.FixtureRequest) -> Iterator[BrokerFault]:
-    with ApacheKafka() as kafka:
+    with ApacheKafka(properties=RESTART_QUICKLY) as kafka:
         yield BrokerFault(kafka, request.param)
 
 

@@ -230,7 +230,7 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
     # Kafka's minimum session timeout is 6 s: the survivor takes over the dead worker's
     # partitions after that, instead of Faust's default 60 s.
     # A taken-over partition left unread (or read past) after the kill was faust-streaming
-    # resuming stream partitions before seeking them (docs/failure-modes.md, 4.; fixed by
+    # resuming stream partitions before seeking them (docs/failure-modes.md, 5.; fixed by
     # streams/faust_stream_seek.py). The lag watchdog stays the last resort: it restarts the
     # worker once its own group is STOP for lag_window_seconds; 30 s (production default
     # 120 s) keeps that inside this test's budget; the assertions are unchanged.

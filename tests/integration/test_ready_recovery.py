@@ -178,7 +178,12 @@ async def test_ready_waits_for_a_reload_of_tables_in_a_running_worker(
     await _fill_durations_changelog(settings)
     first = start_worker(settings)
     await asyncio.to_thread(first.wait_ready, 240.0)
-    second = start_worker(settings.model_copy(update={"web_port": free_port()}))
+    # Its own data directory, so its own default PHASEFLOW_WORKER_ID (static membership).
+    second = start_worker(
+        settings.model_copy(
+            update={"web_port": free_port(), "data_dir": settings.data_dir.parent / "second"}
+        )
+    )
     await asyncio.to_thread(second.wait_ready, 240.0)
     await poll(
         lambda: asyncio.to_thread(lambda: first.ready_count() >= 2),

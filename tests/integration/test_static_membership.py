@@ -3,7 +3,9 @@
 One test, three stages on the same two workers (each worker start costs seconds):
 1. a third worker started with the first one's id stops at start-up, exit 2, one line;
 2. the first worker killed (kill -9) and started again at once rejoins with its partitions and
-   the second worker does not rebalance; triggers still fire;
+   the second worker does not rebalance; triggers still fire; the assignment it gets back (the
+   one the broker stored) names every table's changelog in its topic groups (a changelog
+   missing there made faust-streaming crash on the first write to it);
 3. killed again and not restarted: the second worker takes every partition once the first one's
    session has timed out.
 Each worker prints one ready line per assignment it received (READY_LINE), which is how the
@@ -17,11 +19,17 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
+import orjson
 import pytest
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from phaseflow.streams.app import build_app
+from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.registry import load_registry
 from phaseflow.streams.core.settings import Settings, settings_to_env
 from phaseflow.streams.core.topics import ensure_topics
@@ -55,6 +63,24 @@ async def triggered(settings: Settings, first: date, days: int) -> set[date]:
             lambda got: wanted <= {t.game_date for t in got}, give_up_after=120
         )
     return wanted & {t.game_date for t in found}
+
+
+async def stored_topic_groups(settings: Settings) -> dict[str, set[str]]:
+    """Per member of the app's group: the topics of the topic groups in its stored assignment
+    (Faust's assignor metadata, as DescribeGroups returns it)."""
+    admin = kafka_clients.admin(settings)
+    await admin.start()
+    try:
+        responses: list[Any] = await admin.describe_consumer_groups([settings.app_id])
+    finally:
+        await admin.close()
+    found: dict[str, set[str]] = {}
+    for response in responses:
+        for group in response.groups:
+            for member in group[5]:
+                user_data = ConsumerProtocolMemberAssignment.decode(member[4]).user_data
+                found[member[0]] = set(orjson.loads(zlib.decompress(user_data))["topic_groups"])
+    return found
 
 
 async def test_a_restarted_worker_keeps_its_partitions_and_ids_are_unique(
@@ -104,6 +130,11 @@ async def test_a_restarted_worker_keeps_its_partitions_and_ids_are_unique(
     first.start()
     await asyncio.to_thread(first.wait_ready, 180.0, after=first_ready)
     assert last_assignment(first) == owned
+    changelogs = set(build_app(base).app.tables.changelog_topics)
+    groups = await stored_topic_groups(base)
+    assert len(groups) == 2
+    for member_id, topics in groups.items():
+        assert changelogs <= topics, f"{member_id}: no topic group for {changelogs - topics}"
     assert await triggered(base, date(2031, 1, 1), PARTITIONS * 2) == {
         date(2031, 1, 1) + timedelta(days=n) for n in range(PARTITIONS * 2)
     }

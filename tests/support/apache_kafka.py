@@ -56,6 +56,13 @@ SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 DEFAULT_SASL_USER = "phaseflow"
 
 
+#: For tests that restart the broker: after a kill -9 the restarted broker's registration is
+#: refused (DUPLICATE_BROKER_REGISTRATION) until its previous incarnation's session times out at
+#: the controller (9 s by default, then the next 2 s registration retry). Not the default: on a
+#: loaded machine a 3 s session could fence a broker that is only slow.
+RESTART_QUICKLY = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
+
+
 def libs_dir(version: str = DEFAULT_VERSION, cache: Path | None = None) -> Path:
     return (cache or cache_root()) / f"kafka-{version}" / "libs"
 
@@ -213,8 +220,11 @@ class ApacheKafka(LocalBroker):
         data_dir: Path | None = None,
         sasl_ssl: bool = False,
         sasl_users: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
         self.version = version
+        #: server.properties entries set on top of the launcher's own (e.g. RESTART_QUICKLY).
+        self.properties = dict(properties or {})
         self.sasl_ssl = sasl_ssl
         #: SCRAM (and PLAIN) users of the SASL_SSL listener: name -> password.
         self.sasl_users = dict(
@@ -323,6 +333,7 @@ class ApacheKafka(LocalBroker):
             secured = (self._secured_port, tls.keystore_file, self.sasl_users)
         properties.write_text(
             _server_properties(self._data_dir, self._port, self._controller_port, secured)
+            + "".join(f"{key}={value}\n" for key, value in self.properties.items())
         )
         if not formatted:
             self._format(properties)

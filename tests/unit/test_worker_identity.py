@@ -51,8 +51,16 @@ async def test_fausts_consumer_joins_as_a_static_member_with_the_configured_fetc
     assert consumer._fetch_max_wait_ms == 50
 
 
-async def test_without_static_membership_the_consumers_are_dynamic_members(tmp_path: Path) -> None:
+def test_static_membership_is_on_by_default(tmp_path: Path) -> None:
     settings = Settings(topic_prefix="pf", data_dir=tmp_path, worker_id="w-1")
+    assert settings.kafka_static_membership
+    assert settings.group_instance_id == "w-1"
+
+
+async def test_without_static_membership_the_consumers_are_dynamic_members(tmp_path: Path) -> None:
+    settings = Settings(
+        topic_prefix="pf", data_dir=tmp_path, worker_id="w-1", kafka_static_membership=False
+    )
     assert settings.group_instance_id is None
     app: Any = build_app(settings).app
     consumer = app.consumer._thread._create_worker_consumer(app.transport)

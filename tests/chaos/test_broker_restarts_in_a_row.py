@@ -1,0 +1,129 @@
+"""Ten broker restarts in a row under one running worker (graceful and kill -9 alternating).
+
+Marked ``endurance``, not ``chaos``: it asserts correctness only (no worker exit, one trigger per
+date, every completion processed) and takes minutes, so ``make test`` runs it beside the other
+files instead of in the chaos suite's quiet single process. Its numbers still go to the chaos
+report; the quiet-machine numbers in docs/failure-modes.md come from running it alone:
+``PHASEFLOW_TEST_BROKER=kafka .venv/bin/pytest -m "chaos or endurance" tests/chaos``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.core.registry import load_registry
+from phaseflow.streams.core.settings import Settings
+from phaseflow.streams.core.topics import ensure_topics
+from phaseflow.streams.local.ports import free_port
+from phaseflow.streams.local.worker_process import WorkerProcess
+from phaseflow.streams.publish import CompletionPublisher
+from phaseflow.streams.simulation import TriggerReader, phase_completions
+from tests.chaos.probes import ReadyWatch
+from tests.chaos.report import ChaosReport
+from tests.chaos.test_broker_restart import BrokerFault
+from tests.integration.test_readiness_faults import (
+    assert_one_trigger_per_phase,
+    wait_until_committed,
+)
+from tests.support.apache_kafka import RESTART_QUICKLY, ApacheKafka
+
+pytestmark = [pytest.mark.endurance, pytest.mark.transactions]
+
+RESTARTS = 10
+#: Game dates whose phases 1-2 are published just before each restart (in flight during it).
+IN_FLIGHT = 2
+ROUNDS_FAULT = "broker restarted 10 times in a row (graceful / kill -9 alternating)"
+
+
+async def test_ten_broker_restarts_in_a_row_never_stop_the_worker(
+    start_worker: Callable[..., WorkerProcess],
+    unique_prefix: str,
+    tmp_path: Path,
+    chaos_report: ChaosReport,
+) -> None:
+    """Restarts alternate graceful and kill -9 while completions are in flight; after each one a
+    fresh date's completions are published at once and their trigger is timed from the moment
+    the broker answers again. The worker must ride out every restart by itself (0 exits)."""
+    with ApacheKafka(properties=RESTART_QUICKLY) as kafka:
+        settings = Settings(
+            broker_url=kafka.url,
+            topic_prefix=unique_prefix,
+            app_id=f"{unique_prefix}-app",
+            data_dir=tmp_path / "worker-data",
+            web_port=free_port(),
+            kafka_producer_idempotence=True,
+            processing_guarantee="exactly_once",
+            log_level="INFO",
+        )
+        await ensure_topics(settings)
+        worker = start_worker(settings, restart_on_exit=True)
+        await asyncio.to_thread(worker.wait_ready, 180.0)
+        registry = load_registry(None)
+        today = datetime.now(ZoneInfo(settings.pipeline_timezone)).date()
+        dates = iter(today - timedelta(days=n) for n in range(1, RESTARTS * (IN_FLIGHT + 1) + 1))
+        published: list[date] = []
+        triggers: list[PhaseTrigger] = []
+        next_trigger: list[float] = []
+        down_for: dict[str, list[float]] = {"graceful": [], "kill -9": []}
+        ready_again: list[float] = []
+
+        async def publish_day(publisher: CompletionPublisher) -> date:
+            day = next(dates)
+            for phase in (1, 2):
+                for event in phase_completions(registry, day, phase, today=today):
+                    await publisher.publish(event)
+            published.append(day)
+            return day
+
+        async with (
+            ReadyWatch(settings.web_port) as watch,
+            CompletionPublisher(settings) as publisher,
+            TriggerReader(settings) as reader,
+        ):
+            for round_ in range(RESTARTS):
+                for _ in range(IN_FLIGHT):
+                    await publish_day(publisher)
+                fault = BrokerFault(kafka, "graceful" if round_ % 2 == 0 else "kill -9")
+                down_at = time.monotonic()
+                await asyncio.to_thread(fault.inject)
+                up_at, up_wall = time.monotonic(), datetime.now(UTC)
+                down_for[fault.how].append(up_at - down_at)
+                probe = await publish_day(publisher)
+
+                def probe_fired(got: list[PhaseTrigger], day: date = probe) -> bool:
+                    return any(t.game_date == day for t in got)
+
+                found = await reader.read_until(probe_fired, give_up_after=120)
+                triggers += found
+                fired = [t for t in found if t.game_date == probe]
+                assert fired, f"no trigger for {probe} after restart {round_ + 1}\n{worker.tail()}"
+                next_trigger.append((fired[0].triggered_at - up_wall).total_seconds())
+                answers = watch.answers_between(down_at, up_at)
+                assert False in answers, f"/ready never said 503 in restart {round_ + 1}"
+                ready_again.append(await watch.ready_after(up_at, give_up_after=120))
+            triggers += await reader.read_until(lambda _: False, give_up_after=0, quiet_for=4)
+        await wait_until_committed(settings, give_up_after=120)  # every completion processed
+        assert_one_trigger_per_phase(triggers, {(day, 3) for day in published}, strict=True)
+        assert worker.restarts == 0, f"the worker exited {worker.restarts} time(s)\n{worker.tail()}"
+    chaos_report.record(ROUNDS_FAULT, "restarts", RESTARTS)
+    for how, seconds in down_for.items():
+        chaos_report.record(ROUNDS_FAULT, f"broker down ({how}), median", median(seconds))
+        chaos_report.record(ROUNDS_FAULT, f"broker down ({how}), max", max(seconds))
+    chaos_report.record(ROUNDS_FAULT, "/ready 200 after broker back, max", max(ready_again))
+    chaos_report.record(
+        ROUNDS_FAULT, "next trigger after broker back, median", median(next_trigger)
+    )
+    chaos_report.record(ROUNDS_FAULT, "next trigger after broker back, max", max(next_trigger))
+    chaos_report.record(
+        ROUNDS_FAULT, "next trigger after each restart", " ".join(f"{s:.2f}" for s in next_trigger)
+    )
+    chaos_report.record(ROUNDS_FAULT, "worker exits", worker.restarts)
