@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from faust.types import TP
 
 from phaseflow.streams.core.faust_table_writes import lock_holder
+from phaseflow.streams.faust_consumer_view import describe_partition
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,12 @@ class FetchGapRepair:
                 continue
             log.warning(
                 "%s[%d]: fetched up to offset %s but Faust delivered only up to %d (records "
-                "dropped around a rebalance); fetching them again",
+                "dropped around a rebalance); fetching them again (%s)",
                 tp.topic,
                 tp.partition,
                 fetch.position,
                 target,
+                describe_partition(app, tp.topic, tp.partition),
             )
             await _seek(consumer, tp, target)
             repaired += 1
