@@ -26,6 +26,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# bench.readiness's peer; --no-deps: see the comment on it in pyproject.toml
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps quixstreams
 	touch $@
 
 setup: $(BIN)/.installed

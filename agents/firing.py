@@ -214,7 +214,7 @@ class Firing:
         """Write the state; a fired trigger also marks the started phase (cleanup waits from
         there). The ledger is written before the trigger is sent, so the two must commit
         together: a replayed input is dropped as a duplicate and would not send the trigger
-        again. Under exactly_once the readiness agent handles each record inside
+        again. Under exactly_once the readiness agent handles each batch of records inside
         ``one_transaction`` (streams/core/faust_table_writes.py), so state and trigger land in
         one transaction. at_least_once has no transaction: a crash between the two can lose the
         trigger, and the phase's stall alert (docs/readiness.md) is what notices it."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +15,11 @@ from faust.types import TP
 from phaseflow.agents.backlog import CompletionBacklog
 from phaseflow.agents.intake import DropReason
 from phaseflow.agents.readiness import ReadinessProcessor
+from phaseflow.agents.write_back import WriteBackTable
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core.clock import SystemClock
 from phaseflow.streams.core.envelope import Origin
+from phaseflow.streams.core.faust_events import current_event, handling
 from phaseflow.streams.core.faust_table_writes import one_transaction
 from phaseflow.streams.core.metrics import Metrics
 from phaseflow.streams.core.publisher import Publisher
@@ -69,6 +73,55 @@ def record_time(timestamp: float | None, timestamp_type: int | None) -> datetime
     return datetime.fromtimestamp(timestamp, UTC)
 
 
+async def handle_batch(
+    app: Any,
+    events: list[Any],
+    handle_record: Callable[[Any], Awaitable[list[PhaseTrigger]]],
+    tables: Sequence[WriteBackTable],
+) -> list[PhaseTrigger]:
+    """Handle ``events`` in order, then store each key of ``tables`` they wrote, once; return
+    the triggers fired."""
+    partitions = {event.message.partition for event in events}
+    # A batch's state writes and triggers commit together (exactly_once): else a crash can
+    # keep the ledger saying "fired" without the trigger, or the reverse.
+    async with one_transaction(app, partitions):
+        fired: list[PhaseTrigger] = []
+        try:
+            for event in events:
+                with handling(event):  # its partition, for table writes and outputs
+                    fired += await handle_record(event.message)
+        except BaseException:
+            # The batch is not acknowledged, so its records come again; their dedup ids must
+            # not be in the state they are checked against.
+            for table in tables:
+                table.discard()
+            raise
+        for table in tables:
+            table.flush()
+    return fired
+
+
+#: How many times the agent lets the event loop run before it ends a batch on an empty queue.
+#: Faust's fetcher hands records already fetched to the stream one by one, between other tasks:
+#: without this a worker that keeps up sees an empty queue after every record (batches of one:
+#: 617 events/s and 39,379 changelog records on the 40,000-event benchmark, at_least_once);
+#: with 3 passes, 1,625 events/s and 7,396 records. A pass is one turn of the loop, no timer.
+_READY_CHECKS = 3
+
+
+async def _more_ready(stream: Any) -> bool:
+    """Whether the stream has another record ready, after letting the loop run a little (a
+    stream over something other than a Faust channel never has: each record is a batch)."""
+    queue = getattr(stream.channel, "queue", None)
+    if queue is None:
+        return False
+    for _ in range(_READY_CHECKS):
+        if not queue.empty():
+            return True
+        await asyncio.sleep(0)
+    return not queue.empty()
+
+
 def observe_phase_duration(
     processor: ReadinessProcessor, metrics: Metrics, trigger: PhaseTrigger
 ) -> None:
@@ -100,14 +153,19 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
         schema=faust.Schema(key_serializer="json", value_serializer="raw"),
         help="Per processor: the newest run durations, for processor_slowdown alerts.",
     )
+    # The agent handles records in batches; each key a batch touches is written to its Faust
+    # table (a changelog record) once, when the batch ends (phaseflow.agents.write_back).
+    batch_table = WriteBackTable(table, origin=current_event, within=handling)
+    batch_durations = WriteBackTable(durations, origin=current_event, within=handling)
+    batch_tables = (batch_table, batch_durations)
     processor = ReadinessProcessor(
         registry=ctx.registry,
-        table=table,
+        table=batch_table,
         publisher=_CountingPublisher(ctx.publisher, metrics),
         clock=ctx.clock,
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
-        durations=durations,
+        durations=batch_durations,
         future_tolerance=timedelta(seconds=settings.future_timestamp_tolerance_seconds),
         intake_counter=IntakeMetrics(metrics),
     )
@@ -143,12 +201,20 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
 
     @ctx.app.agent(channel, name="readiness")  # type: ignore[untyped-decorator]
     async def readiness(stream: Any) -> None:
+        # Records are handled in batches: whatever the stream has ready (never waiting for
+        # more, so a record arriving alone is handled at once), up to readiness_batch_size.
+        # Acknowledged (their offsets committable) only once the batch's table writes are
+        # stored, below.
+        stream.enable_acks = False
+        batch: list[Any] = []
         async for event in stream.events():
-            message = event.message
-            # A record's state writes and triggers commit together (exactly_once): else a crash
-            # can keep the ledger saying "fired" without the trigger, or the reverse.
-            async with one_transaction(ctx.app, message.partition):
-                fired = await handle_record(message)
+            batch.append(event)
+            if len(batch) < settings.readiness_batch_size and await _more_ready(stream):
+                continue
+            fired = await handle_batch(ctx.app, batch, handle_record, batch_tables)
+            for handled in batch:
+                await stream.ack(handled)
+            batch = []
             for trigger in fired:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
                 observe_phase_duration(processor, metrics, trigger)

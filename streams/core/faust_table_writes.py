@@ -20,9 +20,9 @@ being committed (or an earlier one).
 A commit can also fall *inside* the handling of one record, between its table writes and the
 trigger it sends: the state saying "fired" (and the record's dedup id) then commits without the
 trigger, and after a crash the record, handled again, is dropped as a duplicate: the trigger is
-lost for good. An agent whose outputs must commit together wraps each record in
-``one_transaction``: a commit waits for the record in progress, and the record ends only once
-its table writes are stored, so a transaction holds whole records.
+lost for good. An agent whose outputs must commit together wraps each record (or each batch of
+records, the readiness agent) in ``one_transaction``: a commit waits for the record in progress,
+and the record ends only once its table writes are stored, so a transaction holds whole records.
 """
 
 from __future__ import annotations
@@ -95,17 +95,18 @@ def pending_table_writes(app: Any) -> PendingTableWrites:
     return writes
 
 
-async def table_writes_sent(app: Any, partition: int) -> None:
-    """Under exactly_once: wait until the table writes made so far on ``partition`` are stored
-    (the end of a record in ``one_transaction``)."""
+async def table_writes_sent(app: Any, partitions: int | Iterable[int]) -> None:
+    """Under exactly_once: wait until the table writes made so far on ``partitions`` are stored
+    (the end of a record, or a batch of records, in ``one_transaction``)."""
     if not app.in_transaction:
         return
+    wanted = (partitions,) if isinstance(partitions, int) else tuple(partitions)
     buffer = app.producer.buffer
-    await pending_table_writes(app).settled((partition,), sending=lambda: buffer.state == "running")
+    await pending_table_writes(app).settled(wanted, sending=lambda: buffer.state == "running")
 
 
 _records: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-#: Per app: who holds the record lock now ("record on partition 2", "commit of partitions
+#: Per app: who holds the record lock now ("record(s) on partitions [2]", "commit of partitions
 #: [0, 2]") and since when (monotonic): for the watchdog's report of a stuck worker.
 _holders: weakref.WeakKeyDictionary[Any, tuple[str, float]] = weakref.WeakKeyDictionary()
 
@@ -137,12 +138,13 @@ def _record_lock(app: Any) -> asyncio.Lock:
 
 
 @asynccontextmanager
-async def one_transaction(app: Any, partition: int) -> AsyncIterator[None]:
-    """Handle one record of ``partition`` so that no commit splits its table writes from its
-    outputs (exactly_once; a no-op lock otherwise)."""
-    async with _holding(app, f"record on partition {partition}"):
+async def one_transaction(app: Any, partitions: int | Iterable[int]) -> AsyncIterator[None]:
+    """Handle one record (or one batch of records) of ``partitions`` so that no commit splits
+    its table writes from its outputs (exactly_once; a no-op lock otherwise)."""
+    numbers = [partitions] if isinstance(partitions, int) else sorted(set(partitions))
+    async with _holding(app, f"record(s) on partitions {numbers}"):
         yield
-        await table_writes_sent(app, partition)
+        await table_writes_sent(app, numbers)
 
 
 def _partition_of(sent: asyncio.Future[Any]) -> int | None:

@@ -204,6 +204,14 @@ class Settings(BrokerConnectionSettings):
     readiness_tick_seconds: float = Field(
         1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
     )
+    readiness_batch_size: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Most records the readiness agent handles as one batch (it takes what is ready, "
+            "never waits for more): each table key a batch touches is written once, at its end."
+        ),
+    )
     future_timestamp_tolerance_seconds: float = Field(
         300.0,
         ge=0,

@@ -57,5 +57,5 @@ async def test_the_lock_holder_is_the_record_in_progress() -> None:
     app = FakeApp(faust_consumer())
     async with one_transaction(app, 3):
         await asyncio.sleep(0)
-        assert lock_holder(app).startswith("record on partition 3 for ")
+        assert lock_holder(app).startswith("record(s) on partitions [3] for ")
     assert lock_holder(app) == "nobody"
