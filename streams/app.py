@@ -9,6 +9,7 @@ registered here, the roof, so agents never import the web or monitoring layers.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,13 @@ from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
+from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import (
     use_broker_highwaters_for_recovery,
     use_quick_aborted_tx_detection,
 )
+from phaseflow.streams.faust_stream_seek import seek_streams_before_resuming
 from phaseflow.streams.faust_table_start import start_tables_at_once
 from phaseflow.streams.monitoring import install as lag_install
 from phaseflow.streams.notify import install as notify_install
@@ -141,6 +144,7 @@ def build_app(
     """
     register_orjson_codec()
     use_broker_highwaters_for_recovery()
+    seek_streams_before_resuming()
     retry_coordinator_lookups()
     use_quick_aborted_tx_detection()
     start_tables_at_once()
@@ -192,7 +196,25 @@ def build_app(
             pass
 
     _install_features(ctx)
+    _install_fetch_gap_repair(ctx)
     return ctx
+
+
+def _install_fetch_gap_repair(ctx: AppContext) -> None:
+    """Re-fetch readiness records Faust dropped around a rebalance (streams/faust_fetch_gap)."""
+    settings = ctx.settings
+    topics = [
+        settings.topic(TopicName.PHASE_COMPLETIONS),
+        settings.topic(TopicName.READINESS_TICKS),
+    ]
+    repair = FetchGapRepair(ctx.app, topics, time.monotonic)
+
+    @ctx.app.timer(interval=FETCH_GAP_CHECK_SECONDS)  # type: ignore[untyped-decorator]
+    async def _repair_fetch_gaps() -> None:
+        try:
+            await repair.check()
+        except Exception as error:  # noqa: BLE001 - a failed look must not stop the timer
+            log.warning("checking for dropped fetched records failed: %r", error)
 
 
 def _install_features(ctx: AppContext) -> None:

@@ -55,6 +55,11 @@ def recording(end: RecoveryEnd) -> RecoveryEnd:
     return finished
 
 
+def is_recording(method: object) -> bool:
+    """Whether ``method`` is already wrapped by :func:`recording`."""
+    return bool(getattr(method, _WRAPPED, False))
+
+
 def record_finished_recoveries() -> None:
     """Make Faust's Recovery remember which generation it finished for (idempotent)."""
     recovery_class: Any = Recovery

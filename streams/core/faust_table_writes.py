@@ -28,6 +28,7 @@ and the record ends only once its table writes are stored, so a transaction hold
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -105,6 +106,28 @@ async def table_writes_sent(app: Any, partitions: int | Iterable[int]) -> None:
 
 
 _records: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+#: Per app: who holds the record lock now ("record(s) on partitions [2]", "commit of partitions
+#: [0, 2]") and since when (monotonic): for the watchdog's report of a stuck worker.
+_holders: weakref.WeakKeyDictionary[Any, tuple[str, float]] = weakref.WeakKeyDictionary()
+
+
+def lock_holder(app: Any) -> str:
+    """What holds ``app``'s record lock and for how long, or "nobody" (diagnostics)."""
+    held = _holders.get(app)
+    if held is None:
+        return "nobody"
+    what, since = held
+    return f"{what} for {time.monotonic() - since:.1f} s"
+
+
+@asynccontextmanager
+async def _holding(app: Any, what: str) -> AsyncIterator[None]:
+    async with _record_lock(app):
+        _holders[app] = (what, time.monotonic())
+        try:
+            yield
+        finally:
+            _holders.pop(app, None)
 
 
 def _record_lock(app: Any) -> asyncio.Lock:
@@ -118,9 +141,10 @@ def _record_lock(app: Any) -> asyncio.Lock:
 async def one_transaction(app: Any, partitions: int | Iterable[int]) -> AsyncIterator[None]:
     """Handle one record (or one batch of records) of ``partitions`` so that no commit splits
     its table writes from its outputs (exactly_once; a no-op lock otherwise)."""
-    async with _record_lock(app):
+    numbers = [partitions] if isinstance(partitions, int) else sorted(set(partitions))
+    async with _holding(app, f"record(s) on partitions {numbers}"):
         yield
-        await table_writes_sent(app, partitions)
+        await table_writes_sent(app, numbers)
 
 
 def _partition_of(sent: asyncio.Future[Any]) -> int | None:
@@ -155,7 +179,9 @@ def commit_after_table_writes() -> None:
         self: Any, offsets: Mapping[Any, int], *, start_new_transaction: bool = True
     ) -> bool:
         buffer = self.app.producer.buffer
-        async with _record_lock(self.app):  # never in the middle of a record (one_transaction)
+        partitions = sorted({tp.partition for tp in offsets})
+        # Never in the middle of a record (one_transaction).
+        async with _holding(self.app, f"commit of partitions {partitions}"):
             await pending_table_writes(self.app).settled(
                 (tp.partition for tp in offsets), sending=lambda: buffer.state == "running"
             )

@@ -37,6 +37,7 @@ from phaseflow.streams.core.metrics import LagSnapshot
 from phaseflow.streams.core.topics import TopicName
 from phaseflow.streams.dlq_letters import format_age
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
+from phaseflow.streams.faust_consumer_view import describe_partition
 from phaseflow.streams.monitoring import recent_alerts
 from phaseflow.streams.monitoring.lag import LagMonitor, LagRow
 from phaseflow.streams.monitoring.lag_metrics import LagRowsCollector
@@ -147,6 +148,8 @@ def install(ctx: FeatureContext) -> Monitoring:
             )
             return
         names = ", ".join(f"{row.topic}[{row.partition}] {row.status}" for row in mine)
+        for row in mine:  # where it is stuck, before the restart wipes it out
+            log.warning("stuck partition: %s", describe_partition(app, row.topic, row.partition))
         log.critical(
             "WATCHDOG: own consumer group %s stuck for more than %s on %s; crashing the worker "
             "so its supervisor restarts it",
