@@ -16,7 +16,9 @@ rather than a Faust agent in the app's group:
 
 A batch is up to ``prediction_batch_size`` records, collected for at most
 ``prediction_batch_wait_seconds`` after the first one arrives, and no longer once the consumer
-has read every owned partition to its end (a backlog, as after a restart, is not held back).
+has read every owned partition to its end and the batch's oldest request was published longer
+than that window ago (a backlog, as after a restart, is not held back; requests being published
+now still get their window to gather in one batch, so their history is loaded in one query).
 Offsets are committed only after :meth:`PredictionWorker.handle_batch` returned, i.e. after
 every prediction and report of the batch was acknowledged by the broker. A crash, a failed
 batch (broker unreachable) or a rebalance before that re-delivers the batch, which the
@@ -66,6 +68,7 @@ class PredictionRequestConsumer(AsyncService):
         batch_wait_seconds: float | None = None,
         make_consumer: Callable[[], Any] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         stop_timeout_seconds: float = 30.0,
         retry_seconds: float = 1.0,
     ) -> None:
@@ -81,6 +84,7 @@ class PredictionRequestConsumer(AsyncService):
         )
         self._make_consumer = make_consumer or self._default_consumer
         self._monotonic = monotonic
+        self._wall_clock = wall_clock
         self._stop_timeout = stop_timeout_seconds
         self._retry_seconds = retry_seconds
         self._consumer: Any = None
@@ -193,13 +197,19 @@ class PredictionRequestConsumer(AsyncService):
                 records.extend(partition_records)
             if not records:
                 return records  # idle: let the loop look at the stop flag
-            if await self._caught_up(consumer):
-                # Nothing more is on the topic now (e.g. a backlog read after a restart): the
-                # window is for requests still being published, waiting would only delay these.
+            if self._window_passed(records) and await self._caught_up(consumer):
+                # Nothing more is on the topic and these were published longer than the window
+                # ago (a backlog read after a restart): the window is for requests still being
+                # published, waiting would only delay these.
                 break
             if deadline is None:
                 deadline = self._monotonic() + self._batch_wait
         return records
+
+    def _window_passed(self, records: list[Any]) -> bool:
+        """Was the oldest of ``records`` published (record timestamp) a whole window ago?"""
+        oldest_seconds: float = min(record.timestamp for record in records) / 1000
+        return self._wall_clock() - oldest_seconds >= self._batch_wait
 
     @staticmethod
     async def _caught_up(consumer: Any) -> bool:

@@ -34,6 +34,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()  # as aiokafka's ConsumerRecord
+    timestamp: int = 0  # ms since the epoch, as aiokafka's: 0 is a backlog published long ago
 
 
 def records(tp: TopicPartition, offsets: range) -> list[Record]:
@@ -193,6 +194,38 @@ async def test_a_batch_goes_out_without_the_window_once_every_partition_is_read_
         await asyncio.wait_for(handler.done.wait(), 5)
     assert [len(batch) for batch in handler.batches] == [50]
     assert fake.commits[0] == {P0: 30, P1: 20}
+
+
+async def test_requests_published_just_now_get_their_window_even_when_read_to_the_end() -> None:
+    # The coordinator is still publishing the batch's requests: the consumer has read all there
+    # is so far, but they are fresh, so the window is waited for the rest to join them.
+    time = FakeTime()
+    published_ms = 1_796_000_000_000
+    fresh = [
+        Record(P0.topic, P0.partition, o, b"k%d" % o, b"v%d" % o, timestamp=published_ms)
+        for o in range(3)
+    ]
+    fake = FakeConsumer([fresh, None, None], time)
+    fake.ends = {P0: 3, P1: 0}  # every owned partition read to its end
+    handler = Handler(expected_records=3)
+    consumer = PredictionRequestConsumer(
+        SETTINGS,
+        handler,
+        batch_size=100,
+        batch_wait_seconds=0.5,
+        make_consumer=lambda: fake,
+        monotonic=time,
+        wall_clock=lambda: published_ms / 1000 + 0.1,
+        retry_seconds=0.01,
+    )
+    handler.gate = asyncio.Event()
+    async with consumer:
+        await asyncio.wait_for(handler.entered.wait(), 5)
+        # Handed over only after the poll that found them and one more for the window.
+        assert fake.timeouts == [500, 500]
+        handler.gate.set()
+        await asyncio.wait_for(handler.done.wait(), 5)
+    assert [len(batch) for batch in handler.batches] == [3]
 
 
 async def test_a_partition_not_read_to_its_end_keeps_the_window_open() -> None:
