@@ -266,8 +266,9 @@ class Settings(BrokerConnectionSettings):
         0.5,
         gt=0,
         description=(
-            "How long a prediction worker waits to fill a batch (not once it has read every "
-            "request partition to its end)."
+            "How long a prediction worker waits to fill a batch after its first request (not "
+            "for a backlog: every request partition read to its end and the oldest request "
+            "published longer ago than this)."
         ),
     )
     prediction_history_games: int = Field(
