@@ -31,7 +31,9 @@ from tests.integration.test_prediction_sink import (
 
 pytestmark = pytest.mark.integration
 #: One attempt per call: a failure fails the flush at once (the sink retries the flush).
-NO_RETRY = RetryPolicy(deadline_seconds=0.01, initial_seconds=0.05)
+# A zero deadline: a failed call is never attempted again (with a few milliseconds, a call that
+# failed fast and a short jittered pause could still be retried, and the flush succeed).
+NO_RETRY = RetryPolicy(deadline_seconds=0.0, initial_seconds=0.05)
 ROWS = 25
 
 

@@ -111,7 +111,7 @@ class WriteClientDouble:
 
 def staging(client: WriteClientDouble) -> StorageWriteStaging:
     calls = BigQueryCalls(
-        RetryPolicy(deadline_seconds=0.01, initial_seconds=0.05), timeout_seconds=1.0
+        RetryPolicy(deadline_seconds=0.0, initial_seconds=0.05), timeout_seconds=1.0
     )
     return StorageWriteStaging(
         client,  # type: ignore[arg-type] # a double of the client's four calls
