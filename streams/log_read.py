@@ -3,7 +3,6 @@ consumer group (nothing committed, no worker's group touched) and only committed
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiokafka import TopicPartition
@@ -11,7 +10,7 @@ from aiokafka.structs import ConsumerRecord
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.settings import Settings
-from phaseflow.streams.core.topics import TopicName, committed_reader
+from phaseflow.streams.core.topics import TopicName, committed_reader, until_assigned
 
 
 async def read_to_end(
@@ -24,10 +23,7 @@ async def read_to_end(
     await consumer.start()
     try:
         deadline = time.monotonic() + give_up_after
-        while {tp.topic for tp in consumer.assignment()} != names:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partitions of {', '.join(sorted(names))} (do they exist?)")
-            await asyncio.sleep(0.1)
+        await until_assigned(consumer, names, deadline)
         tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)

@@ -24,7 +24,12 @@ from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import Alert, DeadLetter, PhaseTrigger, RerunRequest
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.settings import Settings
-from phaseflow.streams.core.topics import TopicName, committed_reader, ensure_topics
+from phaseflow.streams.core.topics import (
+    TopicName,
+    committed_reader,
+    ensure_topics,
+    until_assigned,
+)
 
 _ERROR_WIDTH: Final = 80
 _ASSIGN_TIMEOUT_SECONDS: Final = 30.0
@@ -157,11 +162,7 @@ class Tail(AsyncService):
         await self._consumer.start()
         self._started = True
         wanted = {self._settings.topic(topic) for topic in self._topics}
-        deadline = time.monotonic() + _ASSIGN_TIMEOUT_SECONDS
-        while {tp.topic for tp in self._consumer.assignment()} != wanted:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partitions of {', '.join(sorted(wanted))} assigned")
-            await asyncio.sleep(0.1)
+        await until_assigned(self._consumer, wanted, time.monotonic() + _ASSIGN_TIMEOUT_SECONDS)
         for partition in self._consumer.assignment():
             await self._consumer.position(partition)  # resolves "latest" now
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -189,6 +191,16 @@ def committed_reader(
         auto_offset_reset=offset_reset,
         isolation_level="read_committed",
     )
+
+
+async def until_assigned(consumer: AIOKafkaConsumer, topics: set[str], deadline: float) -> None:
+    """Wait until ``consumer`` (a :func:`committed_reader`, which assigns itself every partition
+    once it has the topics' metadata) holds partitions of every one of ``topics``; TimeoutError
+    naming them after ``deadline`` (``time.monotonic()``)."""
+    while {tp.topic for tp in consumer.assignment()} != topics:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions of {', '.join(sorted(topics))} (do they exist?)")
+        await asyncio.sleep(0.1)
 
 
 class TopicFollower(AsyncService):
