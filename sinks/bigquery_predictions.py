@@ -11,9 +11,9 @@ A flush (due at ``batch_rows`` rows or after ``flush_seconds``; it takes up to
    emulator keeps them, and the MERGE's dedup makes them harmless). The insertId includes the
    flush id on purpose: a prediction re-delivered in a later flush must not be dropped as a copy
    of a row whose flush never merged. Rows BigQuery rejects as invalid go to dead letters.
-   With ``PHASEFLOW_SINK_STAGING=storage_write`` the rows go instead through one PENDING
-   Storage Write stream, committed before the MERGE
-   (:mod:`phaseflow.sinks.storage_write_staging`).
+   With ``PHASEFLOW_SINK_STAGING=storage_write`` (protobuf rows) or ``storage_write_arrow``
+   (Arrow record batches) the rows go instead through one PENDING Storage Write stream,
+   committed before the MERGE (:mod:`phaseflow.sinks.storage_write_staging`).
 2. One ``MERGE`` from this flush's staged rows (``WHERE flush_id = @flush_id``) into
    ``player_prop_predictions``; see :mod:`phaseflow.sinks.merge_sql`. A MERGE BigQuery refuses (400)
    is retried with the batch; once it has been refused ``isolate_after_rejections`` times, the
@@ -143,7 +143,7 @@ class PredictionSink(BufferedSink[Prediction]):
         isolate_after_rejections: int = 3,
         parallel_inserts: int = 4,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        staging: Literal["insert_all", "storage_write"] | None = None,
+        staging: Literal["insert_all", "storage_write", "storage_write_arrow"] | None = None,
         write_client: BigQueryWriteClient | None = None,
     ) -> None:
         super().__init__(
@@ -190,13 +190,14 @@ class PredictionSink(BufferedSink[Prediction]):
         self.staging = staging or settings.sink_staging
         self._storage_write: StorageWriteStaging | None = None
         self._own_write_client = write_client is None
-        if self.staging == "storage_write":
+        if self.staging != "insert_all":
             self._storage_write = StorageWriteStaging(
                 write_client or make_write_client(settings),
                 self.staging_id,
                 STAGING_SCHEMA,
                 call=self._call,
                 timeout_seconds=self._timeout,
+                row_format="arrow" if self.staging == "storage_write_arrow" else "proto",
             )
         self._setup_op = setup_operation(settings, dataset)
         self._insert_op = Operation(
@@ -251,8 +252,32 @@ class PredictionSink(BufferedSink[Prediction]):
 
     async def setup(self) -> None:
         """Create the dataset, the target and the staging table and the latest-batch view when
-        missing (only check them with ``PHASEFLOW_BIGQUERY_CREATE_TABLES=false``)."""
+        missing (only check them with ``PHASEFLOW_BIGQUERY_CREATE_TABLES=false``). Staging Arrow
+        rows, also append one row to a stream that is never committed: a project that does not
+        take Arrow rows fails here, with one line naming the setting to switch."""
         await self._calls.call(self._setup_op, self._ensure_tables_sync)
+        if self._storage_write is not None and self._storage_write.row_format == "arrow":
+            await self._storage_write.probe(self._probe_row())
+
+    def _probe_row(self) -> dict[str, Any]:
+        """A staging row like any flush's, for :meth:`StorageWriteStaging.probe` (never
+        committed, so it never appears in staging)."""
+        now = self._wall_clock()
+        probe = Prediction(
+            prediction_id="probe",
+            game_date=now.date(),
+            game_id="probe",
+            player_lookup="probe",
+            system_id="probe",
+            current_points_line=None,
+            predicted_points=0.0,
+            confidence_score=0.0,
+            recommendation="NO_LINE",
+            model_version="probe",
+            batch_id="probe",
+            created_at=now,
+        )
+        return prediction_row(probe, flush_id="probe", seq=0, staged_at=now)
 
     def _query(self, sql: str, params: Sequence[Any]) -> int | None:
         config = bigquery.QueryJobConfig(query_parameters=list(params))

@@ -15,35 +15,69 @@ done and only the MERGE runs again. Otherwise (failed while appending, or gone) 
 left uncommitted, and BigQuery discards it, and the rows go into a new stream. Rows BigQuery
 refuses (``row_errors``) or that a column cannot hold (checked before sending) are returned for
 dead letters; the others go into a new stream, since a refused request appends nothing.
+
+Rows go as protobuf messages (:class:`~phaseflow.sinks.storage_write_rows.ProtoRows`) or as Arrow
+RecordBatches (:class:`~phaseflow.sinks.storage_write_arrow.ArrowRows`); everything above is the
+same for both. Should BigQuery refuse Arrow rows for a project, the refusal is one line naming the
+setting to switch (:class:`RowFormatRefusedError`), and :meth:`StorageWriteStaging.probe` lets the
+sink find that out at setup.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient, types
 
-from phaseflow.sinks.storage_write_rows import RowEncoder, RowRejectedError
+from phaseflow.sinks.storage_write_arrow import ArrowRows
+from phaseflow.sinks.storage_write_rows import (
+    BYTES_PER_REQUEST,
+    ROWS_PER_REQUEST,
+    ProtoRows,
+    RowRejectedError,
+)
 from phaseflow.streams.core.bigquery_clients import TransientError
 from phaseflow.streams.core.bigquery_permissions import Operation
+from phaseflow.streams.core.settings import env_var
 
 T = TypeVar("T")
 Call = Callable[[Operation, Callable[[], T]], Awaitable[T]]
 
-#: Rows and bytes per AppendRows request (BigQuery's limit is 10 MB per request).
-ROWS_PER_REQUEST: Final = 2000
-BYTES_PER_REQUEST: Final = 8 * 1024 * 1024
+__all__ = ["BYTES_PER_REQUEST", "ROWS_PER_REQUEST", "RowFormatRefusedError", "StorageWriteStaging"]
+RowFormatName = Literal["proto", "arrow"]
 _STREAM: Final = "write_stream"
 _COMMITTED: Final = "write_stream_committed"
 _StorageCode = types.StorageError.StorageErrorCode
 #: The emulator answers a commit of a committed stream with INVALID_STREAM_STATE and this text
 #: (Google answers STREAM_ALREADY_COMMITTED).
 _COMMITTED_STATE: Final = re.compile(r"state=COMMITTED\b", re.IGNORECASE)
+#: How BigQuery would say it does not take Arrow rows from this project: a request (or the
+#: call) refused as a whole, no row_errors, although every value was checked before sending.
+_REFUSAL_ERRORS: Final = (gexc.InvalidArgument, gexc.MethodNotImplemented)
+
+
+class RowFormat(Protocol):
+    """How rows travel in AppendRows requests (:class:`ProtoRows`, :class:`ArrowRows`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def convert(self, row: Mapping[str, Any]) -> Any:
+        """The row as the format sends it; RowRejectedError for a value BigQuery refuses."""
+
+    def requests(self, rows: Sequence[Any]) -> list[tuple[int, types.AppendRowsRequest]]:
+        """The requests carrying ``rows``, each with the index of its first row."""
+
+
+class RowFormatRefusedError(RuntimeError):
+    """BigQuery refused a whole AppendRows request of rows checked before sending: most likely
+    the row format itself (Arrow is not taken from every project). One line, naming the
+    setting that switches the format."""
 
 
 def _grpc_error(code: int, message: str) -> gexc.GoogleAPICallError:
@@ -66,11 +100,14 @@ class StorageWriteStaging:
         *,
         call: Call[Any],
         timeout_seconds: float,
+        row_format: RowFormatName = "proto",
     ) -> None:
         project, dataset, table = table_id.split(".")
         self.parent = f"projects/{project}/datasets/{dataset}/tables/{table}"
+        self.table_id = table_id
         self._client = client
-        self._encoder = RowEncoder(schema)
+        self.row_format = row_format
+        self._format: RowFormat = ArrowRows(schema) if row_format == "arrow" else ProtoRows(schema)
         self._call = call
         self._timeout = timeout_seconds
         self._operation = Operation(
@@ -87,10 +124,10 @@ class StorageWriteStaging:
         if state.get(_COMMITTED):
             return {}
         refused: dict[int, str] = {}
-        encoded: list[tuple[int, bytes]] = []
+        encoded: list[tuple[int, Any]] = []
         for seq, row in rows:
             try:
-                encoded.append((seq, self._encoder.encode(row)))
+                encoded.append((seq, self._format.convert(row)))
             except RowRejectedError as exc:
                 refused[seq] = f"BigQuery rejected the row (checked before staging): {exc}"
         previous = state.get(_STREAM)
@@ -100,7 +137,7 @@ class StorageWriteStaging:
         while encoded:
             stream = await self._create()
             state[_STREAM] = stream
-            bad = await self._append(stream, [data for _, data in encoded])
+            bad = await self._append(stream, [converted for _, converted in encoded])
             if bad:  # nothing of a refused request was appended: again, without those rows
                 refused.update({encoded[i][0]: reason for i, reason in bad.items()})
                 encoded = [row for i, row in enumerate(encoded) if i not in bad]
@@ -112,7 +149,7 @@ class StorageWriteStaging:
         state[_COMMITTED] = True
         return refused
 
-    async def _create(self) -> str:
+    async def _create(self, *, count: bool = True) -> str:
         def create() -> str:
             stream = self._client.create_write_stream(
                 parent=self.parent,
@@ -123,40 +160,40 @@ class StorageWriteStaging:
             return str(stream.name)
 
         name: str = await self._call(self._operation, create)
-        self.streams_created += 1
+        if count:  # a probe's stream stages nothing
+            self.streams_created += 1
         return name
 
-    def _requests(
-        self, stream: str, rows: Sequence[bytes]
-    ) -> tuple[list[types.AppendRowsRequest], list[int]]:
-        """The AppendRows requests of ``rows`` and the index of each one's first row."""
-        requests: list[types.AppendRowsRequest] = []
-        starts: list[int] = []
-        start = 0
-        while start < len(rows):
-            end, size = start, 0
-            while end < len(rows) and end - start < ROWS_PER_REQUEST:
-                if end > start and size + len(rows[end]) > BYTES_PER_REQUEST:
-                    break
-                size += len(rows[end])
-                end += 1
-            data = types.AppendRowsRequest.ProtoData(
-                rows=types.ProtoRows(serialized_rows=list(rows[start:end]))
+    async def probe(self, row: Mapping[str, Any]) -> None:
+        """Append ``row`` to a PENDING stream that is never committed (so it never appears):
+        a project that does not take this row format fails here, at setup, with one line
+        (:class:`RowFormatRefusedError`), not at the first flush."""
+        stream = await self._create(count=False)
+        refused = await self._append(stream, [self._format.convert(row)])
+        if refused:
+            raise RowFormatRefusedError(
+                f"the Storage Write probe row was refused on {self.table_id}: "
+                + "; ".join(refused.values())
             )
-            if start == 0:  # the first request of a connection names the row type (a retried
-                # call sends every request again, on a new connection, from this one)
-                data.writer_schema = types.ProtoSchema(proto_descriptor=self._encoder.descriptor)
-            requests.append(
-                types.AppendRowsRequest(write_stream=stream, offset=start, proto_rows=data)
-            )
-            starts.append(start)
-            start = end
-        return requests, starts
 
-    async def _append(self, stream: str, rows: Sequence[bytes]) -> dict[int, str]:
+    def _refused(self, stream: str, exc: gexc.GoogleAPICallError) -> RowFormatRefusedError:
+        message = " ".join(str(exc.message).split())  # one line
+        return RowFormatRefusedError(
+            f"BigQuery refused the {self._format.name} rows appended to {stream} "
+            f"({type(exc).__name__}: {message}); if this project does not take Arrow rows, set "
+            f"{env_var('sink_staging')}=storage_write (protobuf rows) or insert_all"
+        )
+
+    async def _append(self, stream: str, rows: Sequence[Any]) -> dict[int, str]:
         """Append ``rows``; ``{row index: reason}`` of rows BigQuery refused (then the stream
         must not be committed: a refused request appended nothing)."""
-        requests, starts = self._requests(stream, rows)
+        requests: list[types.AppendRowsRequest] = []
+        starts: list[int] = []
+        for start, request in self._format.requests(rows):
+            request.write_stream = stream
+            request.offset = start
+            requests.append(request)
+            starts.append(start)
 
         def append() -> dict[int, str]:
             responses: Iterable[types.AppendRowsResponse] = self._client.append_rows(
@@ -168,15 +205,22 @@ class StorageWriteStaging:
             )
             refused: dict[int, str] = {}
             answered = 0
-            for start, response in zip(starts, responses, strict=False):
-                answered += 1
-                if response.row_errors:
-                    for error in response.row_errors:
-                        refused[start + error.index] = f"BigQuery rejected the row: {error.message}"
-                elif response.error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]:
-                    continue  # appended by an earlier try of this call, at this offset
-                elif response.error.code:
-                    raise _grpc_error(response.error.code, response.error.message)
+            try:
+                for start, response in zip(starts, responses, strict=False):
+                    answered += 1
+                    if response.row_errors:
+                        for error in response.row_errors:
+                            refused[start + error.index] = (
+                                f"BigQuery rejected the row: {error.message}"
+                            )
+                    elif response.error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]:
+                        continue  # appended by an earlier try of this call, at this offset
+                    elif response.error.code:
+                        raise _grpc_error(response.error.code, response.error.message)
+            except _REFUSAL_ERRORS as exc:
+                if self.row_format != "arrow":
+                    raise
+                raise self._refused(stream, exc) from exc
             if answered != len(requests):
                 raise TransientError(
                     f"AppendRows answered {answered} of {len(requests)} requests on {stream}"

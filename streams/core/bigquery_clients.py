@@ -140,7 +140,8 @@ def make_write_client(settings: Settings) -> BigQueryWriteClient:
         return BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))  # type: ignore[no-untyped-call]
     if settings.bigquery_endpoint:
         raise ValueError(
-            f"{env_var('sink_staging')}=storage_write with {env_var('bigquery_endpoint')} set "
+            f"Storage Write staging ({env_var('sink_staging')}=storage_write or "
+            f"storage_write_arrow) with {env_var('bigquery_endpoint')} set "
             f"needs {env_var('bigquery_write_endpoint')} (the emulator's gRPC host:port)"
         )
     return BigQueryWriteClient()  # type: ignore[no-untyped-call]

@@ -70,7 +70,7 @@ class Settings(BrokerConnectionSettings):
         description=(
             "Storage Write API gRPC endpoint as `host:port` (the emulator's gRPC port; plaintext, "
             "no credentials). Unset: Google's. Needed with `PHASEFLOW_BIGQUERY_ENDPOINT` when "
-            "`PHASEFLOW_SINK_STAGING=storage_write`."
+            "`PHASEFLOW_SINK_STAGING` is `storage_write` or `storage_write_arrow`."
         ),
     )
     bigquery_timeout_seconds: float = Field(
@@ -112,12 +112,13 @@ class Settings(BrokerConnectionSettings):
         ge=1,
         description="BigQuery sink: buffer limit; beyond it the consumer pauses (backpressure).",
     )
-    sink_staging: Literal["insert_all", "storage_write"] = Field(
+    sink_staging: Literal["insert_all", "storage_write", "storage_write_arrow"] = Field(
         "insert_all",
         description=(
             "How the prediction sink stages a flush before its MERGE: `insert_all` (streaming "
-            "inserts) or `storage_write` (one PENDING Storage Write stream per flush, committed "
-            "before the MERGE; docs/bigquery-sink.md)."
+            "inserts), `storage_write` (one PENDING Storage Write stream per flush, committed "
+            "before the MERGE, rows as protobuf) or `storage_write_arrow` (the same stream, rows "
+            "as Arrow record batches; checked at sink setup; docs/bigquery-sink.md)."
         ),
     )
     sink_enabled: bool | None = Field(

@@ -1,6 +1,6 @@
-"""A flush retried after a failure between staging and its MERGE stages no row twice, on both
-staging paths; and on the Storage Write path, a retry after a lost commit answer or a failed
-append neither loses nor doubles a row. On the real emulator."""
+"""A flush retried after a failure between staging and its MERGE stages no row twice, on every
+staging path; and on the Storage Write paths (protobuf and Arrow rows), a retry after a lost
+commit answer or a failed append neither loses nor doubles a row. On the real emulator."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from phaseflow.sinks.base import SinkFlushError
 from phaseflow.sinks.bigquery_predictions import PredictionSink
 from phaseflow.streams.core.bigquery_clients import RetryPolicy
 from phaseflow.streams.core.settings import Settings
-from tests.fixtures.bigquery import STAGINGS
+from tests.fixtures.bigquery import STAGINGS, STORAGE_WRITE_STAGINGS
 from tests.integration.test_prediction_sink import (
     FAST_RETRY,
     TIMEOUT,
@@ -104,7 +104,7 @@ class FlakyWriteClient(BigQueryWriteClient):
         return answers
 
 
-@pytest.mark.parametrize("sink_staging", ["storage_write"], indirect=True)
+@pytest.mark.parametrize("sink_staging", STORAGE_WRITE_STAGINGS, indirect=True)
 @pytest.mark.parametrize("failure", ["lose_commit_answer", "fail_append"])
 async def test_a_storage_write_flush_retried_after_a_staging_failure_stages_each_row_once(
     bq_settings: Settings, bq_client: bigquery.Client, failure: str
