@@ -5,9 +5,14 @@ Why Arrow besides protobuf: a RecordBatch is columnar, so the receiving side rea
 rows without a per-row decode (the emulator decodes protobuf rows one by one in Python, which is
 what bounds protobuf staging there; docs/bigquery-sink.md). Arrow types follow BigQuery's Storage
 Write type table: DATE as date32, TIMESTAMP as timestamp[us, UTC], NUMERIC as decimal128(38, 9),
-INT64, FLOAT64, BOOL and STRING as themselves; a REQUIRED column is a non-nullable field. Values
-are checked one by one, as for protobuf (:mod:`phaseflow.sinks.storage_write_rows`), so a row a
-column cannot hold is refused before sending and only that row is dead-lettered.
+INT64, FLOAT64, BOOL and STRING as themselves; a REQUIRED column is a non-nullable field.
+
+A flush's rows are converted a column at a time: DATE, TIMESTAMP and NUMERIC values (text in the
+sink's rows) are cast by Arrow, whose decimal128(38, 9) is exactly NUMERIC's range and scale and
+whose TIMESTAMP parse wants a zone offset. Only when a column's cast fails is that column converted
+value by value with the protobuf path's checks (:mod:`phaseflow.sinks.storage_write_rows`), which
+names each value a column cannot hold: that row alone is refused before sending (dead-lettered),
+the rest are staged.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from google.cloud.bigquery_storage_v1 import types
 from phaseflow.sinks.storage_write_rows import (
     BYTES_PER_REQUEST,
     ROWS_PER_REQUEST,
+    RowRejectedError,
     date_days,
     numeric_decimal,
     timestamp_micros,
@@ -55,6 +61,10 @@ def arrow_schema(schema: Sequence[bigquery.SchemaField]) -> pa.Schema:
     return pa.schema(fields)
 
 
+#: Columns whose JSON-form text Arrow casts to their type (the rest are built from the values).
+_CAST: Final = frozenset({"DATE", "TIMESTAMP", "NUMERIC"})
+
+
 class ArrowRows:
     """The Storage Write row format ``storage_write_arrow``: rows are converted one by one
     (checked against their column) and sent as one RecordBatch per request; the first request
@@ -65,46 +75,71 @@ class ArrowRows:
     def __init__(self, schema: Sequence[bigquery.SchemaField]) -> None:
         self.schema = arrow_schema(schema)
         self.serialized_schema: bytes = self.schema.serialize().to_pybytes()
-        self._columns = [(column.name, _TYPES[column.field_type.upper()][1]) for column in schema]
-
-    def convert(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The row's values as Arrow takes them;
-        :class:`~phaseflow.sinks.storage_write_rows.RowRejectedError` for a value BigQuery
-        would refuse."""
-        return tuple(
-            None if (value := row.get(name)) is None else convert(value)
-            for name, convert in self._columns
-        )
-
-    def record_batch(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
-        """``rows`` as one IPC-serialized RecordBatch (no schema message: that goes once per
-        connection, in ``writer_schema``)."""
-        columns: list[Sequence[Any]] = (
-            list(zip(*rows, strict=True)) if rows else [[] for _ in self.schema]
-        )
-        arrays = [
-            pa.array(values, type=field.type)
-            for values, field in zip(columns, self.schema, strict=True)
+        self._columns = [
+            (column.name, column.field_type.upper() in _CAST, _TYPES[column.field_type.upper()][1])
+            for column in schema
         ]
-        data: bytes = (
-            pa.RecordBatch.from_arrays(arrays, schema=self.schema).serialize().to_pybytes()
-        )
+
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, dict[int, str]]:
+        """The rows BigQuery can take, as one table, in order; ``{index: reason}`` of the others
+        (a value their column cannot hold)."""
+        refused: dict[int, str] = {}
+        arrays = []
+        for (name, cast, convert), field in zip(self._columns, self.schema, strict=True):
+            values = [row.get(name) for row in rows]
+            try:
+                array = (
+                    pa.array(values, type=pa.string()).cast(field.type)
+                    if cast
+                    else pa.array(values, type=field.type)
+                )
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # find the values at fault
+                array = pa.array(self._one_by_one(values, convert, refused), type=field.type)
+            arrays.append(array)
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        if refused:
+            table = self.select(table, [i for i in range(len(rows)) if i not in refused])
+        return table, refused
+
+    @staticmethod
+    def _one_by_one(
+        values: Sequence[Any], convert: Callable[[Any], Any], refused: dict[int, str]
+    ) -> list[Any]:
+        converted: list[Any] = []
+        for index, value in enumerate(values):
+            try:
+                converted.append(None if value is None else convert(value))
+            except RowRejectedError as exc:
+                refused.setdefault(index, str(exc))
+                converted.append(None)
+        return converted
+
+    def select(self, table: pa.Table, keep: Sequence[int]) -> pa.Table:
+        """The rows at ``keep`` (indexes into ``table``), in that order."""
+        selected: pa.Table = table.take(pa.array(keep, type=pa.int64()))
+        return selected
+
+    def record_batch(self, table: pa.Table) -> bytes:
+        """``table`` as one IPC-serialized RecordBatch (no schema message: that goes once per
+        connection, in ``writer_schema``)."""
+        batch = table.combine_chunks().to_batches()
+        merged = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
+        data: bytes = merged.serialize().to_pybytes()
         return data
 
-    def requests(
-        self, rows: Sequence[tuple[Any, ...]]
-    ) -> list[tuple[int, types.AppendRowsRequest]]:
-        """The requests carrying ``rows`` (≤ ROWS_PER_REQUEST rows, ≤ BYTES_PER_REQUEST bytes
-        each: a batch over the size is halved), each with the index of its first row; no
+    def requests(self, table: pa.Table) -> list[tuple[int, types.AppendRowsRequest]]:
+        """The requests carrying ``table``'s rows (≤ ROWS_PER_REQUEST rows, ≤ BYTES_PER_REQUEST
+        bytes each: a batch over the size is halved), each with the index of its first row; no
         stream or offset set yet."""
+        rows = table.num_rows
         batches: list[tuple[int, bytes]] = []
         pending = [
-            (start, min(start + ROWS_PER_REQUEST, len(rows)))
-            for start in range(0, len(rows), ROWS_PER_REQUEST)
+            (start, min(start + ROWS_PER_REQUEST, rows))
+            for start in range(0, rows, ROWS_PER_REQUEST)
         ]
         while pending:
             start, end = pending.pop(0)
-            data = self.record_batch(rows[start:end])
+            data = self.record_batch(table.slice(start, end - start))
             if len(data) > BYTES_PER_REQUEST and end - start > 1:
                 middle = (start + end) // 2
                 pending[:0] = [(start, middle), (middle, end)]

@@ -130,9 +130,21 @@ class ProtoRows:
     def __init__(self, schema: Sequence[bigquery.SchemaField]) -> None:
         self._encoder = RowEncoder(schema)
 
-    def convert(self, row: Mapping[str, Any]) -> bytes:
-        """The row as sent; :class:`RowRejectedError` for a value BigQuery would refuse."""
-        return self._encoder.encode(row)
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[bytes], dict[int, str]]:
+        """The rows BigQuery can take, serialized, in order; ``{index: reason}`` of the others
+        (a value their column cannot hold)."""
+        encoded: list[bytes] = []
+        refused: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            try:
+                encoded.append(self._encoder.encode(row))
+            except RowRejectedError as exc:
+                refused[index] = str(exc)
+        return encoded, refused
+
+    def select(self, encoded: list[bytes], keep: Sequence[int]) -> list[bytes]:
+        """The rows at ``keep`` (indexes into ``encoded``), in that order."""
+        return [encoded[i] for i in keep]
 
     def requests(self, rows: Sequence[bytes]) -> list[tuple[int, types.AppendRowsRequest]]:
         """The requests carrying ``rows`` (≤ ROWS_PER_REQUEST rows, ≤ BYTES_PER_REQUEST bytes

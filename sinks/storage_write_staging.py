@@ -39,7 +39,6 @@ from phaseflow.sinks.storage_write_rows import (
     BYTES_PER_REQUEST,
     ROWS_PER_REQUEST,
     ProtoRows,
-    RowRejectedError,
 )
 from phaseflow.streams.core.bigquery_clients import TransientError
 from phaseflow.streams.core.bigquery_permissions import Operation
@@ -67,11 +66,15 @@ class RowFormat(Protocol):
     @property
     def name(self) -> str: ...
 
-    def convert(self, row: Mapping[str, Any]) -> Any:
-        """The row as the format sends it; RowRejectedError for a value BigQuery refuses."""
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Any, dict[int, str]]:
+        """The rows BigQuery can take, in the format, in order; ``{index: reason}`` of the
+        others (a value their column cannot hold)."""
 
-    def requests(self, rows: Sequence[Any]) -> list[tuple[int, types.AppendRowsRequest]]:
-        """The requests carrying ``rows``, each with the index of its first row."""
+    def select(self, encoded: Any, keep: Sequence[int]) -> Any:
+        """The encoded rows at ``keep``, in that order."""
+
+    def requests(self, encoded: Any) -> list[tuple[int, types.AppendRowsRequest]]:
+        """The requests carrying the encoded rows, each with the index of its first row."""
 
 
 class RowFormatRefusedError(RuntimeError):
@@ -123,24 +126,26 @@ class StorageWriteStaging:
         ``state`` is the flush's: a retry of the same flush resumes from it."""
         if state.get(_COMMITTED):
             return {}
-        refused: dict[int, str] = {}
-        encoded: list[tuple[int, Any]] = []
-        for seq, row in rows:
-            try:
-                encoded.append((seq, self._format.convert(row)))
-            except RowRejectedError as exc:
-                refused[seq] = f"BigQuery rejected the row (checked before staging): {exc}"
+        seqs = [seq for seq, _ in rows]
+        encoded, bad = self._format.encode([row for _, row in rows])
+        refused = {
+            seqs[i]: f"BigQuery rejected the row (checked before staging): {reason}"
+            for i, reason in bad.items()
+        }
+        staged = [seq for i, seq in enumerate(seqs) if i not in bad]
         previous = state.get(_STREAM)
         if previous is not None and await self._commit(previous):
             state[_COMMITTED] = True
             return refused
-        while encoded:
+        while staged:
             stream = await self._create()
             state[_STREAM] = stream
-            bad = await self._append(stream, [converted for _, converted in encoded])
+            bad = await self._append(stream, encoded)
             if bad:  # nothing of a refused request was appended: again, without those rows
-                refused.update({encoded[i][0]: reason for i, reason in bad.items()})
-                encoded = [row for i, row in enumerate(encoded) if i not in bad]
+                refused.update({staged[i]: reason for i, reason in bad.items()})
+                keep = [i for i in range(len(staged)) if i not in bad]
+                staged = [staged[i] for i in keep]
+                encoded = self._format.select(encoded, keep)
                 continue
             await self._finalize(stream)
             if not await self._commit(stream):
@@ -168,8 +173,10 @@ class StorageWriteStaging:
         """Append ``row`` to a PENDING stream that is never committed (so it never appears):
         a project that does not take this row format fails here, at setup, with one line
         (:class:`RowFormatRefusedError`), not at the first flush."""
-        stream = await self._create(count=False)
-        refused = await self._append(stream, [self._format.convert(row)])
+        encoded, refused = self._format.encode([row])
+        if not refused:
+            stream = await self._create(count=False)
+            refused = await self._append(stream, encoded)
         if refused:
             raise RowFormatRefusedError(
                 f"the Storage Write probe row was refused on {self.table_id}: "
@@ -184,12 +191,12 @@ class StorageWriteStaging:
             f"{env_var('sink_staging')}=storage_write (protobuf rows) or insert_all"
         )
 
-    async def _append(self, stream: str, rows: Sequence[Any]) -> dict[int, str]:
-        """Append ``rows``; ``{row index: reason}`` of rows BigQuery refused (then the stream
-        must not be committed: a refused request appended nothing)."""
+    async def _append(self, stream: str, encoded: Any) -> dict[int, str]:
+        """Append the ``encoded`` rows; ``{row index: reason}`` of rows BigQuery refused (then
+        the stream must not be committed: a refused request appended nothing)."""
         requests: list[types.AppendRowsRequest] = []
         starts: list[int] = []
-        for start, request in self._format.requests(rows):
+        for start, request in self._format.requests(encoded):
             request.write_stream = stream
             request.offset = start
             requests.append(request)
