@@ -203,16 +203,16 @@ class StorageWriteStaging:
             starts.append(start)
 
         def append() -> dict[int, str]:
-            responses: Iterable[types.AppendRowsResponse] = self._client.append_rows(
-                iter(requests),
-                retry=None,
-                timeout=self._timeout,
-                # Routes the bidirectional call to the stream's server (required by Google).
-                metadata=(("x-goog-request-params", f"write_stream={stream}"),),
-            )
             refused: dict[int, str] = {}
             answered = 0
             try:
+                responses: Iterable[types.AppendRowsResponse] = self._client.append_rows(
+                    iter(requests),
+                    retry=None,
+                    timeout=self._timeout,
+                    # Routes the bidirectional call to the stream's server (required by Google).
+                    metadata=(("x-goog-request-params", f"write_stream={stream}"),),
+                )
                 for start, response in zip(starts, responses, strict=False):
                     answered += 1
                     if response.row_errors:

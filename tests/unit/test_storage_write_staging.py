@@ -3,20 +3,28 @@ cannot, such as a 403 or row_errors) are handled."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import grpc
+import pyarrow as pa
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud.bigquery_storage_v1 import types
+from google.rpc import status_pb2
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks.base import SinkFlushError
 from phaseflow.sinks.bigquery_predictions import PredictionSink, prediction_row
 from phaseflow.sinks.merge_sql import STAGING_SCHEMA
-from phaseflow.sinks.storage_write_staging import StorageWriteStaging
+from phaseflow.sinks.storage_write_staging import (
+    RowFormatName,
+    RowFormatRefusedError,
+    StorageWriteStaging,
+)
 from phaseflow.streams.core.bigquery_clients import BigQueryCalls, RetryPolicy
 from phaseflow.streams.core.bigquery_permissions import BigQueryPermissionError
 from phaseflow.streams.core.settings import Settings
@@ -65,6 +73,9 @@ class WriteClientDouble:
         self.deny = False
         self.row_errors: list[int] = []  # indexes refused in the first request, once
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: How a project that does not take Arrow rows might answer them: "response" (an
+        #: error in the AppendRows response) or "call" (the whole call fails).
+        self.refuse_arrow: str | None = None
 
     def create_write_stream(self, **kwargs: Any) -> types.WriteStream:
         self.calls.append(("create_write_stream", kwargs))
@@ -81,13 +92,31 @@ class WriteClientDouble:
     ) -> list[types.AppendRowsResponse]:
         self.calls.append(("append_rows", kwargs))
         answers = []
+        arrow_schema = b""
         for request in requests:
+            arrow = "arrow_rows" in request
+            if arrow and self.refuse_arrow == "call":
+                raise gexc.InvalidArgument("Arrow input is not enabled\nfor this project")  # type: ignore[no-untyped-call]
+            if arrow and self.refuse_arrow == "response":
+                status = status_pb2.Status(
+                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                    message="Input format ARROW is not supported for this project",
+                )
+                answers.append(types.AppendRowsResponse(error=status))
+                continue
             if self.row_errors:
                 errors = [types.RowError(index=i, message="bad value") for i in self.row_errors]
                 self.row_errors = []
                 answers.append(types.AppendRowsResponse(row_errors=errors))
                 continue
-            count = len(request.proto_rows.rows.serialized_rows)
+            if arrow:  # the schema comes once per connection, then one RecordBatch per request
+                arrow_schema = arrow_schema or bytes(
+                    request.arrow_rows.writer_schema.serialized_schema
+                )
+                batch = bytes(request.arrow_rows.rows.serialized_record_batch)
+                count = pa.ipc.open_stream(io.BytesIO(arrow_schema + batch)).read_all().num_rows
+            else:
+                count = len(request.proto_rows.rows.serialized_rows)
             self.appended[request.write_stream] = self.appended.get(request.write_stream, 0) + count
             answers.append(types.AppendRowsResponse())
         return answers
@@ -109,7 +138,7 @@ class WriteClientDouble:
         return types.BatchCommitWriteStreamsResponse()
 
 
-def staging(client: WriteClientDouble) -> StorageWriteStaging:
+def staging(client: WriteClientDouble, row_format: RowFormatName = "proto") -> StorageWriteStaging:
     calls = BigQueryCalls(
         RetryPolicy(deadline_seconds=0.0, initial_seconds=0.05), timeout_seconds=1.0
     )
@@ -119,6 +148,7 @@ def staging(client: WriteClientDouble) -> StorageWriteStaging:
         STAGING_SCHEMA,
         call=calls.call,
         timeout_seconds=1.0,
+        row_format=row_format,
     )
 
 
@@ -133,10 +163,13 @@ async def test_a_denied_permission_fails_staging_with_one_line_naming_it_and_the
     assert "bigquery.tables.updateData" in line
 
 
-async def test_rows_bigquery_reports_in_row_errors_are_returned_and_the_rest_staged_once() -> None:
+@pytest.mark.parametrize("row_format", ["proto", "arrow"])
+async def test_rows_bigquery_reports_in_row_errors_are_returned_and_the_rest_staged_once(
+    row_format: RowFormatName,
+) -> None:
     client = WriteClientDouble()
     client.row_errors = [1]
-    refused = await staging(client).stage({}, rows(3))
+    refused = await staging(client, row_format).stage({}, rows(3))
     assert list(refused) == [2]  # index 1 of the request is seq 2
     assert "bad value" in refused[2]
     # The refused request appended nothing; the other rows went into a second stream.
@@ -145,9 +178,12 @@ async def test_rows_bigquery_reports_in_row_errors_are_returned_and_the_rest_sta
     assert client.appended == {client.created[1]: 2}
 
 
-async def test_a_retry_after_the_commit_finds_the_stream_committed_and_creates_none() -> None:
+@pytest.mark.parametrize("row_format", ["proto", "arrow"])
+async def test_a_retry_after_the_commit_finds_the_stream_committed_and_creates_none(
+    row_format: RowFormatName,
+) -> None:
     client = WriteClientDouble()
-    stager = staging(client)
+    stager = staging(client, row_format)
     state: dict[str, Any] = {}
     await stager.stage(state, rows(3))
     state.pop("write_stream_committed")  # as if the commit's answer had been lost
@@ -156,14 +192,14 @@ async def test_a_retry_after_the_commit_finds_the_stream_committed_and_creates_n
     assert client.appended == {client.created[0]: 3}
 
 
-def sink_on(write_client: WriteClientDouble) -> PredictionSink:
+def sink_on(write_client: WriteClientDouble, staging: str = "storage_write") -> PredictionSink:
     """A prediction sink staging through ``write_client``, its MERGE on a BigQuery double."""
     return PredictionSink(
         SETTINGS,
         dead_letter=_no_dead_letters,
         client=ClientDouble().as_client(),
         write_client=write_client,  # type: ignore[arg-type] # the double of the four calls
-        staging="storage_write",
+        staging=staging,  # type: ignore[arg-type] # one of the Storage Write values
         retry_policy=RetryPolicy(deadline_seconds=5.0, initial_seconds=0.01, maximum_seconds=0.02),
         flush_seconds=60,
     )
@@ -189,9 +225,12 @@ async def test_a_403_fails_the_sinks_flush_with_one_line_and_keeps_the_rows() ->
     assert sink.durable_seq == 0
 
 
-async def test_every_storage_write_call_has_a_timeout_and_no_library_retry() -> None:
+@pytest.mark.parametrize("staging_path", ["storage_write", "storage_write_arrow"])
+async def test_every_storage_write_call_has_a_timeout_and_no_library_retry(
+    staging_path: str,
+) -> None:
     write_client = WriteClientDouble()
-    sink = sink_on(write_client)
+    sink = sink_on(write_client, staging_path)
     for prediction in rows_as_predictions(3):
         sink.add(prediction)
     await sink.flush()
@@ -205,3 +244,40 @@ async def test_every_storage_write_call_has_a_timeout_and_no_library_retry() -> 
     for name, kwargs in write_client.calls:
         assert kwargs.get("retry", "missing") is None, name
         assert kwargs["timeout"] == SETTINGS.bigquery_timeout_seconds, name
+
+
+@pytest.mark.parametrize("refusal", ["response", "call"])
+async def test_a_project_refusing_arrow_rows_fails_the_sinks_setup_with_one_line_naming_the_setting(
+    refusal: str,
+) -> None:
+    write_client = WriteClientDouble()
+    write_client.refuse_arrow = refusal
+    sink = sink_on(write_client, "storage_write_arrow")
+    with pytest.raises(RowFormatRefusedError) as caught:
+        await sink.setup()
+    line = str(caught.value)
+    assert "\n" not in line
+    assert "PHASEFLOW_SINK_STAGING=storage_write (protobuf rows) or insert_all" in line
+    assert "Arrow" in line
+    # Refused at once (not retried: it does not heal) and nothing committed.
+    assert [name for name, _ in write_client.calls] == ["create_write_stream", "append_rows"]
+    assert write_client.committed == set()
+
+
+async def test_the_setup_probe_appends_one_row_to_a_stream_it_never_commits() -> None:
+    write_client = WriteClientDouble()
+    sink = sink_on(write_client, "storage_write_arrow")
+    await sink.setup()
+    assert write_client.appended == {write_client.created[0]: 1}
+    assert write_client.committed == set()
+    assert [name for name, _ in write_client.calls] == ["create_write_stream", "append_rows"]
+    staging_ = sink.storage_write
+    assert staging_ is not None
+    assert staging_.streams_created == 0  # the probe stages nothing
+
+
+async def test_protobuf_staging_does_not_probe_at_setup() -> None:
+    write_client = WriteClientDouble()
+    sink = sink_on(write_client, "storage_write")
+    await sink.setup()
+    assert write_client.calls == []
