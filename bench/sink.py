@@ -53,7 +53,7 @@ LINES: Final = ("18.5", "20.0", "21.5", "23.0", "24.5")
 PER_ROW_SAMPLE: Final = 300
 #: Each staging path runs this many times, interleaved (insertAll, protobuf, Arrow, insertAll...),
 #: after one untimed warm-up of WARM_UP_ROWS each; the run with the median time is reported.
-ROUNDS: Final = 3
+ROUNDS: Final = 5
 WARM_UP_ROWS: Final = 500
 BATCH_ROWS: Final = 2500  # 5 staging requests of 500 rows + 1 MERGE per flush
 REQUESTS_PER_SECOND: Final = 100
