@@ -7,17 +7,20 @@ what bounds protobuf staging there; docs/bigquery-sink.md). Arrow types follow B
 Write type table: DATE as date32, TIMESTAMP as timestamp[us, UTC], NUMERIC as decimal128(38, 9),
 INT64, FLOAT64, BOOL and STRING as themselves; a REQUIRED column is a non-nullable field.
 
-A flush's rows are converted a column at a time: DATE, TIMESTAMP and NUMERIC values (text in the
-sink's rows) are cast by Arrow, whose decimal128(38, 9) is exactly NUMERIC's range and scale and
-whose TIMESTAMP parse wants a zone offset. Only when a column's cast fails is that column converted
-value by value with the protobuf path's checks (:mod:`phaseflow.sinks.storage_write_rows`), which
-names each value a column cannot hold: that row alone is refused before sending (dead-lettered),
-the rest are staged.
+A flush's rows are converted a column at a time, from the sink's row dicts (JSON form: DATE,
+TIMESTAMP and NUMERIC as text, cast by Arrow) or, faster, from its columns of Python values (date,
+aware datetime, Decimal; :meth:`ArrowRows.encode_columns`). Arrow's decimal128(38, 9) is exactly
+NUMERIC's range and scale, and its TIMESTAMP parse wants a zone offset (a naive datetime is
+checked for). Only when a column's conversion fails is it converted value by value with the
+protobuf path's checks (:mod:`phaseflow.sinks.storage_write_rows`), which name each value a column
+cannot hold: that row alone is refused before sending (dead-lettered), the rest are staged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import pyarrow as pa
@@ -65,6 +68,28 @@ def arrow_schema(schema: Sequence[bigquery.SchemaField]) -> pa.Schema:
 _CAST: Final = frozenset({"DATE", "TIMESTAMP", "NUMERIC"})
 
 
+def _json_form(value: Any) -> Any:
+    """A Python value as the sink's row dicts hold it (what the value-by-value checks take)."""
+    if isinstance(value, date):  # and datetime
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _array(values: Sequence[Any], field: pa.Field, *, cast: bool) -> pa.Array:
+    """``values`` as an array of ``field``'s type; ArrowInvalid/ArrowTypeError if one does not
+    fit (or, for TIMESTAMP, is a datetime without a zone, which Arrow would take as UTC)."""
+    first = next((value for value in values if value is not None), None)
+    if cast and isinstance(first, str):
+        return pa.array(values, type=pa.string()).cast(field.type)
+    if isinstance(first, datetime) and any(
+        value is not None and value.tzinfo is None for value in values
+    ):
+        raise pa.ArrowInvalid(f"{field.name}: a TIMESTAMP without a time zone")
+    return pa.array(values, type=field.type)
+
+
 class ArrowRows:
     """The Storage Write row format ``storage_write_arrow``: rows are converted one by one
     (checked against their column) and sent as one RecordBatch per request; the first request
@@ -83,22 +108,28 @@ class ArrowRows:
     def encode(self, rows: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, dict[int, str]]:
         """The rows BigQuery can take, as one table, in order; ``{index: reason}`` of the others
         (a value their column cannot hold)."""
+        columns = {name: [row.get(name) for row in rows] for name, _, _ in self._columns}
+        return self.encode_columns(columns, len(rows))
+
+    def encode_columns(
+        self, columns: Mapping[str, Sequence[Any]], count: int
+    ) -> tuple[pa.Table, dict[int, str]]:
+        """Like :meth:`encode`, from ``count`` rows given a column at a time (every column of
+        the schema, values in JSON form or as Python values)."""
         refused: dict[int, str] = {}
         arrays = []
         for (name, cast, convert), field in zip(self._columns, self.schema, strict=True):
-            values = [row.get(name) for row in rows]
+            values = columns[name]
+            if len(values) != count:
+                raise ValueError(f"column {name} has {len(values)} values for {count} rows")
             try:
-                array = (
-                    pa.array(values, type=pa.string()).cast(field.type)
-                    if cast
-                    else pa.array(values, type=field.type)
-                )
+                array = _array(values, field, cast=cast)
             except (pa.ArrowInvalid, pa.ArrowTypeError):  # find the values at fault
                 array = pa.array(self._one_by_one(values, convert, refused), type=field.type)
             arrays.append(array)
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         if refused:
-            table = self.select(table, [i for i in range(len(rows)) if i not in refused])
+            table = self.select(table, [i for i in range(count) if i not in refused])
         return table, refused
 
     @staticmethod
@@ -108,7 +139,7 @@ class ArrowRows:
         converted: list[Any] = []
         for index, value in enumerate(values):
             try:
-                converted.append(None if value is None else convert(value))
+                converted.append(None if value is None else convert(_json_form(value)))
             except RowRejectedError as exc:
                 refused.setdefault(index, str(exc))
                 converted.append(None)

@@ -127,7 +127,24 @@ class StorageWriteStaging:
         if state.get(_COMMITTED):
             return {}
         seqs = [seq for seq, _ in rows]
-        encoded, bad = self._format.encode([row for _, row in rows])
+        return await self._stage(state, seqs, *self._format.encode([row for _, row in rows]))
+
+    async def stage_columns(
+        self, state: dict[str, Any], seqs: Sequence[int], columns: Mapping[str, Sequence[Any]]
+    ) -> dict[int, str]:
+        """:meth:`stage` for Arrow rows given a column at a time (Python values: date, aware
+        datetime, Decimal...), which skips building and parsing a dict per row."""
+        if state.get(_COMMITTED):
+            return {}
+        if not isinstance(self._format, ArrowRows):
+            raise TypeError(f"{self._format.name} rows are staged row by row (stage())")
+        return await self._stage(state, seqs, *self._format.encode_columns(columns, len(seqs)))
+
+    async def _stage(
+        self, state: dict[str, Any], seqs: Sequence[int], encoded: Any, bad: dict[int, str]
+    ) -> dict[int, str]:
+        """Stage the ``encoded`` rows (sequence numbers ``seqs`` less those refused in
+        ``bad``, by index) into one stream, or finish what an earlier attempt began."""
         refused = {
             seqs[i]: f"BigQuery rejected the row (checked before staging): {reason}"
             for i, reason in bad.items()

@@ -14,7 +14,7 @@ from google.cloud import bigquery
 
 from phaseflow.models.events import Prediction
 from phaseflow.sinks import storage_write_arrow
-from phaseflow.sinks.bigquery_predictions import prediction_row
+from phaseflow.sinks.bigquery_predictions import prediction_columns, prediction_row
 from phaseflow.sinks.merge_sql import STAGING_SCHEMA
 from phaseflow.sinks.storage_write_arrow import ArrowRows, arrow_schema
 
@@ -142,3 +142,34 @@ def test_a_batch_over_the_size_limit_is_halved_until_it_fits(
     assert all(part.column("staged_seq")[0].as_py() == start + 1 for start, part in parts)
     seqs = [seq for _, part in parts for seq in part.column("staged_seq").to_pylist()]
     assert seqs == list(range(1, 101))
+
+
+def test_the_sinks_columns_make_the_same_arrow_rows_as_its_row_dicts() -> None:
+    predictions = [prediction(Decimal("25.5"), "a"), prediction(None, "b")]
+    seqs = [3, 4]
+    from_dicts, _ = ArrowRows(STAGING_SCHEMA).encode(
+        [
+            prediction_row(p, flush_id="f1", seq=seq, staged_at=STAGED_AT)
+            for p, seq in zip(predictions, seqs, strict=True)
+        ]
+    )
+    from_columns, refused = ArrowRows(STAGING_SCHEMA).encode_columns(
+        prediction_columns(predictions, flush_id="f1", seqs=seqs, staged_at=STAGED_AT), 2
+    )
+    assert refused == {}
+    assert from_columns.equals(from_dicts)
+    assert list(prediction_columns(predictions, flush_id="f", seqs=seqs, staged_at=STAGED_AT)) == [
+        column.name for column in STAGING_SCHEMA
+    ]
+
+
+def test_python_values_a_column_cannot_hold_refuse_their_rows_alone() -> None:
+    predictions = [prediction(Decimal("20.5"), f"p{i}") for i in range(4)]
+    columns = prediction_columns(predictions, flush_id="f1", seqs=[1, 2, 3, 4], staged_at=STAGED_AT)
+    columns["current_points_line"][1] = Decimal("1e40")
+    columns["created_at"][2] = datetime(2026, 1, 15, 17)  # no time zone  # noqa: DTZ001
+    table, refused = ArrowRows(STAGING_SCHEMA).encode_columns(columns, 4)
+    assert sorted(refused) == [1, 2]
+    assert "outside NUMERIC's range" in refused[1]
+    assert "without a time zone" in refused[2]
+    assert table.column("staged_seq").to_pylist() == [1, 4]
