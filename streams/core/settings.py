@@ -113,12 +113,16 @@ class Settings(BrokerConnectionSettings):
         description="BigQuery sink: buffer limit; beyond it the consumer pauses (backpressure).",
     )
     sink_staging: Literal["insert_all", "storage_write", "storage_write_arrow"] = Field(
-        "insert_all",
+        default_factory=lambda data: _default_staging(
+            data["bigquery_endpoint"], data["bigquery_write_endpoint"]
+        ),
         description=(
-            "How the prediction sink stages a flush before its MERGE: `insert_all` (streaming "
-            "inserts), `storage_write` (one PENDING Storage Write stream per flush, committed "
-            "before the MERGE, rows as protobuf) or `storage_write_arrow` (the same stream, rows "
-            "as Arrow record batches; checked at sink setup; docs/bigquery-sink.md)."
+            "How the prediction sink stages a flush before its MERGE: `storage_write_arrow` (one "
+            "PENDING Storage Write stream per flush, committed before the MERGE, rows as Arrow "
+            "record batches; checked at sink setup), `storage_write` (the same, rows as "
+            "protobuf) or `insert_all` (streaming inserts); docs/bigquery-sink.md. Unset: "
+            "`storage_write_arrow`, except `insert_all` when `PHASEFLOW_BIGQUERY_ENDPOINT` names "
+            "an emulator and `PHASEFLOW_BIGQUERY_WRITE_ENDPOINT` does not give its gRPC port."
         ),
     )
     sink_enabled: bool | None = Field(
@@ -414,6 +418,14 @@ def default_worker_id(data_dir: Path) -> str:
     different for two workers on one host (they cannot share a data directory)."""
     where = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
     return f"{socket.gethostname()}-{where}"
+
+
+def _default_staging(
+    endpoint: str | None, write_endpoint: str | None
+) -> Literal["insert_all", "storage_write_arrow"]:
+    """Storage Write with Arrow rows (the fastest staging, docs/bigquery-sink.md) wherever its
+    endpoint is known: Google's, or an emulator's gRPC port given with its REST endpoint."""
+    return "insert_all" if endpoint and not write_endpoint else "storage_write_arrow"
 
 
 def env_var(field_name: str) -> str:

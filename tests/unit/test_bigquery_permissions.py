@@ -28,7 +28,9 @@ from phaseflow.streams.web.worker_state import WorkerState
 from tests.fixtures.bigquery_double import ClientDouble, forbidden
 from tests.fixtures.polling import poll
 
-SETTINGS = Settings(bigquery_project="p", bigquery_dataset="d", topic_prefix="t")
+SETTINGS = Settings(
+    bigquery_project="p", bigquery_dataset="d", topic_prefix="t", sink_staging="insert_all"
+)
 FAST = RetryPolicy(deadline_seconds=5.0, initial_seconds=0.01, maximum_seconds=0.02)
 STAGING = "p.d.player_prop_predictions_staging"
 TARGET = "p.d.player_prop_predictions"

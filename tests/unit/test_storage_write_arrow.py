@@ -17,6 +17,7 @@ from phaseflow.sinks import storage_write_arrow
 from phaseflow.sinks.bigquery_predictions import prediction_columns, prediction_row
 from phaseflow.sinks.merge_sql import STAGING_SCHEMA
 from phaseflow.sinks.storage_write_arrow import ArrowRows, arrow_schema
+from phaseflow.streams.core.settings import Settings
 
 STAGED_AT = datetime(2026, 1, 15, 18, 0, 0, 250_000, tzinfo=UTC)
 
@@ -173,3 +174,27 @@ def test_python_values_a_column_cannot_hold_refuse_their_rows_alone() -> None:
     assert "outside NUMERIC's range" in refused[1]
     assert "without a time zone" in refused[2]
     assert table.column("staged_seq").to_pylist() == [1, 4]
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "staging"),
+    [
+        ({}, "storage_write_arrow"),  # Google's API
+        ({"bigquery_endpoint": "http://emulator:9050"}, "insert_all"),  # its gRPC port unknown
+        (
+            {
+                "bigquery_endpoint": "http://emulator:9050",
+                "bigquery_write_endpoint": "emulator:9060",
+            },
+            "storage_write_arrow",
+        ),
+    ],
+)
+def test_arrow_staging_is_the_default_wherever_the_storage_write_endpoint_is_known(
+    endpoints: dict[str, str], staging: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ENDPOINT", "WRITE_ENDPOINT"):
+        monkeypatch.delenv(f"PHASEFLOW_BIGQUERY_{name}", raising=False)
+    monkeypatch.delenv("PHASEFLOW_SINK_STAGING", raising=False)
+    assert Settings(**endpoints).sink_staging == staging  # type: ignore[arg-type]
+    assert Settings(**endpoints, sink_staging="storage_write").sink_staging == "storage_write"  # type: ignore[arg-type]
