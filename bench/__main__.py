@@ -157,14 +157,15 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
                 ">= 100x",
             )
         )
-        rows.append(
-            (
-                "sink staging: Storage Write vs insertAll (rows/s)",
-                f"{sink['storage_write_rows_per_second']:,} vs {sink['sink_rows_per_second']:,}",
-                f"{sink['storage_write_ratio']}x",
-                f">= {sink['storage_write_ratio_target']:g}x",
+        for kind, prefix in (("protobuf", "storage_write"), ("Arrow", "storage_write_arrow")):
+            rows.append(
+                (
+                    f"sink staging: Storage Write {kind} vs insertAll (rows/s)",
+                    f"{sink[prefix + '_rows_per_second']:,} vs {sink['sink_rows_per_second']:,}",
+                    f"{sink[prefix + '_ratio']}x",
+                    f">= {sink['storage_write_ratio_target']:g}x",
+                )
             )
-        )
     e2e = results.get("predictions_e2e")
     if e2e:
         run = _e2e_main_run(e2e)
