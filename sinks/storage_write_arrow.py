@@ -91,9 +91,9 @@ def _array(values: Sequence[Any], field: pa.Field, *, cast: bool) -> pa.Array:
 
 
 class ArrowRows:
-    """The Storage Write row format ``storage_write_arrow``: rows are converted one by one
-    (checked against their column) and sent as one RecordBatch per request; the first request
-    of a connection carries the Arrow schema (``writer_schema``)."""
+    """The Storage Write row format ``storage_write_arrow``: rows are converted a column at a
+    time (a column that does not convert is checked value by value) and sent as one RecordBatch
+    per request; the first request of a connection carries the Arrow schema (``writer_schema``)."""
 
     name: Final = "Arrow"
 
