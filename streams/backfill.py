@@ -19,6 +19,7 @@ from typing import TextIO
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseTrigger
+from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.registry import Registry
 from phaseflow.streams.core.settings import Settings
@@ -93,7 +94,7 @@ class TriggerFollower(AsyncService):
         self._consumer = committed_reader(settings, TopicName.PHASE_TRIGGERS, offset_reset="latest")
 
     async def start(self) -> None:
-        await self._consumer.start()
+        await kafka_clients.started(self._consumer)
         for partition in self._consumer.assignment():
             await self._consumer.position(partition)  # resolves "latest" now
 

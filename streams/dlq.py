@@ -295,13 +295,14 @@ async def replay_command(
         return 0
     if not todo:
         return 0
-    producer = kafka_clients.producer(
-        settings,
-        acks="all",
-        enable_idempotence=settings.idempotent_producer,
-        request_timeout_ms=30_000,
+    producer = await kafka_clients.started(
+        kafka_clients.producer(
+            settings,
+            acks="all",
+            enable_idempotence=settings.idempotent_producer,
+            request_timeout_ms=30_000,
+        )
     )
-    await producer.start()
     bar = ProgressBar(len(todo), out, label="replaying")
     try:
         ledger = settings.topic(TopicName.DEAD_LETTER_REPLAYS)

@@ -65,8 +65,9 @@ async def ensure_changelog_topics(
     """Create ``app``'s missing changelog topics and wait until the broker's metadata lists
     every one of them; return the names created."""
     wanted = changelog_topics(app)
-    admin = kafka_clients.admin(settings, request_timeout_ms=int(timeout_seconds * 1000))
-    await admin.start()
+    admin = await kafka_clients.started(
+        kafka_clients.admin(settings, request_timeout_ms=int(timeout_seconds * 1000))
+    )
     try:
         existing = set(await admin.list_topics())
         created: list[str] = []

@@ -19,8 +19,7 @@ async def read_to_end(
     """Every committed record of ``topics`` up to the end offsets taken when it starts, in
     order per partition; records appended while it reads may be included, never required."""
     names = {settings.topic(topic) for topic in topics}
-    consumer = committed_reader(settings, *topics)
-    await consumer.start()
+    consumer = await kafka_clients.started(committed_reader(settings, *topics))
     try:
         deadline = time.monotonic() + give_up_after
         await until_assigned(consumer, names, deadline)
@@ -53,8 +52,7 @@ async def read_to_end(
 async def missing_topics(settings: Settings, *topics: TopicName) -> list[str]:
     """The full names of ``topics`` the cluster does not have (asked, never created: a reader
     must leave the cluster as it found it)."""
-    admin = kafka_clients.admin(settings)
-    await admin.start()
+    admin = await kafka_clients.started(kafka_clients.admin(settings))
     try:
         existing = set(await admin.list_topics())
     finally:

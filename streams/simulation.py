@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger
+from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.registry import Registry
 from phaseflow.streams.core.settings import Settings
@@ -81,7 +82,7 @@ class TopicReader(AsyncService, Generic[EventT]):
         self._consumer = committed_reader(settings, topic)
 
     async def start(self) -> None:
-        await self._consumer.start()
+        await kafka_clients.started(self._consumer)
 
     async def stop(self) -> None:
         await self._consumer.stop()

@@ -22,6 +22,7 @@ from aiokafka.structs import ConsumerRecord
 
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import Alert, DeadLetter, PhaseTrigger, RerunRequest
+from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import (
@@ -159,7 +160,7 @@ class Tail(AsyncService):
         if self._started:
             return
         await ensure_topics(self._settings)  # a missing topic must not be auto-created
-        await self._consumer.start()
+        await kafka_clients.started(self._consumer)
         self._started = True
         wanted = {self._settings.topic(topic) for topic in self._topics}
         await until_assigned(self._consumer, wanted, time.monotonic() + _ASSIGN_TIMEOUT_SECONDS)

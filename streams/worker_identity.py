@@ -80,8 +80,7 @@ def conflict(settings: Settings, members: Iterable[Member], own_host: str) -> st
 
 async def group_members(settings: Settings) -> list[Member]:
     """The members of the app's consumer group (none if it has none)."""
-    admin = kafka_clients.admin(settings)
-    await admin.start()
+    admin = await kafka_clients.started(kafka_clients.admin(settings))
     try:
         responses: list[Any] = await admin.describe_consumer_groups([settings.app_id])
     finally:

@@ -11,6 +11,7 @@ from phaseflow.agents.predictions.batch_state import PROCESSOR
 from phaseflow.agents.predictions.messages import make_command
 from phaseflow.models.codec import EventDecodeError, decode, encode
 from phaseflow.models.events import PhaseCompletion
+from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import TopicName, committed_reader
@@ -47,8 +48,9 @@ async def predict_from_cli(
     consumer: AIOKafkaConsumer | None = None
     if wait_seconds > 0:
         # Subscribe first (at the end of the topic), so a fast completion is not missed.
-        consumer = committed_reader(settings, TopicName.PHASE_COMPLETIONS, offset_reset="latest")
-        await consumer.start()
+        consumer = await kafka_clients.started(
+            committed_reader(settings, TopicName.PHASE_COMPLETIONS, offset_reset="latest")
+        )
         await consumer.seek_to_end()
     try:
         async with SideProducer(settings) as producer:

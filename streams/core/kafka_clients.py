@@ -14,9 +14,10 @@ retry, which hides a wrong password or CA behind a generic timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import errors as kafka_errors
@@ -30,6 +31,10 @@ from phaseflow.streams.core.kafka_security import PLAINTEXT, KafkaSecurity
 CONNECT_TIMEOUT_SECONDS: Final = 10.0
 #: OpenSSL's verify code for a certificate that does not name the host.
 _HOSTNAME_MISMATCH: Final = 62
+
+StartableClient = TypeVar(
+    "StartableClient", AIOKafkaConsumer, AIOKafkaProducer, AIOKafkaAdminClient
+)
 
 
 class KafkaConnection(Protocol):
@@ -68,6 +73,27 @@ def admin(connection: KafkaConnection, **options: Any) -> AIOKafkaAdminClient:
 def client(connection: KafkaConnection, **options: Any) -> AIOKafkaClient:
     """aiokafka's low-level client (raw requests: the broker probe, readiness checks)."""
     return AIOKafkaClient(**_with_connection(connection, options))
+
+
+async def started(client: StartableClient) -> StartableClient:
+    """``client`` once its ``start()`` returned; a start that fails closes it before the error
+    propagates.
+
+    aiokafka leaves a client whose start failed (broker unreachable: "Unable to bootstrap")
+    half-built and open; dropped like that, a consumer or producer is reported at garbage
+    collection as "Unclosed AIOKafkaConsumer" (a ResourceWarning and an ERROR log line), and a
+    caller that retries every few seconds while the broker is down leaks one per attempt.
+    """
+    try:
+        await client.start()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the start's error is the one to report
+            if isinstance(client, AIOKafkaAdminClient):
+                await client.close()
+            else:
+                await client.stop()
+        raise
+    return client
 
 
 def faust_broker_credentials(security: KafkaSecurity) -> Any:

@@ -30,18 +30,14 @@ class SideProducer(AsyncService):
     async def start(self) -> None:
         async with self._lock:
             if self._producer is None:
-                producer = kafka_clients.producer(
-                    self._settings,
-                    acks="all",
-                    enable_idempotence=self._settings.idempotent_producer,
-                    request_timeout_ms=30_000,
+                self._producer = await kafka_clients.started(
+                    kafka_clients.producer(
+                        self._settings,
+                        acks="all",
+                        enable_idempotence=self._settings.idempotent_producer,
+                        request_timeout_ms=30_000,
+                    )
                 )
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()  # no "Unclosed AIOKafkaProducer" after a failed start
-                    raise
-                self._producer = producer
 
     async def stop(self) -> None:
         async with self._lock:

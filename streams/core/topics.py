@@ -144,11 +144,9 @@ async def ensure_topics(settings: Settings, *, timeout_seconds: float = 30.0) ->
     Existing topics are left alone (their partition count is part of the data layout and is
     never changed behind an operator's back).
     """
-    admin = kafka_clients.admin(
-        settings,
-        request_timeout_ms=int(timeout_seconds * 1000),
+    admin = await kafka_clients.started(
+        kafka_clients.admin(settings, request_timeout_ms=int(timeout_seconds * 1000))
     )
-    await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
@@ -222,9 +220,11 @@ class TopicFollower(AsyncService):
 
     async def start(self) -> None:
         if self._consumer is None:
-            consumer = committed_reader(self._settings, *self._followed)
-            await consumer.start()
-            self._consumer = consumer
+            # Each poll while the broker is down tries again: a failed start must close its
+            # consumer (kafka_clients.started), or every attempt leaks one.
+            self._consumer = await kafka_clients.started(
+                committed_reader(self._settings, *self._followed)
+            )
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None

@@ -25,14 +25,14 @@ class KafkaAlertPublisher(AsyncService):
 
     async def start(self) -> None:
         if self._producer is None:
-            producer = kafka_clients.producer(
-                self._settings,
-                acks="all",
-                enable_idempotence=self._settings.idempotent_producer,
-                **self._options,
+            self._producer = await kafka_clients.started(
+                kafka_clients.producer(
+                    self._settings,
+                    acks="all",
+                    enable_idempotence=self._settings.idempotent_producer,
+                    **self._options,
+                )
             )
-            await producer.start()
-            self._producer = producer
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None

@@ -148,15 +148,16 @@ class CommitTimes(AsyncService):
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        consumer = kafka_clients.consumer(
-            self._connection,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            exclude_internal_topics=False,
-            request_timeout_ms=int(self._timeout * 1000),
+        consumer = await kafka_clients.started(
+            kafka_clients.consumer(
+                self._connection,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                exclude_internal_topics=False,
+                request_timeout_ms=int(self._timeout * 1000),
+            )
         )
-        await consumer.start()
         self._consumer = consumer
         await self._assign(consumer)
         if self.error is not None:
@@ -186,8 +187,9 @@ class CommitTimes(AsyncService):
     async def _partitions(self) -> list[TopicPartition]:
         # The admin's metadata: a consumer's topics() does not fill the cache that its
         # partitions_for_topic() reads.
-        admin = kafka_clients.admin(self._connection, request_timeout_ms=int(self._timeout * 1000))
-        await admin.start()
+        admin = await kafka_clients.started(
+            kafka_clients.admin(self._connection, request_timeout_ms=int(self._timeout * 1000))
+        )
         try:
             described: list[dict[str, Any]] = await admin.describe_topics([OFFSETS_TOPIC])
         finally:

@@ -167,18 +167,15 @@ class LagSampler(AsyncService):
         if self._clients is not None:
             return
         admin, meta, probe = self._make_clients()
-        started: list[Callable[[], Awaitable[None]]] = []
         try:
-            await admin.start()
-            started.append(admin.close)
-            await meta.start()
-            started.append(meta.stop)
-            await probe.start()
-            started.append(probe.stop)
+            for client in (admin, meta, probe):
+                await client.start()
             if self.commit_times is not None:
                 await self.commit_times.start()
         except BaseException:
-            await _close_all(reversed(started), deadline=self._timeout)
+            # All three, started or not: aiokafka leaves a client whose start failed (or that
+            # never started) open, and a start is retried while the broker is down.
+            await _close_all((probe.stop, meta.stop, admin.close), deadline=self._timeout)
             raise
         self._clients = (admin, meta, probe)
 

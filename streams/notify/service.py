@@ -114,7 +114,7 @@ class RouteNotifier(AsyncService):
             [settings.topic(TopicName.ALERTS), settings.topic(TopicName.PHASE_TRIGGERS)],
             listener=_StartAtEnd(consumer, self.route),
         )
-        await consumer.start()
+        await kafka_clients.started(consumer)
         try:
             await self._delivery.sender.start()
         except BaseException:
