@@ -30,6 +30,7 @@ from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
+from phaseflow.streams.faust_fetch_hold import fetch_only_what_is_taken
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import (
     use_broker_highwaters_for_recovery,
@@ -149,6 +150,7 @@ def build_app(
     use_quick_aborted_tx_detection()
     start_tables_at_once()
     commit_after_table_writes()
+    fetch_only_what_is_taken()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)
     topics = {
