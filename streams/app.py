@@ -17,6 +17,7 @@ import faust
 
 from phaseflow.agents import predictions, readiness_agent
 from phaseflow.sinks import install as prediction_sink
+from phaseflow.streams.aiokafka_concurrent_txn import retry_concurrent_offsets_quickly
 from phaseflow.streams.aiokafka_txn_coordinator import retry_coordinator_lookups
 from phaseflow.streams.components import Components
 from phaseflow.streams.core.clock import Clock, clock_for
@@ -151,6 +152,7 @@ def build_app(
     start_tables_at_once()
     commit_after_table_writes()
     fetch_only_what_is_taken()
+    retry_concurrent_offsets_quickly()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)
     topics = {

@@ -54,8 +54,12 @@ def fetch_only_what_is_taken() -> None:
     fetched_records = fetcher_class.fetched_records
     actions_per_node = fetcher_class._get_actions_per_node
 
+    # aiokafka's own signature, timeout included.
     async def fetched_records_noting(
-        self: Any, partitions: Any, timeout: float = 0, max_records: int | None = None
+        self: Any,
+        partitions: Any,
+        timeout: float = 0,  # noqa: ASYNC109
+        max_records: int | None = None,
     ) -> Any:
         setattr(self, _TAKEN, frozenset(partitions) if partitions else None)
         return await fetched_records(self, partitions, timeout=timeout, max_records=max_records)

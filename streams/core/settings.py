@@ -201,6 +201,15 @@ class Settings(BrokerConnectionSettings):
             "exactly_once a trigger becomes readable only then."
         ),
     )
+    kafka_commit_after_outputs: bool = Field(
+        default=True,
+        description=(
+            "exactly_once: commit right after a readiness batch that sent a trigger, rerun "
+            "request, alert or dead letter when nothing else waits to be handled, instead of "
+            "at the next periodic commit (the trigger is readable one commit round trip later). "
+            "A backlog and batches that send nothing keep the periodic commit."
+        ),
+    )
     readiness_tick_seconds: float = Field(
         1.0, gt=0, description="How often deadlines, due reruns and cleanup are checked."
     )
