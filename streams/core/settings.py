@@ -198,7 +198,8 @@ class Settings(BrokerConnectionSettings):
         gt=0,
         description=(
             "How often consumed offsets (exactly_once: transactions) are committed; under "
-            "exactly_once a trigger becomes readable only then."
+            "exactly_once a trigger becomes readable only then, unless "
+            "PHASEFLOW_KAFKA_COMMIT_AFTER_OUTPUTS commits it sooner."
         ),
     )
     kafka_commit_after_outputs: bool = Field(
