@@ -14,6 +14,7 @@ from faust.types import TP
 
 from phaseflow.agents.backlog import CompletionBacklog
 from phaseflow.agents.intake import DropReason
+from phaseflow.agents.prompt_commit import OutputsSent, PromptCommit
 from phaseflow.agents.readiness import ReadinessProcessor
 from phaseflow.agents.write_back import WriteBackTable
 from phaseflow.models.events import PhaseTrigger
@@ -158,10 +159,13 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
     batch_table = WriteBackTable(table, origin=current_event, within=handling)
     batch_durations = WriteBackTable(durations, origin=current_event, within=handling)
     batch_tables = (batch_table, batch_durations)
+    # exactly_once: a batch that sent something commits at once (agents/prompt_commit.py).
+    outputs = OutputsSent(ctx.publisher)
+    prompt_commit = PromptCommit(ctx.app, outputs, enabled=settings.kafka_commit_after_outputs)
     processor = ReadinessProcessor(
         registry=ctx.registry,
         table=batch_table,
-        publisher=_CountingPublisher(ctx.publisher, metrics),
+        publisher=_CountingPublisher(outputs, metrics),
         clock=ctx.clock,
         pipeline_timezone=settings.pipeline_timezone,
         max_message_bytes=settings.max_message_bytes,
@@ -215,6 +219,7 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
             for handled in batch:
                 await stream.ack(handled)
             batch = []
+            await prompt_commit.after_batch(stream)
             for trigger in fired:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
                 observe_phase_duration(processor, metrics, trigger)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any, Final
 
-from bench.readiness import target_p99_ms
+from bench.readiness import latency_label, target_p99_ms
 from bench.services import BROKER_KIND_ENV, bench_bigquery_endpoints, started_broker
 from phaseflow.streams.text_table import aligned_rows
 
@@ -120,10 +120,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
         for run in readiness["latency"]:
             rows.append(
                 (
-                    (
-                        f"trigger ms p50/p99/max, {run['guarantee']}, "
-                        f"wait {run['fetch_wait_s']:g} s, commit {run['commit_interval_s']:g} s"
-                    ),
+                    f"trigger ms p50/p99/max, {latency_label(run)}",
                     f"{run['p50_ms']} / {run['p99_ms']} / {run['max_ms']}",
                     f"{run['samples']} samples",
                     f"p99 <= {target:g}",

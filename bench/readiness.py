@@ -16,7 +16,8 @@ Runs with no arguments on the embedded broker (or ``PHASEFLOW_BROKER_URL``). One
 5. latency: with a fresh idle worker, for each of K new dates publish phase 2's required
    completions and time from the last one's acknowledgement to its trigger being read; once
    per guarantee the broker has, with Faust's fixed 1.5 s fetch wait and with the configured
-   ``kafka_fetch_wait_seconds``, side by side.
+   ``kafka_fetch_wait_seconds``, and under exactly_once also with the periodic commit only
+   (``kafka_commit_after_outputs`` off, as before it existed), side by side.
 ``python -m bench.readiness throughput|backfill|latency`` runs only that part.
 Prints a table; the last line is one JSON object with the figures.
 """
@@ -55,8 +56,6 @@ EVENTS: Final = 40_000
 LATENCY_SAMPLES: Final = 300
 #: faust-streaming's own consumer fetch wait, measured beside the configured one.
 FAUST_FETCH_WAIT_SECONDS: Final = 1.5
-#: Measured beside the default commit interval under exactly_once (the latency tail's cause).
-EXACTLY_ONCE_SHORT_COMMIT_SECONDS: Final = 0.05
 TARGET_RATIO: Final = 0.3
 #: Issue 14: the readiness agent against the bare Faust agent (no work) in the same run.
 TARGET_RATIO_TO_FAUST: Final = 0.7
@@ -368,24 +367,25 @@ def latency_runs(
     broker: BenchBroker, workdir: Path, samples: int = LATENCY_SAMPLES
 ) -> list[dict[str, Any]]:
     """Trigger latency for each guarantee the broker has, with Faust's fetch wait and with the
-    configured one, and under exactly_once also with a shorter commit interval
-    (EXACTLY_ONCE_SHORT_COMMIT_SECONDS: a trigger is readable only once its transaction
-    commits); one fresh worker (and topics) each, in this one run."""
+    configured one, and under exactly_once also with the periodic commit only (a trigger is
+    readable only once its transaction commits; the default commits right after the batch
+    that sent it); one fresh worker (and topics) each, in this one run."""
     configured = Settings.model_fields["kafka_fetch_wait_seconds"].default
     commit = Settings.model_fields["kafka_commit_interval_seconds"].default
     configs = [
-        ("at_least_once", FAUST_FETCH_WAIT_SECONDS, commit),
-        ("at_least_once", configured, commit),
+        ("at_least_once", FAUST_FETCH_WAIT_SECONDS, commit, True),
+        ("at_least_once", configured, commit, True),
     ]
     if broker.kind != "tansu":
         configs += [
-            ("exactly_once", FAUST_FETCH_WAIT_SECONDS, commit),
-            ("exactly_once", configured, commit),
-            ("exactly_once", configured, EXACTLY_ONCE_SHORT_COMMIT_SECONDS),
+            ("exactly_once", FAUST_FETCH_WAIT_SECONDS, commit, True),
+            ("exactly_once", configured, commit, True),
+            ("exactly_once", configured, commit, False),
         ]
     runs: list[dict[str, Any]] = []
-    for guarantee, wait, interval in configs:
-        home = workdir / f"{guarantee}-{wait}-{interval}"
+    for guarantee, wait, interval, after_outputs in configs:
+        name = f"{guarantee}-{wait}-{interval}-{'early' if after_outputs else 'periodic'}"
+        home = workdir / name
         home.mkdir()
         settings = worker_settings(
             broker,
@@ -394,9 +394,10 @@ def latency_runs(
             processing_guarantee=guarantee,
             kafka_fetch_wait_seconds=wait,
             kafka_commit_interval_seconds=interval,
+            kafka_commit_after_outputs=after_outputs,
         )
         asyncio.run(ensure_topics(settings))
-        log = workdir / f"latency-{guarantee}-{wait}-{interval}.log"
+        log = workdir / f"latency-{name}.log"
         with WorkerProcess(settings, log) as worker:
             worker.wait_ready(timeout=180)
             latencies = asyncio.run(trigger_latencies(settings, samples))
@@ -408,6 +409,7 @@ def latency_runs(
                 "guarantee": guarantee,
                 "fetch_wait_s": wait,
                 "commit_interval_s": interval,
+                "commit_after_outputs": after_outputs,
                 "samples": len(latencies),
                 "p50_ms": round(statistics.median(totals), 1),
                 "p99_ms": round(percentile(totals, 99), 1),
@@ -421,20 +423,28 @@ def latency_runs(
     return runs
 
 
+def latency_label(run: dict[str, Any]) -> str:
+    """``exactly_once, wait 0.1 s, commit 0.1 s`` (``, periodic only`` without the commit
+    right after a batch's outputs)."""
+    label = (
+        f"{run['guarantee']}, wait {run['fetch_wait_s']:g} s, commit {run['commit_interval_s']:g} s"
+    )
+    if run["guarantee"] == "exactly_once" and not run.get("commit_after_outputs", True):
+        label += ", periodic only"
+    return label
+
+
 def print_latency_runs(runs: list[dict[str, Any]]) -> None:
     print(
-        f"{'trigger latency (ms)':<42} {'samples':>8} {'p50':>8} {'p99':>8} {'max':>8}"
+        f"{'trigger latency (ms)':<56} {'samples':>8} {'p50':>8} {'p99':>8} {'max':>8}"
         f"   {'decided p50/p99':>16} {'delivered p50/p99':>18}"
     )
     for run in runs:
-        label = (
-            f"{run['guarantee']}, wait {run['fetch_wait_s']:g} s, "
-            f"commit {run['commit_interval_s']:g} s"
-        )
+        label = latency_label(run)
         decided = f"{run['decided_p50_ms']}/{run['decided_p99_ms']}"
         delivered = f"{run['delivered_p50_ms']}/{run['delivered_p99_ms']}"
         print(
-            f"{label:<42} {run['samples']:>8} {run['p50_ms']:>8} {run['p99_ms']:>8} "
+            f"{label:<56} {run['samples']:>8} {run['p50_ms']:>8} {run['p99_ms']:>8} "
             f"{run['max_ms']:>8}   {decided:>16} {delivered:>18}"
         )
 

@@ -17,6 +17,7 @@ import faust
 
 from phaseflow.agents import predictions, readiness_agent
 from phaseflow.sinks import install as prediction_sink
+from phaseflow.streams.aiokafka_concurrent_txn import retry_concurrent_offsets_quickly
 from phaseflow.streams.aiokafka_txn_coordinator import retry_coordinator_lookups
 from phaseflow.streams.components import Components
 from phaseflow.streams.core.clock import Clock, clock_for
@@ -31,6 +32,7 @@ from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_concurrent_commits import commit_partitions_concurrently
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
+from phaseflow.streams.faust_fetch_hold import fetch_only_what_is_taken
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import (
     use_broker_highwaters_for_recovery,
@@ -151,6 +153,8 @@ def build_app(
     start_tables_at_once()
     commit_after_table_writes()
     commit_partitions_concurrently()
+    fetch_only_what_is_taken()
+    retry_concurrent_offsets_quickly()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)
     topics = {

@@ -203,7 +203,17 @@ class Settings(BrokerConnectionSettings):
         gt=0,
         description=(
             "How often consumed offsets (exactly_once: transactions) are committed; under "
-            "exactly_once a trigger becomes readable only then."
+            "exactly_once a trigger becomes readable only then, unless "
+            "PHASEFLOW_KAFKA_COMMIT_AFTER_OUTPUTS commits it sooner."
+        ),
+    )
+    kafka_commit_after_outputs: bool = Field(
+        default=True,
+        description=(
+            "exactly_once: commit right after a readiness batch that sent a trigger, rerun "
+            "request, alert or dead letter when nothing else waits to be handled, instead of "
+            "at the next periodic commit (the trigger is readable one commit round trip later). "
+            "A backlog and batches that send nothing keep the periodic commit."
         ),
     )
     readiness_tick_seconds: float = Field(
