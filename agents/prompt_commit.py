@@ -1,5 +1,5 @@
-"""The readiness agent's side of committing outputs at once (``streams.core.faust_prompt_commit``):
-which batches ask for it."""
+"""The readiness agent's side of committing outputs at once
+(``phaseflow.streams.core.faust_prompt_commit``): which batches ask for it."""
 
 from __future__ import annotations
 
