@@ -29,6 +29,7 @@ from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.side_producer import SideProducer
 from phaseflow.streams.core.topics import CATALOG, TopicName
 from phaseflow.streams.delivery import Delivery
+from phaseflow.streams.faust_concurrent_commits import commit_transactions_concurrently
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_recovery import (
@@ -149,6 +150,7 @@ def build_app(
     use_quick_aborted_tx_detection()
     start_tables_at_once()
     commit_after_table_writes()
+    commit_transactions_concurrently()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)
     topics = {
