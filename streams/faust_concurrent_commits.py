@@ -55,9 +55,7 @@ async def _commit_transactions(
     start_new_transaction: bool = True,  # noqa: FBT001, FBT002 - Faust's own signature
 ) -> None:
     commits = [
-        _commit_one(
-            self, tid, offsets, group_id, start_new_transaction=start_new_transaction
-        )
+        _commit_one(self, tid, offsets, group_id, start_new_transaction=start_new_transaction)
         for tid, offsets in tid_to_offset_map.items()
     ]
     if len(commits) == 1:

@@ -16,6 +16,7 @@ from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.delivery import Delivery, DeliverySettingError, resolve_delivery
 from phaseflow.streams.faust_changelogs import ChangelogTopicsError, ensure_changelog_topics
 from phaseflow.streams.recovery_progress import when_tables_recovered
+from phaseflow.streams.worker_gc import tune_garbage_collection
 from phaseflow.streams.worker_identity import worker_id_problem
 
 log = logging.getLogger(__name__)
@@ -98,4 +99,5 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
     )
     without_spinner(worker)
+    tune_garbage_collection()
     worker.execute_from_commandline()
