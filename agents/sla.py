@@ -11,7 +11,7 @@ import logging
 from datetime import date, datetime, timedelta
 
 from phaseflow.agents.outbox import Outbox
-from phaseflow.agents.phase_timing import PhaseTiming, date_timing, sla_breached
+from phaseflow.agents.phase_timing import PhaseTiming, date_timing, sla_breached, sla_due_at
 from phaseflow.agents.readiness_state import PhaseState
 from phaseflow.agents.readiness_store import ReadinessStore
 from phaseflow.streams.core.registry import Registry
@@ -33,6 +33,8 @@ class SlaWatch:
         fresh state to record its breach in."""
         if game_date < self._store.today() - timedelta(days=self._registry.cleanup.lookback_days):
             return []
+        if not self._any_sla_passed(game_date, now):
+            return []  # nothing can be breached yet; the timer asks every date every second
         timing = date_timing(
             self._registry, states, game_date, today=self._store.today(), zone=self._store.zone
         )
@@ -42,6 +44,16 @@ class SlaWatch:
             if state.sla_breached_at is None and sla_breached(timing, phase, now):
                 breaches.append((state, phase))
         return breaches
+
+    def _any_sla_passed(self, game_date: date, now: datetime) -> bool:
+        """Whether the SLA of some phase of ``game_date`` is due by ``now`` (a phase breaches
+        only once its SLA is due: phaseflow.agents.phase_timing.sla_breached)."""
+        zone = self._store.zone
+        for spec in self._registry.phases:
+            due = sla_due_at(spec, game_date, zone)
+            if due is not None and due <= now:
+                return True
+        return False
 
     def raise_breaches(self, game_date: date, outbox: Outbox) -> None:
         """One sla_breach alert per (date, phase): the state records it, in the same step."""

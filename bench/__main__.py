@@ -87,6 +87,16 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
                 ">= 0.7",
             )
         )
+        noop_eos = readiness.get("faust_noop_exactly_once_events_per_s")
+        if noop_eos is not None:
+            rows.append(
+                (
+                    "readiness agent vs bare Faust agent, exactly_once",
+                    f"{readiness['agent_events_per_s']:,} vs {noop_eos:,}",
+                    f"ratio {readiness['ratio_to_faust_noop_exactly_once']}",
+                    "",
+                )
+            )
         rows.append(
             (
                 "readiness agent vs bare Faust + 1 table write",

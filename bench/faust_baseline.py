@@ -3,7 +3,10 @@
 Run by bench/readiness.py as ``python -m bench.faust_baseline worker`` with its settings in the
 environment: ``BASELINE_MODE`` = ``noop`` (iterate events only) or ``table`` (one table write per
 event, as the readiness agent does at least), ``BASELINE_TOPIC``, ``BASELINE_COUNT`` and the
-usual ``PHASEFLOW_*`` broker settings. Prints ``baseline events/s <n>`` and exits.
+usual ``PHASEFLOW_*`` broker settings. ``BASELINE_GUARANTEE=exactly_once`` runs the agent under
+Kafka transactions with the worker's commit interval (``PHASEFLOW_KAFKA_COMMIT_INTERVAL_SECONDS``):
+the floor Faust's exactly-once machinery sets for the worker; the default is Faust's own
+``at_least_once`` with its own commit interval. Prints ``baseline events/s <n>`` and exits.
 """
 
 from __future__ import annotations
@@ -20,9 +23,19 @@ from phaseflow.streams.core.settings import Settings
 
 MODE = os.environ.get("BASELINE_MODE", "noop")
 COUNT = int(os.environ.get("BASELINE_COUNT", "0"))
+GUARANTEE = os.environ.get("BASELINE_GUARANTEE", "at_least_once")
 settings = Settings()
+# Under exactly_once the worker's commit interval: each commit ends a transaction per partition.
+guarantee_options: dict[str, Any] = (
+    {
+        "processing_guarantee": "exactly_once",
+        "broker_commit_interval": settings.kafka_commit_interval_seconds,
+    }
+    if GUARANTEE == "exactly_once"
+    else {}
+)
 app = faust.App(
-    f"baseline-{MODE}-{uuid.uuid4().hex[:6]}",
+    f"baseline-{MODE}-{GUARANTEE}-{uuid.uuid4().hex[:6]}",
     broker=settings.broker_url,
     store="memory://",
     datadir=tempfile.mkdtemp(prefix="faust-baseline-"),
@@ -32,6 +45,7 @@ app = faust.App(
     stream_recovery_delay=0.0,
     broker_session_timeout=settings.kafka_session_timeout_seconds,
     broker_heartbeat_interval=settings.kafka_heartbeat_interval_seconds,
+    **guarantee_options,
 )
 topic = app.topic(
     os.environ.get("BASELINE_TOPIC", "missing"),

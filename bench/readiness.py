@@ -142,12 +142,16 @@ async def committed_everything(settings: Settings) -> bool:
         await probe.stop()
 
 
-def faust_baseline_rate(settings: Settings, count: int, mode: str) -> float:
-    """events/s of a bare Faust agent (``noop`` or one ``table`` write per event)."""
+def faust_baseline_rate(
+    settings: Settings, count: int, mode: str, guarantee: str = "at_least_once"
+) -> float:
+    """events/s of a bare Faust agent (``noop`` or one ``table`` write per event), under
+    ``guarantee`` (bench.faust_baseline)."""
     env = {
         **os.environ,
         **settings_to_env(settings),
         "BASELINE_MODE": mode,
+        "BASELINE_GUARANTEE": guarantee,
         "BASELINE_TOPIC": settings.topic(TopicName.PHASE_COMPLETIONS),
         "BASELINE_COUNT": str(count),
     }
@@ -162,7 +166,9 @@ def faust_baseline_rate(settings: Settings, count: int, mode: str) -> float:
     found = re.search(r"baseline events/s ([0-9.]+)", done.stdout + done.stderr)
     if found:
         return float(found.group(1))
-    raise RuntimeError(f"faust baseline ({mode}) printed no rate:\n{done.stderr[-2000:]}")
+    raise RuntimeError(
+        f"faust baseline ({mode}, {guarantee}) printed no rate:\n{done.stderr[-2000:]}"
+    )
 
 
 def quix_rate(settings: Settings, count: int, guarantee: str, workdir: Path) -> float:
@@ -467,6 +473,12 @@ def throughput_run(broker: BenchBroker, workdir: Path) -> dict[str, Any]:
     asyncio.run(produce(settings, records))
     raw = asyncio.run(raw_rate(settings, len(records)))
     noop = faust_baseline_rate(settings, len(records), "noop")
+    # The floor of Faust's exactly-once machinery (the worker's guarantee on Apache Kafka).
+    noop_eos = (
+        faust_baseline_rate(settings, len(records), "noop", "exactly_once")
+        if broker.kind != "tansu"
+        else None
+    )
     table_write = faust_baseline_rate(settings, len(records), "table")
     agent = agent_rate(settings, len(records), workdir / "agent.log")
     agent_changelog = asyncio.run(changelog_records(settings, f"{settings.app_id}-readiness"))
@@ -484,6 +496,10 @@ def throughput_run(broker: BenchBroker, workdir: Path) -> dict[str, Any]:
         "ratio": round(agent / raw, 4),
         "faust_noop_events_per_s": round(noop),
         "ratio_to_faust_noop": round(agent / noop, 3),
+        "faust_noop_exactly_once_events_per_s": None if noop_eos is None else round(noop_eos),
+        "ratio_to_faust_noop_exactly_once": None
+        if noop_eos is None
+        else round(agent / noop_eos, 3),
         "faust_table_write_events_per_s": round(table_write),
         "ratio_to_faust_table_write": round(agent / table_write, 3),
         "quix_events_per_s": {g.replace("-", "_"): round(rate) for g, rate in quix.items()},
@@ -502,6 +518,9 @@ def print_throughput(figures: dict[str, Any]) -> None:
     print(f"{'measure':<50} {'value':>12}  target")
     print(f"{'raw aiokafka consume + orjson (events/s)':<50} {raw:>12,}")
     print(f"{'bare Faust agent, no work (events/s)':<50} {noop:>12,}")
+    noop_eos = figures.get("faust_noop_exactly_once_events_per_s")
+    if noop_eos is not None:
+        print(f"{'bare Faust agent, no work, exactly_once (events/s)':<50} {noop_eos:>12,}")
     print(
         f"{'bare Faust agent, 1 table write (events/s)':<50} "
         f"{figures['faust_table_write_events_per_s']:>12,}"
@@ -512,6 +531,8 @@ def print_throughput(figures: dict[str, Any]) -> None:
     print(
         f"{'ratio agent / bare Faust agent':<50} {agent / noop:>12.3f}  >= {TARGET_RATIO_TO_FAUST}"
     )
+    if noop_eos is not None:
+        print(f"{'ratio agent / bare Faust agent, exactly_once':<50} {agent / noop_eos:>12.3f}")
     print(f"{'ratio agent / raw':<50} {agent / raw:>12.3f}  >= {TARGET_RATIO}")
     for guarantee, ratio in figures["ratio_to_quix"].items():
         print(f"{f'ratio agent / Quix Streams {guarantee}':<50} {ratio:>12.3f}")
