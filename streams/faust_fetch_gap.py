@@ -11,21 +11,30 @@ survivor's completions partitions stood at aiokafka position 99 / 66 with Faust'
 60 / 48 and nothing in progress, the day's next phase never fired, and only the lag watchdog's
 restart (30-60 s later, or too late) read them.
 
+A partition taken over with nothing committed yet shows it too: seen once in the same test
+(2026-12-07, fresh-clone CI run), the survivor's completions partition 2 had 66 records, no
+commit and nothing delivered, so there was no read offset to compare with and nothing repaired
+it.
+
 ``FetchGapRepair`` compares, on a timer, each readiness partition's aiokafka position with what
-Faust delivered (its read offset, or its committed offset if further on). When the position is
-ahead by more than one offset (one may be a transaction marker), nothing was delivered for
-``hold`` and no record or commit is in progress, it seeks the partition back to the first
-offset not delivered. At worst that delivers one record twice (Faust's read offset is the last
-record delivered, or after a seek the next one), which the readiness agent drops as a
-duplicate completion, and a tick handled twice only re-evaluates its date.
+Faust delivered (its read offset, or its committed offset if further on; with neither, the
+partition's log start, since a group with no commit reads from the earliest offset). When the
+position is ahead by more than one offset (one may be a transaction marker), nothing was
+delivered for ``hold`` and no record or commit is in progress, it seeks the partition back to
+the first offset not delivered. At worst that delivers one record twice (Faust's read offset is
+the last record delivered, or after a seek the next one), which the readiness agent drops as a
+duplicate completion, and a tick handled twice only re-evaluates its date. A gap that is back
+unchanged after its repair is not repaired again: what lies there delivers nothing (aborted
+transactions and their markers under read_committed), it is not a loss.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from phaseflow.streams.core.faust_table_writes import lock_holder
@@ -54,6 +63,8 @@ class FetchGapTracker:
     def __init__(self, hold: float) -> None:
         self._hold = hold
         self._since: dict[TP, tuple[tuple[int, int], float]] = {}
+        #: The (delivered, position) each partition's last repair started from.
+        self._repaired: dict[TP, tuple[int, int]] = {}
 
     def seek_target(self, tp: TP, fetch: PartitionFetch, now: float) -> int | None:
         """The offset to seek ``tp`` back to, or None while there is nothing to repair."""
@@ -65,6 +76,8 @@ class FetchGapTracker:
             self._since.pop(tp, None)
             return None
         seen = (delivered, position)
+        if self._repaired.get(tp) == seen:  # re-read and still nothing to deliver
+            return None
         first = self._since.get(tp)
         if first is None or first[0] != seen:
             self._since[tp] = (seen, now)
@@ -72,6 +85,7 @@ class FetchGapTracker:
         if now - first[1] < self._hold:
             return None
         self._since.pop(tp, None)
+        self._repaired[tp] = seen
         return delivered
 
 
@@ -127,6 +141,8 @@ class FetchGapRepair:
             if tp.topic not in self._topics:
                 continue
             fetch = partition_fetch(app, tp)
+            if fetch.delivered_up_to is None and fetch.deliverable and (fetch.position or 0) > 1:
+                fetch = replace(fetch, delivered_up_to=await _log_start(consumer, tp))
             target = self._tracker.seek_target(tp, fetch, self._clock())
             if target is None:
                 continue
@@ -143,6 +159,24 @@ class FetchGapRepair:
             repaired += 1
         self.repairs += repaired
         return repaired
+
+
+async def _log_start(consumer: object, tp: TP) -> int | None:
+    """The partition's earliest offset, where a group with no commit starts reading; None if
+    the broker does not answer (the next check asks again)."""
+    thread = consumer._thread  # type: ignore[attr-defined]
+
+    async def ask() -> int | None:
+        starts = await thread._ensure_consumer().beginning_offsets([tp])
+        start = starts.get(tp)
+        return start if isinstance(start, int) else None
+
+    try:
+        start: int | None = await thread.call_thread(ask)
+    except KafkaError as error:
+        log.debug("%s[%d]: log start unknown: %s", tp.topic, tp.partition, error)
+        return None
+    return start
 
 
 async def _seek(consumer: object, tp: TP, offset: int) -> None:
