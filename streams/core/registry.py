@@ -15,11 +15,11 @@ from __future__ import annotations
 import difflib
 import tomllib
 import types
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import ErrorDetails
@@ -39,6 +39,7 @@ from phaseflow.streams.core.system_ids import known_system_ids
 
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
+_T = TypeVar("_T")
 
 
 class RegistryError(ValueError):
@@ -51,6 +52,25 @@ class PhaseNotConfiguredError(KeyError):
     def __str__(self) -> str:
         # KeyError's own __str__ would print the message with quotes around it.
         return str(self.args[0]) if self.args else ""
+
+
+#: Lookups derived from a frozen registry object, asked per event (phase by number, phase of a
+#: processor, a phase's members and required set): computed once per object. Kept outside the
+#: models so that equality and dumps see the fields only; each entry holds its object, so its id
+#: is not reused while the entry exists.
+_DERIVED: dict[tuple[int, str], tuple[object, Any]] = {}
+_DERIVED_MAX: Final = 1024
+
+
+def _derived(owner: object, name: str, compute: Callable[[], _T]) -> _T:
+    entry = _DERIVED.get((id(owner), name))
+    if entry is not None and entry[0] is owner:
+        return cast("_T", entry[1])
+    value = compute()
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.clear()
+    _DERIVED[(id(owner), name)] = (owner, value)
+    return value
 
 
 class _Spec(BaseModel):
@@ -153,14 +173,23 @@ class PhaseSpec(_Spec):
     @property
     def required(self) -> frozenset[str]:
         """Every processor that is not optional; a fallback group counts once, as its primary."""
-        return (frozenset(self.processors) - frozenset(self.optional)) | frozenset(
-            group[0] for group in self.any_of
+        return _derived(
+            self,
+            "required",
+            lambda: (
+                (frozenset(self.processors) - frozenset(self.optional))
+                | frozenset(group[0] for group in self.any_of)
+            ),
         )
 
     @property
     def members(self) -> tuple[str, ...]:
         """Every processor name of the phase: ``processors`` then each group's members."""
-        return (*self.processors, *(name for group in self.any_of for name in group))
+        return _derived(
+            self,
+            "members",
+            lambda: (*self.processors, *(name for group in self.any_of for name in group)),
+        )
 
     def group_of(self, name: str) -> tuple[str, ...] | None:
         """The fallback group ``name`` is a member of (primary first), or None."""
@@ -207,9 +236,9 @@ class Registry(_Spec):
 
     def phase(self, number: int) -> PhaseSpec:
         """The spec of phase ``number``; :class:`PhaseNotConfiguredError` if there is none."""
-        for spec in self.phases:
-            if spec.phase == number:
-                return spec
+        spec = self._by_number().get(number)
+        if spec is not None:
+            return spec
         declared = ", ".join(str(spec.phase) for spec in self.phases)
         raise PhaseNotConfiguredError(
             f"phase {number!r} is not in the registry (declared: {declared})"
@@ -222,14 +251,37 @@ class Registry(_Spec):
 
     def has_phase(self, number: int) -> bool:
         """Whether the registry declares phase ``number``."""
-        return any(spec.phase == number for spec in self.phases)
+        return number in self._by_number()
 
     def phase_for_processor(self, processor_name: str) -> int | None:
         """The phase a processor belongs to, or None for a processor the registry does not know."""
-        for spec in self.phases:
-            if processor_name in spec.members:
-                return spec.phase
-        return None
+        return self._by_processor().get(processor_name)
+
+    def _by_number(self) -> dict[int, PhaseSpec]:
+        """Phase number -> its spec (the first one, in file order)."""
+        phases = self.phases
+
+        def index() -> dict[int, PhaseSpec]:
+            found: dict[int, PhaseSpec] = {}
+            for spec in phases:
+                found.setdefault(spec.phase, spec)
+            return found
+
+        # Keyed by the phases tuple: a registry copied with other phases gets its own index.
+        return _derived(phases, "by_number", index)
+
+    def _by_processor(self) -> dict[str, int]:
+        """Processor name -> the first phase (file order) it is a member of."""
+        phases = self.phases
+
+        def index() -> dict[str, int]:
+            found: dict[str, int] = {}
+            for spec in phases:
+                for name in spec.members:
+                    found.setdefault(name, spec.phase)
+            return found
+
+        return _derived(phases, "by_processor", index)
 
     def system(self, system_id: str) -> SystemSpec | None:
         """The prediction system ``system_id``, or None."""
