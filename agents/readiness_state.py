@@ -32,11 +32,11 @@ class _StateModel(BaseModel):
             return super().model_copy(update=update, deep=deep)
         cls = type(self)
         copied = cls.__new__(cls)
-        fields_set = set(self.__pydantic_fields_set__)
-        values = dict(self.__dict__)
         if update:
-            values.update(update)
-            fields_set.update(update.keys())
+            values = {**self.__dict__, **update}
+            fields_set = self.__pydantic_fields_set__.union(update)
+        else:
+            values, fields_set = dict(self.__dict__), set(self.__pydantic_fields_set__)
         object.__setattr__(copied, "__dict__", values)
         object.__setattr__(copied, "__pydantic_extra__", None)
         object.__setattr__(copied, "__pydantic_fields_set__", fields_set)

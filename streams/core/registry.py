@@ -40,6 +40,7 @@ from phaseflow.streams.core.system_ids import known_system_ids
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
 _T = TypeVar("_T")
+_O = TypeVar("_O")
 
 
 class RegistryError(ValueError):
@@ -58,18 +59,20 @@ class PhaseNotConfiguredError(KeyError):
 #: processor, a phase's members and required set): computed once per object. Kept outside the
 #: models so that equality and dumps see the fields only; each entry holds its object, so its id
 #: is not reused while the entry exists.
-_DERIVED: dict[tuple[int, str], tuple[object, Any]] = {}
+_DERIVED: dict[tuple[int, Callable[[Any], Any]], tuple[object, Any]] = {}
 _DERIVED_MAX: Final = 1024
 
 
-def _derived(owner: object, name: str, compute: Callable[[], _T]) -> _T:
-    entry = _DERIVED.get((id(owner), name))
+def _derived(owner: _O, compute: Callable[[_O], _T]) -> _T:
+    """``compute(owner)``, computed once per (owner, compute)."""
+    key = (id(owner), compute)
+    entry = _DERIVED.get(key)
     if entry is not None and entry[0] is owner:
         return cast("_T", entry[1])
-    value = compute()
+    value = compute(owner)
     if len(_DERIVED) >= _DERIVED_MAX:
         _DERIVED.clear()
-    _DERIVED[(id(owner), name)] = (owner, value)
+    _DERIVED[key] = (owner, value)
     return value
 
 
@@ -173,23 +176,12 @@ class PhaseSpec(_Spec):
     @property
     def required(self) -> frozenset[str]:
         """Every processor that is not optional; a fallback group counts once, as its primary."""
-        return _derived(
-            self,
-            "required",
-            lambda: (
-                (frozenset(self.processors) - frozenset(self.optional))
-                | frozenset(group[0] for group in self.any_of)
-            ),
-        )
+        return _derived(self, _required)
 
     @property
     def members(self) -> tuple[str, ...]:
         """Every processor name of the phase: ``processors`` then each group's members."""
-        return _derived(
-            self,
-            "members",
-            lambda: (*self.processors, *(name for group in self.any_of for name in group)),
-        )
+        return _derived(self, _members)
 
     def group_of(self, name: str) -> tuple[str, ...] | None:
         """The fallback group ``name`` is a member of (primary first), or None."""
@@ -219,6 +211,31 @@ class PhaseSpec(_Spec):
     def expected_critical(self, game_date: date, today: date) -> frozenset[str]:
         """Critical processors among those expected on ``game_date``."""
         return frozenset(self.critical) & self.expected_processors(game_date, today)
+
+
+def _required(spec: PhaseSpec) -> frozenset[str]:
+    return (frozenset(spec.processors) - frozenset(spec.optional)) | frozenset(
+        group[0] for group in spec.any_of
+    )
+
+
+def _members(spec: PhaseSpec) -> tuple[str, ...]:
+    return (*spec.processors, *(name for group in spec.any_of for name in group))
+
+
+def _by_number(phases: tuple[PhaseSpec, ...]) -> dict[int, PhaseSpec]:
+    found: dict[int, PhaseSpec] = {}
+    for spec in phases:
+        found.setdefault(spec.phase, spec)
+    return found
+
+
+def _by_processor(phases: tuple[PhaseSpec, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for spec in phases:
+        for name in spec.members:
+            found.setdefault(name, spec.phase)
+    return found
 
 
 class Registry(_Spec):
@@ -259,29 +276,12 @@ class Registry(_Spec):
 
     def _by_number(self) -> dict[int, PhaseSpec]:
         """Phase number -> its spec (the first one, in file order)."""
-        phases = self.phases
-
-        def index() -> dict[int, PhaseSpec]:
-            found: dict[int, PhaseSpec] = {}
-            for spec in phases:
-                found.setdefault(spec.phase, spec)
-            return found
-
         # Keyed by the phases tuple: a registry copied with other phases gets its own index.
-        return _derived(phases, "by_number", index)
+        return _derived(self.phases, _by_number)
 
     def _by_processor(self) -> dict[str, int]:
         """Processor name -> the first phase (file order) it is a member of."""
-        phases = self.phases
-
-        def index() -> dict[str, int]:
-            found: dict[str, int] = {}
-            for spec in phases:
-                for name in spec.members:
-                    found.setdefault(name, spec.phase)
-            return found
-
-        return _derived(phases, "by_processor", index)
+        return _derived(self.phases, _by_processor)
 
     def system(self, system_id: str) -> SystemSpec | None:
         """The prediction system ``system_id``, or None."""
