@@ -61,19 +61,23 @@ class PhaseNotConfiguredError(KeyError):
 #: is not reused while the entry exists.
 _DERIVED: dict[tuple[int, Callable[[Any], Any]], tuple[object, Any]] = {}
 _DERIVED_MAX: Final = 1024
+_LAST: dict[Callable[[Any], Any], tuple[object, Any]] = {}
 
 
 def _derived(owner: _O, compute: Callable[[_O], _T]) -> _T:
     """``compute(owner)``, computed once per (owner, compute)."""
+    # A process mostly asks about one registry: its last answer per computation comes first.
+    last = _LAST.get(compute)
+    if last is not None and last[0] is owner:
+        return cast("_T", last[1])
     key = (id(owner), compute)
     entry = _DERIVED.get(key)
-    if entry is not None and entry[0] is owner:
-        return cast("_T", entry[1])
-    value = compute(owner)
-    if len(_DERIVED) >= _DERIVED_MAX:
-        _DERIVED.clear()
-    _DERIVED[key] = (owner, value)
-    return value
+    if entry is None or entry[0] is not owner:
+        if len(_DERIVED) >= _DERIVED_MAX:
+            _DERIVED.clear()
+        entry = _DERIVED[key] = (owner, compute(owner))
+    _LAST[compute] = entry
+    return cast("_T", entry[1])
 
 
 class _Spec(BaseModel):
@@ -224,6 +228,8 @@ def _members(spec: PhaseSpec) -> tuple[str, ...]:
 
 
 def _by_number(phases: tuple[PhaseSpec, ...]) -> dict[int, PhaseSpec]:
+    """Phase number -> its spec (the first one, in file order). Keyed by the phases tuple, so a
+    registry copied with other phases gets its own index."""
     found: dict[int, PhaseSpec] = {}
     for spec in phases:
         found.setdefault(spec.phase, spec)
@@ -231,6 +237,7 @@ def _by_number(phases: tuple[PhaseSpec, ...]) -> dict[int, PhaseSpec]:
 
 
 def _by_processor(phases: tuple[PhaseSpec, ...]) -> dict[str, int]:
+    """Processor name -> the first phase (file order) it is a member of."""
     found: dict[str, int] = {}
     for spec in phases:
         for name in spec.members:
@@ -253,7 +260,7 @@ class Registry(_Spec):
 
     def phase(self, number: int) -> PhaseSpec:
         """The spec of phase ``number``; :class:`PhaseNotConfiguredError` if there is none."""
-        spec = self._by_number().get(number)
+        spec = _derived(self.phases, _by_number).get(number)
         if spec is not None:
             return spec
         declared = ", ".join(str(spec.phase) for spec in self.phases)
@@ -268,20 +275,11 @@ class Registry(_Spec):
 
     def has_phase(self, number: int) -> bool:
         """Whether the registry declares phase ``number``."""
-        return number in self._by_number()
+        return number in _derived(self.phases, _by_number)
 
     def phase_for_processor(self, processor_name: str) -> int | None:
         """The phase a processor belongs to, or None for a processor the registry does not know."""
-        return self._by_processor().get(processor_name)
-
-    def _by_number(self) -> dict[int, PhaseSpec]:
-        """Phase number -> its spec (the first one, in file order)."""
-        # Keyed by the phases tuple: a registry copied with other phases gets its own index.
-        return _derived(self.phases, _by_number)
-
-    def _by_processor(self) -> dict[str, int]:
-        """Processor name -> the first phase (file order) it is a member of."""
-        return _derived(self.phases, _by_processor)
+        return _derived(self.phases, _by_processor).get(processor_name)
 
     def system(self, system_id: str) -> SystemSpec | None:
         """The prediction system ``system_id``, or None."""
