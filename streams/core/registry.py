@@ -189,7 +189,7 @@ class PhaseSpec(_Spec):
 
     def group_of(self, name: str) -> tuple[str, ...] | None:
         """The fallback group ``name`` is a member of (primary first), or None."""
-        return next((group for group in self.any_of if name in group), None)
+        return _derived(self, _group_by_member).get(name)
 
     def satisfied(self, done: Collection[str]) -> frozenset[str]:
         """``done`` plus the primary of every group one of whose members is done: what to
@@ -225,6 +225,15 @@ def _required(spec: PhaseSpec) -> frozenset[str]:
 
 def _members(spec: PhaseSpec) -> tuple[str, ...]:
     return (*spec.processors, *(name for group in spec.any_of for name in group))
+
+
+def _group_by_member(spec: PhaseSpec) -> dict[str, tuple[str, ...]]:
+    """Member name -> the first fallback group (file order) it is a member of."""
+    found: dict[str, tuple[str, ...]] = {}
+    for group in spec.any_of:
+        for name in group:
+            found.setdefault(name, group)
+    return found
 
 
 def _by_number(phases: tuple[PhaseSpec, ...]) -> dict[int, PhaseSpec]:
