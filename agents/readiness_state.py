@@ -18,6 +18,11 @@ DONE_STATUSES = frozenset({"success", "partial"})
 GATE_FIELDS = ("expected_players", "completed_players", "total_predictions")
 
 
+#: (game_date, phase) -> its table key: asked several times per event, formatted once.
+_TABLE_KEYS: dict[tuple[date, int], str] = {}
+_TABLE_KEYS_MAX = 100_000
+
+
 class _StateModel(BaseModel):
     """A frozen state model whose shallow ``model_copy`` is a single dict merge: every
     completion copies its phase state several times (the record, the dedup id, the deadline,
@@ -127,7 +132,12 @@ class PhaseState(_StateModel):
 
     @staticmethod
     def table_key(game_date: date, phase: int) -> str:
-        return f"{game_date.isoformat()}:{phase}"
+        found = _TABLE_KEYS.get((game_date, phase))
+        if found is None:
+            if len(_TABLE_KEYS) >= _TABLE_KEYS_MAX:
+                _TABLE_KEYS.clear()
+            found = _TABLE_KEYS[(game_date, phase)] = f"{game_date.isoformat()}:{phase}"
+        return found
 
     @property
     def key(self) -> str:
