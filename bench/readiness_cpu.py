@@ -11,7 +11,8 @@ process CPU time:
   does every second), in ms of CPU per scan.
 
 Every run must fire the same triggers and send the same records (checked, so a faster path
-that changed the outputs fails loudly). Run: ``python -m bench.readiness_cpu [--events N]``.
+that changed the outputs fails loudly); the input and the clock are fixed, so the digest printed
+is comparable between versions of the code. Run: ``python -m bench.readiness_cpu [--events N]``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import time
 from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from bench.readiness import backlog
 from phaseflow.agents.readiness import ReadinessProcessor
@@ -66,8 +69,28 @@ def _processor(
     )
 
 
+#: The clock of every run, and the timestamp of every completion a second before it.
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+def _deterministic(records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The backlog with its random run ids and wall-clock timestamps replaced by fixed ones (a
+    retried publish keeps its run's id), so that every version of the code gets the same input
+    and the digest of what it sent can be compared from one version to the next."""
+    ids: dict[str, str] = {}
+    stamp = (NOW - timedelta(seconds=1)).isoformat()
+    fixed = []
+    for key, value in records:
+        event = orjson.loads(value)
+        event["execution_id"] = ids.setdefault(event["execution_id"], f"exec-{len(ids):06d}")
+        event["timestamp"] = stamp
+        fixed.append((key, orjson.dumps(event)))
+    return fixed
+
+
 def _digest(sent: list[tuple[TopicName, str, bytes]]) -> str:
-    """What was sent, minus timestamps that differ by run (none: the clock is fixed)."""
+    """What was sent, in order (the input and the clock are fixed: equal digests, equal
+    outputs)."""
     hashed = hashlib.sha256()
     for topic, key, value in sent:
         hashed.update(f"{topic}\0{key}\0".encode() + value + b"\n")
@@ -92,13 +115,13 @@ async def _feed(
 
 
 def _one_run(
-    records: list[tuple[bytes, bytes]], now: datetime, *, write_back: bool
+    records: list[tuple[bytes, bytes]], *, write_back: bool
 ) -> tuple[float, int, str, ReadinessProcessor]:
     """CPU seconds for the backlog; triggers fired; digest of everything sent."""
     table: dict[str, Any] = {}
     durations: dict[str, Any] = {}
     publisher = _Collected()
-    clock = ManualClock(now)
+    clock = ManualClock(NOW)
     batch_tables: tuple[WriteBackTable, ...] = ()
     if write_back:
         batch_tables = (WriteBackTable(table), WriteBackTable(durations))
@@ -127,12 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.readiness_cpu")
     parser.add_argument("--events", type=int, default=40_000)
     args = parser.parse_args(argv)
-    records = backlog(args.events)
-    # A fixed clock just after the backlog was stamped: every run does the same work.
-    now = datetime.now(UTC) + timedelta(seconds=1)
+    records = _deterministic(backlog(args.events))
     print(f"readiness CPU per event, {len(records):,} events, best of {RUNS} (process CPU time)")
     for name, write_back in (("dict", False), (f"write-back, batches of {BATCH}", True)):
-        results = [_one_run(records, now, write_back=write_back) for _ in range(RUNS)]
+        results = [_one_run(records, write_back=write_back) for _ in range(RUNS)]
         outputs = {(triggers, digest) for _, triggers, digest, _ in results}
         if len(outputs) != 1:
             print(f"error: runs of {name} sent different records: {outputs}", file=sys.stderr)
