@@ -88,12 +88,21 @@ def _deterministic(records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
     return fixed
 
 
-def _digest(sent: list[tuple[TopicName, str, bytes]]) -> str:
-    """What was sent, in order (the input and the clock are fixed: equal digests, equal
-    outputs)."""
+def _digest(sent: list[tuple[TopicName, str, bytes]], *tables: MutableMapping[str, Any]) -> str:
+    """What was sent, in order, and what the tables hold (the input and the clock are fixed:
+    equal digests, equal outputs and states)."""
     hashed = hashlib.sha256()
     for topic, key, value in sent:
         hashed.update(f"{topic}\0{key}\0".encode() + value + b"\n")
+    for table in tables:
+        for key in sorted(table):
+            stored = table[key]
+            hashed.update(
+                key.encode()
+                + b"\0"
+                + (stored if isinstance(stored, bytes) else orjson.dumps(stored))
+                + b"\n"
+            )
     return hashed.hexdigest()[:16]
 
 
@@ -117,7 +126,7 @@ async def _feed(
 def _one_run(
     records: list[tuple[bytes, bytes]], *, write_back: bool
 ) -> tuple[float, int, str, ReadinessProcessor]:
-    """CPU seconds for the backlog; triggers fired; digest of everything sent."""
+    """CPU seconds for the backlog; triggers fired; digest of everything sent and stored."""
     table: dict[str, Any] = {}
     durations: dict[str, Any] = {}
     publisher = _Collected()
@@ -132,7 +141,7 @@ def _one_run(
     started = time.process_time()
     triggers = asyncio.run(_feed(processor, records, batch_tables))
     spent = time.process_time() - started
-    return spent, triggers, _digest(publisher.sent), processor
+    return spent, triggers, _digest(publisher.sent, table, durations), processor
 
 
 def _tick_scan(processor: ReadinessProcessor) -> tuple[float, int]:
