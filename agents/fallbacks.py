@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 def satisfier(spec: PhaseSpec, state: PhaseState, name: str) -> str | None:
     """The processor whose success counts for expected ``name`` (itself, or for a group's
     primary the member that succeeded first), or None while it is not done."""
-    done = state.done()
+    return _satisfier(spec, state, name, state.done())
+
+
+def _satisfier(spec: PhaseSpec, state: PhaseState, name: str, done: frozenset[str]) -> str | None:
     if name in done:
         return name
     group = spec.group_of(name)
@@ -37,8 +40,9 @@ def counted(
     """(completed, missing) of ``expected``: completed names the processors that counted."""
     completed: list[str] = []
     missing: list[str] = []
+    done = state.done()  # once, not once per expected name
     for name in sorted(expected):
-        found = satisfier(spec, state, name)
+        found = _satisfier(spec, state, name, done)
         if found is None:
             missing.append(name)
         else:

@@ -224,9 +224,15 @@ def install(ctx: FeatureContext) -> ReadinessProcessor:
                 metrics.triggers_out.labels(phase=str(trigger.phase), reason=trigger.reason).inc()
                 observe_phase_duration(processor, metrics, trigger)
 
+    # Each topic's counter child, looked up once: labels() per record costs more than inc().
+    events_in: dict[str, Any] = {}
+
     async def handle_record(message: Any) -> list[PhaseTrigger]:
         origin = Origin.of(message)
-        metrics.events_in.labels(topic=message.topic).inc()
+        counter = events_in.get(message.topic)
+        if counter is None:
+            counter = events_in[message.topic] = metrics.events_in.labels(topic=message.topic)
+        counter.inc()
         if message.topic == completions:
             received = (
                 record_time(message.timestamp, message.timestamp_type) if on_wall_time else None

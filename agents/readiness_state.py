@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,10 +18,39 @@ DONE_STATUSES = frozenset({"success", "partial"})
 GATE_FIELDS = ("expected_players", "completed_players", "total_predictions")
 
 
-class ProcessorRecord(BaseModel):
-    """What is known of one processor's completions for one date."""
+#: (game_date, phase) -> its table key: asked several times per event, formatted once.
+_TABLE_KEYS: dict[tuple[date, int], str] = {}
+_TABLE_KEYS_MAX = 100_000
+
+
+class _StateModel(BaseModel):
+    """A frozen state model whose shallow ``model_copy`` is a single dict merge: every
+    completion copies its phase state several times (the record, the dedup id, the deadline,
+    the save stamp), and pydantic's generic copy (three ``copy.copy`` calls and a private-attribute
+    scan) was the largest pure-Python cost per event. Same result as pydantic's: the fields
+    updated without validation, ``model_fields_set`` grown by the updated names."""
 
     model_config = ConfigDict(frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        if deep or self.__pydantic_extra__ is not None or self.__pydantic_private__ is not None:
+            return super().model_copy(update=update, deep=deep)
+        cls = type(self)
+        copied = cls.__new__(cls)
+        if update:
+            values = {**self.__dict__, **update}
+            fields_set = self.__pydantic_fields_set__.union(update)
+        else:
+            values, fields_set = dict(self.__dict__), set(self.__pydantic_fields_set__)
+        object.__setattr__(copied, "__dict__", values)
+        object.__setattr__(copied, "__pydantic_extra__", None)
+        object.__setattr__(copied, "__pydantic_fields_set__", fields_set)
+        object.__setattr__(copied, "__pydantic_private__", None)
+        return copied
+
+
+class ProcessorRecord(_StateModel):
+    """What is known of one processor's completions for one date."""
 
     status: str
     record_count: int
@@ -34,10 +64,8 @@ class ProcessorRecord(BaseModel):
     gate: dict[str, int] = Field(default_factory=dict)
 
 
-class TriggerLedgerEntry(BaseModel):
+class TriggerLedgerEntry(_StateModel):
     """The one ready/timeout trigger a phase may fire, kept so it is never fired twice."""
-
-    model_config = ConfigDict(frozen=True)
 
     trigger_id: str
     reason: str
@@ -49,10 +77,8 @@ class TriggerLedgerEntry(BaseModel):
     completed: tuple[str, ...] = ()
 
 
-class RerunRecord(BaseModel):
+class RerunRecord(_StateModel):
     """Reruns requested for one processor of one (date, phase), and the next one pending."""
-
-    model_config = ConfigDict(frozen=True)
 
     requested: int = 0
     last_requested_at: datetime | None = None
@@ -61,10 +87,8 @@ class RerunRecord(BaseModel):
     circuit_open: bool = False
 
 
-class PhaseState(BaseModel):
+class PhaseState(_StateModel):
     """Readiness of one phase of one game date."""
-
-    model_config = ConfigDict(frozen=True)
 
     game_date: date
     phase: int
@@ -108,7 +132,12 @@ class PhaseState(BaseModel):
 
     @staticmethod
     def table_key(game_date: date, phase: int) -> str:
-        return f"{game_date.isoformat()}:{phase}"
+        found = _TABLE_KEYS.get((game_date, phase))
+        if found is None:
+            if len(_TABLE_KEYS) >= _TABLE_KEYS_MAX:
+                _TABLE_KEYS.clear()
+            found = _TABLE_KEYS[(game_date, phase)] = f"{game_date.isoformat()}:{phase}"
+        return found
 
     @property
     def key(self) -> str:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import difflib
 import tomllib
 import types
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import ErrorDetails
@@ -39,6 +39,8 @@ from phaseflow.streams.core.system_ids import known_system_ids
 
 DEFAULT_REGISTRY: Final = "pipeline.toml"
 _DEFAULT_SOURCE: Final = f"{DEFAULT_REGISTRY} (built-in default)"
+_T = TypeVar("_T")
+_O = TypeVar("_O")
 
 
 class RegistryError(ValueError):
@@ -51,6 +53,31 @@ class PhaseNotConfiguredError(KeyError):
     def __str__(self) -> str:
         # KeyError's own __str__ would print the message with quotes around it.
         return str(self.args[0]) if self.args else ""
+
+
+#: Lookups derived from a frozen registry object, asked per event (phase by number, phase of a
+#: processor, a phase's members and required set): computed once per object. Kept outside the
+#: models so that equality and dumps see the fields only; each entry holds its object, so its id
+#: is not reused while the entry exists.
+_DERIVED: dict[tuple[int, Callable[[Any], Any]], tuple[object, Any]] = {}
+_DERIVED_MAX: Final = 1024
+_LAST: dict[Callable[[Any], Any], tuple[object, Any]] = {}
+
+
+def _derived(owner: _O, compute: Callable[[_O], _T]) -> _T:
+    """``compute(owner)``, computed once per (owner, compute)."""
+    # A process mostly asks about one registry: its last answer per computation comes first.
+    last = _LAST.get(compute)
+    if last is not None and last[0] is owner:
+        return cast("_T", last[1])
+    key = (id(owner), compute)
+    entry = _DERIVED.get(key)
+    if entry is None or entry[0] is not owner:
+        if len(_DERIVED) >= _DERIVED_MAX:
+            _DERIVED.clear()
+        entry = _DERIVED[key] = (owner, compute(owner))
+    _LAST[compute] = entry
+    return cast("_T", entry[1])
 
 
 class _Spec(BaseModel):
@@ -153,18 +180,16 @@ class PhaseSpec(_Spec):
     @property
     def required(self) -> frozenset[str]:
         """Every processor that is not optional; a fallback group counts once, as its primary."""
-        return (frozenset(self.processors) - frozenset(self.optional)) | frozenset(
-            group[0] for group in self.any_of
-        )
+        return _derived(self, _required)
 
     @property
     def members(self) -> tuple[str, ...]:
         """Every processor name of the phase: ``processors`` then each group's members."""
-        return (*self.processors, *(name for group in self.any_of for name in group))
+        return _derived(self, _members)
 
     def group_of(self, name: str) -> tuple[str, ...] | None:
         """The fallback group ``name`` is a member of (primary first), or None."""
-        return next((group for group in self.any_of if name in group), None)
+        return _derived(self, _group_by_member).get(name)
 
     def satisfied(self, done: Collection[str]) -> frozenset[str]:
         """``done`` plus the primary of every group one of whose members is done: what to
@@ -192,6 +217,43 @@ class PhaseSpec(_Spec):
         return frozenset(self.critical) & self.expected_processors(game_date, today)
 
 
+def _required(spec: PhaseSpec) -> frozenset[str]:
+    return (frozenset(spec.processors) - frozenset(spec.optional)) | frozenset(
+        group[0] for group in spec.any_of
+    )
+
+
+def _members(spec: PhaseSpec) -> tuple[str, ...]:
+    return (*spec.processors, *(name for group in spec.any_of for name in group))
+
+
+def _group_by_member(spec: PhaseSpec) -> dict[str, tuple[str, ...]]:
+    """Member name -> the first fallback group (file order) it is a member of."""
+    found: dict[str, tuple[str, ...]] = {}
+    for group in spec.any_of:
+        for name in group:
+            found.setdefault(name, group)
+    return found
+
+
+def _by_number(phases: tuple[PhaseSpec, ...]) -> dict[int, PhaseSpec]:
+    """Phase number -> its spec (the first one, in file order). Keyed by the phases tuple, so a
+    registry copied with other phases gets its own index."""
+    found: dict[int, PhaseSpec] = {}
+    for spec in phases:
+        found.setdefault(spec.phase, spec)
+    return found
+
+
+def _by_processor(phases: tuple[PhaseSpec, ...]) -> dict[str, int]:
+    """Processor name -> the first phase (file order) it is a member of."""
+    found: dict[str, int] = {}
+    for spec in phases:
+        for name in spec.members:
+            found.setdefault(name, spec.phase)
+    return found
+
+
 class Registry(_Spec):
     """The whole registry file."""
 
@@ -207,9 +269,9 @@ class Registry(_Spec):
 
     def phase(self, number: int) -> PhaseSpec:
         """The spec of phase ``number``; :class:`PhaseNotConfiguredError` if there is none."""
-        for spec in self.phases:
-            if spec.phase == number:
-                return spec
+        spec = _derived(self.phases, _by_number).get(number)
+        if spec is not None:
+            return spec
         declared = ", ".join(str(spec.phase) for spec in self.phases)
         raise PhaseNotConfiguredError(
             f"phase {number!r} is not in the registry (declared: {declared})"
@@ -222,14 +284,11 @@ class Registry(_Spec):
 
     def has_phase(self, number: int) -> bool:
         """Whether the registry declares phase ``number``."""
-        return any(spec.phase == number for spec in self.phases)
+        return number in _derived(self.phases, _by_number)
 
     def phase_for_processor(self, processor_name: str) -> int | None:
         """The phase a processor belongs to, or None for a processor the registry does not know."""
-        for spec in self.phases:
-            if processor_name in spec.members:
-                return spec.phase
-        return None
+        return _derived(self.phases, _by_processor).get(processor_name)
 
     def system(self, system_id: str) -> SystemSpec | None:
         """The prediction system ``system_id``, or None."""
