@@ -22,7 +22,7 @@ from typing import Self
 import duckdb
 
 from phaseflow.streams.local import ChildProcess
-from phaseflow.streams.local.ports import free_port, port_open
+from phaseflow.streams.local.ports import free_ports, port_open
 
 SPATIAL_WHEEL = "duckdb-extension-spatial"
 _POLL_SECONDS = 0.05
@@ -92,8 +92,10 @@ class BigQueryEmulator:
         stop_timeout: float = 10.0,
     ) -> None:
         self.project = project
-        self.rest_port = rest_port or free_port()
-        self.grpc_port = grpc_port or free_port()
+        # Both picked at once, so they differ (free_ports).
+        picked = free_ports(2, besides=[port for port in (rest_port, grpc_port) if port])
+        self.rest_port = rest_port or picked[0]
+        self.grpc_port = grpc_port or picked[1]
         self.persistent = persistent
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from phaseflow.streams.local import BrokerError
 
@@ -17,6 +17,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_ports(count: int, host: str = "127.0.0.1", *, besides: Iterable[int] = ()) -> list[int]:
+    """``count`` distinct TCP ports nobody listens on right now, none of ``besides``. They are
+    bound all at once: one ``free_port()`` after another can get the same port back (the OS
+    hands out a just-released port again), and a broker given one port for two listeners
+    refuses to start."""
+    taken = set(besides)
+    sockets: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            if port not in taken:
+                taken.add(port)
+                ports.append(port)
+    finally:
+        for sock in sockets:
+            sock.close()
+    return ports
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -37,7 +37,12 @@ from types import FrameType
 from typing import Self
 
 from phaseflow.streams.local import BrokerError, ChildProcess, LocalBroker, cache_root
-from phaseflow.streams.local.ports import free_port, metadata_ready, require_free, wait_until
+from phaseflow.streams.local.ports import (
+    free_ports,
+    metadata_ready,
+    require_free,
+    wait_until,
+)
 from tests.support.kafka_tls import make_broker_tls
 
 # 4.1.1 is what the test suite and the benchmarks were measured on; 4.4.0 also passed the
@@ -324,11 +329,17 @@ class ApacheKafka(LocalBroker):
             stored_port, self._controller_port, stored_secured = _stored_ports(properties)
             self._port = self._requested_port or stored_port
         else:
-            self._port = self._requested_port or free_port()
-            self._controller_port = free_port()
+            requested = [self._requested_port] if self._requested_port else []
+            # Client, controller and SASL_SSL ports bound at once, so they differ.
+            picked = free_ports(3 - len(requested), besides=requested)
+            self._port = self._requested_port or picked.pop()
+            self._controller_port = picked.pop()
+            stored_secured = picked.pop()
         secured = None
         if self.sasl_ssl:
-            self._secured_port = stored_secured or free_port()
+            self._secured_port = (
+                stored_secured or free_ports(1, besides=(self._port, self._controller_port))[0]
+            )
             tls = make_broker_tls(self._data_dir / "tls")
             secured = (self._secured_port, tls.keystore_file, self.sasl_users)
         properties.write_text(
