@@ -26,14 +26,6 @@ the last record delivered, or after a seek the next one), which the readiness ag
 duplicate completion, and a tick handled twice only re-evaluates its date. A gap that is back
 unchanged after its repair is not repaired again: what lies there delivers nothing (aborted
 transactions and their markers under read_committed), it is not a loss.
-
-A partition whose fetching stopped shows no gap in aiokafka's view: its position stands where
-Faust's delivery stopped. So once per ``hold`` the repair also asks the broker for the watched
-partitions' end offsets (as this consumer reads: the last stable offset), and a partition with
-records beyond its position (more than a record and its marker) and nothing delivered for
-``hold`` is sought back the same way. Seen in the same test (2026-12-07): the survivor never
-read a taken-over partition's new completions (no phase 6 for three dates) and nothing
-repaired it.
 """
 
 from __future__ import annotations
@@ -63,8 +55,6 @@ class PartitionFetch:
     delivered_up_to: int | None  # the first offset Faust may not have handed over yet
     position: int | None  # aiokafka's next offset to fetch
     deliverable: bool  # assigned, active, not paused or buffer-full, not in recovery
-    #: The broker's end offset (read_committed: the last stable offset) when last asked.
-    log_end: int | None = None
 
 
 class FetchGapTracker:
@@ -72,9 +62,8 @@ class FetchGapTracker:
 
     def __init__(self, hold: float) -> None:
         self._hold = hold
-        #: Per partition: what Faust had delivered up to, and since when (no progress since).
-        self._since: dict[TP, tuple[int, float]] = {}
-        #: The (delivered, fetched or on the broker) each partition's last repair started from.
+        self._since: dict[TP, tuple[tuple[int, int], float]] = {}
+        #: The (delivered, position) each partition's last repair started from.
         self._repaired: dict[TP, tuple[int, int]] = {}
 
     def seek_target(self, tp: TP, fetch: PartitionFetch, now: float) -> int | None:
@@ -83,20 +72,15 @@ class FetchGapTracker:
         if not fetch.deliverable or delivered is None or position is None:
             self._since.pop(tp, None)
             return None
-        # Fetched past what Faust delivered (one offset may be a transaction marker), or records
-        # on the broker that aiokafka does not fetch (two offsets: a record and its marker may
-        # be in flight).
-        dropped = position > delivered + 1
-        unfetched = fetch.log_end is not None and fetch.log_end > max(position, delivered) + 2
-        if not (dropped or unfetched):
+        if position <= delivered + 1:  # all delivered (or one transaction marker left)
             self._since.pop(tp, None)
             return None
-        seen = (delivered, max(position, fetch.log_end or 0))
+        seen = (delivered, position)
         if self._repaired.get(tp) == seen:  # re-read and still nothing to deliver
             return None
         first = self._since.get(tp)
-        if first is None or first[0] != delivered:  # delivering: not stuck
-            self._since[tp] = (delivered, now)
+        if first is None or first[0] != seen:
+            self._since[tp] = (seen, now)
             return None
         if now - first[1] < self._hold:
             return None
@@ -144,10 +128,6 @@ class FetchGapRepair:
         self._topics = frozenset(topics)
         self._clock = clock
         self._tracker = FetchGapTracker(hold)
-        self._hold = hold
-        #: The broker's end offsets of the partitions watched, and when they were asked for.
-        self._log_ends: dict[TP, int] = {}
-        self._log_ends_at: float | None = None
         self.repairs = 0
 
     async def check(self) -> int:
@@ -156,11 +136,11 @@ class FetchGapRepair:
         if lock_holder(app) != "nobody":  # a record or a commit in progress: not idle
             return 0
         consumer = app.consumer  # type: ignore[attr-defined]
-        watched = sorted(tp for tp in consumer.assignment() if tp.topic in self._topics)
-        await self._refresh_log_ends(consumer, watched)
         repaired = 0
-        for tp in watched:
-            fetch = replace(partition_fetch(app, tp), log_end=self._log_ends.get(tp))
+        for tp in sorted(consumer.assignment()):
+            if tp.topic not in self._topics:
+                continue
+            fetch = partition_fetch(app, tp)
             if fetch.delivered_up_to is None and fetch.deliverable and (fetch.position or 0) > 1:
                 fetch = replace(fetch, delivered_up_to=await _log_start(consumer, tp))
             target = self._tracker.seek_target(tp, fetch, self._clock())
@@ -179,32 +159,6 @@ class FetchGapRepair:
             repaired += 1
         self.repairs += repaired
         return repaired
-
-    async def _refresh_log_ends(self, consumer: object, tps: list[TP]) -> None:
-        """Ask the broker for the partitions' end offsets once per ``hold``: a partition whose
-        fetching stopped shows no gap in aiokafka's own view (its position stands still)."""
-        now = self._clock()
-        if not tps or (self._log_ends_at is not None and now - self._log_ends_at < self._hold):
-            return
-        self._log_ends_at = now
-        self._log_ends = await _log_ends(consumer, tps)
-
-
-async def _log_ends(consumer: object, tps: list[TP]) -> dict[TP, int]:
-    """The partitions' end offsets as this consumer reads them (read_committed: the last
-    stable offset); empty if the broker does not answer (asked again after the hold)."""
-    thread = consumer._thread  # type: ignore[attr-defined]
-
-    async def ask() -> dict[TP, int]:
-        ends = await thread._ensure_consumer().end_offsets(tps)
-        return {tp: end for tp, end in ends.items() if isinstance(end, int)}
-
-    try:
-        found: dict[TP, int] = await thread.call_thread(ask)
-    except KafkaError as error:
-        log.debug("end offsets unknown: %s", error)
-        return {}
-    return {TP(tp.topic, tp.partition): end for tp, end in found.items()}
 
 
 async def _log_start(consumer: object, tp: TP) -> int | None:

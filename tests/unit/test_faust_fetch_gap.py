@@ -82,15 +82,9 @@ class _Clock:
 class _AiokafkaConsumer:
     """What the repair reads of aiokafka's consumer: positions, log starts, seeks."""
 
-    def __init__(
-        self,
-        positions: dict[TP, int],
-        log_starts: dict[TP, int],
-        log_ends: dict[TP, int] | None = None,
-    ) -> None:
+    def __init__(self, positions: dict[TP, int], log_starts: dict[TP, int]) -> None:
         self.positions = positions
         self.log_starts = log_starts
-        self.log_ends = log_ends if log_ends is not None else dict(positions)
         self.seeks: list[tuple[TP, int]] = []
         states = {tp: SimpleNamespace(_position=p) for tp, p in positions.items()}
         assignment = SimpleNamespace(tps=set(positions), state_value=states.__getitem__)
@@ -98,9 +92,6 @@ class _AiokafkaConsumer:
 
     async def beginning_offsets(self, tps: list[TP]) -> dict[TP, int]:
         return {tp: self.log_starts[tp] for tp in tps}
-
-    async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
-        return {tp: self.log_ends[tp] for tp in tps}
 
     def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp, offset))
@@ -164,39 +155,3 @@ async def test_a_partition_with_nothing_fetched_past_its_start_is_left_alone() -
             clock.now = now
             assert await repair.check() == 0
         assert client.seeks == []
-
-
-async def test_a_partition_aiokafka_stopped_fetching_is_read_again_from_what_was_delivered() -> (
-    None
-):
-    # Faust delivered up to 85 and committed it; aiokafka's position stands at 85, but the
-    # broker has records up to 96 (published after the takeover) and nothing is delivered.
-    client = _AiokafkaConsumer({TP2: 85}, log_starts={TP2: 0}, log_ends={TP2: 96})
-    app = _faust_app(client, read={TP2: 85}, committed={TP2: 85})
-    clock = _Clock()
-    repair = FetchGapRepair(app, [TP2.topic], clock, hold=5.0)
-    assert await repair.check() == 0
-    clock.now = 105.0
-    assert await repair.check() == 1
-    assert client.seeks == [(TP2, 85)]
-
-
-def test_records_on_the_broker_wait_for_the_hold_and_delivery_restarts_it() -> None:
-    tracker = FetchGapTracker(hold=5.0)
-    stuck = PartitionFetch(delivered_up_to=85, position=85, deliverable=True, log_end=96)
-    assert tracker.seek_target(TP2, stuck, now=100.0) is None
-    # More records arrive (the end moves) while nothing is delivered: still stuck since 100.
-    more = PartitionFetch(delivered_up_to=85, position=85, deliverable=True, log_end=99)
-    assert tracker.seek_target(TP2, more, now=104.0) is None
-    assert tracker.seek_target(TP2, more, now=105.0) == 85
-    moving = PartitionFetch(delivered_up_to=90, position=91, deliverable=True, log_end=120)
-    assert tracker.seek_target(TP2, moving, now=106.0) is None
-    assert tracker.seek_target(TP2, moving, now=110.0) is None
-
-
-def test_a_record_and_its_transaction_marker_past_the_position_are_not_a_gap() -> None:
-    # A record and its commit marker may be on the broker before aiokafka fetches them.
-    tracker = FetchGapTracker(hold=5.0)
-    for now in (100.0, 110.0, 120.0):
-        caught_up = PartitionFetch(delivered_up_to=85, position=86, deliverable=True, log_end=88)
-        assert tracker.seek_target(TP2, caught_up, now=now) is None
