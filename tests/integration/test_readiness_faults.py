@@ -24,6 +24,7 @@ from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.registry import Registry, load_registry
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName, ensure_topics
+from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.simulation import (
@@ -239,7 +240,7 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
         common |= {"kafka_session_timeout_seconds": 6.0, "kafka_heartbeat_interval_seconds": 1.0}
     first_settings = make_settings(**common, data_dir=tmp_path / "w1")
     second_settings = first_settings.model_copy(
-        update={"data_dir": tmp_path / "w2", "web_port": first_settings.web_port + 1}
+        update={"data_dir": tmp_path / "w2", "web_port": free_port()}
     )
     await ensure_topics(first_settings)
     # Supervised, as in production: under exactly_once faust-streaming crashes a worker whose

@@ -33,6 +33,7 @@ from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.registry import load_registry
 from phaseflow.streams.core.settings import Settings, settings_to_env
 from phaseflow.streams.core.topics import ensure_topics
+from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.simulation import TriggerReader, phase_completions
@@ -94,9 +95,7 @@ async def test_a_restarted_worker_keeps_its_partitions_and_ids_are_unique(
     )
     await ensure_topics(base)
     first_settings = base.model_copy(update={"worker_id": "worker-one"})
-    second_settings = base.model_copy(
-        update={"worker_id": "worker-two", "web_port": base.web_port + 1}
-    )
+    second_settings = base.model_copy(update={"worker_id": "worker-two", "web_port": free_port()})
     first = start_worker(first_settings)
     await asyncio.to_thread(first.wait_ready, 180.0)
     everything = last_assignment(first)  # every partition of every topic the app reads
@@ -106,7 +105,7 @@ async def test_a_restarted_worker_keeps_its_partitions_and_ids_are_unique(
     await asyncio.to_thread(first.wait_ready, 180.0, after=1)
 
     # 1. Another worker with the first one's id (its own web port) stops before joining.
-    duplicate = base.model_copy(update={"worker_id": "worker-one", "web_port": base.web_port + 2})
+    duplicate = base.model_copy(update={"worker_id": "worker-one", "web_port": free_port()})
     done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "phaseflow.streams.cli", "worker"],
