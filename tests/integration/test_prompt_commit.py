@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import date
-from typing import Any
 
 import pytest
 
@@ -23,13 +22,11 @@ PHASE2 = ("p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores")
 NO_PERIODIC_COMMIT_SECONDS = 3600.0
 
 
+@pytest.mark.transactions  # exactly_once: the embedded broker has no transactions
 async def test_a_trigger_is_readable_without_a_periodic_commit(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], WorkerProcess],
-    broker: Any,
 ) -> None:
-    if not broker.supports_transactions:
-        pytest.skip("exactly_once needs a broker with transactions")
     settings = make_settings(kafka_commit_interval_seconds=NO_PERIODIC_COMMIT_SECONDS)
     assert settings.processing_guarantee == "exactly_once"
     await ensure_topics(settings)
