@@ -25,6 +25,13 @@ MODE = os.environ.get("BASELINE_MODE", "noop")
 COUNT = int(os.environ.get("BASELINE_COUNT", "0"))
 GUARANTEE = os.environ.get("BASELINE_GUARANTEE", "at_least_once")
 settings = Settings()
+
+
+def _data_dir() -> str:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return str(settings.data_dir)
+
+
 # Under exactly_once the worker's commit interval: each commit ends a transaction per partition.
 guarantee_options: dict[str, Any] = (
     {
@@ -38,7 +45,9 @@ app = faust.App(
     f"baseline-{MODE}-{GUARANTEE}-{uuid.uuid4().hex[:6]}",
     broker=settings.broker_url,
     store="memory://",
-    datadir=tempfile.mkdtemp(prefix="faust-baseline-"),
+    # Under the benchmark's data directory (a temporary one bench.readiness deletes): this
+    # process ends with os._exit and cannot delete its own.
+    datadir=tempfile.mkdtemp(prefix="faust-baseline-", dir=_data_dir()),
     topic_partitions=settings.kafka_topic_partitions,
     web_enabled=False,
     consumer_auto_offset_reset="earliest",
