@@ -19,11 +19,10 @@ from typing import TextIO
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseTrigger
-from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.registry import Registry
 from phaseflow.streams.core.settings import Settings
-from phaseflow.streams.core.topics import TopicName, committed_reader
+from phaseflow.streams.core.topics import CommittedReader, TopicName
 
 #: Reads the triggers that arrived within ``wait_seconds`` (possibly none).
 ReadTriggers = Callable[[float], Awaitable[list[PhaseTrigger]]]
@@ -91,18 +90,22 @@ class TriggerFollower(AsyncService):
     at the end of every partition when started, i.e. before the command sends anything."""
 
     def __init__(self, settings: Settings) -> None:
-        self._consumer = committed_reader(settings, TopicName.PHASE_TRIGGERS, offset_reset="latest")
+        self._reader = CommittedReader(settings, TopicName.PHASE_TRIGGERS, offset_reset="latest")
 
     async def start(self) -> None:
-        await kafka_clients.started(self._consumer)
-        for partition in self._consumer.assignment():
-            await self._consumer.position(partition)  # resolves "latest" now
+        consumer = await self._reader.start()
+        try:
+            for partition in consumer.assignment():
+                await consumer.position(partition)  # resolves "latest" now
+        except BaseException:
+            await self._reader.stop()  # `async with` does not stop what failed to start
+            raise
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await self._reader.stop()
 
     async def read(self, wait_seconds: float) -> list[PhaseTrigger]:
-        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000))
+        batches = await self._reader.consumer.getmany(timeout_ms=int(wait_seconds * 1000))
         return [
             decode(PhaseTrigger, record.value)
             for records in batches.values()

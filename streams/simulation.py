@@ -18,11 +18,10 @@ from pydantic import BaseModel
 
 from phaseflow.models.codec import decode
 from phaseflow.models.events import PhaseCompletion, PhaseTrigger
-from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.registry import Registry
 from phaseflow.streams.core.settings import Settings
-from phaseflow.streams.core.topics import TopicName, committed_reader
+from phaseflow.streams.core.topics import CommittedReader, TopicName
 from phaseflow.streams.publish import CompletionPublisher
 
 EventT = TypeVar("EventT", bound=BaseModel)
@@ -79,13 +78,13 @@ class TopicReader(AsyncService, Generic[EventT]):
     def __init__(self, settings: Settings, topic: TopicName, model: type[EventT]) -> None:
         self._model = model
         # Without a group_id aiokafka assigns itself every partition of the subscribed topic.
-        self._consumer = committed_reader(settings, topic)
+        self._reader = CommittedReader(settings, topic)
 
     async def start(self) -> None:
-        await kafka_clients.started(self._consumer)
+        await self._reader.start()
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await self._reader.stop()
 
     async def read(self, wait_seconds: float) -> list[EventT]:
         """Records that arrive within ``wait_seconds`` (possibly none)."""
@@ -93,7 +92,7 @@ class TopicReader(AsyncService, Generic[EventT]):
 
     async def read_stamped(self, wait_seconds: float) -> list[tuple[datetime, EventT]]:
         """Like :meth:`read`, each with its record's timestamp (when it went on the topic)."""
-        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000))
+        batches = await self._reader.consumer.getmany(timeout_ms=int(wait_seconds * 1000))
         return [
             (
                 datetime.fromtimestamp(record.timestamp / 1000, UTC),

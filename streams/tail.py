@@ -22,12 +22,11 @@ from aiokafka.structs import ConsumerRecord
 
 from phaseflow.models.codec import EventDecodeError, decode
 from phaseflow.models.events import Alert, DeadLetter, PhaseTrigger, RerunRequest
-from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import (
+    CommittedReader,
     TopicName,
-    committed_reader,
     ensure_topics,
     until_assigned,
 )
@@ -151,30 +150,28 @@ class Tail(AsyncService):
     def __init__(self, settings: Settings, topics: Sequence[str]) -> None:
         self._settings = settings
         self._topics = [TOPICS[name].topic for name in topics]
-        self._consumer = committed_reader(settings, *self._topics, offset_reset="latest")
-        self._started = False
+        self._reader = CommittedReader(settings, *self._topics, offset_reset="latest")
 
     async def start(self) -> None:
         """Returns once every partition is positioned at its end: from here on nothing is
         missed."""
-        if self._started:
-            return
         await ensure_topics(self._settings)  # a missing topic must not be auto-created
-        await kafka_clients.started(self._consumer)
-        self._started = True
+        consumer = await self._reader.start()
         wanted = {self._settings.topic(topic) for topic in self._topics}
-        await until_assigned(self._consumer, wanted, time.monotonic() + _ASSIGN_TIMEOUT_SECONDS)
-        for partition in self._consumer.assignment():
-            await self._consumer.position(partition)  # resolves "latest" now
+        try:
+            await until_assigned(consumer, wanted, time.monotonic() + _ASSIGN_TIMEOUT_SECONDS)
+            for partition in consumer.assignment():
+                await consumer.position(partition)  # resolves "latest" now
+        except BaseException:
+            await self._reader.stop()  # `async with` does not stop what failed to start
+            raise
 
     async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._consumer.stop()
+        await self._reader.stop()
 
     async def read(self, wait_seconds: float) -> list[ConsumerRecord[bytes, bytes]]:
         """Records that arrived within ``wait_seconds``, in order per partition."""
-        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000))
+        batches = await self._reader.consumer.getmany(timeout_ms=int(wait_seconds * 1000))
         return [record for records in batches.values() for record in records]
 
 

@@ -191,6 +191,41 @@ def committed_reader(
     )
 
 
+class CommittedReader:
+    """A :func:`committed_reader` built when started, not before: a reader made and never
+    started (a command that fails before it reads) holds no Kafka client to leak. ``stop()``
+    is idempotent; a stopped reader can be started again."""
+
+    def __init__(
+        self, settings: Settings, *topics: TopicName, offset_reset: str = "earliest"
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._offset_reset = offset_reset
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> AIOKafkaConsumer:
+        """The consumer, started (a failed start closes it: kafka_clients.started)."""
+        if self._consumer is None:
+            consumer = committed_reader(
+                self._settings, *self._topics, offset_reset=self._offset_reset
+            )
+            await kafka_clients.started(consumer)
+            self._consumer = consumer
+        return self._consumer
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the reader is not started (use it with `async with`)")
+        return self._consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
 async def until_assigned(consumer: AIOKafkaConsumer, topics: set[str], deadline: float) -> None:
     """Wait until ``consumer`` (a :func:`committed_reader`, which assigns itself every partition
     once it has the topics' metadata) holds partitions of every one of ``topics``; TimeoutError

@@ -18,9 +18,11 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry, Counter
 
+from phaseflow.streams.backfill import TriggerFollower
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.clock import ManualClock
 from phaseflow.streams.core.kafka_clients import KafkaEndpoint
+from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.dlq_tracker import DeadLetterTracker
 from phaseflow.streams.monitoring.commit_times import CommitTimes
@@ -31,6 +33,8 @@ from phaseflow.streams.notify.delivery import RouteDelivery
 from phaseflow.streams.notify.routes import RouteFilter
 from phaseflow.streams.notify.senders import HttpSender
 from phaseflow.streams.notify.service import RouteNotifier
+from phaseflow.streams.simulation import TriggerReader
+from phaseflow.streams.tail import Tail
 from tests.unit.test_notify_delivery import T0
 
 #: Nothing listens on port 1: connecting is refused at once.
@@ -145,4 +149,36 @@ async def test_a_notifier_route_that_cannot_start_leaks_no_consumer(
     )
     notifier = RouteNotifier(SETTINGS, delivery)
     assert await fail_each_time(notifier.start) == ATTEMPTS
+    assert unclosed_clients() == []
+
+
+def _readers() -> dict[str, Callable[[], AsyncService]]:
+    return {
+        "TriggerReader": lambda: TriggerReader(SETTINGS),
+        "TriggerFollower": lambda: TriggerFollower(SETTINGS),
+        "Tail": lambda: Tail(SETTINGS, ["triggers"]),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_readers()))
+async def test_a_reader_made_and_never_started_holds_no_client(
+    name: str, unclosed_clients: Callable[[], list[str]]
+) -> None:
+    # A command that fails before it reads (a bad argument, a refused publish) drops its
+    # reader unstarted; the reader built its consumer in __init__ before.
+    for _ in range(ATTEMPTS):
+        _readers()[name]()
+    assert unclosed_clients() == []
+
+
+@pytest.mark.parametrize("name", ["TriggerReader", "TriggerFollower"])
+async def test_a_reader_that_cannot_start_leaks_no_client_and_says_it_is_not_started(
+    name: str, unclosed_clients: Callable[[], list[str]]
+) -> None:
+    reader = _readers()[name]()
+    assert await fail_each_time(reader.start) == ATTEMPTS
+    with pytest.raises(RuntimeError, match="not started"):
+        await reader.read(0.1)  # type: ignore[attr-defined]
+    await reader.stop()
+    await reader.stop()  # idempotent
     assert unclosed_clients() == []
