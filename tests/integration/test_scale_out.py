@@ -25,6 +25,7 @@ from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core.registry import load_registry
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName, ensure_topics
+from phaseflow.streams.local.ports import free_ports
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.simulation import TriggerReader, phase_completions
@@ -87,12 +88,15 @@ async def test_three_workers_then_one_added_and_one_killed_fire_each_phase_once(
     await ensure_topics(base)
     topic = base.topic(TopicName.PHASE_COMPLETIONS)
 
+    ports = [base.web_port, *free_ports(3, besides=[base.web_port])]
+
     def launch(index: int) -> WorkerTally:
         settings = base.model_copy(
-            update={"data_dir": tmp_path / f"w{index}", "web_port": base.web_port + index}
+            # A free port each: the first one's neighbours can be any socket's.
+            update={"data_dir": tmp_path / f"w{index}", "web_port": ports[index]}
         )
-        # Supervised as in production: under exactly_once a worker fenced in a rebalance exits
-        # and is restarted; it rebuilds its tables from the changelogs.
+        # Supervised as in production: a worker that exits is restarted; it rebuilds its
+        # tables from the changelogs.
         return WorkerTally(
             f"worker-{index}", settings, start_worker(settings, restart_on_exit=True)
         )
