@@ -173,6 +173,9 @@ def run_demo(*, timeout: float = 180.0) -> int:
             app_id="phaseflow-demo",
             bigquery_project="phaseflow-demo",
             bigquery_endpoint=emulator.endpoint,
+            # Its Storage Write gRPC port too: the sink then stages with Arrow rows, the default
+            # wherever that endpoint is known (docs/bigquery-sink.md), not insertAll.
+            bigquery_write_endpoint=emulator.write_endpoint,
             data_dir=Path(workdir) / "worker",
             web_port=free_port(),
             # Tansu holds each group join for half the session timeout (60 s by default).
