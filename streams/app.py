@@ -34,6 +34,7 @@ from phaseflow.streams.faust_concurrent_commits import commit_partitions_concurr
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
 from phaseflow.streams.faust_fetch_hold import fetch_only_what_is_taken
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
+from phaseflow.streams.faust_rebalance_producers import stop_producers_of_lost_partitions
 from phaseflow.streams.faust_recovery import (
     use_broker_highwaters_for_recovery,
     use_quick_aborted_tx_detection,
@@ -153,6 +154,7 @@ def build_app(
     start_tables_at_once()
     commit_after_table_writes()
     commit_partitions_concurrently()
+    stop_producers_of_lost_partitions()
     fetch_only_what_is_taken()
     retry_concurrent_offsets_quickly()
     app = _faust_app(settings)

@@ -136,8 +136,8 @@ async def service(
             lag_window_seconds=30.0,
         )
         await ensure_topics(settings)
-        # Supervised as in production (systemd Restart=always): under exactly_once
-        # faust-streaming exits when its transactional producer is fenced; it is started again.
+        # Supervised as in production (systemd Restart=always): a worker that exits is started
+        # again (the report counts those restarts).
         worker = WorkerProcess(settings, workdir / "worker.log", restart_on_exit=True)
         worker.start()
         try:

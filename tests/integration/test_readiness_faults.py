@@ -243,8 +243,9 @@ async def test_two_workers_one_killed_mid_day_lose_and_duplicate_nothing(
         update={"data_dir": tmp_path / "w2", "web_port": free_port()}
     )
     await ensure_topics(first_settings)
-    # Supervised, as in production: under exactly_once faust-streaming crashes a worker whose
-    # transactional producer is fenced during the rebalance; it is restarted and catches up.
+    # Supervised, as in production: a worker that exits is restarted and catches up. (The
+    # survivor used to exit here when it reused producers fenced while its partitions were the
+    # other worker's: streams/faust_rebalance_producers.py; it prints its restarts below.)
     first = start_worker(first_settings, restart_on_exit=True)
     second = start_worker(second_settings, restart_on_exit=True)
     await asyncio.to_thread(first.wait_ready, 120.0)
