@@ -247,33 +247,24 @@ class TopicFollower(AsyncService):
     def __init__(
         self, settings: Settings, *topics: TopicName, max_batches: int, max_records: int
     ) -> None:
-        self._settings = settings
-        self._followed = topics
         self._max_batches = max_batches
         self._max_records = max_records
-        self._consumer: AIOKafkaConsumer | None = None
+        # Each poll while the broker is down tries again: a failed start closes its consumer
+        # (CommittedReader via kafka_clients.started), so no attempt leaks one.
+        self._reader = CommittedReader(settings, *topics)
 
     async def start(self) -> None:
-        if self._consumer is None:
-            # Each poll while the broker is down tries again: a failed start must close its
-            # consumer (kafka_clients.started), or every attempt leaks one.
-            self._consumer = await kafka_clients.started(
-                committed_reader(self._settings, *self._followed)
-            )
+        await self._reader.start()
 
     async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        await self._reader.stop()
 
     async def poll(self) -> None:
         """Read what is there now: stops at the first empty fetch or after ``max_batches``
         fetches, so one call never runs for long."""
-        if self._consumer is None:
-            await self.start()
-        assert self._consumer is not None  # noqa: S101 - set by start()
+        consumer = await self._reader.start()
         for _ in range(self._max_batches):
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if not batches:
                 return
             for records in batches.values():
