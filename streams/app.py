@@ -33,6 +33,7 @@ from phaseflow.streams.delivery import Delivery
 from phaseflow.streams.faust_concurrent_commits import commit_partitions_concurrently
 from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapRepair
 from phaseflow.streams.faust_fetch_hold import fetch_only_what_is_taken
+from phaseflow.streams.faust_fetch_partitions import fetch_only_active_partitions
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
 from phaseflow.streams.faust_rebalance_producers import stop_producers_of_lost_partitions
 from phaseflow.streams.faust_recovery import (
@@ -156,6 +157,7 @@ def build_app(
     commit_partitions_concurrently()
     stop_producers_of_lost_partitions()
     fetch_only_what_is_taken()
+    fetch_only_active_partitions()
     retry_concurrent_offsets_quickly()
     app = _faust_app(settings)
     use_fetch_wait(app, settings.kafka_fetch_wait_seconds)

@@ -55,6 +55,7 @@ from tests.chaos.probes import (
     committed_and_end,
     expected_prediction_keys,
     prediction_rows,
+    progress_topic_view,
     scrape,
     sink_group,
 )
@@ -188,6 +189,21 @@ async def triggers_of(settings: Settings, day: date) -> list[PhaseTrigger]:
     return [t for t in everything if t.game_date == day]
 
 
+def log_highlights(path: Path, limit: int = 200) -> str:
+    """The worker log from its last start on, without Faust's tables of topics and partitions
+    (they bury the lines that say what happened), at most ``limit`` lines."""
+    lines = path.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if "[^Worker]: Starting" in line]
+    kept = [
+        line
+        for line in lines[starts[-1] if starts else 0 :]
+        if line.strip()
+        and not line.startswith(("|", "+", " "))
+        and "Updating subscribed topics" not in line
+    ]
+    return "\n".join(kept[:limit])
+
+
 def assert_each_key_once(rows: dict[str, int], wanted: set[str]) -> None:
     assert set(rows) == wanted, (
         f"missing {len(wanted - set(rows))}, unexpected {len(set(rows) - wanted)} "
@@ -313,7 +329,13 @@ async def test_kill_9_mid_prediction_batch_loses_and_doubles_nothing(
     # What the worker decided before the kill survives it (tables restored from changelogs).
     done_before = {p["phase"]: p["done"] for p in status_after_restart["phases"]}
     assert done_before.get(2), f"readiness state of {day} lost in the restart: {done_before}"
-    assert result.finished, f"the day did not finish: {result}\n{worker.tail()}"
+    if not result.finished:
+        view = await progress_topic_view(settings, day)
+        raise AssertionError(
+            f"the day did not finish: {result}\n{view}\n"
+            f"worker log since the restart (subscription tables left out):\n"
+            f"{log_highlights(worker.log_path)}"
+        )
     # The restarted worker consumed every request by itself: no watchdog restart was needed
     # (under faust-streaming's take_events it was, see agents/predictions/request_consumer.py).
     log_text = worker.log_path.read_text(errors="replace")
