@@ -19,12 +19,17 @@ batch never completed (300 reports lost, nothing logged) in 5 of 6 fresh-clone C
 The same loss explains the readiness records "fetched but never delivered" of
 docs/failure-modes.md 5.
 
-``fetch_only_active_partitions`` gives aiokafka a frozen copy of the set taken when Faust asks,
-and asks for nothing when it is empty, so a fetch never takes a partition Faust did not ask for.
+``fetch_only_active_partitions`` gives aiokafka a view of Faust's set that is never taken for
+"every partition": membership is still read live (a partition Faust resumes while a fetch waits
+is returned by that fetch, as before), but an empty set takes nothing. A frozen copy would do
+as well for the loss, but a partition resumed at the end of a recovery would then wait for the
+fetch in flight to time out (up to 1 s) before its first record is delivered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -32,25 +37,44 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 _INSTALLED = "__phaseflow_fetch_only_active_partitions__"
 
 
+class ActivePartitions:
+    """Faust's live set of active partitions as aiokafka reads it: ``tp in view`` and iteration
+    follow the set, but the view is never falsy, so an empty set asks for no partition."""
+
+    __slots__ = ("_live",)
+
+    def __init__(self, live: AbstractSet[Any]) -> None:
+        self._live = live
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._live
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(frozenset(self._live))
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __bool__(self) -> bool:
+        return True
+
+
 def fetch_only_active_partitions() -> None:
-    """Patch Faust's aiokafka consumer thread to fetch a snapshot of its active partitions."""
+    """Patch Faust's aiokafka consumer thread so a fetch never takes every partition."""
     thread_class: Any = AIOKafkaConsumerThread
     if getattr(thread_class, _INSTALLED, False):
         return
     getmany = thread_class.getmany
 
     # Faust's own signature, timeout included.
-    async def getmany_of_a_snapshot(
+    async def getmany_of_active_partitions(
         self: Any,
         active_partitions: Any,
         timeout: float,  # noqa: ASYNC109
     ) -> Any:
         if active_partitions is None:  # a client-only app: every partition, as before
             return await getmany(self, None, timeout)
-        asked = frozenset(active_partitions)
-        if not asked:  # aiokafka would take this for "every partition"
-            return {}
-        return await getmany(self, asked, timeout)
+        return await getmany(self, ActivePartitions(active_partitions), timeout)
 
-    thread_class.getmany = getmany_of_a_snapshot
+    thread_class.getmany = getmany_of_active_partitions
     setattr(thread_class, _INSTALLED, True)

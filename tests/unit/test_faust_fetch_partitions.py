@@ -92,6 +92,20 @@ async def test_a_partition_paused_while_the_fetch_waits_is_not_taken_by_it() -> 
     assert [r.offset for r in resumed[STREAM]] == [1, 2, 3]
 
 
+async def test_a_partition_resumed_while_the_fetch_waits_is_taken_by_it() -> None:
+    # Faust's live set still decides which partitions a waiting fetch returns (a frozen copy
+    # would hold a resumed stream partition's first records until the fetch timed out).
+    fetch_only_active_partitions()
+    thread, fetcher, assignment = await consumer_thread()
+    active = {CHANGELOG}
+    fetching = asyncio.create_task(AIOKafkaConsumerThread.getmany(thread, active, 5.0))
+    await asyncio.sleep(0.05)
+    active.add(STREAM)  # recovery over: Faust resumes the stream partition
+    records_arrive(fetcher, assignment, STREAM, [1, 2])
+    taken = await asyncio.wait_for(fetching, 1.0)
+    assert [r.offset for r in taken[STREAM]] == [1, 2]
+
+
 async def test_an_empty_active_set_fetches_nothing() -> None:
     fetch_only_active_partitions()
     thread, fetcher, assignment = await consumer_thread()
