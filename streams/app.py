@@ -35,6 +35,7 @@ from phaseflow.streams.faust_fetch_gap import FETCH_GAP_CHECK_SECONDS, FetchGapR
 from phaseflow.streams.faust_fetch_hold import fetch_only_what_is_taken
 from phaseflow.streams.faust_fetch_partitions import fetch_only_active_partitions
 from phaseflow.streams.faust_fetch_wait import use_fetch_wait
+from phaseflow.streams.faust_gap_report import report_skipped_offsets
 from phaseflow.streams.faust_rebalance_producers import stop_producers_of_lost_partitions
 from phaseflow.streams.faust_recovery import (
     use_broker_highwaters_for_recovery,
@@ -207,6 +208,10 @@ def build_app(
 
     _install_features(ctx)
     _install_fetch_gap_repair(ctx)
+    # Written by the side producer only, never in a transaction: a gap there is a loss.
+    report_skipped_offsets(
+        settings.topic(t) for t in (TopicName.PREDICTION_PROGRESS, TopicName.READINESS_TICKS)
+    )
     return ctx
 
 
