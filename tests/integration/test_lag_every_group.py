@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import time
 from collections.abc import Callable
 
@@ -245,3 +246,33 @@ async def test_lag_endpoint_serves_every_watched_group(
         4,
     )
     assert second["status"] == "NO_COMMIT"
+
+
+async def test_groups_sharing_partitions_at_other_offsets_keep_the_probe_assigned(
+    broker: Broker, unique_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two groups on one topic, one of them on only half of it at other offsets: the probe needs
+    # two rounds a sample. It used to reassign its consumer for each round (every sample of a
+    # worker's groups: its app group and the prediction trigger listener share phase-triggers),
+    # resetting the fetcher and logging aiokafka's subscription table twice every 5 s.
+    _needs_apache_kafka(broker)
+    topic = f"{unique_prefix}.shared"
+    whole, half = f"{unique_prefix}.whole", f"{unique_prefix}.half"
+    await _produce(broker, topic, {0: 5, 1: 5, 2: 5, 3: 5})
+    tps = [TopicPartition(topic, p) for p in range(4)]
+    await _commit_only(broker, whole, dict.fromkeys(tps, 1))
+    await _commit_only(broker, half, {tps[0]: 3, tps[1]: 3})
+    async with LagSampler(KafkaEndpoint(broker.bootstrap)) as sampler:
+        await sampler.sample([whole, half])
+        with caplog.at_level(logging.INFO, logger="aiokafka.consumer.subscription_state"):
+            rows = await sampler.sample([whole, half])
+    reassigned = [r for r in caplog.records if r.name == "aiokafka.consumer.subscription_state"]
+    assert reassigned == [], [r.getMessage() for r in reassigned]
+    lags = {(r.group, r.partition): (r.lag, r.no_commit) for r in rows if r.topic == topic}
+    # The half group's other partitions have no commit: the log from its start is their lag.
+    assert lags == {(whole, p): (4, False) for p in range(4)} | {
+        (half, 0): (2, False),
+        (half, 1): (2, False),
+        (half, 2): (5, True),
+        (half, 3): (5, True),
+    }
