@@ -1,4 +1,4 @@
-"""Faust's fetches take only the partitions that were active when the fetch was asked for.
+"""A fetch Faust asks for never takes every partition because its active set is empty.
 
 faust-streaming 0.15 hands aiokafka its *live* set of active partitions (``getmany``, in the
 consumer's thread). aiokafka's ``Fetcher.fetched_records`` reads that set again each time its

@@ -432,30 +432,25 @@ class LagSampler(AsyncService):
                 if index == len(rounds):
                     rounds.append({})
                 rounds[index][tp] = offset
-        # One assignment for every round: reassigning per round (every sample, whenever two
-        # groups share a partition) reset the fetcher and logged aiokafka's subscription table
-        # twice a sample; a round resumes only its own partitions instead.
-        self._assign_probe(set(by_tp))
+        # One assignment for every round, all paused: reassigning per round (every sample,
+        # whenever two groups share a partition) reset the fetcher and logged aiokafka's
+        # subscription table twice a sample; a round resumes only its own partitions instead.
+        consumer = self._require()[2]
+        if by_tp and consumer.assignment() != set(by_tp):
+            consumer.assign(sorted(by_tp))
+            consumer.pause(*by_tp)
         results: dict[tuple[TopicPartition, int], _Probe] = {}
         for seeks in rounds:
             found = await self._probe_round(seeks)
             results.update({(tp, seeks[tp]): probe for tp, probe in found.items()})
         return results
 
-    def _assign_probe(self, partitions: set[TopicPartition]) -> None:
-        """Assign the probe every partition of this sample, all paused, if it has not them yet."""
-        consumer = self._require()[2]
-        if consumer.assignment() != partitions:
-            consumer.assign(sorted(partitions))
-            consumer.pause(*partitions)
-
     async def _probe_round(
         self, seeks: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, _Probe]:
-        """A read_committed fetch from each committed offset: high watermark, first record."""
+        """A read_committed fetch from each committed offset (its partitions assigned by
+        ``_probe_all``): high watermark, first record."""
         consumer = self._require()[2]
-        if not set(seeks) <= consumer.assignment():
-            self._assign_probe(set(seeks))
         consumer.resume(*seeks)
         try:
             for tp, offset in seeks.items():

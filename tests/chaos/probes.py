@@ -20,6 +20,7 @@ from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.bigquery_clients import RetryPolicy
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName
+from phaseflow.streams.log_read import read_to_end
 from tests.fixtures.prediction_keys import expected_prediction_keys as prediction_keys
 
 PLAYERS = 450
@@ -151,48 +152,34 @@ async def progress_topic_view(settings: Settings, day: date) -> str:
     coordinator never counted were on the topic, and whether the group committed past them."""
     name = settings.topic(TopicName.PREDICTION_PROGRESS)
     tps = [TopicPartition(name, p) for p in range(settings.kafka_topic_partitions)]
-    probe = kafka_clients.consumer(
-        settings,
-        group_id=settings.app_id,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    probe = kafka_clients.consumer(settings, group_id=settings.app_id, enable_auto_commit=False)
     await probe.start()
-    lines = [f"{name} (group {settings.app_id}):"]
     try:
         ends = await probe.end_offsets(tps)
         committed = {tp: await probe.committed(tp) for tp in tps}
-        probe.assign(tps)
-        await probe.seek_to_beginning(*tps)
-        records: dict[int, list[tuple[int, dict[str, object]]]] = {tp.partition: [] for tp in tps}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            positions = [await probe.position(tp) for tp in tps]
-            if all(at >= ends[tp] for at, tp in zip(positions, tps, strict=True)):
-                break
-            batch = await probe.getmany(timeout_ms=500)
-            for tp, messages in batch.items():
-                for message in messages:
-                    with contextlib.suppress(ValueError, TypeError):
-                        value = orjson.loads(message.value or b"")
-                        if isinstance(value, dict) and value.get("game_date") == day.isoformat():
-                            records[tp.partition].append((message.offset, value))
-        for tp in tps:
-            mine = records[tp.partition]
-            kinds = Counter(str(v.get("kind")) for _, v in mine)
-            players: dict[str, set[str]] = {}
-            for _, value in mine:
-                if value.get("kind") == "done":
-                    players.setdefault(str(value.get("batch_id")), set()).add(
-                        str(value.get("player_lookup"))
-                    )
-            offsets = [o for o, _ in mine]
-            span = f"offsets {min(offsets)}-{max(offsets)}" if offsets else "none"
-            lines.append(
-                f"  [{tp.partition}] committed {committed[tp]}, end {ends[tp]}; {day}: "
-                f"{dict(kinds)} ({span}); distinct players per batch "
-                f"{ {b: len(p) for b, p in players.items()} }"
-            )
     finally:
         await probe.stop()
+    records: dict[int, list[tuple[int, dict[str, object]]]] = {tp.partition: [] for tp in tps}
+    for record in await read_to_end(settings, TopicName.PREDICTION_PROGRESS):
+        with contextlib.suppress(ValueError, TypeError):
+            value = orjson.loads(record.value or b"")
+            if isinstance(value, dict) and value.get("game_date") == day.isoformat():
+                records[record.partition].append((record.offset, value))
+    lines = [f"{name} (group {settings.app_id}):"]
+    for tp in tps:
+        mine = records[tp.partition]
+        kinds = Counter(str(v.get("kind")) for _, v in mine)
+        players: dict[str, set[str]] = {}
+        for _, value in mine:
+            if value.get("kind") == "done":
+                players.setdefault(str(value.get("batch_id")), set()).add(
+                    str(value.get("player_lookup"))
+                )
+        offsets = [o for o, _ in mine]
+        span = f"offsets {min(offsets)}-{max(offsets)}" if offsets else "none"
+        lines.append(
+            f"  [{tp.partition}] committed {committed[tp]}, end {ends[tp]}; {day}: "
+            f"{dict(kinds)} ({span}); distinct players per batch "
+            f"{ {b: len(p) for b, p in players.items()} }"
+        )
     return "\n".join(lines)
