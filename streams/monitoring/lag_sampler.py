@@ -31,6 +31,8 @@ assigned to the group's current members (``DescribeGroups``) and the other parti
 topics the group has committed offsets for. Their ``committed`` is the log-start offset and
 their lag the whole log from there (what a consumer with ``auto.offset.reset=earliest`` would
 read; with ``latest`` it would skip it). Kafka's tool shows ``-`` for them.
+The partitions a Faust app keeps for itself (its changelogs and leader topic, assigned to its
+members but never committed) are left out: "no commit" there is not lag.
 """
 
 from __future__ import annotations
@@ -278,7 +280,7 @@ class LagSampler(AsyncService):
             mine = set(assigned.get(group, set()))
             for topic in {tp.topic for tp in offsets}:
                 mine.update(by_topic.get(topic, []))
-            left = (mine & known) - set(offsets)
+            left = {tp for tp in (mine & known) - set(offsets) if not faust_internal(group, tp)}
             if left:
                 missing[group] = left
         return missing
@@ -528,3 +530,11 @@ async def _close_all(
             await asyncio.wait_for(close(), deadline)
         except Exception:  # best effort on shutdown, logged
             log.warning("closing a lag-sampler client failed", exc_info=True)
+
+
+def faust_internal(group: str, tp: TopicPartition) -> bool:
+    """Whether ``tp`` is a topic a Faust app named ``group`` keeps for itself (its tables'
+    changelogs, its leader topic): its members are assigned those partitions and read them for
+    recovery, but never commit them, so "no commit" there is not lag."""
+    topic = str(tp.topic)
+    return topic.startswith(f"{group}-") and topic.endswith(("-changelog", "-__assignor-__leader"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
 from phaseflow.models.events import Alert
@@ -17,7 +18,7 @@ from phaseflow.streams.monitoring.lag import LagMonitor
 from phaseflow.streams.monitoring.lag_cli import format_table, lag_document
 from phaseflow.streams.monitoring.lag_metrics import LagRowsCollector
 from phaseflow.streams.monitoring.lag_report import groups_document
-from phaseflow.streams.monitoring.lag_sampler import PartitionLag
+from phaseflow.streams.monitoring.lag_sampler import PartitionLag, faust_internal
 from phaseflow.streams.monitoring.lag_status import LagStatus
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -156,3 +157,14 @@ async def test_an_empty_partition_without_a_commit_leaves_the_group_ok() -> None
     [group] = groups_document(rows, monitor.groups)
     assert (group["status"], group["worst"]) == ("OK", None)
     assert alerts == []
+
+
+def test_a_faust_apps_own_changelog_and_leader_partitions_are_not_its_lag() -> None:
+    # A worker's members are assigned its tables' changelogs and leader topic, which Faust
+    # reads but never commits: they showed as NO_COMMIT "lag" growing with every table write.
+    assert faust_internal("dep-a", TopicPartition("dep-a-readiness-changelog", 1))
+    assert faust_internal("dep-a", TopicPartition("dep-a-__assignor-__leader", 0))
+    # The app's stream topics, another app's changelog and a plain group's topics stay.
+    assert not faust_internal("dep-a", TopicPartition("dep-a.phase-completions", 1))
+    assert not faust_internal("dep-a", TopicPartition("dep-b-readiness-changelog", 1))
+    assert not faust_internal("orders", TopicPartition("orders.events-changelog", 0))
