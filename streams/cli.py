@@ -25,6 +25,7 @@ from phaseflow.streams.cli_errors import (
     load_settings,
     run_command,
 )
+from phaseflow.streams.core.log_repeats import collapse_repeats_on_root
 from phaseflow.streams.core.settings import Settings
 
 
@@ -319,6 +320,7 @@ def _run(args: argparse.Namespace, loaded: list[Settings]) -> int:
         level="WARNING" if args.command in {"demo", "replay"} else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    collapse_repeats_on_root(settings.log_repeat_window_seconds)
     arguments = _audited_arguments(args)
     if arguments is None:
         return _dispatch(args, settings)

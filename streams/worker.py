@@ -11,6 +11,7 @@ import faust
 from phaseflow.streams.app import build_app
 from phaseflow.streams.broker_probe import BrokerProbeError, probe_broker
 from phaseflow.streams.core.deployment import identity_line
+from phaseflow.streams.core.log_repeats import collapse_repeats_on_root
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import ensure_topics
 from phaseflow.streams.delivery import Delivery, DeliverySettingError, resolve_delivery
@@ -48,6 +49,18 @@ def without_spinner(worker: faust.Worker) -> None:
     by the WARNING handler, ~5 % of a busy worker's time in a profile. A supervised service has
     no terminal to spin on."""
     worker.spinner = None
+
+
+def collapse_repeated_library_logs(worker: faust.Worker, window_seconds: float) -> None:
+    """Faust's worker sets up its own log handlers when it starts; the repeat filter goes on
+    them as soon as they exist (phaseflow.streams.core.log_repeats)."""
+    set_up = worker.on_setup_root_logger
+
+    def on_setup_root_logger(logger: logging.Logger, level: int) -> None:
+        set_up(logger, level)
+        collapse_repeats_on_root(window_seconds)
+
+    worker.on_setup_root_logger = on_setup_root_logger  # type: ignore[method-assign]
 
 
 def run_worker(settings: Settings) -> None:
@@ -99,5 +112,6 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
     )
     without_spinner(worker)
+    collapse_repeated_library_logs(worker, settings.log_repeat_window_seconds)
     tune_garbage_collection()
     worker.execute_from_commandline()

@@ -368,6 +368,15 @@ class Settings(BrokerConnectionSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
+    log_repeat_window_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "Warnings and errors of the Kafka and Faust libraries that repeat (the same message "
+            "template, e.g. every client's retry while the broker is away) are shown once per "
+            "this many seconds, with how many were left out; 0 shows every one."
+        ),
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

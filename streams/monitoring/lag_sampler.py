@@ -5,8 +5,10 @@ Per group, per partition with a committed offset:
 * ``committed``: the group's committed offset (``OffsetFetch``). The admin call for *all* of a
   group's offsets works on Apache Kafka; Tansu 0.6 answers it with a response aiokafka cannot
   decode and drops the connection, while ``OffsetFetch`` with *explicit* partitions works on
-  both. So the sampler asks for all offsets first and, after one failure, switches for good to
-  explicit partitions: every partition of every non-internal topic in the cluster metadata.
+  both. So the sampler asks for all offsets first and, after a failure where the explicit
+  request then works, switches for good to explicit partitions: every partition of every
+  non-internal topic in the cluster metadata (a failure of both is the broker being away,
+  which changes nothing).
 * ``end``: the log-end offset (high watermark), the number Kafka's own
   ``kafka-consumer-groups --describe`` shows as LOG-END-OFFSET; ``raw_lag = end - committed``
   is its LAG. It is the larger of ``ListOffsets(latest)`` and the high watermark of the probe's
@@ -128,7 +130,8 @@ class LagSampler(AsyncService):
         self._clock = clock or SystemClock()
         self._timeout = request_timeout
         self._probe_timeout = probe_timeout
-        # False after the all-offsets request failed once (Tansu): explicit partitions from then.
+        # False after the all-offsets request failed and the explicit one worked (Tansu):
+        # explicit partitions from then.
         self.list_all_offsets = list_all_offsets
         # False after DescribeGroups failed _DESCRIBE_ATTEMPTS rounds in a row: no member
         # assignments from then on.
@@ -382,15 +385,22 @@ class LagSampler(AsyncService):
                     self._require()[0].list_consumer_group_offsets(group), self._timeout
                 )
             except (KafkaError, TimeoutError) as error:
+                # The broker may just be away: switch only if the explicit request works.
+                explicit = await self._committed_in_partitions(group)
                 log.warning(
-                    "listing all offsets of group %s failed (%r); asking for explicit "
-                    "partitions from now on (Tansu does not answer the all-offsets request)",
+                    "listing all offsets of group %s failed (%r) where asking for explicit "
+                    "partitions works; asking for explicit partitions from now on (Tansu does "
+                    "not answer the all-offsets request)",
                     group,
                     error,
                 )
                 self.list_all_offsets = False
-            else:
-                return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+                return explicit
+            return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        return await self._committed_in_partitions(group)
+
+    async def _committed_in_partitions(self, group: str) -> dict[TopicPartition, int]:
+        """The group's committed offsets, asked for every partition of the cluster by name."""
         partitions = await self._all_partitions()
         if not partitions:
             return {}
