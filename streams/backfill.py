@@ -11,6 +11,7 @@ the command with exit code 1, naming the dates (and ``phaseflow status`` to see 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ async def follow_phases(
     read: ReadTriggers,
     phase_timeout: timedelta,
     out: TextIO,
+    err: TextIO | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
     """Wait for each phase after ``first`` to start on every date, in order; 0 or 1."""
@@ -70,9 +72,9 @@ async def follow_phases(
         if pending:
             shown = ", ".join(day.isoformat() for day in pending[:10])
             more = f" and {len(pending) - 10} more" if len(pending) > 10 else ""
-            out.write(
-                f"error: phase {phase} did not start within {_minutes(phase_timeout)} for "
-                f"{shown}{more}; later phases were not followed "
+            (err or sys.stderr).write(
+                f"phaseflow: error: phase {phase} did not start within "
+                f"{_minutes(phase_timeout)} for {shown}{more}; later phases were not followed "
                 f"(phaseflow status --date {pending[0].isoformat()} shows what it waits for)\n"
             )
             return 1

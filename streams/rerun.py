@@ -153,10 +153,10 @@ async def rerun_command(
 ) -> int:
     """Publish the planned requests; over every gated phase, then follow the later phases'
     triggers (``phase_timeout`` per phase; None: do not follow). ``as_json`` (with ``dry_run``
-    only): the plan as one JSON document, errors on ``err``."""
+    only): the plan as one JSON document. Errors go to ``err`` (stderr), one line each."""
     if as_json and not dry_run:
         raise ValueError("as_json needs dry_run: a sent rerun reports its progress as text")
-    errors = (err or sys.stderr) if as_json else out
+    errors = err or sys.stderr
     registry = registry or load_registry(settings.registry_path)
     now = datetime.now(ZoneInfo(settings.pipeline_timezone))
     try:
@@ -172,10 +172,12 @@ async def rerun_command(
             attempt=attempt,
         )
     except RerunPlanError as error:
-        errors.write(f"error: {error}\n")
+        errors.write(f"phaseflow: error: {error}\n")
         return 2
     if phase_timeout is not None and phase_timeout <= timedelta(0):
-        errors.write("error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n")
+        errors.write(
+            "phaseflow: error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n"
+        )
         return 2
     every_phase = phase is None and processor is None
     first = first_gated_phase(registry)
@@ -205,6 +207,7 @@ async def rerun_command(
             read=reader.read,
             phase_timeout=phase_timeout,
             out=out,
+            err=errors,
         )
 
 

@@ -74,7 +74,7 @@ async def test_each_phase_is_awaited_on_every_date_in_order() -> None:
 
 async def test_a_phase_that_does_not_start_ends_the_command_with_exit_1_naming_the_dates() -> None:
     topic = FakeTopic([[trigger(d, 3) for d in DATES], [trigger(DATES[0], 4)]])
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     code = await follow_phases(
         load_registry(None),
         first=2,
@@ -82,17 +82,21 @@ async def test_a_phase_that_does_not_start_ends_the_command_with_exit_1_naming_t
         read=topic.read,
         phase_timeout=timedelta(minutes=1),
         out=out,
+        err=err,
         monotonic=topic.monotonic,
     )
     assert code == 1
-    assert out.getvalue().splitlines()[-1] == (
-        "error: phase 4 did not start within 1 min for 2026-03-02; later phases were not "
-        "followed (phaseflow status --date 2026-03-02 shows what it waits for)"
-    )
+    assert out.getvalue().splitlines()[-1] == "phase 3 started for 2 date(s)"
+    assert err.getvalue().splitlines() == [
+        (
+            "phaseflow: error: phase 4 did not start within 1 min for 2026-03-02; later phases "
+            "were not followed (phaseflow status --date 2026-03-02 shows what it waits for)"
+        )
+    ]
 
 
 async def test_a_phase_timeout_of_zero_is_refused_before_anything_is_sent() -> None:
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     code = await rerun_command(
         Settings(),
         start=DATES[0],
@@ -102,9 +106,10 @@ async def test_a_phase_timeout_of_zero_is_refused_before_anything_is_sent() -> N
         attempt=1,
         dry_run=False,
         out=out,
+        err=err,
         phase_timeout=timedelta(0),
     )
-    assert code == 2
-    assert out.getvalue() == (
-        "error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n"
+    assert (code, out.getvalue()) == (2, "")
+    assert err.getvalue() == (
+        "phaseflow: error: --phase-timeout must be more than 0 minutes (or use --no-follow)\n"
     )

@@ -201,7 +201,7 @@ async def test_rerun_json_plan_error_is_one_line_on_stderr() -> None:
         as_json=True,
     )
     assert (code, out.getvalue()) == (2, "")
-    assert err.getvalue() == "error: processor 'who' is not in the registry\n"
+    assert err.getvalue() == "phaseflow: error: processor 'who' is not in the registry\n"
 
 
 def test_rerun_json_needs_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
