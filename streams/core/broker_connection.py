@@ -78,6 +78,22 @@ class BrokerConnectionSettings(BaseSettings):
         ),
     )
 
+    @field_validator(
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A variable set to "" (a compose file's `VAR:` line, a blanked secret) means unset:
+        # as a path it would be the working directory ("PHASEFLOW_KAFKA_SSL_CAFILE=.").
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, value: str) -> str:

@@ -107,6 +107,29 @@ def test_unusable_security_settings_are_one_line_naming_the_variables(
     assert PASSWORD not in message
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_variable_set_to_nothing_is_unset(monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    """A compose file's ``PHASEFLOW_KAFKA_SSL_CAFILE:`` line (or a blanked secret) means unset:
+    the system's CAs, no client certificate; not the working directory as a CA file."""
+    monkeypatch.setenv("PHASEFLOW_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    for name in ("CAFILE", "CERTFILE", "KEYFILE"):
+        monkeypatch.setenv(f"PHASEFLOW_KAFKA_SSL_{name}", blank)
+    monkeypatch.setenv("PHASEFLOW_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("PHASEFLOW_KAFKA_SASL_PASSWORD", PASSWORD)
+    settings = load_settings()
+    security = settings.kafka_security
+    assert (security.ssl_cafile, security.ssl_certfile, security.ssl_keyfile) == (None,) * 3
+    assert ClientSettings().kafka_ssl_cafile is None
+    # A blank password is a missing one, named as such.
+    monkeypatch.setenv("PHASEFLOW_KAFKA_SASL_PASSWORD", blank)
+    with pytest.raises(BadInputError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        "PHASEFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs PHASEFLOW_KAFKA_SASL_PASSWORD; "
+        "fix the variables (README: Settings)"
+    )
+
+
 def test_a_validation_error_does_not_quote_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHASEFLOW_KAFKA_SASL_PASSWORD", PASSWORD)  # without SASL: an error
     with pytest.raises(ValidationError) as caught:
