@@ -151,8 +151,15 @@ class BufferedSink(AsyncService, Generic[R]):
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._consecutive_failures = 0
-        #: Why the last flush failed (``"BigQueryPermissionError: ..."``); None once one succeeds.
+        #: Why the last flush failed (``"BigQueryPermissionError: ..."``), or the last call being
+        #: retried; None once a flush succeeds.
         self.last_error: str | None = None
+
+    def note_retry(self, exc: BaseException) -> None:
+        """A call of this sink failed and is retried: its error is the sink's problem until a
+        flush succeeds (during setup, ``GET /status`` shows it instead of nothing)."""
+        self.metrics.record_retry(exc)
+        self.last_error = f"{type(exc).__name__}: {exc} (retrying)"
 
     # --- what a subclass provides ---------------------------------------------------------
 

@@ -114,7 +114,7 @@ class AuditSink(BufferedSink[AuditRecord]):
         self._calls = BigQueryCalls(
             retry_policy or RetryPolicy.from_settings(settings),
             timeout_seconds=self._timeout,
-            on_retry=self.metrics.record_retry,
+            on_retry=self.note_retry,
         )
         dataset = f"{self._client.project}.{settings.bigquery_dataset}"
         self.table_id = f"{dataset}.{table}"

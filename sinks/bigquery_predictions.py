@@ -244,7 +244,7 @@ class PredictionSink(BufferedSink[Prediction]):
     # --- BigQuery calls -----------------------------------------------------------------
 
     def _retrying(self, exc: Exception) -> None:
-        self.metrics.record_retry(exc)
+        self.note_retry(exc)
         log.info("BigQuery call failed (%s); retrying", exc)
 
     async def _call(self, operation: Operation, fn: Callable[[], T]) -> T:

@@ -99,6 +99,8 @@ class PredictionSinkService:
         self._stopping = asyncio.Event()
         self.running = asyncio.Event()
         self.runner: SinkRunner[Any] | None = None
+        #: The runner being started (its setup may retry BigQuery for a minute).
+        self._starting: SinkRunner[Any] | None = None
         self.start_failures = 0
         self.start_error: str | None = None
 
@@ -118,11 +120,13 @@ class PredictionSinkService:
             try:
                 # Building the BigQuery client may look up credentials (blocking I/O).
                 runner = await asyncio.to_thread(self._factory)
+                self._starting = runner
                 if not await self._start_unless_stopped(runner):
                     return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 -- any start failure is retried
+                self._starting = None
                 self.start_failures += 1
                 self.start_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
@@ -136,8 +140,9 @@ class PredictionSinkService:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 delay = min(self._max_retry, delay * 2)
                 continue
-            self.runner = runner
+            self.runner, self._starting = runner, None
             self.start_error = None
+            runner.sink.last_error = None  # the setup's retried calls succeeded in the end
             self.running.set()
             log.info("%s consuming %s as %s", self.name, runner.topic, runner.group_id)
             await self._stopping.wait()
@@ -168,7 +173,10 @@ class PredictionSinkService:
         cannot start or write (a missing permission, an unreachable BigQuery), or None."""
         runner = self.runner
         if runner is None:
-            return {"running": False, "buffered": 0, "problem": self.start_error}
+            starting = self._starting
+            retried = starting.sink.last_error if starting is not None else None
+            problem = f"starting: {retried}" if retried is not None else self.start_error
+            return {"running": False, "buffered": 0, "problem": problem}
         return {
             "running": True,
             "buffered": runner.sink.buffered,

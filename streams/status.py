@@ -24,6 +24,7 @@ from phaseflow.streams.text_table import aligned_rows
 from phaseflow.streams.web.status_summary import (
     DeadLetterSummary,
     GroupLag,
+    SinkHealth,
     StatusSummary,
     phase_condition,
 )
@@ -96,6 +97,8 @@ def format_status(summary: StatusSummary) -> str:
                 )
             )
         lines += _table(("PHASE", "NAME", "STATE", "DONE", "DETAIL"), rows)
+    if summary.sinks is not None:
+        lines += ["", "BIGQUERY SINKS", *_sink_lines(summary.sinks)]
     lines += ["", "CONSUMER LAG", *_lag_lines(summary.lag)]
     lines += ["", "DEAD LETTERS", *_letter_lines(summary.dead_letters, summary)]
     lines += ["", "RECENT ALERTS"]
@@ -127,6 +130,23 @@ def _deployment_line(deployment: Mapping[str, Any]) -> str:
         f"deployment {deployment.get('app_id')} ({deployment.get('app_id_source')}); "
         f"{deployment.get('processing_guarantee')}, idempotent producers {idempotence} "
         f"({deployment.get('guarantee_reason')})"
+    )
+
+
+def _sink_lines(sinks: Mapping[str, SinkHealth]) -> list[str]:
+    if not sinks:
+        return ["none enabled (no PHASEFLOW_BIGQUERY_ENDPOINT, PHASEFLOW_SINK_ENABLED unset)"]
+    return _table(
+        ("SINK", "STATE", "BUFFERED", "PROBLEM"),
+        [
+            (
+                name,
+                "RUNNING" if sink.running else "NOT RUNNING",
+                str(sink.buffered),
+                "-" if sink.problem is None else _clip(sink.problem),
+            )
+            for name, sink in sinks.items()
+        ],
     )
 
 

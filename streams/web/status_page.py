@@ -21,6 +21,7 @@ from phaseflow.streams.web.status_summary import (
     DeadLetterSummary,
     GroupLag,
     LagPoint,
+    SinkHealth,
     StatusSummary,
     phase_condition,
 )
@@ -96,6 +97,7 @@ def render_main(summary: StatusSummary) -> str:
         f"pipeline date {_e(summary.today.isoformat())}</p>"
         "<h2>Phases</h2>"
         f"{_phase_grid(summary.dates, now)}"
+        f"{_sinks(summary.sinks)}"
         "<h2>Consumer lag</h2>"
         f"{_lag(summary.lag)}"
         "<h2>Dead letters</h2>"
@@ -168,6 +170,24 @@ def sparkline(points: list[LagPoint]) -> str:
         f'viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" role="img">'
         f"<title>lag over the last {len(points)} samples, max {top}</title>"
         f'<polyline points="{coordinates}"/></svg>'
+    )
+
+
+def _sinks(sinks: dict[str, SinkHealth] | None) -> str:
+    if sinks is None:
+        return ""
+    if not sinks:
+        return "<h2>BigQuery sinks</h2>" + _none("none enabled in this worker")
+    rows = "".join(
+        f'<tr data-sink="{_e(name)}"><td>{_e(name)}</td>'
+        f'<td class="sink-{"running" if sink.running else "stopped"}">'
+        f"{'running' if sink.running else 'not running'}</td>"
+        f"<td>{sink.buffered}</td><td>{_e(sink.problem or '')}</td></tr>"
+        for name, sink in sinks.items()
+    )
+    return (
+        '<h2>BigQuery sinks</h2><table id="sinks"><thead><tr><th>sink</th><th>state</th>'
+        f"<th>rows buffered</th><th>problem</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
 

@@ -93,6 +93,15 @@ class AlertLine(_Model):
     raised_at: datetime
 
 
+class SinkHealth(_Model):
+    """One BigQuery sink of the worker (sinks/install.py ``health()``)."""
+
+    running: bool
+    buffered: int
+    #: Why it cannot start or write (the retried error while it starts), or None.
+    problem: str | None = None
+
+
 class StatusSummary(_Model):
     """Everything the status page shows; a section is None when this worker lacks its feature."""
 
@@ -104,6 +113,8 @@ class StatusSummary(_Model):
     alerts: list[AlertLine] | None
     #: Identity and guarantee of the worker (GET /status only; absent from older workers).
     deployment: dict[str, Any] | None = None
+    #: The worker's BigQuery sinks by name ({} when none is enabled; None from older workers).
+    sinks: dict[str, SinkHealth] | None = None
 
 
 # --- where a phase stands ------------------------------------------------------------------

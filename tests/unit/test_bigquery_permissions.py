@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from google.api_core.exceptions import ServiceUnavailable
 
 from phaseflow.agents.predictions.bq import QueryError, QueryRunner
 from phaseflow.models.codec import encode
@@ -245,6 +246,42 @@ async def test_status_shows_why_the_sink_cannot_start() -> None:
     assert "BigQueryPermissionError" in sink_status["problem"]
     assert "bigquery.tables.create" in sink_status["problem"]
     assert "p.d" in sink_status["problem"]
+
+
+async def test_status_shows_the_retried_error_while_the_sink_starts() -> None:
+    """BigQuery answering 503 to the setup: the start retries for its deadline (a minute in
+    production) and ``GET /status`` names the error meanwhile, not nothing."""
+    unavailable = ServiceUnavailable("BigQuery is overloaded, try again")
+    double = ClientDouble().failing("create_dataset", *[unavailable] * 1000)
+    slow = RetryPolicy(deadline_seconds=30.0, initial_seconds=0.01, maximum_seconds=0.02)
+    sink = PredictionSink(
+        SETTINGS, dead_letter=_no_dead_letters, client=double.as_client(), retry_policy=slow
+    )
+    service = PredictionSinkService(
+        SETTINGS,
+        runner_factory=lambda: _FailingRunner(sink),  # type: ignore[arg-type,return-value]
+        first_retry_seconds=60,
+    )
+    running = asyncio.create_task(service.run())
+
+    async def retried() -> bool:
+        return len(double.named("create_dataset")) >= 2
+
+    try:
+        await poll(retried, "the setup's call to be retried", give_up_after=30)
+        status = WorkerState(
+            Components(prediction_sink=service), settings=SETTINGS, delivery=None
+        ).sinks()
+    finally:
+        await service.stop()
+        await running
+
+    assert service.start_failures == 0  # still starting: the deadline has not passed
+    sink_status = status["prediction_sink"]
+    assert sink_status["running"] is False
+    assert sink_status["problem"] == (
+        "starting: ServiceUnavailable: 503 BigQuery is overloaded, try again (retrying)"
+    )
 
 
 async def test_without_table_creation_setup_only_checks_and_names_the_missing_table() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+from phaseflow.sinks.base import Batch, BufferedSink
 from phaseflow.sinks.install import PredictionSinkService, prometheus_sink_metrics, sink_enabled
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner
 from phaseflow.streams.core.metrics import Metrics
@@ -34,8 +35,27 @@ def test_sink_metrics_feed_the_prometheus_series() -> None:
     assert sink.rows_written == 500
 
 
+class _SetupRetrying(BufferedSink[int]):
+    """A sink whose setup has BigQuery calls failing and retried until ``reachable`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reachable = asyncio.Event()
+        self.attempted = asyncio.Event()
+
+    async def setup(self) -> None:
+        while not self.reachable.is_set():
+            self.note_retry(ConnectionError("BigQuery at http://127.0.0.1:1 refused"))
+            self.attempted.set()
+            await asyncio.sleep(0.01)
+
+    async def write_batch(self, batch: Batch[int]) -> None:
+        raise AssertionError(f"nothing is written here ({len(batch.entries)} rows)")
+
+
 class _FakeRunner:
     def __init__(self, fail: bool) -> None:
+        self.sink: BufferedSink[int] = _SetupRetrying()
         self.fail = fail
         self.started = False
         self.stopped = False
@@ -110,3 +130,36 @@ async def test_stop_does_not_wait_for_a_hanging_start() -> None:
     await asyncio.wait_for(task, timeout=2)
     assert runner.cancelled
     assert not service.running.is_set()
+
+
+class _SinkStartingRunner(_FakeRunner):
+    """A runner whose start is its sink's setup (as PredictionSinkRunner's is)."""
+
+    async def start(self) -> None:
+        await self.sink.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        await self.sink.stop()
+        await super().stop()
+
+
+async def test_status_shows_why_a_starting_sink_is_not_running_yet() -> None:
+    """While the sink's setup retries an unreachable BigQuery (a minute of retries before the
+    start fails), ``GET /status`` says why it does not run instead of nothing."""
+    runner = _SinkStartingRunner(fail=False)
+    sink = cast(_SetupRetrying, runner.sink)
+    service = PredictionSinkService(Settings(), runner_factory=lambda: cast(Any, runner))
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(sink.attempted.wait(), timeout=5)
+    assert service.health() == {
+        "running": False,
+        "buffered": 0,
+        "problem": ("starting: ConnectionError: BigQuery at http://127.0.0.1:1 refused (retrying)"),
+    }
+    assert sink.metrics.retries >= 1
+    sink.reachable.set()
+    await asyncio.wait_for(service.running.wait(), timeout=5)
+    assert service.health() == {"running": True, "buffered": 0, "problem": None}
+    await service.stop()
+    await asyncio.wait_for(task, timeout=5)

@@ -301,6 +301,44 @@ def test_terminal_table_has_the_same_information() -> None:
     assert "message 10" not in text
 
 
+SINKS = {
+    "prediction_sink": {
+        "running": False,
+        "buffered": 0,
+        "problem": "starting: ConnectionError: BigQuery at http://127.0.0.1:1 refused (retrying)",
+    },
+    "audit_sink": {"running": True, "buffered": 12, "problem": None},
+}
+
+
+def test_the_sinks_say_whether_they_run_and_why_not() -> None:
+    """A sink that cannot start is on the terminal table and the page, with its reason; a
+    worker without sinks says so; an older worker's summary (no "sinks") shows no section."""
+    summary = StatusSummary.model_validate({**full_summary(), "sinks": SINKS})
+    lines = format_status(summary).splitlines()
+    section = lines[lines.index("BIGQUERY SINKS") + 1 : lines.index("CONSUMER LAG") - 1]
+    assert [line.split()[:4] for line in section] == [
+        ["SINK", "STATE", "BUFFERED", "PROBLEM"],
+        ["prediction_sink", "NOT", "RUNNING", "0"],
+        ["audit_sink", "RUNNING", "12", "-"],
+    ]
+    assert section[1].endswith(
+        "starting: ConnectionError: BigQuery at http://127.0.0.1:1 refused (retrying)"
+    )
+    page = render_status_page(summary)
+    assert '<tr data-sink="prediction_sink"><td>prediction_sink</td>' in page
+    assert "not running</td><td>0</td><td>starting: ConnectionError" in page
+
+    none = StatusSummary.model_validate({**full_summary(), "sinks": {}})
+    text = format_status(none)
+    assert "BIGQUERY SINKS\nnone enabled (no PHASEFLOW_BIGQUERY_ENDPOINT" in text
+    assert "none enabled in this worker" in render_status_page(none)
+
+    older = StatusSummary.model_validate(full_summary())
+    assert "BIGQUERY SINKS" not in format_status(older)
+    assert "BigQuery sinks" not in render_status_page(older)
+
+
 def test_text_sparkline() -> None:
     assert text_sparkline([]) == ""
     assert text_sparkline([0, 5, 10]) == "▁▅█"
