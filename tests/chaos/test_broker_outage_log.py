@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import ensure_topics
-from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
+from tests.chaos.own_broker import worker_settings
 from tests.chaos.probes import ReadyWatch
 from tests.chaos.report import ChaosReport
 from tests.support.apache_kafka import RESTART_QUICKLY, ApacheKafka
@@ -43,12 +42,13 @@ async def test_a_broker_outage_is_a_few_lines_per_kind_of_failure(
     chaos_report: ChaosReport,
 ) -> None:
     with ApacheKafka(properties=RESTART_QUICKLY) as kafka:
-        settings = Settings(
-            broker_url=kafka.url,
-            topic_prefix=unique_prefix,
-            app_id=f"{unique_prefix}-app",
-            data_dir=tmp_path / "worker-data",
-            web_port=free_port(),
+        # Defaults otherwise (guarantee auto, log level INFO), as a user runs it.
+        settings = worker_settings(
+            kafka.url,
+            unique_prefix,
+            tmp_path / "worker-data",
+            kafka_producer_idempotence="auto",
+            processing_guarantee="auto",
             log_repeat_window_seconds=WINDOW,
         )
         await ensure_topics(settings)

@@ -21,12 +21,11 @@ import pytest
 
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core.registry import load_registry
-from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import ensure_topics
-from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.simulation import TriggerReader, phase_completions
+from tests.chaos.own_broker import worker_settings
 from tests.chaos.probes import ReadyWatch
 from tests.chaos.report import ChaosReport
 from tests.integration.test_readiness_faults import (
@@ -76,16 +75,7 @@ async def test_broker_restart_loses_no_completion_and_doubles_no_trigger(
     tmp_path: Path,
     chaos_report: ChaosReport,
 ) -> None:
-    settings = Settings(
-        broker_url=broker_fault.kafka.url,
-        topic_prefix=unique_prefix,
-        app_id=f"{unique_prefix}-app",
-        data_dir=tmp_path / "worker-data",
-        web_port=free_port(),
-        kafka_producer_idempotence=True,
-        processing_guarantee="exactly_once",
-        log_level="INFO",
-    )
+    settings = worker_settings(broker_fault.kafka.url, unique_prefix, tmp_path / "worker-data")
     fault = broker_fault.name
     await ensure_topics(settings)
     worker = start_worker(settings, restart_on_exit=True)

@@ -22,12 +22,11 @@ import pytest
 
 from phaseflow.models.events import PhaseTrigger
 from phaseflow.streams.core.registry import load_registry
-from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import ensure_topics
-from phaseflow.streams.local.ports import free_port
 from phaseflow.streams.local.worker_process import WorkerProcess
 from phaseflow.streams.publish import CompletionPublisher
 from phaseflow.streams.simulation import TriggerReader, phase_completions
+from tests.chaos.own_broker import worker_settings
 from tests.chaos.probes import ReadyWatch
 from tests.chaos.report import ChaosReport
 from tests.chaos.test_broker_restart import BrokerFault
@@ -101,16 +100,7 @@ async def test_ten_broker_restarts_in_a_row_never_stop_the_worker(
     fresh date's completions are published at once and their trigger is timed from the moment
     the broker answers again. The worker must ride out every restart by itself (0 exits)."""
     with ApacheKafka(properties=RESTART_QUICKLY) as kafka:
-        settings = Settings(
-            broker_url=kafka.url,
-            topic_prefix=unique_prefix,
-            app_id=f"{unique_prefix}-app",
-            data_dir=tmp_path / "worker-data",
-            web_port=free_port(),
-            kafka_producer_idempotence=True,
-            processing_guarantee="exactly_once",
-            log_level="INFO",
-        )
+        settings = worker_settings(kafka.url, unique_prefix, tmp_path / "worker-data")
         await ensure_topics(settings)
         worker = start_worker(settings, restart_on_exit=True)
         await asyncio.to_thread(worker.wait_ready, 180.0)

@@ -5,6 +5,7 @@ the client boundary and raises the real google.api_core exception types."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -219,6 +220,21 @@ class _FailingRunner:
         await self.sink.stop()
 
 
+async def _status_when(
+    service: PredictionSinkService, condition: Callable[[], Awaitable[bool]], what: str
+) -> dict[str, dict[str, Any]]:
+    """Run ``service`` until ``condition`` holds, take the worker's sinks status, stop it."""
+    running = asyncio.create_task(service.run())
+    try:
+        await poll(condition, what, give_up_after=30)
+        return WorkerState(
+            Components(prediction_sink=service), settings=SETTINGS, delivery=None
+        ).sinks()
+    finally:
+        await service.stop()
+        await running
+
+
 async def test_status_shows_why_the_sink_cannot_start() -> None:
     denied = forbidden("Access Denied: Dataset p:d: Permission bigquery.tables.create denied")
     double = ClientDouble().failing("create_table", denied)
@@ -227,20 +243,11 @@ async def test_status_shows_why_the_sink_cannot_start() -> None:
         runner_factory=lambda: _FailingRunner(sink_on(double)),  # type: ignore[arg-type,return-value]
         first_retry_seconds=60,
     )
-    running = asyncio.create_task(service.run())
 
     async def failed_once() -> bool:
         return service.start_failures > 0
 
-    try:
-        await poll(failed_once, "the sink's first start to fail", give_up_after=30)
-        status = WorkerState(
-            Components(prediction_sink=service), settings=SETTINGS, delivery=None
-        ).sinks()
-    finally:
-        await service.stop()
-        await running
-
+    status = await _status_when(service, failed_once, "the sink's first start to fail")
     sink_status = status["prediction_sink"]
     assert sink_status["running"] is False
     assert "BigQueryPermissionError" in sink_status["problem"]
@@ -262,20 +269,11 @@ async def test_status_shows_the_retried_error_while_the_sink_starts() -> None:
         runner_factory=lambda: _FailingRunner(sink),  # type: ignore[arg-type,return-value]
         first_retry_seconds=60,
     )
-    running = asyncio.create_task(service.run())
 
     async def retried() -> bool:
         return len(double.named("create_dataset")) >= 2
 
-    try:
-        await poll(retried, "the setup's call to be retried", give_up_after=30)
-        status = WorkerState(
-            Components(prediction_sink=service), settings=SETTINGS, delivery=None
-        ).sinks()
-    finally:
-        await service.stop()
-        await running
-
+    status = await _status_when(service, retried, "the setup's call to be retried")
     assert service.start_failures == 0  # still starting: the deadline has not passed
     sink_status = status["prediction_sink"]
     assert sink_status["running"] is False
