@@ -155,11 +155,15 @@ class BufferedSink(AsyncService, Generic[R]):
         #: retried; None once a flush succeeds.
         self.last_error: str | None = None
 
+    def describe_error(self, exc: BaseException) -> str:
+        """``exc`` as the one line ``last_error`` and the logs show (a subclass knows better)."""
+        return f"{type(exc).__name__}: {exc}"
+
     def note_retry(self, exc: BaseException) -> None:
         """A call of this sink failed and is retried: its error is the sink's problem until a
         flush succeeds (during setup, ``GET /status`` shows it instead of nothing)."""
         self.metrics.record_retry(exc)
-        self.last_error = f"{type(exc).__name__}: {exc} (retrying)"
+        self.last_error = f"{self.describe_error(exc)} (retrying)"
 
     # --- what a subclass provides ---------------------------------------------------------
 
@@ -237,11 +241,11 @@ class BufferedSink(AsyncService, Generic[R]):
             raise
         except Exception as exc:
             self._consecutive_failures += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = self.describe_error(exc)
             self.metrics.record_failure(exc)
             raise SinkFlushError(
                 f"batch {batch.batch_id} ({len(batch.entries)} rows, attempt {batch.attempts}) "
-                f"failed: {type(exc).__name__}: {exc}"
+                f"failed: {self.last_error}"
             ) from exc
         for _ in batch.entries:
             self._buffer.popleft()

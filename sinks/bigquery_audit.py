@@ -26,6 +26,7 @@ from phaseflow.sinks.base import Batch, BufferedSink, SinkMetrics
 from phaseflow.sinks.bigquery_tables import ensure_tables, setup_operation
 from phaseflow.sinks.predictions_consumer import SinkRunner
 from phaseflow.streams.core.bigquery_clients import BigQueryCalls, RetryPolicy, make_bigquery_client
+from phaseflow.streams.core.bigquery_errors import describe_bigquery_error
 from phaseflow.streams.core.bigquery_permissions import Operation
 from phaseflow.streams.core.settings import Settings
 from phaseflow.streams.core.topics import TopicName
@@ -143,6 +144,9 @@ class AuditSink(BufferedSink[AuditRecord]):
         # The table or dataset went away (an emulator restarted, an operator dropped it).
         log.warning("%s is missing; creating it again", self.table_id)
         await self._calls.attempt(self._setup_op, self._ensure_table)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return describe_bigquery_error(exc, self.settings.bigquery_endpoint)
 
     async def setup(self) -> None:
         await self._calls.call(self._setup_op, self._ensure_table)

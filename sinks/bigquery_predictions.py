@@ -78,6 +78,7 @@ from phaseflow.streams.core.bigquery_clients import (
     make_bigquery_client,
     make_write_client,
 )
+from phaseflow.streams.core.bigquery_errors import describe_bigquery_error
 from phaseflow.streams.core.bigquery_permissions import Operation
 from phaseflow.streams.core.settings import Settings
 
@@ -277,6 +278,9 @@ class PredictionSink(BufferedSink[Prediction]):
     async def _create_tables(self) -> None:
         log.warning("a table of %s is missing; creating the tables again", self.table_id)
         await self._calls.attempt(self._setup_op, self._ensure_tables_sync)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return describe_bigquery_error(exc, self.settings.bigquery_endpoint)
 
     async def setup(self) -> None:
         """Create the dataset, the target and the staging table and the latest-batch view when

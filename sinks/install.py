@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from phaseflow.sinks.base import SinkMetrics
 from phaseflow.sinks.bigquery_audit import audit_sink_runner
 from phaseflow.sinks.predictions_consumer import PredictionSinkRunner, SinkRunner
+from phaseflow.streams.core.bigquery_errors import describe_bigquery_error
 from phaseflow.streams.core.metrics import Metrics
 from phaseflow.streams.core.settings import Settings
 
@@ -126,14 +127,17 @@ class PredictionSinkService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 -- any start failure is retried
-                self._starting = None
+                starting, self._starting = self._starting, None
                 self.start_failures += 1
-                self.start_error = f"{type(exc).__name__}: {exc}"
+                self.start_error = (
+                    starting.sink.describe_error(exc)
+                    if starting is not None
+                    else describe_bigquery_error(exc, self.settings.bigquery_endpoint)
+                )
                 log.warning(
-                    "%s could not start (%s: %s); retrying in %.0f s",
+                    "%s could not start (%s); retrying in %.0f s",
                     self.name,
-                    type(exc).__name__,
-                    exc,
+                    self.start_error,
                     delay,
                 )
                 with contextlib.suppress(TimeoutError):
