@@ -26,13 +26,13 @@ from tests.support.apache_kafka import RESTART_QUICKLY, ApacheKafka
 
 pytestmark = [pytest.mark.chaos]
 
-OUTAGE = 15.0
+OUTAGE = 10.0
 #: The repeat window of this worker: short, so that the outage shows the counted repeats.
-WINDOW = 5.0
+WINDOW = 3.0
 #: Lines the worker may write while the broker is away: a few per kind of failure and window
 #: (the clients' retries, the lag monitor's and the readiness probe's own warnings).
 MOST_LINES = 250
-FAULT = "broker away (kill -9) 15 s under a worker"
+FAULT = f"broker away (kill -9) {OUTAGE:g} s under a worker"
 
 
 async def test_a_broker_outage_is_a_few_lines_per_kind_of_failure(
@@ -55,7 +55,7 @@ async def test_a_broker_outage_is_a_few_lines_per_kind_of_failure(
         worker = start_worker(settings, restart_on_exit=True)
         await asyncio.to_thread(worker.wait_ready, 180.0)
         async with ReadyWatch(settings.web_port) as watch:
-            await asyncio.sleep(3)  # a lag sample or two with the broker there
+            await asyncio.sleep(1)  # the worker settled with the broker there
             before = worker.log_path.stat().st_size
             kafka.kill()
             down_at = time.monotonic()
