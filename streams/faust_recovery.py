@@ -10,20 +10,15 @@ no readiness state (its recovery log printed highwater -1 for changelogs holding
 
 ``end_offsets`` sends a ListOffsets request with the consumer's isolation level, which is
 ``read_committed`` under transactions: the broker's last stable offset, known at any time.
-
-And it must see where a changelog ends soon, without skipping a record: see
-``use_quick_aborted_tx_detection`` (the recovery's wait, and the position it asks for).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, cast
 
 from faust.tables import recovery as faust_tables_recovery
-from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -39,13 +34,7 @@ def use_broker_highwaters_for_recovery() -> None:
 
 
 #: Faust's recovery loop waits this long for a changelog record (faust-streaming: 5 s).
-QUICK_RECOVERY_WAIT_SECONDS = 0.1
-#: Longest time a partition's position is held back for records not yet delivered (a bound on
-#: anything unforeseen keeping them undelivered: recovery then ends as it would have before).
-UNDELIVERED_HOLD_SECONDS = 5.0
-
-_RETURNED = "_phaseflow_returned"
-_UNDELIVERED_SINCE = "_phaseflow_undelivered_since"
+QUICK_RECOVERY_WAIT_SECONDS = 0.5
 
 
 class _RecoveryAsyncio:
@@ -55,10 +44,9 @@ class _RecoveryAsyncio:
     consumer never delivers: the last record Faust reads is one short of the highwater, and its
     recovery only notices that the consumer's position is past it ("Aborted tx until
     highwater") after two consecutive empty waits of its changelog queue, 2 x 5 s. That was 10 of
-    the 13 s a worker restarted after kill -9 spent before processing (chaos suite), and with
-    0.5 s waits still ~1 s of every restart. The only ``wait_for`` in that module is that wait.
-    Two empty waits of 0.1 s are safe because the position recovery then asks for counts only
-    records Faust has delivered (``position_of_delivered_records``).
+    the 13 s a worker restarted after kill -9 spent before processing (chaos suite). The only
+    ``wait_for`` in that module is that wait; two empty waits of 0.5 s still mean no record
+    arrived for a whole second while the consumer's position was past the highwater.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -71,72 +59,7 @@ class _RecoveryAsyncio:
         return asyncio.wait_for(awaitable, timeout)
 
 
-def _returned(faust_consumer: Any) -> dict[Any, int]:
-    found: dict[Any, int] | None = getattr(faust_consumer, _RETURNED, None)
-    if found is None:
-        found = {}
-        setattr(faust_consumer, _RETURNED, found)
-    return found
-
-
-def _record_returned(fetch_records: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """Faust's fetch in its consumer thread, noting the last offset it returned per partition.
-
-    It runs in the same thread (and loop) as every position request, right after aiokafka moved
-    the positions past the records, with no await in between: a position read later always
-    finds the records that moved it noted here."""
-
-    async def fetch_records_noted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        records = await fetch_records(self, *args, **kwargs)
-        if records:
-            returned = _returned(self.consumer)
-            for tp, batch in records.items():
-                if batch:
-                    returned[tp] = batch[-1].offset
-        return records
-
-    fetch_records_noted.__wrapped__ = fetch_records  # type: ignore[attr-defined]
-    return fetch_records_noted
-
-
-def _position_of_delivered_records(
-    position: Callable[..., Awaitable[int | None]], clock: Callable[[], float] = time.monotonic
-) -> Callable[..., Any]:
-    """Faust's ``Consumer.position`` (asked only by table recovery), held at the last record
-    fetched but not yet delivered.
-
-    aiokafka's position moves past a batch when the consumer thread returns it, before Faust's
-    drain loop has handed its records to the recovery queue one by one, with awaits in between.
-    Recovery takes "no record for two waits and the position past the highwater" for "only
-    commit markers are left" and then skips every record below the highwater: with a position
-    that counts undelivered records it would lose them (the shorter the waits, the likelier).
-    Faust's read offset of a partition is the last record it delivered; while the last record
-    returned is ahead of it, the position is that record's offset, below the highwater."""
-
-    async def position_of_delivered_records(self: Any, tp: Any) -> int | None:
-        found = await position(self, tp)
-        last = _returned(self).get(tp)
-        delivered = self._read_offset.get(tp)
-        since: dict[Any, float] = self.__dict__.setdefault(_UNDELIVERED_SINCE, {})
-        if found is None or last is None or (delivered is not None and delivered >= last):
-            since.pop(tp, None)
-            return found
-        if clock() - since.setdefault(tp, clock()) > UNDELIVERED_HOLD_SECONDS:
-            return found
-        return min(found, last)
-
-    position_of_delivered_records.__wrapped__ = position  # type: ignore[attr-defined]
-    return position_of_delivered_records
-
-
 def use_quick_aborted_tx_detection() -> None:
-    """Make Faust's recovery see the end of a transactional changelog in ~0.2 s, counting only
-    records it has delivered (idempotent)."""
+    """Make Faust's recovery see the end of a transactional changelog in ~1 s (idempotent)."""
     recovery_module: Any = faust_tables_recovery
     recovery_module.asyncio = _RecoveryAsyncio()
-    thread_class: Any = faust_aiokafka.AIOKafkaConsumerThread
-    if not hasattr(thread_class._fetch_records, "__wrapped__"):
-        thread_class._fetch_records = _record_returned(thread_class._fetch_records)
-    consumer_class: Any = faust_consumer.ThreadDelegateConsumer
-    if not hasattr(consumer_class.position, "__wrapped__"):
-        consumer_class.position = _position_of_delivered_records(consumer_class.position)
