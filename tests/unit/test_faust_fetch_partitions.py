@@ -59,6 +59,20 @@ async def consumer_thread() -> tuple[Any, Any, Any]:
     return thread, fetcher, assignment
 
 
+def fetch_waiting(fetcher: Any) -> asyncio.Event:
+    """Set once a fetch waits for records (aiokafka creates its waiter then)."""
+    waiting = asyncio.Event()
+    create_waiter = fetcher._create_fetch_waiter
+
+    def create_and_tell() -> Any:
+        waiter = create_waiter()
+        waiting.set()
+        return waiter
+
+    fetcher._create_fetch_waiter = create_and_tell
+    return waiting
+
+
 def records_arrive(fetcher: Any, assignment: Any, tp: TopicPartition, offsets: list[int]) -> None:
     fetcher._records[tp] = FetchResult(
         tp, assignment=assignment, partition_records=Batch(offsets), backoff=0
@@ -80,8 +94,9 @@ async def test_a_partition_paused_while_the_fetch_waits_is_not_taken_by_it() -> 
     fetch_only_active_partitions()
     thread, fetcher, assignment = await consumer_thread()
     active = {CHANGELOG}  # recovery: the stream partition is paused, the changelog is read
+    waiting = fetch_waiting(fetcher)
     fetching = asyncio.create_task(AIOKafkaConsumerThread.getmany(thread, active, WAIT))
-    await asyncio.sleep(0.05)  # the fetch is waiting for records
+    await asyncio.wait_for(waiting.wait(), 1.0)
     active.clear()  # recovery done: Faust pauses the changelog too (the streams stay paused)
     records_arrive(fetcher, assignment, STREAM, [1, 2, 3])  # reports sent during the recovery
     assert await fetching == {}
@@ -98,8 +113,9 @@ async def test_a_partition_resumed_while_the_fetch_waits_is_taken_by_it() -> Non
     fetch_only_active_partitions()
     thread, fetcher, assignment = await consumer_thread()
     active = {CHANGELOG}
+    waiting = fetch_waiting(fetcher)
     fetching = asyncio.create_task(AIOKafkaConsumerThread.getmany(thread, active, 5.0))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(waiting.wait(), 1.0)
     active.add(STREAM)  # recovery over: Faust resumes the stream partition
     records_arrive(fetcher, assignment, STREAM, [1, 2])
     taken = await asyncio.wait_for(fetching, 1.0)

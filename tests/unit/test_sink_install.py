@@ -44,10 +44,10 @@ class _SetupRetrying(BufferedSink[int]):
         self.attempted = asyncio.Event()
 
     async def setup(self) -> None:
-        while not self.reachable.is_set():
-            self.note_retry(ConnectionError("BigQuery at http://127.0.0.1:1 refused"))
-            self.attempted.set()
-            await asyncio.sleep(0.01)
+        # One failed call, then the retry that succeeds once BigQuery is reachable.
+        self.note_retry(ConnectionError("BigQuery at http://127.0.0.1:1 refused"))
+        self.attempted.set()
+        await self.reachable.wait()
 
     async def write_batch(self, batch: Batch[int]) -> None:
         raise AssertionError(f"nothing is written here ({len(batch.entries)} rows)")
