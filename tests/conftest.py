@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.bigquery",
     "tests.fixtures.worker",
     "tests.fixtures.chaos_report",
+    "tests.fixtures.logging_state",
 ]

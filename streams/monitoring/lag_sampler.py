@@ -58,6 +58,7 @@ from phaseflow.streams.core.clock import Clock, SystemClock
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.monitoring.commit_times import CommitTimes
 from phaseflow.streams.monitoring.lag_status import LagSample, Rewind
+from phaseflow.streams.monitoring.undecodable_answers import UndecodableAnswers
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class LagSampler(AsyncService):
         # False after the all-offsets request failed and the explicit one worked (Tansu):
         # explicit partitions from then.
         self.list_all_offsets = list_all_offsets
+        self._all_offsets_answered = False
         # False after DescribeGroups failed _DESCRIBE_ATTEMPTS rounds in a row: no member
         # assignments from then on.
         self.describe_groups = True
@@ -380,22 +382,27 @@ class LagSampler(AsyncService):
     async def committed(self, group: str) -> dict[TopicPartition, int]:
         """The group's committed offsets (partitions without one are left out)."""
         if self.list_all_offsets:
+            # Until one all-offsets answer was read, aiokafka's traceback for an answer it
+            # cannot decode (Tansu's) is held back: the warning below says it in one line.
+            undecodable = UndecodableAnswers(enabled=not self._all_offsets_answered)
             try:
-                offsets = await asyncio.wait_for(
-                    self._require()[0].list_consumer_group_offsets(group), self._timeout
-                )
+                with undecodable:
+                    offsets = await asyncio.wait_for(
+                        self._require()[0].list_consumer_group_offsets(group), self._timeout
+                    )
             except (KafkaError, TimeoutError) as error:
                 # The broker may just be away: switch only if the explicit request works.
                 explicit = await self._committed_in_partitions(group)
                 log.warning(
-                    "listing all offsets of group %s failed (%r) where asking for explicit "
+                    "listing all offsets of group %s failed (%s) where asking for explicit "
                     "partitions works; asking for explicit partitions from now on (Tansu does "
                     "not answer the all-offsets request)",
                     group,
-                    error,
+                    undecodable.describe(error),
                 )
                 self.list_all_offsets = False
                 return explicit
+            self._all_offsets_answered = True
             return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
         return await self._committed_in_partitions(group)
 

@@ -221,3 +221,8 @@ async def test_defaults_on_the_embedded_broker_send_deadline_triggers_and_api_re
         async with TopicReader(settings, TopicName.RERUN_REQUESTS, RerunRequest) as reruns:
             found = await reruns.read_until(lambda got: len(got) >= 2, give_up_after=30)
         assert sorted(r.reason for r in found) == ["manual", "missing_at_deadline"]
+        # The lag monitor met Tansu's answer to the all-offsets request: one warning line,
+        # not aiokafka's traceback.
+        log_text = worker.log_path.read_text(errors="replace")
+        assert "asking for explicit partitions from now on" in log_text
+        assert "Traceback" not in log_text, worker.tail(80)
