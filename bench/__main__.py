@@ -108,6 +108,16 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
                 "",
             )
         )
+        no_stream = readiness.get("faust_without_stream_events_per_s")
+        if no_stream is not None:
+            rows.append(
+                (
+                    "Faust consumer without its stream (channel queue)",
+                    f"{no_stream:,} events/s",
+                    f"{no_stream / readiness['faust_noop_events_per_s']:.2f}x the bare agent",
+                    "",
+                )
+            )
         for guarantee, rate in readiness["quix_events_per_s"].items():
             rows.append(
                 (

@@ -7,7 +7,8 @@ Runs with no arguments on the embedded broker (or ``PHASEFLOW_BROKER_URL``). One
 3. agent: a ``phaseflow worker`` started on the backlog; time from its ready line until its
    committed offsets reach the end of the topic; beside it a bare Faust agent (no work, and one
    table write per event) and the peer, a Quix Streams app doing a read-modify-write of a
-   per-date dict in its State (``bench.quix_peer``; at_least_once and exactly_once), each
+   per-date dict in its State (``bench.quix_peer``; at_least_once and exactly_once), Faust's
+   consumer without its stream (a task draining a subscribed channel's queue), each
    on the same topic; and how many changelog records the agent and the peer wrote;
 4. backfill: 365 dates x 40 completions (every phase), shuffled, 10 % duplicates, through a
    fresh worker; wall time from its ready line until it settled with exactly one trigger per
@@ -480,6 +481,9 @@ def throughput_run(broker: BenchBroker, workdir: Path) -> dict[str, Any]:
         else None
     )
     table_write = faust_baseline_rate(settings, len(records), "table")
+    # Faust's fetch, decode and delivery without its per-event stream: the floor of a
+    # readiness path that left the stream (not built; issue 14 item 4).
+    no_stream = faust_baseline_rate(settings, len(records), "queue")
     agent = agent_rate(settings, len(records), workdir / "agent.log")
     agent_changelog = asyncio.run(changelog_records(settings, f"{settings.app_id}-readiness"))
     quix: dict[str, float] = {}
@@ -502,6 +506,7 @@ def throughput_run(broker: BenchBroker, workdir: Path) -> dict[str, Any]:
         else round(agent / noop_eos, 3),
         "faust_table_write_events_per_s": round(table_write),
         "ratio_to_faust_table_write": round(agent / table_write, 3),
+        "faust_without_stream_events_per_s": round(no_stream),
         "quix_events_per_s": {g.replace("-", "_"): round(rate) for g, rate in quix.items()},
         "ratio_to_quix": {g.replace("-", "_"): round(agent / rate, 3) for g, rate in quix.items()},
         "agent_changelog_records": agent_changelog,
@@ -525,6 +530,9 @@ def print_throughput(figures: dict[str, Any]) -> None:
         f"{'bare Faust agent, 1 table write (events/s)':<50} "
         f"{figures['faust_table_write_events_per_s']:>12,}"
     )
+    no_stream = figures.get("faust_without_stream_events_per_s")
+    if no_stream is not None:
+        print(f"{'Faust consumer, no stream: channel queue (events/s)':<50} {no_stream:>12,}")
     print(f"{'readiness agent (events/s)':<50} {agent:>12,}")
     for guarantee, rate in figures["quix_events_per_s"].items():
         print(f"{f'Quix Streams per-date state, {guarantee} (events/s)':<50} {rate:>12,}")
