@@ -49,6 +49,19 @@ def summary_url(base_url: str, game_date: date) -> str:
     return f"{base_url.rstrip('/')}/status?{urllib.parse.urlencode({'date': game_date})}"
 
 
+def unreadable_status(base: str, address: str, error: BaseException) -> str:
+    """Why ``GET /status`` could not be read, in one line that says what to check."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"the worker at {base} answered {error.code} {error.reason} for {address}"
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, OSError) and reason.strerror:
+        reason = reason.strerror
+    return (
+        f"no worker answers at {base} ({reason}); start one (phaseflow worker) or point at it "
+        "with --url or PHASEFLOW_WEB_HOST / PHASEFLOW_WEB_PORT"
+    )
+
+
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - operator-given http URL
         body: bytes = response.read()
@@ -203,11 +216,12 @@ def run_status(
     is); 1 (the reason on stderr, nothing on stdout, so a script reading stdout never parses an
     error as a status) when the worker cannot be asked."""
     stream = out or sys.stdout
-    address = summary_url(url or default_url(settings), game_date)
+    base = url or default_url(settings)
+    address = summary_url(base, game_date)
     try:
         body = fetch(address)
     except (urllib.error.URLError, OSError) as error:
-        (err or sys.stderr).write(f"phaseflow status: cannot read {address}: {error}\n")
+        (err or sys.stderr).write(f"phaseflow: error: {unreadable_status(base, address, error)}\n")
         return 1
     summary = StatusSummary.model_validate_json(body)  # a body that is no status fails here
     if as_json:

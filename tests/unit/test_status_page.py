@@ -6,6 +6,7 @@ import io
 import urllib.error
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from email.message import Message
 from html.parser import HTMLParser
 from typing import Any
 
@@ -29,6 +30,7 @@ from phaseflow.streams.status import (
     run_status,
     summary_url,
     text_sparkline,
+    unreadable_status,
 )
 from phaseflow.streams.web.status_page import SPARK_HEIGHT, render_status_page, sparkline
 from phaseflow.streams.web.status_summary import (
@@ -365,7 +367,25 @@ def test_run_status_asks_the_worker_and_reports_an_unreachable_one() -> None:
     code = run_status(settings, game_date=DAY, url="http://w:1/", out=out, err=err, fetch=refuse)
     assert code == 1
     assert out.getvalue() == ""
-    assert "cannot read http://w:1/status?date=2026-11-28" in err.getvalue()
+    assert err.getvalue() == (
+        "phaseflow: error: no worker answers at http://w:1/ (connection refused); start one "
+        "(phaseflow worker) or point at it with --url or PHASEFLOW_WEB_HOST / PHASEFLOW_WEB_PORT\n"
+    )
+
+
+def test_status_names_what_went_wrong_in_one_line() -> None:
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    assert unreadable_status("http://w:1", "http://w:1/status", refused).startswith(
+        "no worker answers at http://w:1 (Connection refused); start one"
+    )
+    timed_out = TimeoutError("timed out")
+    assert "(timed out)" in unreadable_status("http://w:1", "http://w:1/status", timed_out)
+    denied = urllib.error.HTTPError(
+        "http://w:1/status", 503, "Service Unavailable", Message(), None
+    )
+    assert unreadable_status("http://w:1", "http://w:1/status", denied) == (
+        "the worker at http://w:1 answered 503 Service Unavailable for http://w:1/status"
+    )
 
 
 def test_default_url_and_summary_url() -> None:
