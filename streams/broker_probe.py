@@ -24,6 +24,7 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.clock import Clock, SystemClock
+from phaseflow.streams.core.held_records import HeldRecords, is_refused_connection
 
 if TYPE_CHECKING:  # the completion client probes too and must not import the worker's Settings
     from phaseflow.streams.core.settings import Settings
@@ -114,8 +115,11 @@ async def _bootstrapped_client(
 ) -> AIOKafkaClient:
     client = kafka_clients.client(connection, request_timeout_ms=int(answer_within * 1000))
     try:
-        async with asyncio.timeout(answer_within):
-            await client.bootstrap()
+        # A refused connection is said below in one line naming the address and the setting;
+        # aiokafka's own ERROR line for it would only precede that line.
+        with HeldRecords(("aiokafka",), is_refused_connection):
+            async with asyncio.timeout(answer_within):
+                await client.bootstrap()
     except (TimeoutError, kafka_errors.KafkaError) as error:
         await client.close()
         # aiokafka says only "Unable to bootstrap"; one more connection tells a wrong password,

@@ -55,10 +55,10 @@ from aiokafka.errors import KafkaError
 
 from phaseflow.streams.core import kafka_clients
 from phaseflow.streams.core.clock import Clock, SystemClock
+from phaseflow.streams.core.held_records import HeldRecords, is_undecodable_answer
 from phaseflow.streams.core.lifecycle import AsyncService
 from phaseflow.streams.monitoring.commit_times import CommitTimes
 from phaseflow.streams.monitoring.lag_status import LagSample, Rewind
-from phaseflow.streams.monitoring.undecodable_answers import UndecodableAnswers
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,9 @@ class LagSampler(AsyncService):
         if self.list_all_offsets:
             # Until one all-offsets answer was read, aiokafka's traceback for an answer it
             # cannot decode (Tansu's) is held back: the warning below says it in one line.
-            undecodable = UndecodableAnswers(enabled=not self._all_offsets_answered)
+            undecodable = HeldRecords(
+                ("aiokafka.conn",), is_undecodable_answer, enabled=not self._all_offsets_answered
+            )
             try:
                 with undecodable:
                     offsets = await asyncio.wait_for(
@@ -393,12 +395,15 @@ class LagSampler(AsyncService):
             except (KafkaError, TimeoutError) as error:
                 # The broker may just be away: switch only if the explicit request works.
                 explicit = await self._committed_in_partitions(group)
+                reason = str(error) or type(error).__name__  # aiokafka's errors name their type
+                if undecodable.held:
+                    reason += "; aiokafka could not decode the broker's answer"
                 log.warning(
                     "listing all offsets of group %s failed (%s) where asking for explicit "
                     "partitions works; asking for explicit partitions from now on (Tansu does "
                     "not answer the all-offsets request)",
                     group,
-                    undecodable.describe(error),
+                    reason,
                 )
                 self.list_all_offsets = False
                 return explicit

@@ -3,6 +3,7 @@ idempotence from the broker's capabilities) and 503 for dependency failures in w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -323,8 +324,15 @@ def test_status_shows_the_identity_and_the_resolved_guarantee(tmp_path: Path) ->
     )
 
 
-async def test_an_unreachable_broker_fails_the_probe_with_one_line() -> None:
+async def test_an_unreachable_broker_fails_the_probe_with_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     port = free_port()  # nothing listens there
     settings = Settings(broker_url=f"kafka://127.0.0.1:{port}")
     with pytest.raises(BrokerProbeError, match=f"cannot reach the broker at 127.0.0.1:{port}"):
         await probe_broker(settings, answer_within=5)
+    # The error is the one line: aiokafka's "Unable connect to ..." is held back.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    after = logging.getLogger("aiokafka")
+    assert not after.filters  # and only while the probe ran
