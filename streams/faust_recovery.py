@@ -168,7 +168,7 @@ def _position_of_delivered_records(
 
 def use_quick_aborted_tx_detection() -> None:
     """Make Faust's recovery see the end of a transactional changelog in ~0.2 s, counting only
-    records it has delivered (idempotent)."""
+    records its loop has taken (idempotent)."""
     recovery_module: Any = faust_tables_recovery
     recovery_module.asyncio = _RecoveryAsyncio()
     thread_class: Any = faust_aiokafka.AIOKafkaConsumerThread
