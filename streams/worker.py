@@ -33,7 +33,7 @@ EXIT_BROKER_UNAVAILABLE = 1
 
 
 def _fail(message: str, status: int) -> None:
-    print(f"phaseflow worker: {message}", file=sys.stderr, flush=True)  # noqa: T201
+    print(f"phaseflow: error: {message}", file=sys.stderr, flush=True)  # noqa: T201
     raise SystemExit(status)
 
 

@@ -175,7 +175,7 @@ async def test_an_explicit_setting_the_broker_cannot_honour_exits_2_naming_it(
             lines = done.stderr.strip().splitlines()
             assert len(lines) >= 1
             last = lines[-1]
-            assert last.startswith("phaseflow worker: "), done.stderr
+            assert last.startswith("phaseflow: error: "), done.stderr
             assert f"PHASEFLOW_{setting.upper()}=" in last
             assert "Traceback" not in done.stderr
             assert not await all_topics(settings), "refused, yet it created topics"

@@ -228,7 +228,7 @@ def test_the_worker_exits_1_with_one_line_and_no_password() -> None:
     )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("phaseflow worker: cannot reach the broker at 127.0.0.1:1")
+    assert lines[-1].startswith("phaseflow: error: cannot reach the broker at 127.0.0.1:1")
     assert "PHASEFLOW_BROKER_URL" in lines[-1]
     # Only phaseflow's line says it: not aiokafka's "Unable connect to ..." before it.
     assert not [line for line in lines if "ERROR" in line or "aiokafka" in line], lines
