@@ -138,7 +138,9 @@ def _position_of_delivered_records(
     async def position_of_delivered_records(self: Any, tp: Any) -> int | None:
         found = await position(self, tp)
         last = _returned(self).get(tp)
-        since: dict[Any, float] = self.__dict__.setdefault(_UNDELIVERED_SINCE, {})
+        # tp -> (the last returned offset it was held for, since when): a hold that ran out is
+        # not taken again for the same records, but is for records returned after them.
+        since: dict[Any, tuple[int, float]] = self.__dict__.setdefault(_UNDELIVERED_SINCE, {})
         if found is None or last is None:
             since.pop(tp, None)
             return found
@@ -148,8 +150,9 @@ def _position_of_delivered_records(
         if not on_the_way and not waiting:
             since.pop(tp, None)
             return found
-        if tp not in since:
-            since[tp] = clock()
+        held = since.get(tp)
+        if held is None or held[0] != last:
+            held = since[tp] = (last, clock())
             log.info(
                 "table recovery: %s is at %s but records up to %s are not applied yet (%s); "
                 "holding its end until they are",
@@ -158,7 +161,7 @@ def _position_of_delivered_records(
                 last,
                 "in the recovery queue" if waiting else "fetched, not yet delivered",
             )
-        if clock() - since[tp] > UNDELIVERED_HOLD_SECONDS:
+        if clock() - held[1] > UNDELIVERED_HOLD_SECONDS:
             return found
         return min(found, last)
 
