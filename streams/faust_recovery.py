@@ -75,11 +75,9 @@ class _RecoveryAsyncio:
 
 
 def _returned(faust_consumer: Any) -> dict[Any, int]:
-    found: dict[Any, int] | None = getattr(faust_consumer, _RETURNED, None)
-    if found is None:
-        found = {}
-        setattr(faust_consumer, _RETURNED, found)
-    return found
+    """tp -> the last offset the consumer thread returned (kept on Faust's consumer)."""
+    returned: dict[Any, int] = faust_consumer.__dict__.setdefault(_RETURNED, {})
+    return returned
 
 
 def _record_returned(fetch_records: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
