@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Final
 
@@ -41,6 +42,7 @@ MARKERS: Final = {
 
 def run_once(selector: str, workdir: Path, *, busy: bool) -> tuple[int, dict[str, object]]:
     """One pytest run of the selected chaos test; its exit status and its chaos report."""
+    started = time.time()
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         done = subprocess.run(  # noqa: S603 - this interpreter, our own tests
@@ -70,7 +72,8 @@ def run_once(selector: str, workdir: Path, *, busy: bool) -> tuple[int, dict[str
             spinner.wait()
     (workdir / "pytest.log").write_text(done.stdout + done.stderr)
     report: dict[str, object] = {}
-    if REPORT.exists():
+    # Only a report this run wrote: one that failed before writing it shows no figures.
+    if REPORT.exists() and REPORT.stat().st_mtime >= started:
         shutil.copy(REPORT, workdir / "chaos-report.json")
         report = json.loads(REPORT.read_text())
     return done.returncode, report
